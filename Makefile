@@ -1,0 +1,36 @@
+# make demo   Gunicorn (4 workers, 127.0.0.1:8000) serving examples/flask_app.py;
+#             edit examples/config.yaml and watch every worker switch.
+# make test   the whole test suite (creates .venv on first use).
+# make lint   ruff and mypy --strict.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	HOTCFG_SOURCE=$(CURDIR)/examples/config.yaml \
+	$(BIN)/gunicorn -c gunicorn_conf.py --workers 4 --bind 127.0.0.1:8000 \
+		--no-control-socket --pythonpath examples flask_app:app
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check hotcfg tests benchmarks examples gunicorn_conf.py
+	$(BIN)/ruff format --check hotcfg
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/propagation.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

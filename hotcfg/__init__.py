@@ -1,0 +1,55 @@
+"""hotcfg: change a running service's configuration without a restart.
+
+One process per host (the Gunicorn master) watches and validates the
+configuration and publishes it into shared memory; every worker switches to
+the new version at its next request. In application code::
+
+    import hotcfg
+
+    timeout = hotcfg.get("db.timeout", 5)      # dotted path, default if absent
+
+    @hotcfg.on_change("log.level")
+    def apply_level(old, new):
+        logging.getLogger().setLevel(new or "INFO")
+
+See the README for the Gunicorn, WSGI and standalone set-ups.
+"""
+
+from ._api import configure as configure
+from ._api import generation as generation
+from ._api import get as get
+from ._api import on_change as on_change
+from ._api import require as require
+from ._api import snapshot as snapshot
+from ._errors import ConfigError as ConfigError
+from ._errors import CorruptSegmentError as CorruptSegmentError
+from ._errors import HotcfgError as HotcfgError
+from ._errors import MissingKeyError as MissingKeyError
+from ._errors import NotConfiguredError as NotConfiguredError
+from ._errors import ParseError as ParseError
+from ._errors import SegmentError as SegmentError
+from ._errors import SourceError as SourceError
+from ._errors import ValidationError as ValidationError
+from ._snapshot import Snapshot as Snapshot
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CorruptSegmentError",
+    "HotcfgError",
+    "MissingKeyError",
+    "NotConfiguredError",
+    "ParseError",
+    "SegmentError",
+    "Snapshot",
+    "SourceError",
+    "ValidationError",
+    "__version__",
+    "configure",
+    "generation",
+    "get",
+    "on_change",
+    "require",
+    "snapshot",
+]

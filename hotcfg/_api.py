@@ -1,0 +1,186 @@
+"""The process-global state behind ``hotcfg.get()`` and friends.
+
+Three situations, one API:
+
+* **Gunicorn master**: ``integrations.gunicorn`` calls :func:`ensure_publisher`
+  before the first fork; the master publishes and never serves requests.
+* **Gunicorn worker**: ``post_worker_init`` calls :func:`attach_worker`, which
+  maps the inherited segment with the worker's table slot. ``pre_request``
+  pins a snapshot for the request (:func:`pin`).
+* **Anywhere else** (``flask run``, a script, a test): the first call to
+  :func:`reader` creates a publisher and a reader in this process from
+  ``HOTCFG_SOURCE`` (or :func:`configure`), with the same file watching.
+
+Fork story: the publisher is inert in a child (pid check in ``_publisher``);
+a reader inherited by a child keeps reading the parent's segment; the
+module lock is replaced in the child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextvars
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from ._errors import HotcfgError, NotConfiguredError
+from ._publisher import Publisher
+from ._reader import ChangeCallback, ChangeCallbacks, Reader
+from ._segment import Segment
+from ._settings import Settings
+from ._snapshot import Snapshot
+from ._sources import FileSource
+
+_logger = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_settings: Settings | None = None
+_publisher: Publisher | None = None
+_reader: Reader | None = None
+_callbacks = ChangeCallbacks()
+_pinned: contextvars.ContextVar[Snapshot | None] = contextvars.ContextVar(
+    "hotcfg_pinned", default=None
+)
+
+F = TypeVar("F", bound=ChangeCallback)
+
+
+def settings() -> Settings:
+    """This process's settings, resolved once (or as :func:`configure` set them)."""
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = Settings.resolve()
+        return _settings
+
+
+def configure(source: str | os.PathLike[str] | None = None, **options: Any) -> None:
+    """Set this process's settings explicitly, before hotcfg is first used.
+
+    Args:
+        source: the config file (overrides ``HOTCFG_SOURCE``).
+        **options: any other :class:`~hotcfg._settings.Settings` field, e.g.
+            ``debounce_ms=50`` or ``validator="app.config:check"``.
+
+    Raises:
+        HotcfgError: hotcfg is already running in this process.
+    """
+    global _settings
+    with _lock:
+        if _publisher is not None or _reader is not None:
+            raise HotcfgError("hotcfg is already running in this process")
+        _settings = Settings.resolve(source=source, **options)
+
+
+def ensure_publisher(*, start_watching: bool = True) -> Publisher:
+    """The publisher of this process, created (and first published) if needed.
+
+    Raises:
+        ConfigError: the source is missing or invalid at start, unless
+            ``HOTCFG_START_EMPTY`` allows starting with an empty mapping.
+        SegmentError: the shared segment cannot be created.
+    """
+    global _publisher
+    with _lock:
+        if _publisher is None:
+            cfg = settings()
+            source = FileSource.from_settings(cfg)
+            segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
+            publisher = Publisher(source, segment, debounce_ms=cfg.debounce_ms)
+            try:
+                publisher.publish_from_source(raise_errors=not cfg.start_empty)
+            except HotcfgError:
+                segment.close(unlink=True)
+                raise
+            _publisher = publisher
+            atexit.register(publisher.close)  # inert in forked children (pid check)
+        if start_watching:
+            _publisher.start_watching()
+        return _publisher
+
+
+def attach_worker(*, slot: int | None) -> Reader:
+    """Map the inherited segment in a freshly forked worker (Gunicorn)."""
+    global _reader
+    with _lock:
+        if _publisher is None:
+            raise NotConfiguredError("hotcfg has no segment in this process")
+        if _reader is not None:
+            _reader.close()
+        _reader = Reader(_publisher.segment.view(), slot=slot, callbacks=_callbacks)
+        return _reader
+
+
+def reader() -> Reader:
+    """This process's reader, started from the settings on first use."""
+    global _reader
+    current = _reader
+    if current is not None:
+        return current
+    with _lock:
+        if _reader is None:
+            publisher = ensure_publisher()
+            _reader = Reader(publisher.segment.view(), callbacks=_callbacks)
+        return _reader
+
+
+def current() -> Snapshot:
+    """The snapshot pinned for this request, else the latest one."""
+    snap = _pinned.get()
+    return snap if snap is not None else reader().refresh()
+
+
+def pin() -> contextvars.Token[Snapshot | None]:
+    """Refresh and pin one snapshot for the current request (or context)."""
+    return _pinned.set(reader().refresh())
+
+
+def unpin(token: contextvars.Token[Snapshot | None] | None = None) -> None:
+    """End the pin; outside a request :func:`current` refreshes again."""
+    if token is not None:
+        _pinned.reset(token)
+    else:
+        _pinned.set(None)
+
+
+def pinned() -> Snapshot | None:
+    return _pinned.get()
+
+
+def get(path: str | Sequence[str], default: Any = None) -> Any:
+    """Value at a dotted path in the current snapshot, or ``default``."""
+    return current().get(path, default)
+
+
+def require(path: str | Sequence[str]) -> Any:
+    """Value at a dotted path; raises ``MissingKeyError`` when absent."""
+    return current().require(path)
+
+
+def snapshot() -> Snapshot:
+    return current()
+
+
+def generation() -> int:
+    return current().generation
+
+
+def on_change(path: str | Sequence[str] | None = None) -> Callable[[F], F]:
+    """Decorator registering ``callback(old, new)`` for changes at ``path``."""
+
+    def register(callback: F) -> F:
+        _callbacks.add(path, callback)
+        return callback
+
+    return register
+
+
+def _reset_lock_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_lock_in_child)

@@ -1,0 +1,403 @@
+"""The segment's byte layout: the one place that knows it.
+
+PURE: functions over any buffer (``bytearray``, ``mmap``, ``memoryview``); no
+files, no signals, no clock (times are passed in). Must not import ``os``,
+``mmap``, ``signal``, ``threading`` or ``time``.
+
+Layout (all integers little-endian)::
+
+    offset  size  field
+    ------  ----  ----------------------------------------------------------
+         0     8  magic  b"HOTCFGSG"
+         8     2  layout version (LAYOUT_VERSION)
+        10     2  flags (bit 0: the last publish attempt was rejected)
+        12     4  header size (HEADER_SIZE)
+        16     8  sequence: odd while the writer is updating the header
+        24     8  generation: 0 = nothing published yet, then +1 per publish
+        32     8  capacity: bytes the writer has made valid in the file
+        40     8  payload offset
+        48     8  payload length
+        56     4  payload CRC-32
+        60     4  writer pid
+        64     8  published at (Unix time, float64)
+        72     8  last error at (Unix time, float64)
+        80     8  rejected count (publish attempts refused since creation)
+        88     4  worker table offset
+        92     4  worker table slots
+        96     2  source label length      (label at 104, at most 256 bytes)
+        98     2  last error length        (text at 360, at most 1024 bytes)
+      4096        worker table: WORKER_SLOTS x 32 bytes
+                  (pid int64, applied generation uint64, applied at float64, 0)
+     36864        payloads (msgpack), placed by plan_offset()
+
+Concurrency: one writer, many readers. A payload is written *outside* the
+live one (double buffering, see :func:`plan_offset`) and only then made
+live by a header update under a seqlock. Readers copy the header and the
+payload, check that the sequence did not move and that the CRC matches;
+either check failing means a retry, so a torn read is caught on any CPU, not
+only on x86's strong memory order.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import msgpack
+
+from ._errors import CorruptSegmentError, ValidationError
+from ._snapshot import Snapshot
+
+Buffer = bytearray | memoryview | Any  # mmap.mmap is a writable buffer too
+
+MAGIC = b"HOTCFGSG"
+LAYOUT_VERSION = 1
+HEADER_SIZE = 4096
+WORKER_SLOTS = 1024
+MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
+SOURCE_MAX_BYTES = 256
+ERROR_MAX_BYTES = 1024
+
+FLAG_REJECTED = 0x1
+
+_FIXED = struct.Struct("<8sHHIQQQQQIIddQIIHH")
+_U64 = struct.Struct("<Q")
+_U16 = struct.Struct("<H")
+_SLOT = struct.Struct("<qQdQ")
+
+SEQ_OFFSET = 16
+GENERATION_OFFSET = 24
+#: Index of the generation in the buffer viewed as ``uint64`` (``cast("Q")``).
+GENERATION_INDEX = GENERATION_OFFSET // 8
+_FLAGS_OFFSET = 10
+_ERROR_AT_OFFSET = 72
+_REJECTED_OFFSET = 80
+_ERROR_LEN_OFFSET = 98
+_SOURCE_OFFSET = 104
+_ERROR_OFFSET = _SOURCE_OFFSET + SOURCE_MAX_BYTES
+TABLE_OFFSET = HEADER_SIZE
+DATA_START = TABLE_OFFSET + WORKER_SLOTS * _SLOT.size
+_ALIGN = 64
+_EMPTY_MAP = msgpack.packb({})
+
+assert _ERROR_OFFSET + ERROR_MAX_BYTES <= HEADER_SIZE
+assert DATA_START % 4096 == 0
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The decoded fixed header (a copy; the buffer may change under it)."""
+
+    layout: int
+    flags: int
+    sequence: int
+    generation: int
+    capacity: int
+    payload_offset: int
+    payload_length: int
+    payload_crc: int
+    writer_pid: int
+    published_at: float
+    error_at: float
+    rejected_count: int
+    table_offset: int
+    table_slots: int
+    source: str
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """What one worker last wrote into its slot of the worker table."""
+
+    slot: int
+    pid: int
+    generation: int
+    applied_at: float
+
+
+def minimum_capacity(payload_length: int) -> int:
+    """Smallest segment that holds the header, the table and one payload."""
+    return DATA_START + _align(payload_length)
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _clip(text: str, limit: int) -> bytes:
+    raw = text.encode("utf-8", "replace")[:limit]
+    # Cutting may split a multi-byte character; decode-with-ignore drops the stub.
+    return raw.decode("utf-8", "ignore").encode("utf-8")
+
+
+def _get_u64(buf: Buffer, offset: int) -> int:
+    value: int = _U64.unpack_from(buf, offset)[0]
+    return value
+
+
+def _bump_sequence(buf: Buffer) -> int:
+    seq = _get_u64(buf, SEQ_OFFSET) + 1
+    _U64.pack_into(buf, SEQ_OFFSET, seq)
+    return seq
+
+
+def format_segment(buf: Buffer, *, capacity: int, writer_pid: int) -> None:
+    """Write a fresh header (generation 0, an empty mapping) and a clear table."""
+    if len(buf) < DATA_START + _ALIGN or capacity > len(buf):
+        raise ValueError("buffer too small for a segment")
+    buf[0:DATA_START] = bytes(DATA_START)
+    buf[DATA_START : DATA_START + len(_EMPTY_MAP)] = _EMPTY_MAP
+    _FIXED.pack_into(
+        buf, 0, MAGIC, LAYOUT_VERSION, 0, HEADER_SIZE,
+        0, 0, capacity, DATA_START, len(_EMPTY_MAP), zlib.crc32(_EMPTY_MAP),
+        writer_pid, 0.0, 0.0, 0, TABLE_OFFSET, WORKER_SLOTS, 0, 0,
+    )  # fmt: skip
+
+
+def read_header(buf: Buffer) -> Header:
+    """Decode the header as it is now (not necessarily consistent).
+
+    Raises:
+        CorruptSegmentError: too short, wrong magic or unknown layout.
+    """
+    if len(buf) < HEADER_SIZE:
+        raise CorruptSegmentError(f"segment too short ({len(buf)} bytes)")
+    try:
+        (magic, layout, flags, header_size, seq, generation, capacity, offset, length,
+         crc, pid, published_at, error_at, rejected, table_offset, table_slots,
+         source_len, error_len) = _FIXED.unpack_from(buf, 0)  # fmt: skip
+        source = bytes(buf[_SOURCE_OFFSET : _SOURCE_OFFSET + source_len])
+        error = bytes(buf[_ERROR_OFFSET : _ERROR_OFFSET + error_len])
+    except (struct.error, TypeError, ValueError) as exc:
+        raise CorruptSegmentError(f"unreadable segment header: {exc}") from exc
+    if magic != MAGIC:
+        raise CorruptSegmentError("not a hotcfg segment (bad magic)")
+    if layout != LAYOUT_VERSION or header_size != HEADER_SIZE:
+        raise CorruptSegmentError(f"unsupported segment layout {layout}")
+    if source_len > SOURCE_MAX_BYTES or error_len > ERROR_MAX_BYTES:
+        raise CorruptSegmentError("segment header text fields out of range")
+    return Header(
+        layout=layout,
+        flags=flags,
+        sequence=seq,
+        generation=generation,
+        capacity=capacity,
+        payload_offset=offset,
+        payload_length=length,
+        payload_crc=crc,
+        writer_pid=pid,
+        published_at=published_at,
+        error_at=error_at,
+        rejected_count=rejected,
+        table_offset=table_offset,
+        table_slots=table_slots,
+        source=source.decode("utf-8", "replace"),
+        error=error.decode("utf-8", "replace") if flags & FLAG_REJECTED else None,
+    )
+
+
+def read_generation(buf: Buffer) -> int:
+    """The published generation: one aligned 8-byte read, no consistency needed."""
+    return _get_u64(buf, GENERATION_OFFSET)
+
+
+def plan_offset(header: Header, payload_length: int) -> int:
+    """Where the next payload goes: never over the live payload.
+
+    Readers may still be copying the live payload when the next one is
+    written, so the new one goes before it when it fits there, else right
+    after it. The capacity needed is ``offset + payload_length``; it stays
+    within about three times the largest payload.
+    """
+    if DATA_START + payload_length <= header.payload_offset:
+        return DATA_START
+    return _align(header.payload_offset + header.payload_length)
+
+
+def write_payload(buf: Buffer, offset: int, payload: bytes) -> int:
+    """Copy a payload to ``offset`` (not yet live); returns its CRC-32."""
+    if offset < DATA_START or offset + len(payload) > len(buf):
+        raise ValueError("payload does not fit at that offset")
+    buf[offset : offset + len(payload)] = payload
+    return zlib.crc32(payload)
+
+
+def commit(
+    buf: Buffer,
+    *,
+    generation: int,
+    offset: int,
+    length: int,
+    crc: int,
+    published_at: float,
+    source: str,
+    writer_pid: int,
+) -> None:
+    """Make a written payload live as ``generation`` (seqlock-protected).
+
+    A successful publish also clears the rejection flag: the error shown by
+    ``status`` is about the current state of the source.
+    """
+    label = _clip(source, SOURCE_MAX_BYTES)
+    _bump_sequence(buf)  # odd: readers retry
+    _U16.pack_into(buf, _FLAGS_OFFSET, 0)
+    struct.pack_into("<QQIId", buf, 40, offset, length, crc, writer_pid, published_at)
+    buf[_SOURCE_OFFSET : _SOURCE_OFFSET + len(label)] = label
+    _U16.pack_into(buf, 96, len(label))
+    _U64.pack_into(buf, GENERATION_OFFSET, generation)
+    _bump_sequence(buf)  # even: consistent again
+
+
+def set_capacity(buf: Buffer, capacity: int) -> None:
+    """Announce a grown capacity; readers remap when it exceeds their mapping."""
+    _bump_sequence(buf)
+    _U64.pack_into(buf, 32, capacity)
+    _bump_sequence(buf)
+
+
+def record_error(buf: Buffer, message: str, *, at: float) -> None:
+    """Record a rejected publish; the live generation is untouched."""
+    text = _clip(message, ERROR_MAX_BYTES)
+    _bump_sequence(buf)
+    flags = _U16.unpack_from(buf, _FLAGS_OFFSET)[0]
+    _U16.pack_into(buf, _FLAGS_OFFSET, flags | FLAG_REJECTED)
+    struct.pack_into("<d", buf, _ERROR_AT_OFFSET, at)
+    _U64.pack_into(buf, _REJECTED_OFFSET, _get_u64(buf, _REJECTED_OFFSET) + 1)
+    buf[_ERROR_OFFSET : _ERROR_OFFSET + len(text)] = text
+    _U16.pack_into(buf, _ERROR_LEN_OFFSET, len(text))
+    _bump_sequence(buf)
+
+
+def clear_error(buf: Buffer) -> None:
+    """Clear the rejection flag: the source is good again (and unchanged)."""
+    _bump_sequence(buf)
+    flags = _U16.unpack_from(buf, _FLAGS_OFFSET)[0]
+    _U16.pack_into(buf, _FLAGS_OFFSET, flags & ~FLAG_REJECTED)
+    _bump_sequence(buf)
+
+
+def read_consistent(
+    buf: Buffer, *, attempts: int = 200, pause: Callable[[], None] | None = None
+) -> tuple[Header, bytes]:
+    """Copy the header and the live payload as of one single publish.
+
+    Args:
+        buf: the segment.
+        attempts: how many torn reads to tolerate before giving up.
+        pause: called between attempts (the caller's way to yield the CPU).
+
+    Raises:
+        CorruptSegmentError: no consistent copy within ``attempts``, or the
+            bytes are not a segment at all.
+    """
+    size = len(buf)
+    reason = "writer busy"
+    for _ in range(max(1, attempts)):
+        before = _get_u64(buf, SEQ_OFFSET) if size >= HEADER_SIZE else 0
+        if before & 1:
+            reason = "writer busy"
+        else:
+            header = read_header(buf)
+            start, length = header.payload_offset, header.payload_length
+            if (
+                start < DATA_START
+                or length > MAX_PAYLOAD_BYTES
+                or start + length > size
+            ):
+                reason = "payload out of bounds"
+            else:
+                payload = bytes(buf[start : start + length])
+                if _get_u64(buf, SEQ_OFFSET) != before:
+                    reason = "changed during read"
+                elif zlib.crc32(payload) != header.payload_crc:
+                    reason = "checksum mismatch"
+                else:
+                    return header, payload
+        if pause is not None:
+            pause()
+    raise CorruptSegmentError(f"no consistent segment read: {reason}")
+
+
+def encode(data: Mapping[str, Any]) -> bytes:
+    """Pack a validated mapping.
+
+    Raises:
+        ValidationError: a value msgpack cannot carry, or the result is too big.
+    """
+    try:
+        payload: bytes = msgpack.packb(data, use_bin_type=True, datetime=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"cannot encode: {exc}") from exc
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ValidationError(
+            f"encoded size {len(payload)} exceeds {MAX_PAYLOAD_BYTES} bytes"
+        )
+    return payload
+
+
+def decode_payload(
+    payload: bytes, *, generation: int = 0, published_at: float = 0.0, source: str = ""
+) -> Snapshot:
+    """Unpack a payload into an immutable :class:`Snapshot`.
+
+    Raises:
+        CorruptSegmentError: anything that is not one msgpack map with string keys.
+    """
+    try:
+        data = msgpack.unpackb(
+            payload,
+            raw=False,
+            use_list=False,
+            strict_map_key=True,
+            object_hook=MappingProxyType,
+        )
+    # msgpack documents no narrower base class for unpacking errors.
+    except Exception as exc:
+        raise CorruptSegmentError(f"undecodable payload: {type(exc).__name__}") from exc
+    if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
+        raise CorruptSegmentError("payload is not a mapping with string keys")
+    return Snapshot(generation, data, published_at, source)
+
+
+def decode(buf: Buffer) -> Snapshot:
+    """Any bytes in; a Snapshot or CorruptSegmentError out, never anything else."""
+    header, payload = read_consistent(buf, attempts=3)
+    return decode_payload(
+        payload,
+        generation=header.generation,
+        published_at=header.published_at,
+        source=header.source,
+    )
+
+
+def write_worker(
+    buf: Buffer, slot: int, *, pid: int, generation: int, applied_at: float
+) -> None:
+    """Record in ``slot`` that ``pid`` applied ``generation``."""
+    if not 0 <= slot < WORKER_SLOTS:
+        raise ValueError(f"worker slot {slot} out of range")
+    _SLOT.pack_into(
+        buf, TABLE_OFFSET + slot * _SLOT.size, pid, generation, applied_at, 0
+    )
+
+
+def clear_worker(buf: Buffer, slot: int) -> None:
+    """Free a slot (its worker exited)."""
+    write_worker(buf, slot, pid=0, generation=0, applied_at=0.0)
+
+
+def read_workers(buf: Buffer) -> list[WorkerRecord]:
+    """Every occupied slot of the worker table."""
+    records = []
+    for slot in range(WORKER_SLOTS):
+        pid, generation, applied_at, _ = _SLOT.unpack_from(
+            buf, TABLE_OFFSET + slot * _SLOT.size
+        )
+        if pid > 0:
+            records.append(WorkerRecord(slot, pid, generation, applied_at))
+    return records

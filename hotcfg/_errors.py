@@ -1,0 +1,97 @@
+"""The exceptions hotcfg raises, and only those.
+
+Every error derives from :class:`HotcfgError` and, where one fits, from the
+builtin that callers already catch::
+
+    HotcfgError
+     ├── ConfigError (ValueError)          a document was rejected; the live one stays
+     │    ├── SourceError                  cannot be read: missing, too big, not a file
+     │    ├── ParseError                   not valid YAML / JSON / TOML
+     │    └── ValidationError              parsed, but wrong shape, type or value
+     ├── CorruptSegmentError (ValueError)  bytes that are not a consistent segment
+     ├── SegmentError (OSError)            the shared memory cannot be created or trusted
+     ├── MissingKeyError (KeyError)        a required key is absent
+     └── NotConfiguredError (RuntimeError) no source was given to this process
+
+Messages name the source, the place (``line:column`` or a key path) and the
+reason, and never quote the document's content: configuration files hold
+secrets, and these messages end up in logs and in the shared segment.
+
+This module imports nothing from hotcfg.
+"""
+
+from __future__ import annotations
+
+
+class HotcfgError(Exception):
+    """The root of every error hotcfg raises."""
+
+
+class ConfigError(HotcfgError, ValueError):
+    """A configuration document was rejected.
+
+    Attributes:
+        source: where the document came from (a path or a label).
+        line: 1-based line of the problem, when the format reports one.
+        column: 1-based column of the problem, when known.
+        key_path: dotted path of the offending key, when the problem is a value.
+        reason: what is wrong, without the document's content.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str = "<config>",
+        line: int | None = None,
+        column: int | None = None,
+        key_path: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.source = source
+        self.line = line
+        self.column = column
+        self.key_path = key_path
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        place = self.source
+        if self.line is not None:
+            place += f":{self.line}"
+            if self.column is not None:
+                place += f":{self.column}"
+        if self.key_path is not None:
+            return f"{place}: at {self.key_path or '<top level>'}: {self.reason}"
+        return f"{place}: {self.reason}"
+
+
+class SourceError(ConfigError):
+    """The source could not be read (missing, too large, not a regular file)."""
+
+
+class ParseError(ConfigError):
+    """The document is not valid in its format."""
+
+
+class ValidationError(ConfigError):
+    """The document parsed but its shape, types or values are not accepted."""
+
+
+class CorruptSegmentError(HotcfgError, ValueError):
+    """The bytes read are not a consistent segment (torn, truncated or foreign)."""
+
+
+class SegmentError(HotcfgError, OSError):
+    """The shared-memory segment cannot be created, grown or trusted."""
+
+
+class MissingKeyError(HotcfgError, KeyError):
+    """A key the caller required is absent from the configuration."""
+
+    def __str__(self) -> str:
+        # KeyError's str() is the repr of its argument; a plain message reads better.
+        return str(self.args[0]) if self.args else ""
+
+
+class NotConfiguredError(HotcfgError, RuntimeError):
+    """hotcfg was used in a process that has no configuration source."""

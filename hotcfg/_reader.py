@@ -1,0 +1,203 @@
+"""Worker side: the current :class:`Snapshot` and switching to the next one.
+
+:meth:`Reader.refresh` runs at every request boundary. Its fast path is one
+8-byte read of the segment's generation compared with the one applied, so a
+lost or late hint signal never strands a worker (the generation is the
+truth; the signal only marks the reader stale). Only when the generation
+moved does it copy the payload under the seqlock, decode it, swap one
+reference and then run the change callbacks, outside any signal handler.
+
+Fork story: a reader inherited by a forked child keeps working (its mapping
+is ``MAP_SHARED``); its lock is replaced in the child because another thread
+may have held it at the moment of the fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from . import _codec
+from ._errors import CorruptSegmentError, SegmentError
+from ._segment import SegmentView
+from ._snapshot import Snapshot, lookup, split_path
+
+_logger = logging.getLogger(__name__)
+_MISSING: Any = object()
+
+ChangeCallback = Callable[[Any, Any], object]
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality that treats NaN as equal to NaN, so it never looks like a change."""
+    if a is b or a == b:
+        return True
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isnan(a) and math.isnan(b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(map(same_value, a, b))
+    return False
+
+
+class ChangeCallbacks:
+    """Callbacks keyed by a dotted path (or ``None`` for any change)."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[tuple[str, ...] | None, ChangeCallback]] = []
+
+    def add(self, path: str | Sequence[str] | None, callback: ChangeCallback) -> None:
+        keys = None if path is None else split_path(path)
+        self._entries.append((keys, callback))
+
+    def run(self, old: Snapshot, new: Snapshot) -> None:
+        """Call each callback whose value changed; one failing stops nothing."""
+        for keys, callback in list(self._entries):
+            if keys is None:
+                before, after = old, new
+            else:
+                before = lookup(old.data, keys, None)
+                after = lookup(new.data, keys, None)
+                if same_value(before, after):
+                    continue
+            try:
+                callback(before, after)
+            # A callback is user code: log it and carry on with the others.
+            except Exception:
+                _logger.exception(
+                    "hotcfg: change callback %r failed for generation %d",
+                    getattr(callback, "__qualname__", callback),
+                    new.generation,
+                )
+
+
+_LIVE: weakref.WeakSet[Reader] = weakref.WeakSet()
+
+
+class Reader:
+    """Keeps one process's view of the configuration current.
+
+    Args:
+        view: this process's mapping of the segment.
+        slot: index in the worker table to record applied generations in.
+        callbacks: run after each switch, in the thread that switched.
+    """
+
+    def __init__(
+        self,
+        view: SegmentView,
+        *,
+        slot: int | None = None,
+        callbacks: ChangeCallbacks | None = None,
+    ) -> None:
+        self._view = view
+        self._slot = slot
+        self._callbacks = callbacks or ChangeCallbacks()
+        self._lock = threading.RLock()
+        self._stale = True
+        self._applied = -1
+        self._snapshot = Snapshot(0)
+        self._generations = memoryview(view.buffer).cast("Q")
+        self._last_error: str | None = None
+        _LIVE.add(self)
+        self.refresh()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The snapshot applied last (no check of the segment)."""
+        return self._snapshot
+
+    def mark_stale(self) -> None:
+        """Safe in a signal handler: only sets a flag."""
+        self._stale = True
+
+    def refresh(self) -> Snapshot:
+        """The current snapshot, switching first if a newer one was published."""
+        try:
+            if (
+                not self._stale
+                and self._generations[_codec.GENERATION_INDEX] == self._applied
+            ):
+                return self._snapshot
+        except ValueError:  # another thread released the view while remapping
+            pass
+        return self._update()
+
+    def _update(self) -> Snapshot:
+        with self._lock:
+            # Cleared before reading: a hint that lands during the read marks
+            # the reader stale again, and the next refresh looks once more.
+            self._stale = False
+            try:
+                header, payload = self._read()
+                if header.generation == self._applied:
+                    return self._snapshot
+                new = _codec.decode_payload(
+                    payload,
+                    generation=header.generation,
+                    published_at=header.published_at,
+                    source=header.source,
+                )
+            except (CorruptSegmentError, SegmentError, OSError, ValueError) as exc:
+                self._stale = True
+                message = f"{type(exc).__name__}: {exc}"
+                if message != self._last_error:
+                    self._last_error = message
+                    _logger.error(
+                        "hotcfg: cannot read the segment (%s); keeping generation %d",
+                        message,
+                        self._snapshot.generation,
+                    )
+                return self._snapshot
+            self._last_error = None
+            old, first = self._snapshot, self._applied < 0
+            self._snapshot = new
+            self._applied = header.generation
+            self._record(header.generation)
+            if not first:
+                self._callbacks.run(old, new)
+            return new
+
+    def _read(self) -> tuple[_codec.Header, bytes]:
+        buffer = self._view.buffer
+        if _codec.read_header(buffer).capacity > len(buffer):
+            self._generations.release()
+            self._view.remap_if_grown()
+            buffer = self._view.buffer
+            self._generations = memoryview(buffer).cast("Q")
+        return _codec.read_consistent(buffer, attempts=1000, pause=os.sched_yield)
+
+    def _record(self, generation: int) -> None:
+        if self._slot is None:
+            return
+        _codec.write_worker(
+            self._view.buffer,
+            self._slot,
+            pid=os.getpid(),
+            generation=generation,
+            applied_at=time.time(),
+        )
+
+    def close(self) -> None:
+        """Release this reader's mapping (and its worker-table slot)."""
+        with self._lock:
+            if self._slot is not None:
+                _codec.clear_worker(self._view.buffer, self._slot)
+                self._slot = None
+            self._generations.release()
+            self._view.close()
+
+
+def _reinit_locks_in_child() -> None:
+    for reader in list(_LIVE):
+        reader._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reinit_locks_in_child)

@@ -1,0 +1,291 @@
+"""The shared-memory file: create, trust, map, grow, remove.
+
+I/O only: knows files, ``mmap`` and ``flock``, and nothing of msgpack or of
+the byte layout beyond what ``_codec`` exports.
+
+* The segment lives in a private directory (``0700``, owned by us, not a
+  symlink), as a ``0600`` file created with ``O_EXCL | O_NOFOLLOW`` under a
+  temporary name and renamed into place only once it is locked and formatted.
+* The master holds a shared ``flock`` on it. Forked workers inherit the same
+  open file description and so keep that lock while any of them lives. A
+  segment nobody holds a lock on belongs to a dead master (``kill -9``): the
+  next master removes it, so nothing accumulates, and a pid reused by an
+  unrelated process cannot keep a dead segment alive.
+* Space is reserved with ``posix_fallocate`` before it is announced, so a
+  full ``/dev/shm`` fails the publish in the master instead of raising
+  ``SIGBUS`` in a worker touching a page that cannot be backed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import mmap
+import os
+import secrets
+import stat
+import time
+
+from . import _codec
+from ._errors import SegmentError
+
+SUFFIX = ".seg"
+_TMP_PREFIX = ".tmp-"
+_TMP_GRACE_S = 60.0
+_PAGE = mmap.PAGESIZE
+INITIAL_CAPACITY = 1 << 20
+
+
+def _round_page(n: int) -> int:
+    return (n + _PAGE - 1) // _PAGE * _PAGE
+
+
+def ensure_private_dir(path: str) -> None:
+    """Create ``path`` as ``0700`` or check that the existing one is private.
+
+    Raises:
+        SegmentError: it is a symlink, not a directory, not ours, or shared.
+    """
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise SegmentError(f"cannot create segment directory {path}: {exc}") from exc
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise SegmentError(
+            f"segment directory {path} is not a directory (or a symlink)"
+        )
+    if info.st_uid != os.geteuid():
+        raise SegmentError(f"segment directory {path} belongs to uid {info.st_uid}")
+    if info.st_mode & 0o077:
+        raise SegmentError(
+            f"segment directory {path} is accessible to others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}); it must be 0700"
+        )
+
+
+def _check_owned_file(fd: int, path: str) -> os.stat_result:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise SegmentError(f"{path} is not a regular file")
+    if info.st_uid != os.geteuid():
+        raise SegmentError(f"{path} belongs to uid {info.st_uid}, not to us")
+    if info.st_mode & 0o077:
+        raise SegmentError(f"{path} is accessible to others; refusing to trust it")
+    return info
+
+
+def _map(fd: int, size: int, *, writable: bool = True) -> mmap.mmap:
+    prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+    return mmap.mmap(fd, size, mmap.MAP_SHARED, prot)
+
+
+def _reserve(fd: int, size: int) -> None:
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        raise SegmentError(
+            f"cannot reserve {size} bytes of shared memory: {exc}"
+        ) from exc
+
+
+def remove_stale(directory: str, *, name: str) -> list[str]:
+    """Remove segments (and temp files) of ``name`` that no live process holds.
+
+    Returns:
+        The paths removed.
+    """
+    removed: list[str] = []
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        is_tmp = entry.startswith(_TMP_PREFIX + name + "-")
+        if not (is_tmp or (entry.startswith(name + "-") and entry.endswith(SUFFIX))):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            fd = os.open(
+                path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+            )
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode):
+                continue
+            if is_tmp and now - info.st_mtime < _TMP_GRACE_S:
+                continue  # another master may be creating it right now
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live master or its workers hold it
+            current = os.stat(path, follow_symlinks=False)
+            if (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+class Segment:
+    """The writer's handle on the segment (the master, or a standalone process).
+
+    Attributes:
+        path: where the segment is, for ``hotcfg status``.
+        fd: inherited by forked workers, who map it through :meth:`view`.
+        buffer: the writer's own mapping.
+    """
+
+    def __init__(self, path: str, fd: int, buffer: mmap.mmap) -> None:
+        self.path = path
+        self.fd = fd
+        self.buffer = buffer
+        self.owner_pid = os.getpid()
+
+    @classmethod
+    def create(
+        cls, directory: str, *, name: str, capacity: int = INITIAL_CAPACITY
+    ) -> Segment:
+        """Create, lock, format and publish-in-place a new empty segment.
+
+        Raises:
+            SegmentError: the directory is not private or space is short.
+        """
+        ensure_private_dir(directory)
+        remove_stale(directory, name=name)
+        token = f"{name}-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp_path = os.path.join(directory, f"{_TMP_PREFIX}{token}")
+        path = os.path.join(directory, token + SUFFIX)
+        capacity = _round_page(max(capacity, _codec.minimum_capacity(4096)))
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp_path, flags, 0o600)
+        except OSError as exc:
+            raise SegmentError(f"cannot create segment {tmp_path}: {exc}") from exc
+        try:
+            os.fchmod(fd, 0o600)
+            _check_owned_file(fd, tmp_path)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            _reserve(fd, capacity)
+            buffer = _map(fd, capacity)
+            _codec.format_segment(buffer, capacity=capacity, writer_pid=os.getpid())
+            os.rename(tmp_path, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_path)
+            os.close(fd)
+            raise
+        return cls(path, fd, buffer)
+
+    @property
+    def capacity(self) -> int:
+        return len(self.buffer)
+
+    def ensure_capacity(self, needed: int) -> None:
+        """Grow the file (never shrink) so ``needed`` bytes are valid.
+
+        Readers keep their smaller mapping until the header tells them the
+        capacity changed; the file only grows, so their mapping stays valid.
+        """
+        if needed <= len(self.buffer):
+            return
+        capacity = _round_page(max(needed, 2 * len(self.buffer)))
+        _reserve(self.fd, capacity)
+        buffer = _map(self.fd, capacity)
+        self.buffer.close()
+        self.buffer = buffer
+        _codec.set_capacity(buffer, capacity)
+
+    def view(self) -> SegmentView:
+        """A reader's own mapping of this segment (in this or a forked process)."""
+        return SegmentView(os.dup(self.fd))
+
+    def close(self, *, unlink: bool) -> None:
+        """Unmap and close; ``unlink`` only in the process that created it.
+
+        A forked child (a Gunicorn worker) inherits this object; an ``atexit``
+        hook or a finaliser running there must never remove the master's
+        segment, hence the pid check.
+        """
+        if os.getpid() != self.owner_pid:
+            return
+        if unlink:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+        with contextlib.suppress(BufferError, ValueError):
+            self.buffer.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+class SegmentView:
+    """A reader's mapping: remaps when the writer grew the segment.
+
+    Owns ``fd`` (a dup): closing it never releases the writer's lock.
+    """
+
+    def __init__(self, fd: int, *, writable: bool = True) -> None:
+        self.fd = fd
+        self._writable = writable
+        self.buffer = _map(fd, os.fstat(fd).st_size, writable=writable)
+
+    @classmethod
+    def open(cls, path: str, *, writable: bool = False) -> SegmentView:
+        """Open a segment by path (the CLI), checking it is ours and private.
+
+        Raises:
+            SegmentError: missing, a symlink, not ours, or not private.
+        """
+        mode = os.O_RDWR if writable else os.O_RDONLY
+        try:
+            fd = os.open(path, mode | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SegmentError(f"{path} is a symlink; refusing it") from exc
+            raise SegmentError(f"cannot open segment {path}: {exc}") from exc
+        try:
+            _check_owned_file(fd, path)
+            return cls(fd, writable=writable)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def remap_if_grown(self) -> bool:
+        """Map the whole segment again if the writer announced a larger one.
+
+        Callers must hold no ``memoryview`` of :attr:`buffer` (it cannot be
+        closed while one is exported).
+        """
+        capacity = _codec.read_header(self.buffer).capacity
+        if capacity <= len(self.buffer):
+            return False
+        size = max(capacity, os.fstat(self.fd).st_size)
+        buffer = _map(self.fd, size, writable=self._writable)
+        self.buffer.close()
+        self.buffer = buffer
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError, ValueError):
+            self.buffer.close()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def list_segments(directory: str) -> list[str]:
+    """Paths of the segments in ``directory``, newest first."""
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(SUFFIX)]
+    except FileNotFoundError:
+        return []
+    paths = [os.path.join(directory, n) for n in names]
+    return sorted(paths, key=lambda p: os.lstat(p).st_mtime, reverse=True)

@@ -1,0 +1,196 @@
+"""Raw parsed document -> validated mapping, or :class:`ValidationError`.
+
+PURE: no I/O. Must not import ``os``, ``mmap``, ``signal``, ``threading`` or
+``time``. The checks here run in the master before anything is encoded, so a
+worker only ever decodes data that passed them.
+
+Two layers:
+
+* :func:`check_document` enforces what every configuration must be: a
+  mapping with string keys whose values msgpack carries unchanged (no dates,
+  sets, or integers outside 64 bits), within depth and size limits. The walk
+  is iterative and counts nodes, so YAML alias bombs (a small document whose
+  aliases expand to billions of nodes) and self-referencing aliases end in a
+  ValidationError instead of a hang, a MemoryError or a RecursionError.
+* :class:`Validator` plug-ins: a user function (``HOTCFG_VALIDATOR``) and a
+  JSON Schema (``HOTCFG_SCHEMA``), run in that order after the first layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from ._errors import ConfigError, ValidationError
+
+MAX_DEPTH = 64
+MAX_NODES = 2_000_000
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+_SCALARS = (str, bytes, bool, float, type(None))
+
+
+class Validator(Protocol):
+    """Takes the document, returns it (possibly normalised) or raises."""
+
+    def __call__(self, data: Mapping[str, Any], /) -> Mapping[str, Any]: ...
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def check_document(
+    data: object,
+    *,
+    source: str = "<config>",
+    max_depth: int = MAX_DEPTH,
+    max_nodes: int = MAX_NODES,
+) -> dict[str, Any]:
+    """Check that ``data`` can be published unchanged.
+
+    Returns:
+        ``data`` itself, typed as a mapping.
+
+    Raises:
+        ValidationError: naming the key path and the reason.
+    """
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else type(data).__name__
+        raise ValidationError(
+            f"top level must be a mapping, not {kind}", source=source, key_path=""
+        )
+    nodes = 0
+    stack: list[tuple[object, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        nodes += 1
+        if nodes > max_nodes:
+            raise ValidationError(
+                f"more than {max_nodes} values (an alias bomb?)", source=source
+            )
+        if depth > max_depth:
+            raise ValidationError(
+                f"nested deeper than {max_depth} levels (a recursive alias?)",
+                source=source,
+                key_path=path,
+            )
+        if isinstance(value, _SCALARS):
+            continue
+        if isinstance(value, int):
+            if not _INT_MIN <= value <= _INT_MAX:
+                raise ValidationError(
+                    "integer out of the 64-bit range", source=source, key_path=path
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValidationError(
+                        f"key {key!r} is a {type(key).__name__}, not a string",
+                        source=source,
+                        key_path=path,
+                    )
+                stack.append((item, _join(path, key), depth + 1))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                stack.append((item, _join(path, index), depth + 1))
+        else:
+            raise ValidationError(
+                f"values of type {type(value).__name__} are not supported "
+                "(use strings, numbers, booleans, null, lists and mappings)",
+                source=source,
+                key_path=path,
+            )
+    return data
+
+
+def import_validator(spec: str) -> Validator:
+    """Resolve ``"package.module:function"`` to a callable.
+
+    Raises:
+        ConfigError: the spec is malformed, or the module or attribute is missing.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ConfigError(
+            f"validator {spec!r} must look like 'package.module:function'",
+            source="HOTCFG_VALIDATOR",
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"cannot import validator {spec!r}: {exc}", source="HOTCFG_VALIDATOR"
+        ) from exc
+    if not callable(target):
+        raise ConfigError(
+            f"validator {spec!r} is not callable", source="HOTCFG_VALIDATOR"
+        )
+    validator: Validator = target
+    return validator
+
+
+def schema_validator(schema: Mapping[str, Any], *, label: str) -> Validator:
+    """A :class:`Validator` for a JSON Schema (needs the ``schema`` extra).
+
+    Raises:
+        ConfigError: ``jsonschema`` is missing or the schema itself is invalid.
+    """
+    try:
+        import jsonschema
+    except ImportError as exc:
+        raise ConfigError(
+            "HOTCFG_SCHEMA needs jsonschema: pip install 'hotcfg[schema]'", source=label
+        ) from exc
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"invalid JSON Schema: {exc.message}", source=label) from exc
+    checker = cls(schema)
+
+    def validate(data: Mapping[str, Any], /) -> Mapping[str, Any]:
+        error = jsonschema.exceptions.best_match(checker.iter_errors(data))
+        if error is not None:
+            path = ".".join(str(p) for p in error.absolute_path)
+            # error.message quotes the offending value; say which rule failed instead.
+            raise ValidationError(
+                f"violates schema rule '{error.validator}' ({label})",
+                key_path=path,
+            )
+        return data
+
+    return validate
+
+
+def run_validators(
+    data: dict[str, Any], validators: Iterable[Validator], *, source: str
+) -> dict[str, Any]:
+    """Run user validators in order; each sees the previous one's result.
+
+    Anything a validator raises becomes a :class:`ValidationError` naming the
+    source: a validator is user code, and the publisher must survive it.
+    """
+    for validator in validators:
+        try:
+            result = validator(data)
+        except ConfigError as exc:
+            raise ValidationError(
+                exc.reason, source=source, line=exc.line, column=exc.column,
+                key_path=exc.key_path,
+            ) from exc  # fmt: skip
+        # A validator is user code: whatever it raises is a rejection, not a crash.
+        except Exception as exc:
+            raise ValidationError(
+                f"rejected by validator: {type(exc).__name__}: {exc}", source=source
+            ) from exc
+        if result is None:  # a validator that only checks may return nothing
+            continue
+        data = check_document(result, source=source)
+    return data
+
+
+ValidatorFactory = Callable[[], Validator]

@@ -1,0 +1,1 @@
+"""Framework glue. Importing this package imports no framework."""

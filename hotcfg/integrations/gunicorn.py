@@ -1,0 +1,208 @@
+"""Gunicorn hooks: the master publishes, each worker reads.
+
+Use it as the whole Gunicorn config (``gunicorn -c
+python:hotcfg.integrations.gunicorn app:app``), or add one line at the end
+of your own config file, which keeps (chains) the hooks you already define::
+
+    from hotcfg.integrations.gunicorn import install; install(globals())
+
+Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
+
+* ``on_starting`` runs in the master before the first fork: the segment is
+  created and the first generation published there, so the first workers
+  already start current.
+* ``when_ready`` starts the watcher thread (still before any fork; forks are
+  made safe by ``os.register_at_fork`` in ``_publisher``).
+* ``pre_fork`` gives the worker a slot of the worker table.
+* ``post_worker_init``, not ``post_fork``: ``Worker.init_signals()`` runs
+  between the two and resets signals; by ``post_worker_init`` the app is
+  loaded and our hint handler is safe to install.
+* ``pre_request`` / ``post_request`` pin one snapshot per request, for any
+  WSGI app, without code changes.
+* ``child_exit`` frees the slot; ``on_reload`` (HUP) re-reads the source;
+  ``on_exit`` removes the segment.
+
+Gunicorn checks each hook's exact number of positional parameters, so every
+function here and every chained wrapper has exactly that many.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+from collections.abc import Callable, MutableMapping
+from functools import partial
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from hotcfg import _api, _codec
+from hotcfg._errors import HotcfgError
+
+if TYPE_CHECKING:
+    from gunicorn.arbiter import Arbiter
+    from gunicorn.workers.base import Worker
+else:
+    Arbiter = Worker = Any
+
+_SLOT_ATTR = "_hotcfg_slot"
+_MARK = "_hotcfg_hook"
+
+
+def _hint_workers(server: Arbiter, signum: int | None) -> None:
+    """Send the hint to the pids Gunicorn knows as workers (never a group)."""
+    if signum is None:
+        return
+    for _ in range(3):
+        try:
+            pids = list(server.WORKERS)
+            break
+        except RuntimeError:  # the arbiter changed the dict while we copied it
+            continue
+    else:
+        return
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _on_hint(signum: int, frame: FrameType | None) -> None:
+    # Only sets a flag: the switch happens at the next request boundary.
+    current = _api._reader
+    if current is not None:
+        current.mark_stale()
+
+
+def on_starting(server: Arbiter) -> None:
+    try:
+        publisher = _api.ensure_publisher(start_watching=False)
+    except HotcfgError as exc:
+        # Gunicorn prints a RuntimeError from the arbiter's start as
+        # "Error: ..." and exits 1, instead of a traceback.
+        raise RuntimeError(f"hotcfg: {exc}") from exc
+    publisher.notify = partial(_hint_workers, server, _api.settings().hint_signal)
+    server.log.info(
+        "hotcfg: segment %s, generation %d",
+        publisher.segment.path,
+        publisher.generation,
+    )
+
+
+def when_ready(server: Arbiter) -> None:
+    _api.ensure_publisher(start_watching=True)
+
+
+def pre_fork(server: Arbiter, worker: Worker) -> None:
+    used = {getattr(w, _SLOT_ATTR, None) for w in list(server.WORKERS.values())}
+    slot = next((i for i in range(_codec.WORKER_SLOTS) if i not in used), None)
+    setattr(worker, _SLOT_ATTR, slot)
+
+
+def post_worker_init(worker: Worker) -> None:
+    _api.attach_worker(slot=getattr(worker, _SLOT_ATTR, None))
+    signum = _api.settings().hint_signal
+    if signum is not None:
+        signal.signal(signum, _on_hint)
+        signal.siginterrupt(signum, False)
+
+
+def pre_request(worker: Worker, req: Any) -> None:
+    _api.pin()
+
+
+def post_request(worker: Worker, req: Any, environ: Any, resp: Any) -> None:
+    _api.unpin()
+
+
+def child_exit(server: Arbiter, worker: Worker) -> None:
+    slot = getattr(worker, _SLOT_ATTR, None)
+    publisher = _api._publisher
+    if slot is not None and publisher is not None:
+        publisher.forget_worker(slot)
+
+
+def on_reload(server: Arbiter) -> None:
+    _api.ensure_publisher().publish_from_source()
+
+
+def on_exit(server: Arbiter) -> None:
+    publisher = _api._publisher
+    if publisher is not None:
+        publisher.close()
+
+
+# name -> (our hook, arity, whether ours runs before the user's)
+HOOKS: dict[str, tuple[Callable[..., None], int, bool]] = {
+    "on_starting": (on_starting, 1, True),
+    "when_ready": (when_ready, 1, True),
+    "pre_fork": (pre_fork, 2, True),
+    "post_worker_init": (post_worker_init, 1, True),
+    "pre_request": (pre_request, 2, True),
+    "post_request": (post_request, 4, False),
+    "child_exit": (child_exit, 2, False),
+    "on_reload": (on_reload, 1, True),
+    "on_exit": (on_exit, 1, False),
+}
+
+
+def _arity(func: Callable[..., object]) -> int:
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds for p in inspect.signature(func).parameters.values())
+
+
+def _chain(
+    name: str, ours: Callable[..., None], theirs: Callable[..., object], *, arity: int,
+    ours_first: bool,
+) -> Callable[..., None]:  # fmt: skip
+    their_arity = _arity(theirs)
+    # Gunicorn adapts post_request hooks of 2 or 3 parameters; do the same.
+    allowed = {2, 3, 4} if name == "post_request" else {arity}
+    if their_arity not in allowed:
+        raise TypeError(f"{name} must take {arity} positional parameters")
+    first, second = (ours, theirs) if ours_first else (theirs, ours)
+
+    def call(*args: Any) -> None:
+        for hook in (first, second):
+            hook(*args[: their_arity if hook is theirs else arity])
+
+    # Gunicorn counts positional parameters, so the wrapper spells them out.
+    if arity == 1:
+
+        def hook(a: Any) -> None:
+            call(a)
+    elif arity == 2:
+
+        def hook(a: Any, b: Any) -> None:  # type: ignore[misc]
+            call(a, b)
+    else:
+
+        def hook(a: Any, b: Any, c: Any, d: Any) -> None:  # type: ignore[misc]
+            call(a, b, c, d)
+
+    hook.__name__ = hook.__qualname__ = name
+    setattr(hook, _MARK, True)
+    return hook
+
+
+def install(namespace: MutableMapping[str, Any]) -> None:
+    """Add hotcfg's hooks to a Gunicorn config module's namespace.
+
+    Call it as the last line of the config file, with ``globals()``. Hooks
+    already defined there are kept: hotcfg's runs first where it sets things
+    up (so your hook can use ``hotcfg.get()``) and last where it tears down.
+    Calling it twice does nothing more.
+
+    Args:
+        namespace: the config module's ``globals()``.
+
+    Raises:
+        TypeError: an existing hook has the wrong number of parameters.
+    """
+    for name, (ours, arity, ours_first) in HOOKS.items():
+        theirs = namespace.get(name)
+        if theirs is None or theirs is ours or getattr(theirs, _MARK, False):
+            namespace[name] = ours
+            continue
+        namespace[name] = _chain(name, ours, theirs, arity=arity, ours_first=ours_first)

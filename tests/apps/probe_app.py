@@ -1,0 +1,36 @@
+"""A plain WSGI app for the end-to-end tests: it answers what hotcfg gives it.
+
+GET /            {"pid", "generation", "value"} for the key ``value``
+GET /twice?wait=PATH
+                 reads ``value``, waits until PATH exists, reads it again
+"""
+
+import json
+import os
+import time
+from urllib.parse import parse_qs
+
+import hotcfg
+
+
+def app(environ, start_response):
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    body = {"pid": os.getpid()}
+    if environ.get("PATH_INFO") == "/twice":
+        first = hotcfg.get("value")
+        first_generation = hotcfg.generation()
+        marker = query["wait"][0]
+        deadline = time.monotonic() + 20
+        while not os.path.exists(marker) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        body.update(
+            first=first,
+            first_generation=first_generation,
+            second=hotcfg.get("value"),
+            second_generation=hotcfg.generation(),
+        )
+    else:
+        body.update(generation=hotcfg.generation(), value=hotcfg.get("value"))
+    data = json.dumps(body).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [data]
