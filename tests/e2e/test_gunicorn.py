@@ -1,0 +1,265 @@
+"""Real Gunicorn masters with several workers on 127.0.0.1, real files."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+WORKERS = 4
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    def __init__(self, tmp_path, env_extra=None, workers=WORKERS):
+        self.dir = tmp_path / "conf"
+        self.dir.mkdir()
+        self.config = self.dir / "config.yaml"
+        self.config.write_text("value: one\n")
+        self.segments = Path(os.environ["HOTCFG_SEGMENT_DIR"])
+        self.port = free_port()
+        self.log = tmp_path / "gunicorn.log"
+        self.workers = workers
+        self._logf = self.log.open("wb")
+        env = dict(os.environ, HOTCFG_SOURCE=str(self.config), HOTCFG_DEBOUNCE_MS="20",
+                   PYTHONPATH=str(ROOT))
+        env.update(env_extra or {})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
+             "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--no-control-socket",
+             "--graceful-timeout", "3", "tests.apps.probe_app:app"],
+            env=env, stdout=self._logf, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_until(lambda: len(self.worker_pids()) == workers, "workers up")
+
+    def get(self, path="/"):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
+                                     headers={"Connection": "close"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def status(self):
+        out = subprocess.run(
+            [sys.executable, "-m", "hotcfg", "status", "--json", "--dir", str(self.segments)],
+            capture_output=True, text=True, check=False,
+        )
+        return json.loads(out.stdout) if out.returncode == 0 else []
+
+    def worker_pids(self):
+        try:
+            out = subprocess.run(["pgrep", "-P", str(self.proc.pid)],
+                                 capture_output=True, text=True, check=False).stdout
+        except OSError:
+            return set()
+        return {int(p) for p in out.split()}
+
+    def wait_until(self, predicate, what, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; log:\n{self.log.read_text()}")
+
+    def all_workers_answer(self, value, timeout=20):
+        """Every worker pid has answered ``value`` (proved per pid)."""
+        seen = {}
+
+        def done():
+            for _ in range(WORKERS * 4):
+                answer = self.get()
+                seen[answer["pid"]] = answer["value"]
+            pids = self.worker_pids()
+            return pids and all(seen.get(pid) == value for pid in pids)
+
+        self.wait_until(done, f"every worker on {value!r} (seen {seen})", timeout)
+        return seen
+
+    def write_atomic(self, text):
+        tmp = self.dir / ".config.yaml.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.config)
+
+    def write_in_place(self, text):
+        with open(self.config, "r+") as f:
+            f.truncate(0)
+            f.write(text)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self._logf.close()
+
+
+@pytest.fixture
+def service(tmp_path):
+    svc = Service(tmp_path)
+    yield svc
+    svc.stop()
+
+
+def test_atomic_and_in_place_changes_reach_every_worker(service):
+    service.all_workers_answer("one")
+    service.write_atomic("value: two\n")
+    service.all_workers_answer("two")
+    service.write_in_place("value: three\n")
+    service.all_workers_answer("three")
+
+
+def test_kubernetes_data_symlink_swap(tmp_path):
+    conf = tmp_path / "k8s"
+    conf.mkdir()
+    (conf / "..v1").mkdir()
+    (conf / "..v1" / "config.yaml").write_text("value: k1\n")
+    os.symlink("..v1", conf / "..data")
+    os.symlink("..data/config.yaml", conf / "config.yaml")
+    svc = Service(tmp_path, env_extra={"HOTCFG_SOURCE": str(conf / "config.yaml")})
+    try:
+        svc.all_workers_answer("k1")
+        (conf / "..v2").mkdir()
+        (conf / "..v2" / "config.yaml").write_text("value: k2\n")
+        os.symlink("..v2", conf / "..data_tmp")
+        os.replace(conf / "..data_tmp", conf / "..data")
+        svc.all_workers_answer("k2")
+    finally:
+        svc.stop()
+
+
+def test_bad_inputs_keep_last_good_and_recover(service, tmp_path):
+    service.write_atomic("value: good\n")
+    service.all_workers_answer("good")
+    generation = service.get()["generation"]
+    for bad, reason in [("value: [\n", "invalid YAML"), ("", "empty"),
+                        ("- a list\n", "top level")]:
+        service.write_atomic(bad)
+        service.wait_until(
+            lambda r=reason: r in (service.status()[0]["last_error"] or ""), reason
+        )
+        for _ in range(8):
+            answer = service.get()
+            assert (answer["value"], answer["generation"]) == ("good", generation)
+    service.config.unlink()
+    service.wait_until(lambda: "not found" in (service.status()[0]["last_error"] or ""),
+                       "deletion noticed")
+    assert service.get()["value"] == "good"
+    service.write_atomic("value: back\n")
+    service.all_workers_answer("back")
+    log = service.log.read_text()
+    assert "invalid YAML" in log and "keeping generation" in log
+
+
+def test_schema_violation_rejected(tmp_path):
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"value": {"type": "string"}}}))
+    svc = Service(tmp_path, env_extra={"HOTCFG_SCHEMA": str(schema)})
+    try:
+        svc.all_workers_answer("one")
+        svc.write_atomic("value: 5\n")
+        svc.wait_until(lambda: "schema" in (svc.status()[0]["last_error"] or ""), "schema")
+        assert svc.get()["value"] == "one"
+        assert "violates schema rule 'type'" in svc.log.read_text()
+    finally:
+        svc.stop()
+
+
+def test_one_generation_per_request(service, tmp_path):
+    marker = tmp_path / "go"
+    import threading
+    result = {}
+    t = threading.Thread(target=lambda: result.update(service.get(f"/twice?wait={marker}")))
+    t.start()
+    time.sleep(0.5)  # the request has read its first value and is waiting
+    service.write_atomic("value: newer\n")
+    service.wait_until(lambda: service.get()["value"] == "newer", "publish seen")
+    marker.touch()
+    t.join(20)
+    assert result["first_generation"] == result["second_generation"]
+    assert result["first"] == result["second"] == "one"
+
+
+def test_lost_signal_still_switches(tmp_path):
+    svc = Service(tmp_path, env_extra={"HOTCFG_SIGNAL": "none"})
+    try:
+        svc.all_workers_answer("one")
+        svc.write_atomic("value: unsignalled\n")
+        svc.all_workers_answer("unsignalled")
+    finally:
+        svc.stop()
+
+
+def test_respawned_worker_starts_current(service):
+    for i in range(3):
+        service.write_atomic(f"value: v{i}\n")
+        service.all_workers_answer(f"v{i}")
+    victim = min(service.worker_pids())
+    os.kill(victim, signal.SIGKILL)
+    service.wait_until(
+        lambda: victim not in service.worker_pids() and len(service.worker_pids()) == WORKERS,
+        "respawn",
+    )
+    service.all_workers_answer("v2")
+    os.kill(service.proc.pid, signal.SIGTTIN)
+    service.wait_until(lambda: len(service.worker_pids()) == WORKERS + 1, "TTIN")
+    service.all_workers_answer("v2")
+
+
+def test_hup_keeps_working(service):
+    service.write_atomic("value: before-hup\n")
+    service.all_workers_answer("before-hup")
+    generation = service.get()["generation"]
+    old = service.worker_pids()
+    os.kill(service.proc.pid, signal.SIGHUP)
+    service.wait_until(lambda: not (service.worker_pids() & old)
+                       and len(service.worker_pids()) == WORKERS, "HUP")
+    assert service.get()["generation"] >= generation
+    service.write_atomic("value: after-hup\n")
+    service.all_workers_answer("after-hup")
+
+
+def test_term_leaves_no_segment(service):
+    service.all_workers_answer("one")
+    assert list(service.segments.glob("*.seg"))
+    service.stop(signal.SIGTERM)
+    assert list(service.segments.iterdir()) == []
+
+
+def test_kill9_then_restart_does_not_accumulate(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Service(tmp_path / "a")
+    first.all_workers_answer("one")
+    first.stop(signal.SIGKILL)
+    segs = Path(os.environ["HOTCFG_SEGMENT_DIR"])
+    assert len(list(segs.glob("*.seg"))) == 1  # the dead master's
+    second = Service(tmp_path / "b")
+    try:
+        second.all_workers_answer("one")
+        assert len(list(segs.glob("*.seg"))) == 1  # the stale one was removed
+    finally:
+        second.stop()

@@ -1,0 +1,147 @@
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hotcfg import _codec
+from hotcfg._errors import CorruptSegmentError
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+documents = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
+
+
+def fresh(capacity=1 << 16):
+    buf = bytearray(capacity)
+    _codec.format_segment(buf, capacity=capacity, writer_pid=1)
+    return buf
+
+
+def publish(buf, data, generation):
+    payload = _codec.encode(data)
+    header = _codec.read_header(buf)
+    offset = _codec.plan_offset(header, len(payload))
+    crc = _codec.write_payload(buf, offset, payload)
+    _codec.commit(buf, generation=generation, offset=offset, length=len(payload),
+                  crc=crc, published_at=1.0, source="test", writer_pid=1)
+
+
+def thaw_equal(snapshot, data):
+    return snapshot.to_dict() == msgpack.unpackb(msgpack.packb(data), raw=False)
+
+
+@given(st.lists(documents, min_size=1, max_size=5))
+def test_round_trip_over_generations(docs):
+    buf = fresh(1 << 20)
+    for generation, doc in enumerate(docs, 1):
+        publish(buf, doc, generation)
+        snap = _codec.decode(buf)
+        assert snap.generation == generation
+        assert thaw_equal(snap, doc)
+
+
+def test_fresh_segment_is_generation_zero_and_empty():
+    snap = _codec.decode(fresh())
+    assert snap.generation == 0
+    assert dict(snap) == {}
+
+
+@given(documents, st.data())
+@settings(max_examples=50)
+def test_any_truncation_is_corrupt_or_snapshot(doc, data):
+    buf = fresh()
+    publish(buf, doc, 1)
+    end = data.draw(st.integers(0, len(buf) - 1))
+    try:
+        _codec.decode(bytes(buf[:end]))
+    except CorruptSegmentError:
+        pass
+
+
+@given(documents, st.integers(0, 2**20), st.integers(1, 255))
+@settings(max_examples=200)
+def test_flipped_byte_is_corrupt_or_snapshot(doc, position, xor):
+    buf = fresh()
+    publish(buf, doc, 1)
+    header = _codec.read_header(buf)
+    interesting = list(range(128)) + list(
+        range(header.payload_offset, header.payload_offset + header.payload_length)
+    )
+    index = interesting[position % len(interesting)]
+    buf[index] ^= xor
+    try:
+        snap = _codec.decode(buf)
+    except CorruptSegmentError:
+        return
+    # Only bytes outside what the CRC covers may change without detection.
+    assert snap.generation >= 0
+
+
+@given(st.binary(max_size=5000))
+def test_random_bytes_never_raise_anything_else(blob):
+    try:
+        _codec.decode(blob)
+    except CorruptSegmentError:
+        pass
+
+
+def test_torn_payload_is_detected():
+    buf = fresh()
+    publish(buf, {"value": "a" * 100}, 1)
+    header = _codec.read_header(buf)
+    buf[header.payload_offset + 10] ^= 0xFF  # a half-applied write
+    with pytest.raises(CorruptSegmentError):
+        _codec.decode(buf)
+
+
+def test_odd_sequence_means_writer_busy():
+    buf = fresh()
+    publish(buf, {"a": 1}, 1)
+    _codec._bump_sequence(buf)
+    with pytest.raises(CorruptSegmentError, match="writer busy"):
+        _codec.read_consistent(buf, attempts=3)
+
+
+def test_new_payload_never_overwrites_live_one():
+    buf = fresh(1 << 20)
+    for generation in range(1, 30):
+        header = _codec.read_header(buf)
+        size = (generation * 997) % 5000 + 10
+        offset = _codec.plan_offset(header, size)
+        live = range(header.payload_offset, header.payload_offset + header.payload_length)
+        assert offset + size <= live.start or offset >= live.stop
+        publish(buf, {"x": "y" * size}, generation)
+
+
+def test_error_is_recorded_and_cleared_by_next_publish():
+    buf = fresh()
+    _codec.record_error(buf, "bad.yaml:1:1: nope", at=5.0)
+    header = _codec.read_header(buf)
+    assert header.error == "bad.yaml:1:1: nope"
+    assert header.rejected_count == 1
+    publish(buf, {"a": 1}, 1)
+    assert _codec.read_header(buf).error is None
+
+
+def test_worker_table():
+    buf = fresh()
+    _codec.write_worker(buf, 3, pid=42, generation=7, applied_at=1.5)
+    assert _codec.read_workers(buf) == [_codec.WorkerRecord(3, 42, 7, 1.5)]
+    _codec.clear_worker(buf, 3)
+    assert _codec.read_workers(buf) == []
+
+
+def test_snapshot_is_immutable_and_dotted():
+    buf = fresh()
+    publish(buf, {"db": {"timeout": 5, "hosts": ["a", "b"]}}, 1)
+    snap = _codec.decode(buf)
+    assert snap.get("db.timeout") == 5
+    assert snap.get("db.missing", "d") == "d"
+    assert snap.get("db.hosts") == ("a", "b")
+    with pytest.raises(TypeError):
+        snap["db"]["timeout"] = 6
