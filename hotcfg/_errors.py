@@ -9,7 +9,7 @@ builtin that callers already catch::
      │    ├── ParseError                   not valid YAML / JSON / TOML
      │    └── ValidationError              parsed, but wrong shape, type or value
      ├── CorruptSegmentError (ValueError)  bytes that are not a consistent segment
-     ├── SegmentError (OSError)            the shared memory cannot be created or trusted
+     ├── SegmentError (OSError)            shared memory cannot be created or trusted
      ├── MissingKeyError (KeyError)        a required key is absent
      └── NotConfiguredError (RuntimeError) no source was given to this process
 

@@ -113,7 +113,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"rejected    {r['rejected_count']}")
         current = sum(w["generation"] == r["generation"] for w in r["workers"])
         print(
-            f"workers     {len(r['workers'])}, {current} on generation {r['generation']}"
+            f"workers     {len(r['workers'])}, "
+            f"{current} on generation {r['generation']}"
         )
         for w in r["workers"]:
             print(f"  pid {w['pid']:<8} generation {w['generation']}")

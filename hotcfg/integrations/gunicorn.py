@@ -28,6 +28,7 @@ function here and every chained wrapper has exactly that many.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import signal
@@ -62,10 +63,8 @@ def _hint_workers(server: Arbiter, signum: int | None) -> None:
     else:
         return
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def _on_hint(signum: int, frame: FrameType | None) -> None:

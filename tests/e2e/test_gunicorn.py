@@ -1,5 +1,6 @@
 """Real Gunicorn masters with several workers on 127.0.0.1, real files."""
 
+import contextlib
 import json
 import os
 import signal
@@ -34,35 +35,68 @@ class Service:
         self.log = tmp_path / "gunicorn.log"
         self.workers = workers
         self._logf = self.log.open("wb")
-        env = dict(os.environ, HOTCFG_SOURCE=str(self.config), HOTCFG_DEBOUNCE_MS="20",
-                   PYTHONPATH=str(ROOT))
+        env = dict(
+            os.environ,
+            HOTCFG_SOURCE=str(self.config),
+            HOTCFG_DEBOUNCE_MS="20",
+            PYTHONPATH=str(ROOT),
+        )
         env.update(env_extra or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
-             "-w", str(workers), "-b", f"127.0.0.1:{self.port}", "--no-control-socket",
-             "--graceful-timeout", "3", "tests.apps.probe_app:app"],
-            env=env, stdout=self._logf, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "gunicorn_conf.py"),
+                "-w",
+                str(workers),
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "--no-control-socket",
+                "--graceful-timeout",
+                "3",
+                "tests.apps.probe_app:app",
+            ],
+            env=env,
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.wait_until(lambda: len(self.worker_pids()) == workers, "workers up")
 
     def get(self, path="/"):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}",
-                                     headers={"Connection": "close"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}", headers={"Connection": "close"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def status(self):
         out = subprocess.run(
-            [sys.executable, "-m", "hotcfg", "status", "--json", "--dir", str(self.segments)],
-            capture_output=True, text=True, check=False,
+            [
+                sys.executable,
+                "-m",
+                "hotcfg",
+                "status",
+                "--json",
+                "--dir",
+                str(self.segments),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return json.loads(out.stdout) if out.returncode == 0 else []
 
     def worker_pids(self):
         try:
-            out = subprocess.run(["pgrep", "-P", str(self.proc.pid)],
-                                 capture_output=True, text=True, check=False).stdout
+            out = subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
         except OSError:
             return set()
         return {int(p) for p in out.split()}
@@ -76,7 +110,9 @@ class Service:
             except OSError:
                 pass
             time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}; log:\n{self.log.read_text()}")
+        raise AssertionError(
+            f"timed out waiting for {what}; log:\n{self.log.read_text()}"
+        )
 
     def all_workers_answer(self, value, timeout=20):
         """Every worker pid has answered ``value`` (proved per pid)."""
@@ -110,10 +146,8 @@ class Service:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self._logf.close()
 
 
@@ -155,8 +189,11 @@ def test_bad_inputs_keep_last_good_and_recover(service, tmp_path):
     service.write_atomic("value: good\n")
     service.all_workers_answer("good")
     generation = service.get()["generation"]
-    for bad, reason in [("value: [\n", "invalid YAML"), ("", "empty"),
-                        ("- a list\n", "top level")]:
+    for bad, reason in [
+        ("value: [\n", "invalid YAML"),
+        ("", "empty"),
+        ("- a list\n", "top level"),
+    ]:
         service.write_atomic(bad)
         service.wait_until(
             lambda r=reason: r in (service.status()[0]["last_error"] or ""), reason
@@ -165,23 +202,30 @@ def test_bad_inputs_keep_last_good_and_recover(service, tmp_path):
             answer = service.get()
             assert (answer["value"], answer["generation"]) == ("good", generation)
     service.config.unlink()
-    service.wait_until(lambda: "not found" in (service.status()[0]["last_error"] or ""),
-                       "deletion noticed")
+    service.wait_until(
+        lambda: "not found" in (service.status()[0]["last_error"] or ""),
+        "deletion noticed",
+    )
     assert service.get()["value"] == "good"
     service.write_atomic("value: back\n")
     service.all_workers_answer("back")
     log = service.log.read_text()
-    assert "invalid YAML" in log and "keeping generation" in log
+    assert "invalid YAML" in log
+    assert "keeping generation" in log
 
 
 def test_schema_violation_rejected(tmp_path):
     schema = tmp_path / "schema.json"
-    schema.write_text(json.dumps({"type": "object", "properties": {"value": {"type": "string"}}}))
+    schema.write_text(
+        json.dumps({"type": "object", "properties": {"value": {"type": "string"}}})
+    )
     svc = Service(tmp_path, env_extra={"HOTCFG_SCHEMA": str(schema)})
     try:
         svc.all_workers_answer("one")
         svc.write_atomic("value: 5\n")
-        svc.wait_until(lambda: "schema" in (svc.status()[0]["last_error"] or ""), "schema")
+        svc.wait_until(
+            lambda: "schema" in (svc.status()[0]["last_error"] or ""), "schema"
+        )
         assert svc.get()["value"] == "one"
         assert "violates schema rule 'type'" in svc.log.read_text()
     finally:
@@ -191,8 +235,11 @@ def test_schema_violation_rejected(tmp_path):
 def test_one_generation_per_request(service, tmp_path):
     marker = tmp_path / "go"
     import threading
+
     result = {}
-    t = threading.Thread(target=lambda: result.update(service.get(f"/twice?wait={marker}")))
+    t = threading.Thread(
+        target=lambda: result.update(service.get(f"/twice?wait={marker}"))
+    )
     t.start()
     time.sleep(0.5)  # the request has read its first value and is waiting
     service.write_atomic("value: newer\n")
@@ -220,7 +267,10 @@ def test_respawned_worker_starts_current(service):
     victim = min(service.worker_pids())
     os.kill(victim, signal.SIGKILL)
     service.wait_until(
-        lambda: victim not in service.worker_pids() and len(service.worker_pids()) == WORKERS,
+        lambda: (
+            victim not in service.worker_pids()
+            and len(service.worker_pids()) == WORKERS
+        ),
         "respawn",
     )
     service.all_workers_answer("v2")
@@ -235,8 +285,12 @@ def test_hup_keeps_working(service):
     generation = service.get()["generation"]
     old = service.worker_pids()
     os.kill(service.proc.pid, signal.SIGHUP)
-    service.wait_until(lambda: not (service.worker_pids() & old)
-                       and len(service.worker_pids()) == WORKERS, "HUP")
+    service.wait_until(
+        lambda: (
+            not (service.worker_pids() & old) and len(service.worker_pids()) == WORKERS
+        ),
+        "HUP",
+    )
     assert service.get()["generation"] >= generation
     service.write_atomic("value: after-hup\n")
     service.all_workers_answer("after-hup")

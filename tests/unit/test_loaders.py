@@ -12,8 +12,11 @@ def load(text, fmt="yaml"):
 
 @pytest.mark.parametrize(
     ("fmt", "text"),
-    [("yaml", "a: 1\nb: [x, y]\n"), ("json", '{"a": 1, "b": ["x", "y"]}'),
-     ("toml", 'a = 1\nb = ["x", "y"]\n')],
+    [
+        ("yaml", "a: 1\nb: [x, y]\n"),
+        ("json", '{"a": 1, "b": ["x", "y"]}'),
+        ("toml", 'a = 1\nb = ["x", "y"]\n'),
+    ],
 )
 def test_every_format_loads(fmt, text):
     assert load(text, fmt) == {"a": 1, "b": ["x", "y"]}
@@ -21,8 +24,11 @@ def test_every_format_loads(fmt, text):
 
 @pytest.mark.parametrize(
     ("fmt", "text", "line"),
-    [("yaml", "a: 1\nb: [\n", 3), ("json", '{"a": 1,\n "b": }', 2),
-     ("toml", "a = 1\nb = = 2\n", None)],
+    [
+        ("yaml", "a: 1\nb: [\n", 3),
+        ("json", '{"a": 1,\n "b": }', 2),
+        ("toml", "a = 1\nb = = 2\n", None),
+    ],
 )
 def test_syntax_errors_name_the_place(fmt, text, line):
     with pytest.raises(ParseError) as info:
@@ -42,7 +48,9 @@ def test_duplicate_keys_rejected(fmt, text):
         load(text, fmt)
 
 
-@pytest.mark.parametrize("text", ["", "   \n", "# only a comment\n", "null", "- a\n", "3"])
+@pytest.mark.parametrize(
+    "text", ["", "   \n", "# only a comment\n", "null", "- a\n", "3"]
+)
 def test_top_level_must_be_a_mapping(text):
     with pytest.raises(ConfigError):
         load(text)
