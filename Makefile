@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check hotcfg tests examples gunicorn_conf.py
+	$(BIN)/ruff check hotcfg tests examples benchmarks gunicorn_conf.py
 	$(BIN)/ruff format --check hotcfg
 	$(BIN)/mypy
 
