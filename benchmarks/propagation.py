@@ -64,8 +64,10 @@ def measure(workers: int, debounce_ms: int, rounds: int) -> list[float]:
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
            "-w", str(workers), "-b", f"127.0.0.1:{port}", "--no-control-socket",
            "tests.apps.probe_app:app"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    quiet = subprocess.DEVNULL
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=quiet, stderr=quiet, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 30
         while len(workers_of(proc.pid)) < workers or not _up(port):
@@ -122,7 +124,7 @@ def _one_round(port: int, config: Path, value: int, pids: set[int], n: int) -> f
 
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def refresh_cost_ns() -> tuple[float, float]:
