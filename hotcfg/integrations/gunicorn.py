@@ -201,7 +201,9 @@ def install(namespace: MutableMapping[str, Any]) -> None:
     """
     for name, (ours, arity, ours_first) in HOOKS.items():
         theirs = namespace.get(name)
-        if theirs is None or theirs is ours or getattr(theirs, _MARK, False):
+        if getattr(theirs, _MARK, False) or theirs is ours:
+            continue  # installed already (chained or plain): keep it as it is
+        if theirs is None:
             namespace[name] = ours
             continue
         namespace[name] = _chain(name, ours, theirs, arity=arity, ours_first=ours_first)
