@@ -25,7 +25,7 @@ def free_port():
 
 
 class Service:
-    def __init__(self, tmp_path, env_extra=None, workers=WORKERS):
+    def __init__(self, tmp_path, env_extra=None, workers=WORKERS, extra_args=()):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
@@ -56,6 +56,7 @@ class Service:
                 "--no-control-socket",
                 "--graceful-timeout",
                 "3",
+                *extra_args,
                 "tests.apps.probe_app:app",
             ],
             env=env,
@@ -317,3 +318,13 @@ def test_kill9_then_restart_does_not_accumulate(tmp_path):
         assert len(list(segs.glob("*.seg"))) == 1  # the stale one was removed
     finally:
         second.stop()
+
+
+def test_gthread_workers_switch(tmp_path):
+    svc = Service(tmp_path, extra_args=("--worker-class", "gthread", "--threads", "4"))
+    try:
+        svc.all_workers_answer("one")
+        svc.write_atomic("value: threaded\n")
+        svc.all_workers_answer("threaded")
+    finally:
+        svc.stop()
