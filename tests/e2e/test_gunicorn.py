@@ -328,3 +328,20 @@ def test_gthread_workers_switch(tmp_path):
         svc.all_workers_answer("threaded")
     finally:
         svc.stop()
+
+
+def test_user_validator_rejects(tmp_path):
+    svc = Service(
+        tmp_path, env_extra={"HOTCFG_VALIDATOR": "tests.apps.validators:no_forbidden"}
+    )
+    try:
+        svc.all_workers_answer("one")
+        svc.write_atomic("value: forbidden\n")
+        svc.wait_until(
+            lambda: "may not be" in (svc.status()[0]["last_error"] or ""), "rejection"
+        )
+        assert svc.get()["value"] == "one"
+        svc.write_atomic("value: allowed\n")
+        svc.all_workers_answer("allowed")
+    finally:
+        svc.stop()
