@@ -345,3 +345,17 @@ def test_user_validator_rejects(tmp_path):
         svc.all_workers_answer("allowed")
     finally:
         svc.stop()
+
+
+def test_editor_save_patterns(service):
+    """vim/Emacs rename the old file away and write a new one; git deletes and
+    recreates; both are seen because the directory is watched."""
+    service.all_workers_answer("one")
+    backup = service.dir / "config.yaml~"
+    os.replace(service.config, backup)  # rename away
+    service.config.write_text("value: vim\n")  # write a new file
+    backup.unlink()
+    service.all_workers_answer("vim")
+    service.config.unlink()  # git checkout: delete, then create
+    service.config.write_text("value: git\n")
+    service.all_workers_answer("git")
