@@ -143,8 +143,16 @@ def refresh_cost_ns() -> tuple[float, float]:
         pass
 
     bare = min(timeit.repeat(nothing, number=n, repeat=7)) / n * 1e9
+    from hotcfg.integrations import gunicorn as hooks
+
+    def request_hooks() -> None:
+        # What Gunicorn calls around each request with hotcfg installed.
+        hooks.pre_request(None, None)
+        hooks.post_request(None, None, None, None)
+
+    per_request = min(timeit.repeat(request_hooks, number=n, repeat=7)) / n * 1e9
     _api.ensure_publisher().close()
-    return with_hotcfg, bare
+    return with_hotcfg, bare, per_request
 
 
 def main() -> None:
@@ -152,21 +160,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--debounce", type=int, nargs="+", default=[0, 100])
+    parser.add_argument("--cost-only", action="store_true", help="skip propagation")
     args = parser.parse_args()
     print("propagation: file write (atomic rename) -> every worker answers it")
     print(
         f"{'workers':>8} {'debounce ms':>12} {'median ms':>10} {'p95 ms':>8} {'n':>4}"
     )
-    for workers in args.workers:
+    for workers in [] if args.cost_only else args.workers:
         for debounce in args.debounce:
             times = measure(workers, debounce, args.rounds)
             print(f"{workers:>8} {debounce:>12} {statistics.median(times):>10.1f} "
                   f"{p95(times):>8.1f} {len(times):>4}")  # fmt: skip
-    refresh, bare = refresh_cost_ns()
+    refresh, bare, per_request = refresh_cost_ns()
     print()
     print("per-request refresh with no change (best of 7 x 200k calls)")
     print(f"  Reader.refresh(): {refresh:.0f} ns   bare function call: {bare:.0f} ns   "
           f"added: {refresh - bare:.0f} ns")  # fmt: skip
+    print(f"  pre_request + post_request hooks (pin and unpin): {per_request:.0f} ns "
+          "per request")  # fmt: skip
 
 
 if __name__ == "__main__":
