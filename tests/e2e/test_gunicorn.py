@@ -153,10 +153,23 @@ class Service:
 
 
 @pytest.fixture
-def service(tmp_path):
-    svc = Service(tmp_path)
-    yield svc
-    svc.stop()
+def start_service():
+    """Start Services; every one is stopped at teardown, also on failure."""
+    started = []
+
+    def start(*args, **kwargs):
+        svc = Service(*args, **kwargs)
+        started.append(svc)
+        return svc
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+@pytest.fixture
+def service(start_service, tmp_path):
+    return start_service(tmp_path)
 
 
 def test_atomic_and_in_place_changes_reach_every_worker(service):
@@ -167,23 +180,22 @@ def test_atomic_and_in_place_changes_reach_every_worker(service):
     service.all_workers_answer("three")
 
 
-def test_kubernetes_data_symlink_swap(tmp_path):
+def test_kubernetes_data_symlink_swap(start_service, tmp_path):
     conf = tmp_path / "k8s"
     conf.mkdir()
     (conf / "..v1").mkdir()
     (conf / "..v1" / "config.yaml").write_text("value: k1\n")
     os.symlink("..v1", conf / "..data")
     os.symlink("..data/config.yaml", conf / "config.yaml")
-    svc = Service(tmp_path, env_extra={"HOTCFG_SOURCE": str(conf / "config.yaml")})
-    try:
-        svc.all_workers_answer("k1")
-        (conf / "..v2").mkdir()
-        (conf / "..v2" / "config.yaml").write_text("value: k2\n")
-        os.symlink("..v2", conf / "..data_tmp")
-        os.replace(conf / "..data_tmp", conf / "..data")
-        svc.all_workers_answer("k2")
-    finally:
-        svc.stop()
+    svc = start_service(
+        tmp_path, env_extra={"HOTCFG_SOURCE": str(conf / "config.yaml")}
+    )
+    svc.all_workers_answer("k1")
+    (conf / "..v2").mkdir()
+    (conf / "..v2" / "config.yaml").write_text("value: k2\n")
+    os.symlink("..v2", conf / "..data_tmp")
+    os.replace(conf / "..data_tmp", conf / "..data")
+    svc.all_workers_answer("k2")
 
 
 def test_bad_inputs_keep_last_good_and_recover(service, tmp_path):
@@ -215,22 +227,17 @@ def test_bad_inputs_keep_last_good_and_recover(service, tmp_path):
     assert "keeping generation" in log
 
 
-def test_schema_violation_rejected(tmp_path):
+def test_schema_violation_rejected(start_service, tmp_path):
     schema = tmp_path / "schema.json"
     schema.write_text(
         json.dumps({"type": "object", "properties": {"value": {"type": "string"}}})
     )
-    svc = Service(tmp_path, env_extra={"HOTCFG_SCHEMA": str(schema)})
-    try:
-        svc.all_workers_answer("one")
-        svc.write_atomic("value: 5\n")
-        svc.wait_until(
-            lambda: "schema" in (svc.status()[0]["last_error"] or ""), "schema"
-        )
-        assert svc.get()["value"] == "one"
-        assert "violates schema rule 'type'" in svc.log.read_text()
-    finally:
-        svc.stop()
+    svc = start_service(tmp_path, env_extra={"HOTCFG_SCHEMA": str(schema)})
+    svc.all_workers_answer("one")
+    svc.write_atomic("value: 5\n")
+    svc.wait_until(lambda: "schema" in (svc.status()[0]["last_error"] or ""), "schema")
+    assert svc.get()["value"] == "one"
+    assert "violates schema rule 'type'" in svc.log.read_text()
 
 
 def test_one_generation_per_request(service, tmp_path):
@@ -251,14 +258,11 @@ def test_one_generation_per_request(service, tmp_path):
     assert result["first"] == result["second"] == "one"
 
 
-def test_lost_signal_still_switches(tmp_path):
-    svc = Service(tmp_path, env_extra={"HOTCFG_SIGNAL": "none"})
-    try:
-        svc.all_workers_answer("one")
-        svc.write_atomic("value: unsignalled\n")
-        svc.all_workers_answer("unsignalled")
-    finally:
-        svc.stop()
+def test_lost_signal_still_switches(start_service, tmp_path):
+    svc = start_service(tmp_path, env_extra={"HOTCFG_SIGNAL": "none"})
+    svc.all_workers_answer("one")
+    svc.write_atomic("value: unsignalled\n")
+    svc.all_workers_answer("unsignalled")
 
 
 def test_respawned_worker_starts_current(service):
@@ -304,47 +308,40 @@ def test_term_leaves_no_segment(service):
     assert list(service.segments.iterdir()) == []
 
 
-def test_kill9_then_restart_does_not_accumulate(tmp_path):
+def test_kill9_then_restart_does_not_accumulate(start_service, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    first = Service(tmp_path / "a")
+    first = start_service(tmp_path / "a")
     first.all_workers_answer("one")
     first.stop(signal.SIGKILL)
     segs = Path(os.environ["HOTCFG_SEGMENT_DIR"])
     assert len(list(segs.glob("*.seg"))) == 1  # the dead master's
-    second = Service(tmp_path / "b")
-    try:
-        second.all_workers_answer("one")
-        assert len(list(segs.glob("*.seg"))) == 1  # the stale one was removed
-    finally:
-        second.stop()
+    second = start_service(tmp_path / "b")
+    second.all_workers_answer("one")
+    assert len(list(segs.glob("*.seg"))) == 1  # the stale one was removed
 
 
-def test_gthread_workers_switch(tmp_path):
-    svc = Service(tmp_path, extra_args=("--worker-class", "gthread", "--threads", "4"))
-    try:
-        svc.all_workers_answer("one")
-        svc.write_atomic("value: threaded\n")
-        svc.all_workers_answer("threaded")
-    finally:
-        svc.stop()
+def test_gthread_workers_switch(start_service, tmp_path):
+    svc = start_service(
+        tmp_path, extra_args=("--worker-class", "gthread", "--threads", "4")
+    )
+    svc.all_workers_answer("one")
+    svc.write_atomic("value: threaded\n")
+    svc.all_workers_answer("threaded")
 
 
-def test_user_validator_rejects(tmp_path):
-    svc = Service(
+def test_user_validator_rejects(start_service, tmp_path):
+    svc = start_service(
         tmp_path, env_extra={"HOTCFG_VALIDATOR": "tests.apps.validators:no_forbidden"}
     )
-    try:
-        svc.all_workers_answer("one")
-        svc.write_atomic("value: forbidden\n")
-        svc.wait_until(
-            lambda: "may not be" in (svc.status()[0]["last_error"] or ""), "rejection"
-        )
-        assert svc.get()["value"] == "one"
-        svc.write_atomic("value: allowed\n")
-        svc.all_workers_answer("allowed")
-    finally:
-        svc.stop()
+    svc.all_workers_answer("one")
+    svc.write_atomic("value: forbidden\n")
+    svc.wait_until(
+        lambda: "may not be" in (svc.status()[0]["last_error"] or ""), "rejection"
+    )
+    assert svc.get()["value"] == "one"
+    svc.write_atomic("value: allowed\n")
+    svc.all_workers_answer("allowed")
 
 
 def test_editor_save_patterns(service):

@@ -1,12 +1,8 @@
 """Forking while the publisher thread writes: no deadlock, children read clean."""
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import run_script
 
 SCRIPT = textwrap.dedent(
     """
@@ -55,9 +51,5 @@ SCRIPT = textwrap.dedent(
 def test_fork_during_publishing(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("value: 0\n")
-    env = dict(os.environ, HOTCFG_SOURCE=str(config), PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=env, capture_output=True, text=True, timeout=50, check=True,
-    )  # fmt: skip
-    assert out.stdout.strip() == "failures 0 generation True", out.stderr
+    output = run_script(SCRIPT, config)
+    assert output == "failures 0 generation True"

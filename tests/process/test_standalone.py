@@ -1,12 +1,10 @@
 """Outside Gunicorn: publisher, watcher and reader in one process."""
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import run_script
 
 SCRIPT = textwrap.dedent(
     """
@@ -32,11 +30,6 @@ SCRIPT = textwrap.dedent(
 def test_get_and_on_change_in_one_process(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("value: one\n")
-    env = dict(os.environ, HOTCFG_SOURCE=str(config), HOTCFG_DEBOUNCE_MS="10",
-               PYTHONPATH=str(ROOT))  # fmt: skip
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(config)],
-        env=env, capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    assert out.stdout.strip() == "two 2 [('one', 'two')]"
+    output = run_script(SCRIPT, config, config, HOTCFG_DEBOUNCE_MS="10")
+    assert output == "two 2 [('one', 'two')]"
     assert list(Path(os.environ["HOTCFG_SEGMENT_DIR"]).iterdir()) == []

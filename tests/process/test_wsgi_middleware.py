@@ -1,12 +1,8 @@
 """The WSGI middleware pins one snapshot per request, then releases it."""
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from . import run_script
 
 SCRIPT = textwrap.dedent(
     """
@@ -37,9 +33,5 @@ SCRIPT = textwrap.dedent(
 def test_middleware_pins_and_unpins(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("value: one\n")
-    env = dict(os.environ, HOTCFG_SOURCE=str(config), PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env=env, capture_output=True, text=True, timeout=30, check=True,
-    )  # fmt: skip
-    assert out.stdout.strip() == "[(True, 'one')] None"
+    output = run_script(SCRIPT, config)
+    assert output == "[(True, 'one')] None"

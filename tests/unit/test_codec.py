@@ -87,12 +87,10 @@ def test_flipped_byte_is_corrupt_or_snapshot(doc, position, xor):
     )
     index = interesting[position % len(interesting)]
     buf[index] ^= xor
-    try:
-        snap = _codec.decode(buf)
-    except CorruptSegmentError:
-        return
-    # Only bytes outside what the CRC covers may change without detection.
-    assert snap.generation >= 0
+    # Only CorruptSegmentError may come out; a flip outside what the CRC
+    # covers (e.g. the publish time) may still decode.
+    with contextlib.suppress(CorruptSegmentError):
+        _codec.decode(buf)
 
 
 @given(st.binary(max_size=5000))
