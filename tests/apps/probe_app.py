@@ -2,7 +2,8 @@
 
 GET /            {"pid", "generation", "value"} for the key ``value``
 GET /twice?wait=PATH
-                 reads ``value``, waits until PATH exists, reads it again
+                 reads ``value``, creates PATH.read, waits until PATH exists,
+                 reads it again
 """
 
 import json
@@ -20,6 +21,7 @@ def app(environ, start_response):
         first = hotcfg.get("value")
         first_generation = hotcfg.generation()
         marker = query["wait"][0]
+        open(marker + ".read", "w").close()  # tell the test the first read is done
         deadline = time.monotonic() + 20
         while not os.path.exists(marker) and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -242,14 +243,13 @@ def test_schema_violation_rejected(start_service, tmp_path):
 
 def test_one_generation_per_request(service, tmp_path):
     marker = tmp_path / "go"
-    import threading
-
     result = {}
     t = threading.Thread(
         target=lambda: result.update(service.get(f"/twice?wait={marker}"))
     )
     t.start()
-    time.sleep(0.5)  # the request has read its first value and is waiting
+    first_read = tmp_path / "go.read"
+    service.wait_until(first_read.exists, "the request's first read")
     service.write_atomic("value: newer\n")
     service.wait_until(lambda: service.get()["value"] == "newer", "publish seen")
     marker.touch()
