@@ -157,20 +157,25 @@ def refresh_cost_ns() -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=15, help="changes per run")
+    parser.add_argument("--runs", type=int, default=1, help="servers per setting")
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--debounce", type=int, nargs="+", default=[0, 100])
     parser.add_argument("--cost-only", action="store_true", help="skip propagation")
     args = parser.parse_args()
     print("propagation: file write (atomic rename) -> every worker answers it")
-    print(
-        f"{'workers':>8} {'debounce ms':>12} {'median ms':>10} {'p95 ms':>8} {'n':>4}"
-    )
+    sys.stdout.reconfigure(line_buffering=True)
+    print(f"{args.runs} run(s) of {args.rounds} changes per setting; median and "
+          "p95 over all changes, run medians from lowest to highest")  # fmt: skip
+    print(f"{'workers':>8} {'debounce ms':>12} {'median ms':>10} {'p95 ms':>8} "
+          f"{'n':>4}  run medians")  # fmt: skip
     for workers in [] if args.cost_only else args.workers:
         for debounce in args.debounce:
-            times = measure(workers, debounce, args.rounds)
+            runs = [measure(workers, debounce, args.rounds) for _ in range(args.runs)]
+            times = [t for run in runs for t in run]
+            spread = " ".join(f"{m:.1f}" for m in sorted(map(statistics.median, runs)))
             print(f"{workers:>8} {debounce:>12} {statistics.median(times):>10.1f} "
-                  f"{p95(times):>8.1f} {len(times):>4}")  # fmt: skip
+                  f"{p95(times):>8.1f} {len(times):>4}  {spread}")  # fmt: skip
     refresh, bare, per_request = refresh_cost_ns()
     print()
     print("per-request refresh with no change (best of 7 x 200k calls)")

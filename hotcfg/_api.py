@@ -152,7 +152,10 @@ def pinned() -> Snapshot | None:
 
 def get(path: str | Sequence[str], default: Any = None) -> Any:
     """Value at a dotted path in the current snapshot, or ``default``."""
-    return current().get(path, default)
+    snap = _pinned.get()  # current(), inlined: this runs many times a request
+    if snap is None:
+        snap = reader().refresh()
+    return snap.get(path, default)
 
 
 def require(path: str | Sequence[str]) -> Any:
