@@ -1,4 +1,5 @@
 import contextlib
+import gc
 
 import msgpack
 import pytest
@@ -156,3 +157,19 @@ def test_snapshot_is_immutable_and_dotted():
     assert snap.get("db.hosts") == ("a", "b")
     with pytest.raises(TypeError):
         snap["db"]["timeout"] = 6
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("payload", [_codec.encode({"a": [1, {"b": 2}]}), b"\xc1"])
+def test_decode_leaves_the_collector_as_it_found_it(
+    enabled: bool, payload: bytes
+) -> None:
+    # The collector is paused while unpacking; a corrupt payload must not
+    # leave it off, and an app that turned it off must find it off.
+    (gc.enable if enabled else gc.disable)()
+    try:
+        with contextlib.suppress(CorruptSegmentError):
+            _codec.decode_payload(payload)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
