@@ -24,7 +24,11 @@ import threading
 import time
 import timeit
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+
+from hotcfg._codec import read_generation
+from hotcfg._segment import SegmentView, list_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +52,62 @@ def workers_of(pid: int) -> set[int]:
     return {int(p) for p in out.stdout.split()}
 
 
-def measure(workers: int, debounce_ms: int, rounds: int) -> list[float]:
+@dataclass
+class Round:
+    published_ms: float  # write -> the new generation is in the segment
+    answered_ms: float  # write -> every worker has answered the new value
+    coverage_ms: float  # with no change: from any instant until every worker answered
+
+
+class Load:
+    """Steady HTTP load from client threads, recording every answer.
+
+    Running before the write (not started by it) keeps client start-up out
+    of the figure, and the record lets a round ask when each worker first
+    answered after a given instant.
+    """
+
+    def __init__(self, port: int, threads: int) -> None:
+        self.port = port
+        self.answers: list[tuple[float, int, object]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _client(self) -> None:
+        while not self._stop.is_set():
+            try:
+                answer = fetch(self.port)
+            except OSError:
+                continue
+            self.answers.append((time.perf_counter(), answer["pid"], answer["value"]))
+
+    def wait_all(
+        self, pids: set[int], since: float, value: object = None, timeout: float = 30
+    ) -> float:
+        """Seconds from ``since`` until every pid answered (``value``, if given)."""
+        first: dict[int, float] = {}
+        index = 0
+        deadline = time.perf_counter() + timeout
+        while not pids <= first.keys():
+            if time.perf_counter() > deadline:
+                return float("inf")
+            answers = self.answers[index:]
+            index += len(answers)
+            for at, pid, got in answers:
+                if at >= since and (value is None or got == value):
+                    first.setdefault(pid, at)
+            time.sleep(0.0005)
+        return max(first[p] for p in pids) - since
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def measure(workers: int, debounce_ms: int, rounds: int) -> list[Round]:
     tmp = Path(tempfile.mkdtemp())
     config = tmp / "config.yaml"
     config.write_text("value: 0\n")
@@ -75,11 +134,17 @@ def measure(workers: int, debounce_ms: int, rounds: int) -> list[float]:
                 raise RuntimeError("gunicorn did not start")
             time.sleep(0.1)
         pids = workers_of(proc.pid)
-        results = []
-        for value in range(1, rounds + 1):
-            time.sleep(0.2)
-            results.append(_one_round(port, config, value, pids, workers))
-        return results
+        view = SegmentView.open(list_segments(str(segdir))[0])
+        load = Load(port, threads=min(workers, 4))
+        try:
+            results = []
+            for value in range(1, rounds + 1):
+                time.sleep(0.2)
+                results.append(_one_round(load, view, config, value, pids))
+            return results
+        finally:
+            load.stop()
+            view.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
@@ -93,33 +158,23 @@ def _up(port: int) -> bool:
         return False
 
 
-def _one_round(port: int, config: Path, value: int, pids: set[int], n: int) -> float:
-    seen: dict[int, float] = {}
-    stop = threading.Event()
+def _one_round(
+    load: Load, view: SegmentView, config: Path, value: int, pids: set[int]
+) -> Round:
+    coverage = load.wait_all(pids, time.perf_counter())
     tmp = config.with_name(".config.tmp")
     tmp.write_text(f"value: {value}\n")
-
-    def client() -> None:
-        while not stop.is_set():
-            try:
-                answer = fetch(port)
-            except OSError:
-                continue
-            if answer["value"] == value:
-                seen.setdefault(answer["pid"], time.perf_counter())
-                if pids <= seen.keys():
-                    stop.set()
-
-    threads = [threading.Thread(target=client) for _ in range(n)]
+    before = read_generation(view.buffer)
     start = time.perf_counter()
     os.replace(tmp, config)
-    for t in threads:
-        t.start()
-    stop.wait(30)
-    stop.set()
-    for t in threads:
-        t.join()
-    return (max(seen.values()) - start) * 1000 if pids <= seen.keys() else float("inf")
+    published = float("inf")
+    while time.perf_counter() - start < 30:
+        if read_generation(view.buffer) != before:
+            published = time.perf_counter() - start
+            break
+        time.sleep(0.0001)
+    answered = load.wait_all(pids, start, value)
+    return Round(published * 1000, answered * 1000, coverage * 1000)
 
 
 def p95(values: list[float]) -> float:
@@ -163,19 +218,30 @@ def main() -> None:
     parser.add_argument("--debounce", type=int, nargs="+", default=[0, 100])
     parser.add_argument("--cost-only", action="store_true", help="skip propagation")
     args = parser.parse_args()
-    print("propagation: file write (atomic rename) -> every worker answers it")
-    sys.stdout.reconfigure(line_buffering=True)
-    print(f"{args.runs} run(s) of {args.rounds} changes per setting; median and "
-          "p95 over all changes, run medians from lowest to highest")  # fmt: skip
-    print(f"{'workers':>8} {'debounce ms':>12} {'median ms':>10} {'p95 ms':>8} "
-          f"{'n':>4}  run medians")  # fmt: skip
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    print("file write (atomic rename) -> published: the new generation is in the")
+    print("segment; -> answered: every worker has answered it under a steady load")
+    print("from 4 client threads; coverage: with no change, from any instant until")
+    print("every worker has answered once (the floor the load itself sets).")
+    print(f"{args.runs} run(s) x {args.rounds} changes; medians and p95 in ms; "
+          "run medians of answered, lowest to highest")  # fmt: skip
+    print(f"{'workers':>7} {'debounce':>8} {'published':>10} {'p95':>6} "
+          f"{'answered':>9} {'p95':>6} {'coverage':>9}  run medians")  # fmt: skip
     for workers in [] if args.cost_only else args.workers:
         for debounce in args.debounce:
             runs = [measure(workers, debounce, args.rounds) for _ in range(args.runs)]
-            times = [t for run in runs for t in run]
-            spread = " ".join(f"{m:.1f}" for m in sorted(map(statistics.median, runs)))
-            print(f"{workers:>8} {debounce:>12} {statistics.median(times):>10.1f} "
-                  f"{p95(times):>8.1f} {len(times):>4}  {spread}")  # fmt: skip
+            rounds = [r for run in runs for r in run]
+            pub = [r.published_ms for r in rounds]
+            ans = [r.answered_ms for r in rounds]
+            cov = statistics.median(r.coverage_ms for r in rounds)
+            spread = " ".join(
+                f"{statistics.median(r.answered_ms for r in run):.1f}"
+                for run in sorted(runs, key=lambda run: statistics.median(
+                    r.answered_ms for r in run))
+            )  # fmt: skip
+            print(f"{workers:>7} {debounce:>8} {statistics.median(pub):>10.1f} "
+                  f"{p95(pub):>6.1f} {statistics.median(ans):>9.1f} {p95(ans):>6.1f} "
+                  f"{cov:>9.1f}  {spread}")  # fmt: skip
     refresh, bare, per_request = refresh_cost_ns()
     print()
     print("per-request refresh with no change (best of 7 x 200k calls)")
