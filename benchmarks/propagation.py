@@ -107,10 +107,18 @@ class Load:
             t.join()
 
 
-def measure(workers: int, debounce_ms: int, rounds: int) -> list[Round]:
+def config_text(value: int, size: int) -> str:
+    """A YAML config of about ``size`` bytes whose ``value`` is ``value``."""
+    lines = [f"value: {value}", "filler:"]
+    line = "  key{:07d}: " + "x" * 40
+    lines += [line.format(i) for i in range(max(0, size // (len(line) - 1)))]
+    return "\n".join(lines) + "\n"
+
+
+def measure(workers: int, debounce_ms: int, rounds: int, size: int) -> list[Round]:
     tmp = Path(tempfile.mkdtemp())
     config = tmp / "config.yaml"
-    config.write_text("value: 0\n")
+    config.write_text(config_text(0, size))
     segdir = tmp / "seg"
     port = free_port()
     env = dict(
@@ -118,6 +126,7 @@ def measure(workers: int, debounce_ms: int, rounds: int) -> list[Round]:
         HOTCFG_SOURCE=str(config),
         HOTCFG_DEBOUNCE_MS=str(debounce_ms),
         HOTCFG_SEGMENT_DIR=str(segdir),
+        HOTCFG_MAX_BYTES=str(max(8 << 20, 2 * size)),
         PYTHONPATH=str(ROOT),
     )
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
@@ -140,7 +149,7 @@ def measure(workers: int, debounce_ms: int, rounds: int) -> list[Round]:
             results = []
             for value in range(1, rounds + 1):
                 time.sleep(0.2)
-                results.append(_one_round(load, view, config, value, pids))
+                results.append(_one_round(load, view, config, value, pids, size))
             return results
         finally:
             load.stop()
@@ -159,11 +168,11 @@ def _up(port: int) -> bool:
 
 
 def _one_round(
-    load: Load, view: SegmentView, config: Path, value: int, pids: set[int]
+    load: Load, view: SegmentView, config: Path, value: int, pids: set[int], size: int
 ) -> Round:
     coverage = load.wait_all(pids, time.perf_counter())
     tmp = config.with_name(".config.tmp")
-    tmp.write_text(f"value: {value}\n")
+    tmp.write_text(config_text(value, size))
     before = read_generation(view.buffer)
     start = time.perf_counter()
     os.replace(tmp, config)
@@ -210,12 +219,52 @@ def refresh_cost_ns() -> tuple[float, float]:
     return with_hotcfg, bare, per_request
 
 
+def size_label(size: int) -> str:
+    for unit, scale in (("MB", 1_000_000), ("KB", 1_000)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} B"
+
+
+def plot(table: list[tuple[int, int, int, list[Round]]], path: str) -> None:
+    """Median and p95 of "answered" against workers, one line per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for size in sorted({row[1] for row in table}):
+        for debounce in sorted({row[2] for row in table}):
+            rows = sorted(r for r in table if r[1] == size and r[2] == debounce)
+            xs = [r[0] for r in rows]
+            answered = [[x.answered_ms for x in r[3]] for r in rows]
+            label = f"{size_label(size)}, debounce {debounce} ms"
+            line = ax.plot(xs, [statistics.median(a) for a in answered], marker="o",
+                           label=f"{label}: median")  # fmt: skip
+            ax.plot(xs, [p95(a) for a in answered], linestyle="--",
+                    color=line[0].get_color(), label=f"{label}: p95")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("Gunicorn sync workers")
+    ax.set_ylabel("file write -> every worker answered (ms)")
+    ax.set_title("hotcfg propagation (2 cores, steady HTTP load)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15, help="changes per run")
     parser.add_argument("--runs", type=int, default=1, help="servers per setting")
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--debounce", type=int, nargs="+", default=[0, 100])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000],
+                        help="config sizes in bytes")  # fmt: skip
+    parser.add_argument("--plot", metavar="PNG", help="draw answered ms (matplotlib)")
     parser.add_argument("--cost-only", action="store_true", help="skip propagation")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
@@ -225,23 +274,31 @@ def main() -> None:
     print("every worker has answered once (the floor the load itself sets).")
     print(f"{args.runs} run(s) x {args.rounds} changes; medians and p95 in ms; "
           "run medians of answered, lowest to highest")  # fmt: skip
-    print(f"{'workers':>7} {'debounce':>8} {'published':>10} {'p95':>6} "
+    print(f"{'workers':>7} {'size':>8} {'debounce':>8} {'published':>10} {'p95':>6} "
           f"{'answered':>9} {'p95':>6} {'coverage':>9}  run medians")  # fmt: skip
-    for workers in [] if args.cost_only else args.workers:
-        for debounce in args.debounce:
-            runs = [measure(workers, debounce, args.rounds) for _ in range(args.runs)]
-            rounds = [r for run in runs for r in run]
-            pub = [r.published_ms for r in rounds]
-            ans = [r.answered_ms for r in rounds]
-            cov = statistics.median(r.coverage_ms for r in rounds)
-            spread = " ".join(
-                f"{statistics.median(r.answered_ms for r in run):.1f}"
-                for run in sorted(runs, key=lambda run: statistics.median(
-                    r.answered_ms for r in run))
-            )  # fmt: skip
-            print(f"{workers:>7} {debounce:>8} {statistics.median(pub):>10.1f} "
-                  f"{p95(pub):>6.1f} {statistics.median(ans):>9.1f} {p95(ans):>6.1f} "
-                  f"{cov:>9.1f}  {spread}")  # fmt: skip
+    table: list[tuple[int, int, int, list[Round]]] = []
+    settings = [
+        (w, z, d) for z in args.sizes for w in args.workers for d in args.debounce
+    ]
+    for workers, size, debounce in [] if args.cost_only else settings:
+        runs = [measure(workers, debounce, args.rounds, size) for _ in range(args.runs)]
+        rounds = [r for run in runs for r in run]
+        table.append((workers, size, debounce, rounds))
+        pub = [r.published_ms for r in rounds]
+        ans = [r.answered_ms for r in rounds]
+        cov = statistics.median(r.coverage_ms for r in rounds)
+        spread = " ".join(
+            f"{m:.1f}"
+            for m in sorted(
+                statistics.median(r.answered_ms for r in run) for run in runs
+            )
+        )
+        print(f"{workers:>7} {size_label(size):>8} {debounce:>8} "
+              f"{statistics.median(pub):>10.1f} {p95(pub):>6.1f} "
+              f"{statistics.median(ans):>9.1f} {p95(ans):>6.1f} "
+              f"{cov:>9.1f}  {spread}")  # fmt: skip
+    if args.plot and table:
+        plot(table, args.plot)
     refresh, bare, per_request = refresh_cost_ns()
     print()
     print("per-request refresh with no change (best of 7 x 200k calls)")
