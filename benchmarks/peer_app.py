@@ -7,6 +7,7 @@
     watch    every worker runs its own watchdog observer and re-parses
     stat     every request calls os.stat() and re-parses when it changed
     stat1s   os.stat() at most once a second
+    none     no config at all (a baseline for memory)
 
 GET / answers {"pid", "value", "parses"}: ``parses`` counts how many times
 this worker has parsed the file, so a run can show the work per change.
@@ -83,6 +84,8 @@ def _value() -> Any:
         import hotcfg
 
         return hotcfg.get("value")
+    if MODE == "none":
+        return None
     if MODE == "stat" or (MODE == "stat1s" and time.monotonic() - _checked >= 1.0):
         _checked = time.monotonic()
         if _stat_changed():
@@ -90,7 +93,7 @@ def _value() -> Any:
     return _config.get("value")
 
 
-if MODE != "hotcfg":
+if MODE not in ("hotcfg", "none"):
     _stat_changed()
     _parse()
 if MODE == "watch":

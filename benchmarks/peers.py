@@ -32,20 +32,10 @@ import timeit
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from propagation import fetch, free_port, p95, workers_of
+from propagation import config_text, fetch, free_port, p95, workers_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ["hotcfg", "hup", "watch", "stat", "stat1s"]
-
-
-def config_text(value: int, size: int = 10_000) -> str:
-    """A YAML config of about ``size`` bytes whose ``value`` is ``value``."""
-    lines = [f"value: {value}", "filler:"]
-    i = 0
-    while sum(map(len, lines)) < size:
-        lines.append(f"  key{i:05d}: {'x' * 40}")
-        i += 1
-    return "\n".join(lines) + "\n"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -68,10 +58,11 @@ class Result:
 
 
 class Server:
-    def __init__(self, peer: str, workers: int, tmp: Path) -> None:
+    def __init__(self, peer: str, workers: int, tmp: Path, size: int = 10_000) -> None:
         self.workers = workers
+        self.size = size
         self.config = tmp / "config.yaml"
-        self.config.write_text(config_text(0))
+        self.config.write_text(config_text(0, size))
         self.port = free_port()
         env = dict(
             os.environ,
@@ -81,6 +72,7 @@ class Server:
             HOTCFG_SOURCE=str(self.config),
             HOTCFG_DEBOUNCE_MS="0",
             HOTCFG_SEGMENT_DIR=str(tmp / "seg"),
+            HOTCFG_MAX_BYTES=str(max(8 << 20, 2 * size)),
         )
         cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers),
                "-b", f"127.0.0.1:{self.port}", "--no-control-socket"]  # fmt: skip
@@ -158,7 +150,7 @@ def one_round(server: Server, peer: str, value: int) -> Round:
             time.sleep(0.0002)
 
     start = time.perf_counter()
-    write_atomically(server.config, config_text(value))
+    write_atomically(server.config, config_text(value, server.size))
     if peer == "hup":
         os.kill(server.proc.pid, signal.SIGHUP)
     watcher = threading.Thread(target=watch)
