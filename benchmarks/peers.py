@@ -9,8 +9,9 @@ file atomically, and measures:
 
 - propagation: from the write to every worker answering the new value (for
   HUP: the write, then ``kill -HUP``; the new workers must all answer);
-- the longest request while the change spreads, next to the longest request
-  of an equal stretch with no change (the stall a change causes);
+- under a steady load from 4 client threads started before the change:
+  the longest request while the change spreads, next to the longest request
+  of an equal stretch right after it (the stall a change causes);
 - parses per change summed over the workers.
 
 Then the per-request cost of each way's config access, in one process.
@@ -26,13 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import timeit
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from propagation import config_text, fetch, free_port, p95, workers_of
+from propagation import Load, config_text, fetch, free_port, p95, workers_of
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ["hotcfg", "hup", "watch", "stat", "stat1s"]
@@ -47,14 +47,9 @@ def write_atomically(path: Path, text: str) -> None:
 @dataclass
 class Round:
     propagation_ms: float
-    longest_ms: float
+    longest_ms: float  # the longest request while the change spread
+    quiet_ms: float  # the longest request in an equal stretch with no change
     parses: int
-
-
-@dataclass
-class Result:
-    rounds: list[Round] = field(default_factory=list)
-    quiet_longest_ms: list[float] = field(default_factory=list)
 
 
 class Server:
@@ -108,61 +103,22 @@ class Server:
             pass
 
 
-def hammer(
-    server: Server, until: threading.Event, seen: dict[int, dict]
-) -> list[float]:
-    """Requests from several threads until ``until`` is set; their latencies."""
-    latencies: list[float] = []
-
-    def client() -> None:
-        while not until.is_set():
-            start = time.perf_counter()
-            try:
-                answer = fetch(server.port)
-            except OSError:
-                continue
-            latencies.append((time.perf_counter() - start) * 1000)
-            seen[answer["pid"]] = answer
-
-    threads = [threading.Thread(target=client) for _ in range(min(server.workers, 8))]
-    for t in threads:
-        t.start()
-    until.wait(60)
-    until.set()
-    for t in threads:
-        t.join()
-    return latencies
-
-
-def one_round(server: Server, peer: str, value: int) -> Round:
-    seen: dict[int, dict] = {}
-    done = threading.Event()
-    answered: dict[int, float] = {}
+def one_round(server: Server, load: Load, peer: str, value: int) -> Round:
     before = {pid: a["parses"] for pid, a in _snapshot_answers(server).items()}
-
-    def watch() -> None:
-        while not done.is_set():
-            for pid, answer in list(seen.items()):
-                if answer["value"] == value:
-                    answered.setdefault(pid, time.perf_counter())
-            if len(answered) >= server.workers:
-                done.set()
-            time.sleep(0.0002)
-
     start = time.perf_counter()
     write_atomically(server.config, config_text(value, server.size))
     if peer == "hup":
         os.kill(server.proc.pid, signal.SIGHUP)
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    latencies = hammer(server, done, seen)
-    watcher.join()
-    elapsed = (max(answered.values()) - start) * 1000 if answered else float("inf")
-    if len(answered) < server.workers:
-        elapsed = float("inf")
+    elapsed = load.wait_all(server.workers, start, value)
+    end = time.perf_counter()
+    longest = load.longest_ms(start, end)
+    # An equal stretch right after, with no change, for the stall baseline.
+    span = min(max(end - start, 0.05), 2.0)
+    time.sleep(span)
+    quiet = load.longest_ms(end, end + span)
     after = _snapshot_answers(server)
     parses = sum(a["parses"] - before.get(pid, 0) for pid, a in after.items())
-    return Round(elapsed, max(latencies, default=0.0), parses)
+    return Round(elapsed * 1000, longest, quiet, parses)
 
 
 def _snapshot_answers(server: Server) -> dict[int, dict]:
@@ -176,28 +132,21 @@ def _snapshot_answers(server: Server) -> dict[int, dict]:
     return answers
 
 
-def quiet_longest(server: Server, seconds: float) -> float:
-    stop = threading.Event()
-    threading.Timer(seconds, stop.set).start()
-    return max(hammer(server, stop, {}), default=0.0)
-
-
-def measure(peer: str, workers: int, rounds: int) -> Result:
-    result = Result()
+def measure(peer: str, workers: int, rounds: int) -> list[Round]:
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(peer, workers, Path(tmp))
+        load = Load(server.port, threads=min(workers, 4))
         try:
             for value in range(1, rounds + 1):
-                time.sleep(0.3)
+                time.sleep(0.2)
                 if peer == "hup":
                     server.wait_ready()  # the old workers are gone
-                r = one_round(server, peer, value)
-                result.rounds.append(r)
-                quiet = min(max(r.propagation_ms / 1000, 0.05), 2.0)
-                result.quiet_longest_ms.append(quiet_longest(server, quiet))
+                results.append(one_round(server, load, peer, value))
         finally:
+            load.stop()
             server.stop()
-    return result
+    return results
 
 
 def access_cost_ns() -> dict[str, float]:
@@ -253,9 +202,9 @@ def main() -> None:
         print(head)
         base = None
         for peer in args.peers:
-            results = [measure(peer, workers, args.rounds) for _ in range(args.runs)]
-            rounds = [r for res in results for r in res.rounds]
-            quiet = [q for res in results for q in res.quiet_longest_ms]
+            runs = [measure(peer, workers, args.rounds) for _ in range(args.runs)]
+            rounds = [r for run in runs for r in run]
+            quiet = [r.quiet_ms for r in rounds]
             times = [r.propagation_ms for r in rounds]
             median = statistics.median(times)
             base = median if peer == "hotcfg" else base

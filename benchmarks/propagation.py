@@ -64,12 +64,13 @@ class Load:
 
     Running before the write (not started by it) keeps client start-up out
     of the figure, and the record lets a round ask when each worker first
-    answered after a given instant.
+    answered after a given instant, and how long requests took meanwhile.
     """
 
     def __init__(self, port: int, threads: int) -> None:
         self.port = port
-        self.answers: list[tuple[float, int, object]] = []
+        # (start, end, pid, value) per answered request, in end order
+        self.answers: list[tuple[float, float, int, object]] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._client) for _ in range(threads)]
         for t in self._threads:
@@ -77,29 +78,39 @@ class Load:
 
     def _client(self) -> None:
         while not self._stop.is_set():
+            start = time.perf_counter()
             try:
                 answer = fetch(self.port)
             except OSError:
                 continue
-            self.answers.append((time.perf_counter(), answer["pid"], answer["value"]))
+            end = time.perf_counter()
+            self.answers.append((start, end, answer["pid"], answer["value"]))
 
     def wait_all(
-        self, pids: set[int], since: float, value: object = None, timeout: float = 30
+        self, count: int, since: float, value: object = None, timeout: float = 30
     ) -> float:
-        """Seconds from ``since`` until every pid answered (``value``, if given)."""
+        """Seconds from ``since`` until ``count`` workers answered (``value``).
+
+        Counting distinct pids, not given ones, lets HUP's new workers count.
+        """
         first: dict[int, float] = {}
         index = 0
         deadline = time.perf_counter() + timeout
-        while not pids <= first.keys():
+        while len(first) < count:
             if time.perf_counter() > deadline:
                 return float("inf")
             answers = self.answers[index:]
             index += len(answers)
-            for at, pid, got in answers:
-                if at >= since and (value is None or got == value):
-                    first.setdefault(pid, at)
+            for _, end, pid, got in answers:
+                if end >= since and (value is None or got == value):
+                    first.setdefault(pid, end)
             time.sleep(0.0005)
-        return max(first[p] for p in pids) - since
+        return max(first.values()) - since
+
+    def longest_ms(self, since: float, until: float) -> float:
+        """The longest request that ended between ``since`` and ``until``."""
+        spans = [e - s for s, e, _, _ in self.answers if since <= e <= until]
+        return max(spans, default=0.0) * 1000
 
     def stop(self) -> None:
         self._stop.set()
@@ -170,7 +181,7 @@ def _up(port: int) -> bool:
 def _one_round(
     load: Load, view: SegmentView, config: Path, value: int, pids: set[int], size: int
 ) -> Round:
-    coverage = load.wait_all(pids, time.perf_counter())
+    coverage = load.wait_all(len(pids), time.perf_counter())
     tmp = config.with_name(".config.tmp")
     tmp.write_text(config_text(value, size))
     before = read_generation(view.buffer)
@@ -182,7 +193,7 @@ def _one_round(
             published = time.perf_counter() - start
             break
         time.sleep(0.0001)
-    answered = load.wait_all(pids, start, value)
+    answered = load.wait_all(len(pids), start, value)
     return Round(published * 1000, answered * 1000, coverage * 1000)
 
 
