@@ -350,7 +350,7 @@ class Master:
 
 
 @pytest.fixture
-def master(tmp_path, _private_segment_dir):
+def master(tmp_path):
     made = []
 
     def start(fmt):
@@ -365,7 +365,7 @@ def master(tmp_path, _private_segment_dir):
                 "HOTCFG_MAX_BYTES": str(MAX_BYTES),
             }
         )
-        segment = Segment.create(str(_private_segment_dir), name="hotcfg")
+        segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="hotcfg")
         publisher = Publisher(FileSource.from_settings(settings), segment)
         made.append(publisher)
         assert publisher.publish_from_source(raise_errors=True) == 1
