@@ -33,6 +33,7 @@ MAX_NODES = 2_000_000
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
 _SCALARS = (str, bool, float, type(None))
+_SURROGATE = "holds a lone surrogate (a \\ud800-\\udfff escape): not valid Unicode"
 
 
 class Validator(Protocol):
@@ -92,6 +93,10 @@ def check_document(
                 source=source,
                 key_path=path,
             )
+        if isinstance(value, str) and not _is_unicode(value):
+            raise ValidationError(
+                f"a string {_SURROGATE}", source=source, key_path=path
+            )
         if isinstance(value, _SCALARS):
             continue
         if isinstance(value, int):
@@ -107,6 +112,10 @@ def check_document(
                         source=source,
                         key_path=path,
                     )
+                if not _is_unicode(key):
+                    raise ValidationError(
+                        f"a key {_SURROGATE}", source=source, key_path=path
+                    )
                 size += 1 + len(key)
                 stack.append((item, _join(path, key), depth + 1))
         elif isinstance(value, (list, tuple)):
@@ -120,6 +129,18 @@ def check_document(
                 key_path=path,
             )
     return data
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON's ``"\\ud800"``), which
+    UTF-8, and so msgpack, cannot carry."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def import_validator(spec: str) -> Validator:

@@ -286,6 +286,12 @@ CASES = {
     "yaml-binary": Case(
         "yaml", b"password: " + S + b"\nkey: !!binary aGVsbG8=\n", ValidationError,
         ": at key", "type bytes"),
+    "json-lone-surrogate": Case(
+        "json", b'{"password": "' + S + b'", "a": {"b": "x\\ud800"}}',
+        ValidationError, ": at a.b", "lone surrogate"),
+    "json-lone-surrogate-key": Case(
+        "json", b'{"password": "' + S + b'", "a": {"\\udfff": 1}}',
+        ValidationError, ": at a", "lone surrogate"),
     "yaml-int-2**64": Case(
         "yaml", b"password: " + S + b"\nn: %d\n" % 2**64, ValidationError, ": at n",
         "64-bit range"),
