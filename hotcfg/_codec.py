@@ -324,8 +324,12 @@ def read_consistent(
     raise CorruptSegmentError(f"no consistent segment read: {reason}")
 
 
-def encode(data: Mapping[str, Any]) -> bytes:
+def encode(data: Mapping[str, Any], *, source: str = "<config>") -> bytes:
     """Pack a validated mapping.
+
+    Args:
+        data: the mapping.
+        source: where it came from, for error messages.
 
     Raises:
         ValidationError: a value msgpack cannot carry, or the result is too big.
@@ -333,10 +337,11 @@ def encode(data: Mapping[str, Any]) -> bytes:
     try:
         payload: bytes = msgpack.packb(data, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ValidationError(f"cannot encode: {exc}") from exc
+        raise ValidationError(f"cannot encode: {exc}", source=source) from exc
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationError(
-            f"encoded size {len(payload)} exceeds {MAX_PAYLOAD_BYTES} bytes"
+            f"encoded size {len(payload)} exceeds {MAX_PAYLOAD_BYTES} bytes",
+            source=source,
         )
     return payload
 

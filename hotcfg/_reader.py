@@ -169,9 +169,13 @@ class Reader:
         buffer = self._view.buffer
         if _codec.read_header(buffer).capacity > len(buffer):
             self._generations.release()
-            self._view.remap_if_grown()
-            buffer = self._view.buffer
-            self._generations = memoryview(buffer).cast("Q")
+            try:
+                self._view.remap_if_grown()
+            finally:
+                # Also when the remap failed: a released view would send every
+                # later refresh() down the slow path.
+                buffer = self._view.buffer
+                self._generations = memoryview(buffer).cast("Q")
         return _codec.read_consistent(buffer, attempts=1000, pause=os.sched_yield)
 
     def _record(self, generation: int) -> None:

@@ -28,7 +28,7 @@ import stat
 import time
 
 from . import _codec
-from ._errors import SegmentError
+from ._errors import CorruptSegmentError, SegmentError
 
 SUFFIX = ".seg"
 _TMP_PREFIX = ".tmp-"
@@ -268,7 +268,14 @@ class SegmentView:
         capacity = _codec.read_header(self.buffer).capacity
         if capacity <= len(self.buffer):
             return False
-        size = max(capacity, os.fstat(self.fd).st_size)
+        size = os.fstat(self.fd).st_size
+        if capacity > size:
+            # The writer reserves space before announcing it, so this header
+            # is corrupt; mapping its capacity could fault (SIGBUS past the
+            # end of the file) or overflow (a capacity of 2**63 or more).
+            raise CorruptSegmentError(
+                f"header capacity {capacity} exceeds the file's {size} bytes"
+            )
         buffer = _map(self.fd, size, writable=self._writable)
         self.buffer.close()
         self.buffer = buffer

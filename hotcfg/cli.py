@@ -45,7 +45,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     )
     try:
         data = FileSource.from_settings(settings).load()
-        payload = _codec.encode(data)
+        payload = _codec.encode(data, source=args.file)
         _codec.decode_payload(payload)
     except HotcfgError as exc:
         print(f"invalid: {exc}", file=sys.stderr)

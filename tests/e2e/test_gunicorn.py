@@ -356,3 +356,30 @@ def test_editor_save_patterns(service):
     service.config.unlink()  # git checkout: delete, then create
     service.config.write_text("value: git\n")
     service.all_workers_answer("git")
+
+
+def test_hostile_files_never_stall_the_master(service):
+    """A FIFO or a device swapped in for the config, or an alias bomb, is
+    refused in the master's watcher thread without blocking it: the workers
+    keep the last good config, and a later good save still reaches them."""
+    service.all_workers_answer("one")
+    generation = service.get()["generation"]
+    os.mkfifo(service.dir / "fifo")
+    os.symlink("/dev/zero", service.dir / "zero")
+    bomb = "l0: &l0 [" + ", ".join(["lol"] * 10) + "]\n"
+    for i in range(1, 9):
+        bomb += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n"
+    for install, reason in [
+        (lambda: os.replace(service.dir / "fifo", service.config), "regular file"),
+        (lambda: service.write_atomic(bomb), "alias bomb"),
+        (lambda: os.replace(service.dir / "zero", service.config), "regular file"),
+    ]:
+        install()
+        service.wait_until(
+            lambda r=reason: r in (service.status()[0]["last_error"] or ""), reason
+        )
+        for _ in range(8):
+            answer = service.get()
+            assert (answer["value"], answer["generation"]) == ("one", generation)
+    service.write_atomic("value: after\n")
+    service.all_workers_answer("after")
