@@ -26,16 +26,20 @@ Layout (all integers little-endian)::
         92     4  worker table slots
         96     2  source label length      (label at 104, at most 256 bytes)
         98     2  last error length        (text at 360, at most 1024 bytes)
+      1384     8  writing generation: the generation whose payload is being
+                  (or was last) written; stored before its bytes are copied
       4096        worker table: WORKER_SLOTS x 32 bytes
                   (pid int64, applied generation uint64, applied at float64, 0)
      36864        payloads (msgpack), placed by plan_offset()
 
 Concurrency: one writer, many readers. A payload is written *outside* the
 live one (double buffering, see :func:`plan_offset`) and only then made
-live by a header update under a seqlock. Readers copy the header and the
-payload, check that the sequence did not move and that the CRC matches;
-either check failing means a retry, so a torn read is caught on any CPU, not
-only on x86's strong memory order.
+live by a header update under a seqlock. A reader copies the header under
+the seqlock, then the payload, then accepts the copy when the writer has
+not *started* writing the generation after the next one (see
+:func:`read_consistent`): a publish that completes during the copy cannot
+have touched the copied bytes, so it does not cost a retry. The CRC catches
+anything the ordering argument misses on weakly ordered CPUs.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ from ._snapshot import Snapshot
 Buffer = bytearray | memoryview | Any  # mmap.mmap is a writable buffer too
 
 MAGIC = b"HOTCFGSG"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 HEADER_SIZE = 4096
 WORKER_SLOTS = 1024
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
@@ -79,12 +83,16 @@ _REJECTED_OFFSET = 80
 _ERROR_LEN_OFFSET = 98
 _SOURCE_OFFSET = 104
 _ERROR_OFFSET = _SOURCE_OFFSET + SOURCE_MAX_BYTES
+WRITING_OFFSET = _ERROR_OFFSET + ERROR_MAX_BYTES
+_SEQ_INDEX = SEQ_OFFSET // 8
+_WRITING_INDEX = WRITING_OFFSET // 8
 TABLE_OFFSET = HEADER_SIZE
 DATA_START = TABLE_OFFSET + WORKER_SLOTS * _SLOT.size
 _ALIGN = 64
 _EMPTY_MAP = msgpack.packb({})
 
-assert _ERROR_OFFSET + ERROR_MAX_BYTES <= HEADER_SIZE
+assert WRITING_OFFSET % 8 == 0
+assert WRITING_OFFSET + 8 <= HEADER_SIZE
 assert DATA_START % 4096 == 0
 
 
@@ -219,10 +227,37 @@ def plan_offset(header: Header, payload_length: int) -> int:
     return _align(header.payload_offset + header.payload_length)
 
 
-def write_payload(buf: Buffer, offset: int, payload: bytes) -> int:
-    """Copy a payload to ``offset`` (not yet live); returns its CRC-32."""
+def _load_u64(buf: Buffer, index: int) -> int:
+    # One aligned native 8-byte load (memcpy of a uint64), never torn, unlike
+    # struct's "<Q", which assembles the value byte by byte.
+    with memoryview(buf) as raw, raw[:HEADER_SIZE].cast("Q") as words:
+        value: int = words[index]
+    return value
+
+
+def _store_u64(buf: Buffer, index: int, value: int) -> None:
+    with memoryview(buf) as raw, raw[:HEADER_SIZE].cast("Q") as words:
+        words[index] = value
+
+
+def read_writing(buf: Buffer) -> int:
+    """The generation whose payload the writer is writing (or wrote last)."""
+    return _load_u64(buf, _WRITING_INDEX)
+
+
+def write_payload(buf: Buffer, offset: int, payload: bytes, *, generation: int) -> int:
+    """Copy the payload of ``generation`` to ``offset`` (not yet live).
+
+    The generation is announced before the first byte is copied: a reader
+    that sees it only after its own copy knows this write may have reached
+    the bytes it copied (see :func:`read_consistent`).
+
+    Returns:
+        The payload's CRC-32.
+    """
     if offset < DATA_START or offset + len(payload) > len(buf):
         raise ValueError("payload does not fit at that offset")
+    _store_u64(buf, _WRITING_INDEX, generation)
     buf[offset : offset + len(payload)] = payload
     return zlib.crc32(payload)
 
@@ -286,6 +321,22 @@ def read_consistent(
 ) -> tuple[Header, bytes]:
     """Copy the header and the live payload as of one single publish.
 
+    The rule, and why it is enough (docs/design.md, "Torn reads"):
+
+    1. The header is read under the seqlock: the sequence is even and the
+       same before and after, so offset, length, CRC and generation ``G``
+       belong to one publish.
+    2. The payload of ``G`` is copied.
+    3. The copy is accepted if the writing generation is now at most
+       ``G + 1`` and the CRC matches. The writer plans each payload around
+       the live one (:func:`plan_offset`) and announces its generation
+       before writing, so the payload of ``G + 1`` never overlaps that of
+       ``G``; only a write of ``G + 2`` or later can, and it would have
+       announced itself before touching a byte.
+
+    A retry therefore needs two publishes to start during one copy, so a
+    reader is not starved by a writer that publishes continuously.
+
     Args:
         buf: the segment.
         attempts: how many torn reads to tolerate before giving up.
@@ -295,32 +346,43 @@ def read_consistent(
         CorruptSegmentError: no consistent copy within ``attempts``, or the
             bytes are not a segment at all.
     """
-    size = len(buf)
     reason = "writer busy"
     for _ in range(max(1, attempts)):
-        before = _get_u64(buf, SEQ_OFFSET) if size >= HEADER_SIZE else 0
-        if before & 1:
-            reason = "writer busy"
-        else:
-            header = read_header(buf)
-            start, length = header.payload_offset, header.payload_length
-            if (
-                start < DATA_START
-                or length > MAX_PAYLOAD_BYTES
-                or start + length > size
-            ):
-                reason = "payload out of bounds"
-            else:
-                payload = bytes(buf[start : start + length])
-                if _get_u64(buf, SEQ_OFFSET) != before:
-                    reason = "changed during read"
-                elif zlib.crc32(payload) != header.payload_crc:
-                    reason = "checksum mismatch"
-                else:
-                    return header, payload
+        result = _attempt_read(buf)
+        if not isinstance(result, str):
+            return result
+        reason = result
         if pause is not None:
             pause()
     raise CorruptSegmentError(f"no consistent segment read: {reason}")
+
+
+def _attempt_read(buf: Buffer) -> tuple[Header, bytes] | str:
+    """One try of :func:`read_consistent`: the copy, or why to try again."""
+    if len(buf) < HEADER_SIZE:
+        read_header(buf)  # raises: too short
+    before = _load_u64(buf, _SEQ_INDEX)
+    if before & 1:
+        return "writer busy"
+    try:
+        header = read_header(buf)
+    except CorruptSegmentError:
+        # Text lengths read mid-update can look out of range; only a header
+        # that stayed put while it was read is corrupt.
+        if _load_u64(buf, _SEQ_INDEX) == before:
+            raise
+        return "header changed during read"
+    if _load_u64(buf, _SEQ_INDEX) != before:
+        return "header changed during read"
+    start, length = header.payload_offset, header.payload_length
+    if start < DATA_START or length > MAX_PAYLOAD_BYTES or start + length > len(buf):
+        return "payload out of bounds"
+    payload = bytes(buf[start : start + length])
+    if read_writing(buf) > header.generation + 1:
+        return "payload reused during read"
+    if zlib.crc32(payload) != header.payload_crc:
+        return "checksum mismatch"
+    return header, payload
 
 
 def encode(data: Mapping[str, Any]) -> bytes:
@@ -364,9 +426,14 @@ def decode_payload(
     return Snapshot(generation, data, published_at, source)
 
 
-def decode(buf: Buffer) -> Snapshot:
-    """Any bytes in; a Snapshot or CorruptSegmentError out, never anything else."""
-    header, payload = read_consistent(buf, attempts=3)
+def decode(buf: Buffer, *, attempts: int = 100) -> Snapshot:
+    """Any bytes in; a Snapshot or CorruptSegmentError out, never anything else.
+
+    ``attempts`` bounds the retries of :func:`read_consistent`; a retry needs
+    two publishes to start during one copy, so a few are plenty even under a
+    writer that publishes continuously.
+    """
+    header, payload = read_consistent(buf, attempts=attempts)
     return decode_payload(
         payload,
         generation=header.generation,

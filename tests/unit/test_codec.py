@@ -33,7 +33,7 @@ def publish(buf, data, generation):
     payload = _codec.encode(data)
     header = _codec.read_header(buf)
     offset = _codec.plan_offset(header, len(payload))
-    crc = _codec.write_payload(buf, offset, payload)
+    crc = _codec.write_payload(buf, offset, payload, generation=generation)
     _codec.commit(
         buf,
         generation=generation,
