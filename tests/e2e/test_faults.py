@@ -251,7 +251,6 @@ def children(pid):
 def test_workers_running_as_another_user(start_service, tmp_path):
     """The root master's 0600 segment is used by workers running as nobody:
     they inherit the open descriptor, so nothing is opened by path."""
-    tmp_path.chmod(0o755)  # the workers import nothing from here
     svc = start_service(tmp_path, extra_args=["--user", "nobody", "--group", "nogroup"])
     for pid in svc.worker_pids():
         assert os.stat(f"/proc/{pid}").st_uid == 65534
