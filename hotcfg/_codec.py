@@ -28,18 +28,24 @@ Layout (all integers little-endian)::
         98     2  last error length        (text at 360, at most 1024 bytes)
       1384     8  writing generation: the generation whose payload is being
                   (or was last) written; stored before its bytes are copied
+      1392   640  two live-payload descriptors, one for even and one for odd
+                  generations, DESC_SIZE bytes each: generation uint64,
+                  offset uint64, length uint64, CRC-32 uint32, published at
+                  float64, label length uint16, label (at most 256 bytes)
       4096        worker table: WORKER_SLOTS x 32 bytes
                   (pid int64, applied generation uint64, applied at float64, 0)
      36864        payloads (msgpack), placed by plan_offset()
 
-Concurrency: one writer, many readers. A payload is written *outside* the
-live one (double buffering, see :func:`plan_offset`) and only then made
-live by a header update under a seqlock. A reader copies the header under
-the seqlock, then the payload, then accepts the copy when the writer has
-not *started* writing the generation after the next one (see
-:func:`read_consistent`): a publish that completes during the copy cannot
-have touched the copied bytes, so it does not cost a retry. The CRC catches
-anything the ordering argument misses on weakly ordered CPUs.
+Concurrency: one writer, many readers, and readers never wait for the
+writer. A payload is written *outside* the live one (double buffering, see
+:func:`plan_offset`), described in the descriptor slot of its generation's
+parity, and only then made live by storing the generation. A reader picks
+the descriptor of the generation it read, copies the payload, and accepts
+the copy unless the writer has meanwhile *started* writing the generation
+after the next one (see :func:`read_consistent`). The CRC catches anything
+the ordering argument misses on weakly ordered CPUs. The rest of the header
+(capacity, errors, the label shown by ``status``) is updated under a
+seqlock and read with :func:`read_header`.
 """
 
 from __future__ import annotations
@@ -86,13 +92,17 @@ _ERROR_OFFSET = _SOURCE_OFFSET + SOURCE_MAX_BYTES
 WRITING_OFFSET = _ERROR_OFFSET + ERROR_MAX_BYTES
 _SEQ_INDEX = SEQ_OFFSET // 8
 _WRITING_INDEX = WRITING_OFFSET // 8
+_DESC = struct.Struct("<QQQIdH")
+DESC_SIZE = 320
+_DESC_OFFSET = WRITING_OFFSET + 8
 TABLE_OFFSET = HEADER_SIZE
 DATA_START = TABLE_OFFSET + WORKER_SLOTS * _SLOT.size
 _ALIGN = 64
 _EMPTY_MAP = msgpack.packb({})
 
 assert WRITING_OFFSET % 8 == 0
-assert WRITING_OFFSET + 8 <= HEADER_SIZE
+assert _DESC.size + 2 + SOURCE_MAX_BYTES <= DESC_SIZE
+assert _DESC_OFFSET + 2 * DESC_SIZE <= HEADER_SIZE
 assert DATA_START % 4096 == 0
 
 
@@ -126,6 +136,18 @@ class WorkerRecord:
     pid: int
     generation: int
     applied_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """What a reader copied along with a payload: one publish's description."""
+
+    generation: int
+    payload_offset: int
+    payload_length: int
+    payload_crc: int
+    published_at: float
+    source: str
 
 
 def minimum_capacity(payload_length: int) -> int:
@@ -165,6 +187,34 @@ def format_segment(buf: Buffer, *, capacity: int, writer_pid: int) -> None:
         0, 0, capacity, DATA_START, len(_EMPTY_MAP), zlib.crc32(_EMPTY_MAP),
         writer_pid, 0.0, 0.0, 0, TABLE_OFFSET, WORKER_SLOTS, 0, 0,
     )  # fmt: skip
+    _write_desc(
+        buf, Live(0, DATA_START, len(_EMPTY_MAP), zlib.crc32(_EMPTY_MAP), 0.0, "")
+    )
+
+
+def _desc_offset(generation: int) -> int:
+    return _DESC_OFFSET + (generation & 1) * DESC_SIZE
+
+
+def _write_desc(buf: Buffer, live: Live) -> None:
+    at = _desc_offset(live.generation)
+    label = _clip(live.source, SOURCE_MAX_BYTES)
+    _DESC.pack_into(
+        buf, at, live.generation, live.payload_offset, live.payload_length,
+        live.payload_crc, live.published_at, len(label),
+    )  # fmt: skip
+    start = at + _DESC.size + 2
+    buf[start : start + len(label)] = label
+
+
+def _read_desc(buf: Buffer, generation: int) -> Live:
+    at = _desc_offset(generation)
+    gen, offset, length, crc, published_at, label_len = _DESC.unpack_from(buf, at)
+    start = at + _DESC.size + 2
+    label = bytes(buf[start : start + min(label_len, SOURCE_MAX_BYTES)])
+    return Live(
+        gen, offset, length, crc, published_at, label.decode("utf-8", "replace")
+    )
 
 
 def read_header(buf: Buffer) -> Header:
@@ -278,13 +328,17 @@ def commit(
     A successful publish also clears the rejection flag: the error shown by
     ``status`` is about the current state of the source.
     """
+    # The descriptor goes into the slot of this generation's parity, the one
+    # of generation - 2, whose readers the announced writing generation
+    # already turned away; storing the generation then makes it live.
+    _write_desc(buf, Live(generation, offset, length, crc, published_at, source))
     label = _clip(source, SOURCE_MAX_BYTES)
-    _bump_sequence(buf)  # odd: readers retry
+    _bump_sequence(buf)  # odd: status readers retry
     _U16.pack_into(buf, _FLAGS_OFFSET, 0)
     struct.pack_into("<QQIId", buf, 40, offset, length, crc, writer_pid, published_at)
     buf[_SOURCE_OFFSET : _SOURCE_OFFSET + len(label)] = label
     _U16.pack_into(buf, 96, len(label))
-    _U64.pack_into(buf, GENERATION_OFFSET, generation)
+    _store_u64(buf, GENERATION_INDEX, generation)
     _bump_sequence(buf)  # even: consistent again
 
 
@@ -318,24 +372,25 @@ def clear_error(buf: Buffer) -> None:
 
 def read_consistent(
     buf: Buffer, *, attempts: int = 200, pause: Callable[[], None] | None = None
-) -> tuple[Header, bytes]:
-    """Copy the header and the live payload as of one single publish.
+) -> tuple[Live, bytes]:
+    """Copy the live payload and its description as of one single publish.
 
     The rule, and why it is enough (docs/design.md, "Torn reads"):
 
-    1. The header is read under the seqlock: the sequence is even and the
-       same before and after, so offset, length, CRC and generation ``G``
-       belong to one publish.
-    2. The payload of ``G`` is copied.
-    3. The copy is accepted if the writing generation is now at most
-       ``G + 1`` and the CRC matches. The writer plans each payload around
-       the live one (:func:`plan_offset`) and announces its generation
-       before writing, so the payload of ``G + 1`` never overlaps that of
-       ``G``; only a write of ``G + 2`` or later can, and it would have
-       announced itself before touching a byte.
+    1. Read the generation ``G`` (one aligned 8-byte load) and the
+       descriptor in the slot of ``G``'s parity; it must say ``G``.
+    2. Copy the payload it describes.
+    3. Accept if the writing generation is now at most ``G + 1`` and the CRC
+       matches. The writer announces a generation before writing its
+       payload or its descriptor, and plans each payload around the live
+       one (:func:`plan_offset`): ``G + 1`` touches neither ``G``'s bytes
+       nor ``G``'s descriptor slot; only ``G + 2`` or later can, and it
+       announces itself first.
 
-    A retry therefore needs two publishes to start during one copy, so a
-    reader is not starved by a writer that publishes continuously.
+    The reader never waits for the writer (no seqlock on this path), and a
+    retry needs two publishes to start during one copy, so a writer that
+    publishes continuously, or one preempted in the middle of a publish,
+    cannot starve readers.
 
     Args:
         buf: the segment.
@@ -346,7 +401,8 @@ def read_consistent(
         CorruptSegmentError: no consistent copy within ``attempts``, or the
             bytes are not a segment at all.
     """
-    reason = "writer busy"
+    _check_identity(buf)
+    reason = "no attempt"
     for _ in range(max(1, attempts)):
         result = _attempt_read(buf)
         if not isinstance(result, str):
@@ -357,32 +413,34 @@ def read_consistent(
     raise CorruptSegmentError(f"no consistent segment read: {reason}")
 
 
-def _attempt_read(buf: Buffer) -> tuple[Header, bytes] | str:
-    """One try of :func:`read_consistent`: the copy, or why to try again."""
+def _check_identity(buf: Buffer) -> None:
     if len(buf) < HEADER_SIZE:
-        read_header(buf)  # raises: too short
-    before = _load_u64(buf, _SEQ_INDEX)
-    if before & 1:
-        return "writer busy"
-    try:
-        header = read_header(buf)
-    except CorruptSegmentError:
-        # Text lengths read mid-update can look out of range; only a header
-        # that stayed put while it was read is corrupt.
-        if _load_u64(buf, _SEQ_INDEX) == before:
-            raise
-        return "header changed during read"
-    if _load_u64(buf, _SEQ_INDEX) != before:
-        return "header changed during read"
-    start, length = header.payload_offset, header.payload_length
-    if start < DATA_START or length > MAX_PAYLOAD_BYTES or start + length > len(buf):
-        return "payload out of bounds"
-    payload = bytes(buf[start : start + length])
-    if read_writing(buf) > header.generation + 1:
-        return "payload reused during read"
-    if zlib.crc32(payload) != header.payload_crc:
-        return "checksum mismatch"
-    return header, payload
+        raise CorruptSegmentError(f"segment too short ({len(buf)} bytes)")
+    magic, layout, _flags, header_size = struct.unpack_from("<8sHHI", buf, 0)
+    if magic != MAGIC:
+        raise CorruptSegmentError("not a hotcfg segment (bad magic)")
+    if layout != LAYOUT_VERSION or header_size != HEADER_SIZE:
+        raise CorruptSegmentError(f"unsupported segment layout {layout}")
+
+
+def _attempt_read(buf: Buffer) -> tuple[Live, bytes] | str:
+    """One try of :func:`read_consistent`: the copy, or why to try again."""
+    generation = _load_u64(buf, GENERATION_INDEX)
+    live = _read_desc(buf, generation)
+    start, length = live.payload_offset, live.payload_length
+    if live.generation != generation:
+        reason = "descriptor being rewritten"
+    elif start < DATA_START or length > MAX_PAYLOAD_BYTES or start + length > len(buf):
+        reason = "payload out of bounds"
+    else:
+        payload = bytes(buf[start : start + length])
+        if read_writing(buf) > generation + 1:
+            reason = "payload reused during read"
+        elif zlib.crc32(payload) != live.payload_crc:
+            reason = "checksum mismatch"
+        else:
+            return live, payload
+    return reason
 
 
 def encode(data: Mapping[str, Any]) -> bytes:

@@ -165,7 +165,7 @@ class Reader:
                 self._callbacks.run(old, new)
             return new
 
-    def _read(self) -> tuple[_codec.Header, bytes]:
+    def _read(self) -> tuple[_codec.Live, bytes]:
         buffer = self._view.buffer
         if _codec.read_header(buffer).capacity > len(buffer):
             self._generations.release()
