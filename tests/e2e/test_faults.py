@@ -267,21 +267,12 @@ def test_workers_running_as_another_user(start_service, tmp_path):
 
 
 @pytest.fixture
-def small_shm(tmp_path, monkeypatch):
+def small_shm(tmpfs, monkeypatch):
     """A 1.5 MiB tmpfs as the segment directory: room for the first segment
     (1 MiB) but not for doubling it."""
-    mount = tmp_path / "shm"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1536k,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr!r}")
+    mount = tmpfs("1536k")
     monkeypatch.setenv("HOTCFG_SEGMENT_DIR", str(mount))
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    return mount
 
 
 def test_full_shared_memory_keeps_the_old_generation(
@@ -306,3 +297,22 @@ def test_full_shared_memory_keeps_the_old_generation(
     assert unexpected_worker_deaths(svc) == []
     assert "cannot reserve" in svc.log.read_text()
     assert [p.name for p in Path(small_shm).glob(".tmp-*")] == []
+
+
+def test_master_killed_alone_then_restarted(start_service, tmp_path):
+    """kill -9 of the master only: its orphaned workers notice, exit and
+    release the segment's lock, so the next master removes it."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    # Idle sync workers look for a new parent every timeout / 2 seconds.
+    first = start_service(tmp_path / "a", extra_args=["--timeout", "4"])
+    first.write_atomic("value: before-kill\n")
+    first.all_workers_answer("before-kill")
+    orphans = first.worker_pids()
+    os.kill(first.proc.pid, signal.SIGKILL)
+    first.proc.wait(30)
+    for pid in orphans:
+        wait_gone(first, pid)
+    second = start_service(tmp_path / "b")
+    second.all_workers_answer("one")
+    assert len(list(second.segments.glob("*.seg"))) == 1

@@ -119,3 +119,11 @@ def test_stale_cleanup_never_follows_or_removes_foreign_files(tmp_path, victim):
         foreign.unlink()
     assert remove_stale(str(directory), name="hotcfg") == []
     assert untouched(victim)
+
+
+def test_no_room_for_a_new_segment_is_a_clear_error(tmpfs):
+    """/dev/shm too full for even the first segment: refused, nothing left."""
+    mount = tmpfs("256k")
+    with pytest.raises(SegmentError, match=r"cannot reserve .* shared memory"):
+        Segment.create(str(mount), name="hotcfg")
+    assert list(mount.iterdir()) == []
