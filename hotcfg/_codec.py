@@ -91,6 +91,8 @@ _SOURCE_OFFSET = 104
 _ERROR_OFFSET = _SOURCE_OFFSET + SOURCE_MAX_BYTES
 WRITING_OFFSET = _ERROR_OFFSET + ERROR_MAX_BYTES
 _SEQ_INDEX = SEQ_OFFSET // 8
+_CAPACITY_OFFSET = 32
+_CAPACITY_INDEX = _CAPACITY_OFFSET // 8
 _WRITING_INDEX = WRITING_OFFSET // 8
 _DESC = struct.Struct("<QQQIdH")
 DESC_SIZE = 320
@@ -290,6 +292,11 @@ def _store_u64(buf: Buffer, index: int, value: int) -> None:
         words[index] = value
 
 
+def read_capacity(buf: Buffer) -> int:
+    """The capacity the writer announced (one aligned 8-byte load)."""
+    return _load_u64(buf, _CAPACITY_INDEX)
+
+
 def read_writing(buf: Buffer) -> int:
     """The generation whose payload the writer is writing (or wrote last)."""
     return _load_u64(buf, _WRITING_INDEX)
@@ -345,7 +352,7 @@ def commit(
 def set_capacity(buf: Buffer, capacity: int) -> None:
     """Announce a grown capacity; readers remap when it exceeds their mapping."""
     _bump_sequence(buf)
-    _U64.pack_into(buf, 32, capacity)
+    _store_u64(buf, _CAPACITY_INDEX, capacity)
     _bump_sequence(buf)
 
 

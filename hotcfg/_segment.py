@@ -280,7 +280,7 @@ class SegmentView:
         Callers must hold no ``memoryview`` of :attr:`buffer` (it cannot be
         closed while one is exported).
         """
-        capacity = _codec.read_header(self.buffer).capacity
+        capacity = _codec.read_capacity(self.buffer)
         if capacity <= len(self.buffer):
             return False
         size = max(capacity, os.fstat(self.fd).st_size)

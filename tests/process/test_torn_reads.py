@@ -2,7 +2,9 @@
 
 Each payload carries a digest of its own content, so a reader can tell a torn
 copy from a good one without trusting the segment's CRC. The writer varies
-the payload size and now and then grows the segment (readers remap).
+the payload size and now and then grows the segment (readers remap). Half
+the readers count attempts through the codec, half are the workers' own
+``Reader`` and count the errors it logs.
 """
 
 import json
@@ -12,8 +14,9 @@ from . import run_script
 
 SCRIPT = textwrap.dedent(
     """
-    import hashlib, json, os, sys, traceback
+    import hashlib, json, logging, os, sys, traceback
     from hotcfg import _api, _codec
+    from hotcfg._reader import Reader
     from hotcfg._errors import CorruptSegmentError
 
     READERS, READS, LIMIT = int(sys.argv[1]), int(sys.argv[2]), 1000
@@ -71,17 +74,34 @@ SCRIPT = textwrap.dedent(
             last = header.generation
         os.write(out, (json.dumps(stats) + "\\n").encode())
 
+    def worker_reader(view, out):
+        errors = []
+        handler = logging.Handler(logging.ERROR)
+        handler.emit = errors.append
+        logging.getLogger("hotcfg").addHandler(handler)
+        reader, last = Reader(view), 0
+        stats = dict(torn=0, failed=0, decode_failed=0, backwards=0)
+        for _ in range(READS):
+            snap = reader.refresh()
+            if snap.generation > 1:
+                torn = snap.get("digest") != digest(snap.get("n"), snap.get("pad"))
+                stats["torn"] += torn
+            stats["backwards"] += snap.generation < last
+            last = snap.generation
+        stats["failed"] = len(errors)
+        os.write(out, (json.dumps(stats) + "\\n").encode())
+
     publisher = _api.ensure_publisher(start_watching=False)
     r, w = os.pipe()
     pids = []
-    for _ in range(READERS):
+    for i in range(READERS):
         view = publisher.segment.view()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 os.close(r)
-                reader(view, w)
+                (reader if i % 2 else worker_reader)(view, w)
                 code = 0
             except BaseException:
                 traceback.print_exc()
@@ -114,6 +134,7 @@ def test_no_torn_reads_and_no_starvation(tmp_path):
     assert sum(s["torn"] for s in stats) == 0
     assert sum(s["failed"] for s in stats) == 0
     assert sum(s["decode_failed"] for s in stats) == 0
+    assert sum("max_attempts" in s for s in stats) == readers // 2
     assert sum(s["backwards"] for s in stats) == 0
     # Each reader finished all its reads while the writer never paused.
     assert result["publishes"] > readers
