@@ -55,7 +55,7 @@ def test_symlinked_directory_is_refused(tmp_path, victim):
     assert list(real.iterdir()) == []
 
 
-@pytest.mark.parametrize("mode", [0o750, 0o705, 0o777, 0o1777])
+@pytest.mark.parametrize("mode", [0o750, 0o705, 0o777, 0o1777], ids=oct)
 def test_shared_directory_is_refused_not_fixed(tmp_path, mode):
     directory = tmp_path / "shared"
     directory.mkdir()
@@ -83,7 +83,7 @@ def live_segment(tmp_path):
     segment.close(unlink=True)
 
 
-@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660], ids=oct)
 def test_segment_readable_by_others_is_refused_on_open(live_segment, mode, capsys):
     os.chmod(live_segment.path, mode)
     with pytest.raises(SegmentError, match="accessible to others"):
