@@ -133,8 +133,10 @@ class Publisher:
                 offset = _codec.plan_offset(header, len(payload))
                 self.segment.ensure_capacity(offset + len(payload))
                 buffer = self.segment.buffer
-                crc = _codec.write_payload(buffer, offset, payload)
                 generation = header.generation + 1
+                crc = _codec.write_payload(
+                    buffer, offset, payload, generation=generation
+                )
                 _codec.commit(
                     buffer,
                     generation=generation,

@@ -165,18 +165,30 @@ class Reader:
                 self._callbacks.run(old, new)
             return new
 
-    def _read(self) -> tuple[_codec.Header, bytes]:
-        buffer = self._view.buffer
-        if _codec.read_header(buffer).capacity > len(buffer):
+    def _read(self) -> tuple[_codec.Live, bytes]:
+        # The writer may grow the segment and publish beyond this mapping
+        # between the capacity check and the copy: remap and read again.
+        for _ in range(3):
+            self._remap_if_grown()
+            buffer = self._view.buffer
+            try:
+                return _codec.read_consistent(
+                    buffer, attempts=1000, pause=os.sched_yield
+                )
+            except CorruptSegmentError:
+                if _codec.read_capacity(buffer) <= len(buffer):
+                    raise
+        raise CorruptSegmentError("the segment keeps growing under the reader")
+
+    def _remap_if_grown(self) -> None:
+        if _codec.read_capacity(self._view.buffer) > len(self._view.buffer):
             self._generations.release()
             try:
                 self._view.remap_if_grown()
             finally:
                 # Also when the remap failed: a released view would send every
                 # later refresh() down the slow path.
-                buffer = self._view.buffer
-                self._generations = memoryview(buffer).cast("Q")
-        return _codec.read_consistent(buffer, attempts=1000, pause=os.sched_yield)
+                self._generations = memoryview(self._view.buffer).cast("Q")
 
     def _record(self, generation: int) -> None:
         if self._slot is None:
