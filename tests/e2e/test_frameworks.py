@@ -1,0 +1,41 @@
+"""The shipped examples served by real Gunicorn masters (4 workers each): a
+live config change reaches every worker pid, through each framework's
+integration."""
+
+import re
+
+import pytest
+
+from tests.e2e.test_gunicorn import ROOT, WORKERS, start_service  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+EXAMPLES = ROOT / "examples"
+
+
+def every_worker_renders(svc, text, path):
+    """Every worker pid has rendered ``text`` in the page's <h1 data-pid>."""
+    seen = {}
+
+    def done():
+        for _ in range(WORKERS * 4):
+            html = svc.get_text(path)
+            pid, title = re.search(r'data-pid="(\d+)"[^>]*>([^<]*)<', html).groups()
+            seen[int(pid)] = title
+        pids = svc.worker_pids()
+        return pids and all(seen.get(pid) == text for pid in pids)
+
+    svc.wait_until(done, f"every worker renders {text!r} (seen {seen})")
+
+
+def test_flask_example(start_service, tmp_path):  # noqa: F811
+    pytest.importorskip("flask")
+    svc = start_service(
+        tmp_path,
+        app="flask_app:app",
+        extra_args=("--pythonpath", str(EXAMPLES)),
+    )
+    svc.all_workers_answer("hello", key="greeting")
+    svc.write_atomic("greeting: Bonjour\nfeatures: {new_checkout: true}\n")
+    svc.all_workers_answer("Bonjour", key="greeting")
+    every_worker_renders(svc, "Bonjour", "/page")
+    assert "Try the new checkout!" in svc.get_text("/page")
