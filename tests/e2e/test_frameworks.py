@@ -39,3 +39,17 @@ def test_flask_example(start_service, tmp_path):  # noqa: F811
     svc.all_workers_answer("Bonjour", key="greeting")
     every_worker_renders(svc, "Bonjour", "/page")
     assert "Try the new checkout!" in svc.get_text("/page")
+
+
+def test_django_example(start_service, tmp_path):  # noqa: F811
+    pytest.importorskip("django")
+    svc = start_service(
+        tmp_path,
+        app="exampleproject.wsgi",
+        extra_args=("--pythonpath", str(EXAMPLES / "django_project")),
+    )
+    svc.all_workers_answer("hello", key="greeting")
+    svc.write_atomic("greeting: Hallo\nfeatures: {new_checkout: true}\n")
+    seen = svc.all_workers_answer("Hallo", key="greeting")
+    assert len(seen) >= WORKERS
+    assert svc.get()["new_checkout"] is True

@@ -8,11 +8,13 @@ import pytest
 
 from tests.process import run_script
 
+from . import HELPERS
+
 pytest.importorskip("flask")
 
-SCRIPT = textwrap.dedent(
+SCRIPT = HELPERS + textwrap.dedent(
     """
-    import json, os, sys, time
+    import json, sys
     from flask import Flask, g, render_template_string
     from hotcfg import _api
     from hotcfg.integrations.flask import HotCfg, current_config
@@ -24,17 +26,6 @@ SCRIPT = textwrap.dedent(
     ext = HotCfg()
     ext.init_app(app)
 
-    def write(text):
-        with open(path + ".tmp", "w") as f:
-            f.write(text)
-        os.replace(path + ".tmp", path)
-
-    def wait_for(value):
-        deadline = time.monotonic() + 20
-        while _api.reader().refresh().get("value") != value:
-            assert time.monotonic() < deadline, value
-            time.sleep(0.01)
-
     @app.get("/")
     def index():
         return {"value": current_config.get("value"), "g": g.hotcfg.get("value"),
@@ -43,8 +34,8 @@ SCRIPT = textwrap.dedent(
     @app.get("/twice")
     def twice():
         first = current_config.get("value")
-        write("value: during\\n")
-        wait_for("during")                   # the reader moved on, not the pin
+        write(path, "value: during\\n")
+        wait_for("value", "during")  # the reader moved on, not the pin
         return {"first": first, "second": current_config.get("value"),
                 "page": render_template_string("{{ hotcfg.get('value') }}")}
 
@@ -58,8 +49,8 @@ SCRIPT = textwrap.dedent(
     out["leaked"] = _api.pinned() is not None
     out["twice"] = client.get("/twice").json
     out["after"] = client.get("/").json
-    write("value: three\\n")
-    wait_for("three")
+    write(path, "value: three\\n")
+    wait_for("value", "three")
     out["page"] = client.get("/page").get_data(as_text=True)
     out["leaked"] = out["leaked"] or _api.pinned() is not None
     print(json.dumps(out))
