@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.e2e.test_gunicorn import ROOT, WORKERS, start_service  # noqa: F401
+from tests.e2e.test_gunicorn import ROOT, WORKERS
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"
@@ -27,7 +27,7 @@ def every_worker_renders(svc, text, path):
     svc.wait_until(done, f"every worker renders {text!r} (seen {seen})")
 
 
-def test_flask_example(start_service, tmp_path):  # noqa: F811
+def test_flask_example(start_service, tmp_path):
     pytest.importorskip("flask")
     svc = start_service(
         tmp_path,
@@ -41,7 +41,7 @@ def test_flask_example(start_service, tmp_path):  # noqa: F811
     assert "Try the new checkout!" in svc.get_text("/page")
 
 
-def test_django_example(start_service, tmp_path):  # noqa: F811
+def test_django_example(start_service, tmp_path):
     pytest.importorskip("django")
     svc = start_service(
         tmp_path,
@@ -52,4 +52,27 @@ def test_django_example(start_service, tmp_path):  # noqa: F811
     svc.write_atomic("greeting: Hallo\nfeatures: {new_checkout: true}\n")
     seen = svc.all_workers_answer("Hallo", key="greeting")
     assert len(seen) >= WORKERS
+    assert svc.get()["new_checkout"] is True
+
+
+@pytest.mark.parametrize(
+    ("app", "pythonpath"),
+    [
+        ("asgi_app:app", EXAMPLES),
+        ("exampleproject.asgi", EXAMPLES / "django_project"),
+    ],
+)
+def test_asgi_examples_on_gunicorns_asgi_worker(
+    start_service, tmp_path, app, pythonpath
+):
+    if app.startswith("exampleproject"):
+        pytest.importorskip("django")
+    svc = start_service(
+        tmp_path,
+        app=app,
+        extra_args=("--worker-class", "asgi", "--pythonpath", str(pythonpath)),
+    )
+    svc.all_workers_answer("hello", key="greeting")
+    svc.write_atomic("greeting: Salut\nfeatures: {new_checkout: true}\n")
+    svc.all_workers_answer("Salut", key="greeting")
     assert svc.get()["new_checkout"] is True

@@ -135,6 +135,12 @@ CLIENT = HELPERS + textwrap.dedent(
         out["twice"] = client.get("/twice").json()
         out["after"] = client.get("/").json()["greeting"]
         out["leaked"] = _api.pinned() is not None
+        token = _api.pin()              # as Gunicorn's pre_request hook does
+        write(source, "greeting: hooked\\n")
+        wait_for("greeting", "hooked")
+        out["hooked"] = client.get("/").json()["greeting"]
+        out["hook_pin_kept"] = _api.pinned() is not None
+        _api.unpin(token)
         out["async_twice"], out["async_after"], out["async_leaked"] = (
             asyncio.run(async_requests()))
     print(json.dumps(out))
@@ -153,6 +159,8 @@ def test_middleware_with_test_clients(tmp_path):
         "twice": {"first": "one", "second": "one", "same": True},
         "after": "during",
         "leaked": False,
-        "async_twice": {"first": "during", "second": "during"},
+        "hooked": "during",
+        "hook_pin_kept": True,
+        "async_twice": {"first": "hooked", "second": "hooked"},
         "async_leaked": False,
     }

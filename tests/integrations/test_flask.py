@@ -52,6 +52,12 @@ SCRIPT = HELPERS + textwrap.dedent(
     write(path, "value: three\\n")
     wait_for("value", "three")
     out["page"] = client.get("/page").get_data(as_text=True)
+    token = _api.pin()                  # as Gunicorn's pre_request hook does
+    write(path, "value: four\\n")
+    wait_for("value", "four")
+    out["hooked"] = client.get("/").json
+    out["hook_pin_kept"] = _api.pinned() is not None
+    _api.unpin(token)
     out["leaked"] = out["leaked"] or _api.pinned() is not None
     print(json.dumps(out))
     """
@@ -70,6 +76,8 @@ def test_extension_pins_per_request_and_follows_the_file(tmp_path):
         "twice": {"first": "one", "second": "one", "page": "one"},
         "after": {"value": "during", "g": "during", "pinned": True},
         "page": "three",
+        "hooked": {"value": "three", "g": "three", "pinned": True},
+        "hook_pin_kept": True,
     }
 
 
