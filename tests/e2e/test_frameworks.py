@@ -2,14 +2,29 @@
 live config change reaches every worker pid, through each framework's
 integration."""
 
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 
 import pytest
 
-from tests.e2e.test_gunicorn import ROOT, WORKERS
+from tests.e2e.test_gunicorn import ROOT, WORKERS, free_port
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = ROOT / "examples"
+
+
+def fetch(port):
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/", headers={"Connection": "close"}
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def every_worker_renders(svc, text, path):
@@ -76,3 +91,50 @@ def test_asgi_examples_on_gunicorns_asgi_worker(
     svc.write_atomic("greeting: Salut\nfeatures: {new_checkout: true}\n")
     svc.all_workers_answer("Salut", key="greeting")
     assert svc.get()["new_checkout"] is True
+
+
+def test_asgi_example_under_uvicorn_workers(tmp_path):
+    """uvicorn's supervisor has no hooks and spawns (not forks) its workers,
+    so each worker runs hotcfg standalone: its own watcher, its own segment.
+    A change still reaches every worker."""
+    pytest.importorskip("uvicorn")
+    config = tmp_path / "config.yaml"
+    config.write_text("greeting: one\n")
+    port = free_port()
+    env = dict(os.environ, HOTCFG_SOURCE=str(config), HOTCFG_DEBOUNCE_MS="20")
+    with (tmp_path / "uvicorn.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--workers", "2", "--port", str(port),
+             "--app-dir", str(EXAMPLES), "--no-access-log", "asgi_app:app"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        every_pid_answers(port, "one", workers=2, log=tmp_path / "uvicorn.log")
+        tmp = tmp_path / "config.yaml.tmp"
+        tmp.write_text("greeting: two\n")
+        os.replace(tmp, config)
+        every_pid_answers(port, "two", workers=2, log=tmp_path / "uvicorn.log")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def every_pid_answers(port, greeting, *, workers, log, timeout=30):
+    """``workers`` distinct pids answered ``greeting``, each its latest answer."""
+    latest = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answer = fetch(port)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        latest[answer["pid"]] = answer["greeting"]
+        if len(latest) >= workers and all(g == greeting for g in latest.values()):
+            return
+    raise AssertionError(f"not every worker on {greeting!r}: {latest}\n"
+                         f"{log.read_text()}")  # fmt: skip
