@@ -89,11 +89,13 @@ def configure_from(values: Mapping[str, Any]) -> None:
     """
     global _settings
     wanted = Settings.from_mapping(values)
+    given = [key for key, value in values.items() if value is not None]
+    if not given:  # keep what configure() or the environment set
+        return
     with _lock:
         if _publisher is None and _reader is None:
             _settings = wanted
             return
-        given = [key for key, value in values.items() if value is not None]
         differing = wanted.differences(settings(), given)
     if differing:
         raise ConfigError(

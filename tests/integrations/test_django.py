@@ -164,3 +164,24 @@ def test_middleware_with_test_clients(tmp_path):
         "async_twice": {"first": "hooked", "second": "hooked"},
         "async_leaked": False,
     }
+
+
+EXPLICIT = textwrap.dedent(
+    """
+    import sys
+    import django
+    from django.conf import settings
+    import hotcfg
+
+    hotcfg.configure(source=sys.argv[1])
+    settings.configure(INSTALLED_APPS=["hotcfg.integrations.django"])
+    django.setup()                  # no settings.HOTCFG: configure() stays
+    print(hotcfg.get("value"))
+    """
+)
+
+
+def test_app_without_hotcfg_setting_keeps_explicit_configure(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("value: explicit\n")
+    assert run_script(EXPLICIT, tmp_path / "absent.yaml", config) == "explicit"
