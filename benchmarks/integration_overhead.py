@@ -10,6 +10,8 @@ is what the integration adds: the generation check, the pin and unpin, and
 exposing the snapshot (``g.hotcfg``, ``request.hotcfg``, ``scope``). The
 variants run interleaved; the table shows, in microseconds per request, the
 median of each variant's runs and the median of the per-run differences.
+The indented rows compare with a do-nothing hook pair (Flask) or middleware
+(Django) instead, separating the framework's cost of any hook from hotcfg's.
 """
 
 from __future__ import annotations
@@ -53,19 +55,22 @@ def wsgi_loop(app: Callable) -> Callable[[int], None]:
     return run
 
 
-def flask_apps() -> tuple[Callable, Callable]:
+def flask_apps() -> tuple[Callable, Callable, Callable]:
     from flask import Flask
 
     from hotcfg.integrations.flask import HotCfg
 
-    def build(integrated: bool) -> Flask:
-        app = Flask(f"bench{integrated}")
+    def build(kind: str) -> Callable:
+        app = Flask(f"bench-{kind}")
         app.add_url_rule("/", "index", lambda: hotcfg.get("greeting"))
-        if integrated:
+        if kind == "hooks":  # Flask's own cost of one request hook pair
+            app.before_request(lambda: None)
+            app.teardown_request(lambda exc: None)
+        elif kind == "hotcfg":
             HotCfg(app)
-        return app
+        return wsgi_loop(app.wsgi_app)
 
-    return wsgi_loop(build(False).wsgi_app), wsgi_loop(build(True).wsgi_app)
+    return build("bare"), build("hooks"), build("hotcfg")
 
 
 class PassThroughMiddleware:
@@ -148,11 +153,12 @@ def main() -> None:
     hotcfg.get("greeting")  # start the publisher before timing
     print(f"microseconds per request, medians of {args.runs} runs x {args.requests}")
     print(f"{'integration':<32}{'without':>10}{'with':>10}{'added':>10}")
-    flask_bare, flask_with = flask_apps()
+    flask_bare, flask_hooks, flask_with = flask_apps()
     django_bare, django_pass, django_with = django_apps()
     asgi_bare, asgi_with = asgi_apps()
     rows = {
         "Flask HotCfg (WSGI call)": (flask_bare, flask_with),
+        "  vs no-op request hooks": (flask_hooks, flask_with),
         "Django middleware (WSGI)": (django_bare, django_with),
         "  vs a pass-through middleware": (django_pass, django_with),
         "ASGI HotcfgMiddleware": (asgi_bare, asgi_with),
