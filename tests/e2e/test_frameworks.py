@@ -2,6 +2,7 @@
 live config change reaches every worker pid, through each framework's
 integration."""
 
+import contextlib
 import json
 import os
 import re
@@ -138,3 +139,28 @@ def every_pid_answers(port, greeting, *, workers, log, timeout=30):
             return
     raise AssertionError(f"not every worker on {greeting!r}: {latest}\n"
                          f"{log.read_text()}")  # fmt: skip
+
+
+def test_worker_refuses_app_settings_that_contradict_the_master(tmp_path):
+    """The app's HOTCFG_SOURCE cannot change what the master publishes: the
+    worker fails to boot, naming the setting, instead of serving another file."""
+    pytest.importorskip("flask")
+    config = tmp_path / "config.yaml"
+    config.write_text("value: one\n")
+    env = dict(os.environ, HOTCFG_SOURCE=str(config), PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
+         "-w", "2", "-b", f"127.0.0.1:{free_port()}", "--no-control-socket",
+         "tests.apps.flask_elsewhere:app"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=40)  # Gunicorn exits by itself
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode != 0
+    assert "HOTCFG_SOURCE: differs from the value hotcfg already runs" in stderr
