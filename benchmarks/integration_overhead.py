@@ -1,6 +1,6 @@
 """Per-request cost of each framework integration against the same app without it.
 
-    .venv/bin/python benchmarks/integration_overhead.py [--runs 7] [--requests 5000]
+    .venv/bin/python benchmarks/integration_overhead.py [--runs 15] [--requests 2000]
 
 In one process, with hotcfg in standalone mode (publisher and reader here):
 a Flask app through its WSGI callable, a Django project through its WSGI
@@ -9,8 +9,8 @@ reads one value with ``hotcfg.get()`` in both variants, so the difference
 is what the integration adds: the generation check, the pin and unpin, and
 exposing the snapshot (``g.hotcfg``, ``request.hotcfg``, ``scope``). The
 variants run interleaved; the table shows, in microseconds of this thread's
-CPU time per request, the
-median of each variant's runs and the median of the per-run differences.
+CPU time per request, the median of each variant's runs and the median of
+the per-run differences.
 The indented rows compare with a do-nothing hook pair (Flask) or middleware
 (Django) instead, separating the framework's cost of any hook from hotcfg's.
 """
