@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import io
 import operator
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -150,6 +152,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hotcfg-bench-"))
+    atexit.register(shutil.rmtree, tmp)  # runs after the publisher's close
     (tmp / "config.yaml").write_text("greeting: hello\n")
     os.mkdir(tmp / "seg", 0o700)
     hotcfg.configure(source=tmp / "config.yaml", segment_dir=str(tmp / "seg"))
