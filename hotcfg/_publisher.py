@@ -28,6 +28,7 @@ from typing import Any
 from . import _codec
 from ._errors import ConfigError, HotcfgError
 from ._segment import Segment
+from ._settings import Settings
 from ._sources import FileSource
 from ._watch import Watcher
 
@@ -38,6 +39,25 @@ _LIVE: weakref.WeakSet[Publisher] = weakref.WeakSet()
 
 def _no_notify() -> None:
     pass
+
+
+def validate_source(settings: Settings) -> tuple[dict[str, Any], bytes]:
+    """Everything a publish checks, without publishing: load, validate,
+    encode and decode back as a worker will (``hotcfg validate``, framework
+    checks).
+
+    Returns:
+        The validated mapping and its encoded payload.
+
+    Raises:
+        NotConfiguredError: no source in ``settings``.
+        ConfigError: with the file, the place and the reason.
+    """
+    source = FileSource.from_settings(settings)
+    data = source.load()
+    payload = _codec.encode(data, source=source.path)
+    _codec.decode_payload(payload)
+    return data, payload
 
 
 class Publisher:

@@ -24,7 +24,14 @@ def free_port():
 
 
 class Service:
-    def __init__(self, tmp_path, env_extra=None, workers=WORKERS, extra_args=()):
+    def __init__(
+        self,
+        tmp_path,
+        env_extra=None,
+        workers=WORKERS,
+        extra_args=(),
+        app="tests.apps.probe_app:app",
+    ):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
@@ -56,7 +63,7 @@ class Service:
                 "--graceful-timeout",
                 "3",
                 *extra_args,
-                "tests.apps.probe_app:app",
+                app,
             ],
             env=env,
             stdout=self._logf,
@@ -66,11 +73,14 @@ class Service:
         self.wait_until(lambda: len(self.worker_pids()) == workers, "workers up")
 
     def get(self, path="/"):
+        return json.loads(self.get_text(path))
+
+    def get_text(self, path="/"):
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.port}{path}", headers={"Connection": "close"}
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
+            return resp.read().decode()
 
     def status(self):
         out = subprocess.run(
@@ -114,14 +124,14 @@ class Service:
             f"timed out waiting for {what}; log:\n{self.log.read_text()}"
         )
 
-    def all_workers_answer(self, value, timeout=20):
-        """Every worker pid has answered ``value`` (proved per pid)."""
+    def all_workers_answer(self, value, timeout=20, key="value", path="/"):
+        """Every worker pid has answered ``value`` at ``key`` (proved per pid)."""
         seen = {}
 
         def done():
             for _ in range(WORKERS * 4):
-                answer = self.get()
-                seen[answer["pid"]] = answer["value"]
+                answer = self.get(path)
+                seen[answer["pid"]] = answer[key]
             pids = self.worker_pids()
             return pids and all(seen.get(pid) == value for pid in pids)
 
