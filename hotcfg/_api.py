@@ -31,7 +31,7 @@ from ._publisher import Publisher
 from ._reader import ChangeCallback, ChangeCallbacks, Reader
 from ._segment import Segment
 from ._settings import Settings
-from ._snapshot import Snapshot
+from ._snapshot import MISSING, Snapshot
 from ._sources import FileSource
 
 _logger = logging.getLogger(__name__)
@@ -198,7 +198,11 @@ def get(path: str | Sequence[str], default: Any = None) -> Any:
     snap = _pinned.get()  # current(), inlined: this runs many times a request
     if snap is None:
         snap = reader().refresh()
-    return snap.get(path, default)
+    try:  # Snapshot.get's memo hit, inlined for the same reason
+        value = snap._memo[path]
+    except (KeyError, TypeError):
+        return snap.get(path, default)
+    return default if value is MISSING else value
 
 
 def require(path: str | Sequence[str]) -> Any:

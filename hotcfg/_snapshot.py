@@ -14,7 +14,7 @@ from typing import Any
 
 from ._errors import MissingKeyError
 
-_MISSING: Any = object()
+MISSING: Any = object()
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -102,12 +102,12 @@ class Snapshot(Mapping[str, Any]):
         try:
             value = self._memo[path]
         except KeyError:
-            value = lookup(self.data, split_path(path), _MISSING)
+            value = lookup(self.data, split_path(path), MISSING)
             if len(self._memo) < MEMO_MAX:
                 self._memo[path] = value
         except TypeError:  # an unhashable path, such as a list of keys
-            value = lookup(self.data, split_path(path), _MISSING)
-        return default if value is _MISSING else value
+            value = lookup(self.data, split_path(path), MISSING)
+        return default if value is MISSING else value
 
     def require(self, path: str | Sequence[str]) -> Any:
         """Value at ``path``.
@@ -115,8 +115,8 @@ class Snapshot(Mapping[str, Any]):
         Raises:
             MissingKeyError: when any step of the path is missing.
         """
-        value = self.get(path, _MISSING)
-        if value is _MISSING:
+        value = self.get(path, MISSING)
+        if value is MISSING:
             raise MissingKeyError(f"no key {path!r} in generation {self.generation}")
         return value
 
