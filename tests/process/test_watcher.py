@@ -370,9 +370,7 @@ def test_directory_deleted_then_recreated(tmp_path, config, watch, caplog):
     directory = config.parent
     before = watched.snapshot().generation
     run("rm", "-rf", str(directory))
-    wait_for(
-        lambda: "not found" in (watched.publisher.last_error or ""), "rejection"
-    )
+    wait_for(lambda: "not found" in (watched.publisher.last_error or ""), "rejection")
     assert watched.snapshot().get("name") == "before"  # last good kept
     wait_for(lambda: "is gone" in caplog.text, "the warning")
     run("sh", "-c", f'mkdir "{directory}" && printf "{new_text("back")}" > "{config}"')
