@@ -20,6 +20,7 @@ from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
 from hotcfg._segment import Segment
 from hotcfg._sources import FileSource
+from hotcfg._watch import Watcher
 
 OLD = "name: before\nvalue: 1\n"
 DEBOUNCE_MS = 50.0
@@ -416,6 +417,9 @@ def test_poll_mode_uses_stat_only(config, watch, caplog):
     assert "unchanged" not in caplog.text
     atomic_write(config, new_text("polled"), ".tmp")
     watched.wait_name("polled")
+    # A change is read once more at the next tick, in case a same-size
+    # rewrite within the timestamps' granularity left the stat unchanged.
+    wait_for(lambda: "unchanged" in caplog.text, "the confirming read")
     write_in_place(config, new_text("polled-again"))
     watched.wait_name("polled-again")
 
@@ -443,3 +447,27 @@ def test_dead_emitter_is_restarted_and_reported(config, watch, caplog):
     wait_for(lambda: observer_watching(config.parent), "a restarted emitter")
     write_in_place(config, new_text("after-emitter"))
     watched.wait_name("after-emitter")
+
+
+def test_watcher_outlives_a_failing_callback(config, caplog):
+    """An exception from the publish callback is logged; the next change is
+    still delivered (the watcher thread did not die of it)."""
+    calls = []
+
+    def on_change():
+        calls.append(config.read_text())
+        if len(calls) == 1:
+            raise RuntimeError("publish failed")
+
+    watcher = Watcher(
+        str(config), debounce_ms=DEBOUNCE_MS, on_change=on_change, mode="events"
+    )
+    watcher.start()
+    try:
+        atomic_write(config, new_text("first"), ".tmp")
+        wait_for(lambda: "publish failed" in caplog.text, "the logged error")
+        atomic_write(config, new_text("second"), ".tmp")
+        wait_for(lambda: new_text("second") in calls, "the second change")
+    finally:
+        watcher.stop()
+    assert "error while handling a change" in caplog.text
