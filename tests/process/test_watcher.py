@@ -46,7 +46,7 @@ def wait_for(predicate, what, timeout_s=20.0):
 class Watched:
     """A real publisher watching ``path`` and a reader on its segment."""
 
-    def __init__(self, path, *, mode="auto", debounce_ms=DEBOUNCE_MS):
+    def __init__(self, path, *, mode="auto", debounce_ms=DEBOUNCE_MS, poll_ms=POLL_MS):
         source = FileSource(str(path), "yaml", 1 << 20)
         self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="w")
         self.publisher = Publisher(
@@ -54,7 +54,7 @@ class Watched:
             self.segment,
             debounce_ms=debounce_ms,
             watch=mode,
-            poll_interval_ms=POLL_MS,
+            poll_interval_ms=poll_ms,
         )
         self.publisher.publish_from_source(raise_errors=True)
         self.publisher.start_watching()
@@ -405,6 +405,20 @@ def test_kubernetes_target_directory_follows_swaps(config, watch):
         # The watch follows the symlink to the current timestamped directory.
         target = os.path.dirname(os.path.realpath(config))
         wait_for(lambda t=target: observer_watching(t), "a watch on the target")
+
+
+def test_symlink_target_directory_is_watched(tmp_path, config, watch):
+    """config.yaml -> ../shared/app.yaml: an edit of the target is an event
+    in the target's directory only. The stat check is made too slow to
+    matter here, so only that watch can deliver it."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "app.yaml").write_text(OLD)
+    config.unlink()
+    config.symlink_to("../shared/app.yaml")
+    watched = watch(config, mode="events", poll_ms=60_000)
+    write_in_place(shared / "app.yaml", new_text("target-edited"))
+    watched.wait_name("target-edited")
 
 
 def test_poll_mode_uses_stat_only(config, watch, caplog):
