@@ -167,6 +167,7 @@ class Watcher:
         self._names = frozenset({os.path.basename(path)})
         self._thread: threading.Thread | None = None
         self._fingerprint: Fingerprint | None = None
+        self._confirm = False
         self._missing_reported = False
         self._arm_error: str | None = None
 
@@ -286,11 +287,18 @@ class Watcher:
             self.notice()
 
     def _tick(self) -> None:
-        """The periodic check: the file's stat, then the observer's health."""
+        """The periodic check: the file's stat, then the observer's health.
+
+        A change is read once more at the next tick: timestamps are coarser
+        than writes (a jiffy), so a same-size rewrite just after this stat
+        could leave the stat as it is (git's "racily clean" files).
+        """
         current = fingerprint(self.path)
-        if current != self._fingerprint:
+        changed = current != self._fingerprint
+        if changed or self._confirm:
             self._fingerprint = current
             self.notice()
+        self._confirm = changed
         self._supervise()
 
     def _next_step(self, next_tick: float) -> tuple[bool, bool] | None:
