@@ -385,7 +385,9 @@ def test_config_directory_deleted_and_recreated(start_service, tmp_path):
     svc = start_service(tmp_path, env_extra={"HOTCFG_POLL_INTERVAL_MS": "200"})
     svc.all_workers_answer("one")
     assert inotify_instances(svc.proc.pid) >= 1
-    subprocess.run(["rm", "-rf", str(svc.dir)], check=True)
+    for entry in svc.dir.iterdir():  # rm -rf conf
+        entry.unlink()
+    svc.dir.rmdir()
     svc.wait_until(
         lambda: "not found" in (svc.status()[0]["last_error"] or ""), "rejection"
     )
