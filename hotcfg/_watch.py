@@ -116,7 +116,28 @@ def _arm(dirs: Iterable[str], handler: _Handler) -> Any:
     except BaseException:
         _disarm(observer)
         raise
+    _without_move_pairing_delay(observer)
     return observer
+
+
+def _without_move_pairing_delay(observer: Any) -> None:
+    """Let rename events through at once instead of after up to 0.5 s.
+
+    watchdog's inotify emitter holds each IN_MOVED_FROM for half a second,
+    waiting for its IN_MOVED_TO, and everything queued behind it waits too:
+    a config renamed out of its directory and written anew, or a rename
+    whose two halves arrive in two reads, was published 0.5 s late. hotcfg
+    does not need the pairs (any event naming the file only means "look"),
+    so the wait is set to zero. The attributes are watchdog's private ones:
+    on any other shape nothing changes, and the stat check still bounds the
+    delay.
+    """
+    for emitter in getattr(observer, "emitters", ()):
+        group = getattr(emitter, "_inotify", None)
+        grouper = getattr(group, "_move_event_grouper", None)
+        queue = getattr(grouper, "_queue", None)
+        if isinstance(getattr(queue, "delay", None), (int, float)):
+            queue.delay = 0
 
 
 def _disarm(observer: Any, timeout_s: float = 5.0) -> None:
