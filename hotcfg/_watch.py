@@ -135,7 +135,7 @@ def _without_move_pairing_delay(observer: Any) -> None:
     for emitter in getattr(observer, "emitters", ()):
         group = getattr(emitter, "_inotify", None)
         grouper = getattr(group, "_move_event_grouper", None)
-        queue = getattr(grouper, "_queue", None)
+        queue: Any = getattr(grouper, "_queue", None)
         if isinstance(getattr(queue, "delay", None), (int, float)):
             queue.delay = 0
 
