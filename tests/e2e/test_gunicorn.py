@@ -26,11 +26,19 @@ def free_port():
 
 
 class Service:
-    def __init__(self, tmp_path, env_extra=None, workers=WORKERS, extra_args=()):
+    def __init__(
+        self,
+        tmp_path,
+        env_extra=None,
+        workers=WORKERS,
+        extra_args=(),
+        app="tests.apps.probe_app:app",
+        config="value: one\n",
+    ):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
-        self.config.write_text("value: one\n")
+        self.config.write_text(config)
         self.segments = Path(os.environ["HOTCFG_SEGMENT_DIR"])
         self.port = free_port()
         self.log = tmp_path / "gunicorn.log"
@@ -58,7 +66,7 @@ class Service:
                 "--graceful-timeout",
                 "3",
                 *extra_args,
-                "tests.apps.probe_app:app",
+                app,
             ],
             env=env,
             stdout=self._logf,
