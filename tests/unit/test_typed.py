@@ -55,22 +55,82 @@ def test_sub_path_and_memo():
 @pytest.mark.parametrize(
     ("patch", "path", "reason"),
     [
-        ({"db": {"url": "u", "pool": {"size": SECRET}}}, "db.pool.size", "expected int, got str"),
-        ({"db": {"url": "u", "pool": {"size": True}}}, "db.pool.size", "expected int, got bool"),
-        ({"db": {"url": "u", "pool": {"size": 1, "timeout": "1"}}}, "db.pool.timeout", "expected float, got str"),
-        ({"db": {"url": "u", "pool": {"size": 1, "timeout": False}}}, "db.pool.timeout", "expected float, got bool"),
+        (
+            {"db": {"url": "u", "pool": {"size": SECRET}}},
+            "db.pool.size",
+            "expected int, got str",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": True}}},
+            "db.pool.size",
+            "expected int, got bool",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1, "timeout": "1"}}},
+            "db.pool.timeout",
+            "expected float, got str",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1, "timeout": False}}},
+            "db.pool.timeout",
+            "expected float, got bool",
+        ),
         ({"db": {"url": "u", "pool": {}}}, "db.pool.size", "required key missing"),
-        ({"db": {"url": "u", "pool": {"size": 1, "sise": 2}}}, "db.pool.sise", "unknown key"),
-        ({"db": {"url": "u", "pool": [SECRET]}}, "db.pool", "expected a mapping (Pool), got list"),
-        ({"db": {"url": "u", "pool": {"size": 1}, "mode": SECRET}}, "db.mode", "expected one of 'ro', 'rw', got str"),
-        ({"db": {"url": "u", "pool": {"size": 1}, "replicas": ["a", 7]}}, "db.replicas.1", "expected str, got int"),
-        ({"db": {"url": "u", "pool": {"size": 1}}, "debug": 1}, "debug", "expected bool, got int"),
-        ({"db": {"url": "u", "pool": {"size": 1}}, "limits": {"rps": SECRET}}, "limits.rps", "expected int, got str"),
-        ({"db": {"url": "u", "pool": {"size": 1}}, "limits": [1]}, "limits", "expected a mapping, got list"),
-        ({"db": {"url": "u", "pool": {"size": 1}}, "ports": SECRET}, "ports", "expected a list, got str"),
-        ({"db": {"url": "u", "pool": {"size": 1}}, "owner": 3}, "owner", "expected str, got int"),
-        ({"db": {"url": "u", "pool": {"size": 1}}, "pair": [1]}, "pair", "expected a list of 2 items, got list"),
-        ({"db": {"url": "u", "pool": {"size": 1}}, "either": 1.5}, "either", "expected int | str, got float"),
+        (
+            {"db": {"url": "u", "pool": {"size": 1, "sise": 2}}},
+            "db.pool.sise",
+            "unknown key",
+        ),
+        (
+            {"db": {"url": "u", "pool": [SECRET]}},
+            "db.pool",
+            "expected a mapping (Pool), got list",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}, "mode": SECRET}},
+            "db.mode",
+            "expected one of 'ro', 'rw', got str",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}, "replicas": ["a", 7]}},
+            "db.replicas.1",
+            "expected str, got int",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}}, "debug": 1},
+            "debug",
+            "expected bool, got int",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}}, "limits": {"rps": SECRET}},
+            "limits.rps",
+            "expected int, got str",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}}, "limits": [1]},
+            "limits",
+            "expected a mapping, got list",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}}, "ports": SECRET},
+            "ports",
+            "expected a list, got str",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}}, "owner": 3},
+            "owner",
+            "expected str, got int",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}}, "pair": [1]},
+            "pair",
+            "expected a list of 2 items, got list",
+        ),
+        (
+            {"db": {"url": "u", "pool": {"size": 1}}, "either": 1.5},
+            "either",
+            "expected int | str, got float",
+        ),
     ],
 )
 def test_misfits_name_the_key_path_not_the_value(patch, path, reason):
@@ -100,12 +160,22 @@ def test_missing_path_and_unsupported_model():
 def test_int_is_float_but_bool_is_not_int_and_literal_is_typed():
     assert to_model(Pool, {"size": 2, "timeout": 3}).timeout == 3.0
     assert isinstance(to_model(Pool, {"size": 2, "timeout": 3}).timeout, float)
-    assert to_model(App, {"db": {"url": "u", "pool": {"size": 1}}, "either": "s"}).either == "s"
+    assert (
+        to_model(App, {"db": {"url": "u", "pool": {"size": 1}}, "either": "s"}).either
+        == "s"
+    )
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats()
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 
@@ -128,24 +198,32 @@ def test_any_value_gives_a_model_or_a_validation_error(size, timeout):
 
 
 def test_pydantic_model():
-    snap = Snapshot(1, frozen({"svc": {"name": "a", "pool": {"size": 2}, "tags": ["x"]}}))
+    snap = Snapshot(
+        1, frozen({"svc": {"name": "a", "pool": {"size": 2}, "tags": ["x"]}})
+    )
     model = snap.as_model(PydApp, "svc")
     assert model.pool.size == 2
     assert model.tags == ["x"]
     assert snap.as_model(PydApp, "svc") is model
     with pytest.raises(ValidationError) as info:
-        Snapshot(1, frozen({"svc": {"name": "a", "pool": {"size": SECRET}}})).as_model(PydApp, "svc")
+        Snapshot(1, frozen({"svc": {"name": "a", "pool": {"size": SECRET}}})).as_model(
+            PydApp, "svc"
+        )
     assert info.value.key_path == "svc.pool.size"
     assert SECRET not in str(info.value)
     assert info.value.__cause__ is None and info.value.__suppress_context__
     with pytest.raises(ValidationError, match=r"at svc\.extra"):
-        Snapshot(1, frozen({"svc": {"name": "a", "pool": {"size": 1}, "extra": 1}})).as_model(PydApp, "svc")
+        Snapshot(
+            1, frozen({"svc": {"name": "a", "pool": {"size": 1}, "extra": 1}})
+        ).as_model(PydApp, "svc")
 
 
 def test_model_validator_rejects_before_publishing():
     validators = [model_validator(import_model("tests.apps.models:App"))]
     good = json.dumps(GOOD).encode()
-    assert load_document(good, fmt="json", source="c.json", validators=validators) == GOOD
+    assert (
+        load_document(good, fmt="json", source="c.json", validators=validators) == GOOD
+    )
     bad = b'db: {url: u, pool: {size: "' + SECRET.encode() + b'"}}\n'
     with pytest.raises(ValidationError) as info:
         load_document(bad, fmt="yaml", source="c.yaml", validators=validators)
@@ -154,7 +232,13 @@ def test_model_validator_rejects_before_publishing():
 
 
 @pytest.mark.parametrize(
-    "spec", ["nocolon", "tests.apps.models:Nope", "no_such_module_x:A", "tests.apps.models:dataclass"]
+    "spec",
+    [
+        "nocolon",
+        "tests.apps.models:Nope",
+        "no_such_module_x:A",
+        "tests.apps.models:dataclass",
+    ],
 )
 def test_import_model_errors(spec):
     with pytest.raises(ConfigError) as info:
