@@ -1,5 +1,7 @@
 """Typed configs, stateful resources and gevent workers under real Gunicorn."""
 
+import threading
+
 import pytest
 
 from tests.e2e.test_gunicorn import start_service  # noqa: F401  (fixture)
@@ -20,3 +22,66 @@ def test_model_violation_rejected_last_good_serves(start_service, tmp_path):  # 
     assert svc.get()["value"] == "one"
     svc.write_atomic("value: two\npool: 3\n")
     svc.all_workers_answer("two")
+
+
+def db_config(tmp_path, size):
+    return f"db:\n  url: sqlite:///{tmp_path}/pool.db\n  pool_size: {size}\n"
+
+
+def latest_per_worker(svc, want, what):
+    """Sample answers until every worker's latest one satisfies ``want``."""
+    latest = {}
+
+    def done():
+        for _ in range(16):
+            answer = svc.get()
+            latest[answer["pid"]] = answer
+        pids = svc.worker_pids()
+        return pids and all(p in latest and want(latest[p]) for p in pids)
+
+    svc.wait_until(done, f"{what} (latest: {latest})", timeout=40)
+    return {p: latest[p] for p in svc.worker_pids()}
+
+
+def test_pool_resized_under_load_without_a_failed_request(start_service, tmp_path):  # noqa: F811
+    svc = start_service(
+        tmp_path,
+        workers=2,
+        extra_args=("--worker-class", "gthread", "--threads", "4"),
+        app="examples.resource_app:app",
+        config=db_config(tmp_path, 2),
+    )
+    latest_per_worker(svc, lambda a: a["pool_size"] == 2, "pools of 2")
+    failures, answers = [], []
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                answer = svc.get()
+                assert answer["answer"] == 1
+                answers.append(answer)
+            except Exception as exc:  # any failed request is a test failure
+                failures.append(repr(exc))
+
+    clients = [threading.Thread(target=load) for _ in range(6)]
+    for c in clients:
+        c.start()
+    try:
+        for size in (3, 5, 4):
+            svc.write_atomic(db_config(tmp_path, size))
+            latest_per_worker(
+                svc, lambda a, s=size: a["pool_size"] == s, f"pools of {size}"
+            )
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(30)
+    assert not failures
+    assert len({a["pid"] for a in answers}) == 2
+    final = latest_per_worker(
+        svc, lambda a: a["pool_size"] == 4 and a["in_use"] == 0, "idle pools of 4"
+    )
+    for answer in final.values():
+        assert answer["built"] == 4  # 2, then 3, 5 and 4
+        assert answer["closed"] == answer["disposed"] == 3  # every replaced pool
