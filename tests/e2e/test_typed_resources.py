@@ -1,6 +1,7 @@
 """Typed configs, stateful resources and gevent workers under real Gunicorn."""
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -85,3 +86,51 @@ def test_pool_resized_under_load_without_a_failed_request(start_service, tmp_pat
     for answer in final.values():
         assert answer["built"] == 4  # 2, then 3, 5 and 4
         assert answer["closed"] == answer["disposed"] == 3  # every replaced pool
+
+
+GEVENT = ("--worker-class", "gevent", "--worker-connections", "100")
+
+
+def test_gevent_many_concurrent_requests_one_generation_each(start_service, tmp_path):  # noqa: F811
+    """20 requests in flight in one gevent worker straddle a change: each keeps
+    its own snapshot, and a request started after the change sees the new one."""
+    pytest.importorskip("gevent")
+    svc = start_service(
+        tmp_path, workers=1, extra_args=GEVENT, app="tests.apps.hint_app:app"
+    )
+    svc.all_workers_answer("one")
+    results, markers = [], [tmp_path / f"go{i}" for i in range(20)]
+    clients = [
+        threading.Thread(target=lambda m=m: results.append(svc.get(f"/twice?wait={m}")))
+        for m in markers
+    ]
+    for c in clients:
+        c.start()
+    try:
+        svc.wait_until(
+            lambda: all(Path(f"{m}.read").exists() for m in markers),
+            "every request's first read",
+        )
+        svc.write_atomic("value: newer\n")
+        svc.wait_until(lambda: svc.get()["value"] == "newer", "a new request")
+    finally:
+        for m in markers:
+            m.touch()
+        for c in clients:
+            c.join(30)
+    assert len(results) == 20
+    assert len({r["pid"] for r in results}) == 1  # all in one worker
+    for r in results:
+        assert r["first"] == r["second"] == "one"
+        assert r["first_generation"] == r["second_generation"]
+    assert svc.get()["value"] == "newer"
+
+
+def test_gevent_worker_keeps_the_hint_handler(start_service, tmp_path):  # noqa: F811
+    pytest.importorskip("gevent")
+    svc = start_service(
+        tmp_path, workers=1, extra_args=GEVENT, app="tests.apps.hint_app:app"
+    )
+    answer = svc.get("/hint")
+    assert answer["handler"] == "_on_hint"
+    assert answer["stale"] is True
