@@ -16,6 +16,8 @@ disposed. Each answer shows the pool serving it and the counts.
 
 import json
 import os
+import time
+from urllib.parse import parse_qs
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import QueuePool
@@ -50,6 +52,9 @@ def app(environ, start_response):
     with engine.use() as db, db.connect() as conn:
         answer = conn.execute(text("select 1")).scalar_one()
         pool_size = db.pool.size()
+        # ?hold_ms=N stands for a slow query: the engine stays in use meanwhile.
+        hold_ms = parse_qs(environ.get("QUERY_STRING", "")).get("hold_ms", ["0"])[0]
+        time.sleep(min(int(hold_ms), 1000) / 1000)
         if id(db) in disposed:
             raise RuntimeError("served by a disposed engine")
     stats = engine.stats()

@@ -59,7 +59,7 @@ def test_pool_resized_under_load_without_a_failed_request(start_service, tmp_pat
     def load():
         while not stop.is_set():
             try:
-                answer = svc.get()
+                answer = svc.get("/?hold_ms=20")
                 assert answer["answer"] == 1
                 answers.append(answer)
             except Exception as exc:  # any failed request is a test failure

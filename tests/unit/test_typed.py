@@ -245,3 +245,16 @@ def test_import_model_errors(spec):
     with pytest.raises(ConfigError) as info:
         import_model(spec)
     assert info.value.source == "HOTCFG_MODEL"
+
+
+def test_cli_validate_with_a_model(tmp_path, capsys):
+    from hotcfg.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(f"db: {{url: u, pool: {{size: {SECRET}}}}}\n")
+    assert main(["validate", str(path), "--model", "tests.apps.models:App"]) == 1
+    err = capsys.readouterr().err
+    assert "at db.pool.size: expected int, got str" in err
+    assert SECRET not in err
+    path.write_text("db: {url: u, pool: {size: 3}}\n")
+    assert main(["validate", str(path), "--model", "tests.apps.models:App"]) == 0
