@@ -20,6 +20,7 @@ from ._api import generation as generation
 from ._api import get as get
 from ._api import on_change as on_change
 from ._api import require as require
+from ._api import resource as resource
 from ._api import snapshot as snapshot
 from ._errors import ConfigError as ConfigError
 from ._errors import CorruptSegmentError as CorruptSegmentError
@@ -51,5 +52,6 @@ __all__ = [
     "get",
     "on_change",
     "require",
+    "resource",
     "snapshot",
 ]

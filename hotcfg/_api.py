@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
 from ._publisher import Publisher
 from ._reader import ChangeCallback, ChangeCallbacks, Reader
+from ._resource import Resource
 from ._segment import Segment
 from ._settings import Settings
 from ._snapshot import MISSING, Snapshot
@@ -46,6 +47,7 @@ _pinned: contextvars.ContextVar[Snapshot | None] = contextvars.ContextVar(
 )
 
 F = TypeVar("F", bound=ChangeCallback)
+R = TypeVar("R")
 
 
 def settings() -> Settings:
@@ -232,6 +234,21 @@ def on_change(path: str | Sequence[str] | None = None) -> Callable[[F], F]:
         return callback
 
     return register
+
+
+def resource(
+    path: str | Sequence[str],
+    factory: Callable[[Any], R],
+    close: Callable[[R], object] | None = None,
+) -> Resource[R]:
+    """A resource (a pool, a client) rebuilt when the value at ``path`` changes.
+
+    ``factory(value)`` builds it from the value at ``path`` (``None`` when
+    absent); ``close(resource)`` ends a replaced one once no request holds it.
+    Use it per request with ``with handle.use() as pool: ...``. Create handles
+    once, at import time.
+    """
+    return Resource(path, factory, close, snapshot=current)
 
 
 def _reset_lock_in_child() -> None:

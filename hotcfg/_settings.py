@@ -9,6 +9,7 @@ HOTCFG_DEBOUNCE_MS     quiet time after file events     100
 HOTCFG_SIGNAL          hint signal name, or ``none``    SIGURG
 HOTCFG_VALIDATOR       ``module:function`` validator    none
 HOTCFG_SCHEMA          path of a JSON Schema file       none
+HOTCFG_MODEL           ``module:Class`` to fit          none
 HOTCFG_MAX_BYTES       largest config file accepted     8388608 (8 MiB)
 HOTCFG_SEGMENT_DIR     where the shared segment lives   /dev/shm/hotcfg-<uid>
 HOTCFG_NAME            segment name prefix              hotcfg
@@ -67,6 +68,7 @@ class Settings:
     hint_signal: int | None = int(signal.SIGURG)
     validator: str | None = None
     schema: str | None = None
+    model: str | None = None
     max_bytes: int = 8 * 1024 * 1024
     segment_dir: str | None = None
     name: str = "hotcfg"

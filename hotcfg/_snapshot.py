@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
-from ._errors import MissingKeyError
+from ._errors import MissingKeyError, ValidationError
 
 MISSING: Any = object()
+_MODEL: Any = object()  # first item of as_model()'s memo keys; no path has it
+T = TypeVar("T")
 EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -119,6 +121,41 @@ class Snapshot(Mapping[str, Any]):
         if value is MISSING:
             raise MissingKeyError(f"no key {path!r} in generation {self.generation}")
         return value
+
+    def as_model(self, cls: type[T], path: str | Sequence[str] | None = None) -> T:
+        """The value at ``path`` (default: everything) as an instance of ``cls``.
+
+        ``cls`` is a dataclass (checked by hotcfg: nested dataclasses, lists,
+        tuples, ``dict[str, X]``, ``Optional``, ``Literal``, scalars; ``bool``
+        is not ``int``; unknown keys are refused) or a pydantic v2 model
+        (needs the ``typed`` extra). Built once per snapshot, class and path,
+        then shared: treat it as read-only (use a frozen dataclass).
+
+        Raises:
+            ValidationError: the value does not fit, naming the key path.
+                Give ``HOTCFG_MODEL`` to refuse such a file before publishing.
+        """
+        from ._typed import to_model
+
+        keys = split_path(path) if path is not None else ()
+        memo_key = (_MODEL, cls, keys)
+        try:
+            model: T = self._memo[memo_key]
+            return model
+        except KeyError:
+            pass
+        value = lookup(self.data, keys, MISSING)
+        dotted = ".".join(keys)
+        if value is MISSING:
+            raise ValidationError(
+                "required key missing",
+                source=self.source or "<config>",
+                key_path=dotted,
+            )
+        model = to_model(cls, value, key_path=dotted, source=self.source or "<config>")
+        if len(self._memo) < MEMO_MAX:
+            self._memo[memo_key] = model
+        return model
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, mutable deep copy (``dict`` and ``list``), e.g. for ``json``."""

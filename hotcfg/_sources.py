@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _loaders, _validate
+from . import _loaders, _typed, _validate
 from ._errors import ConfigError, NotConfiguredError, SourceError
 from ._settings import Settings
 
@@ -115,6 +115,9 @@ class FileSource:
             validators.append(_validate.import_validator(settings.validator))
         if settings.schema:
             validators.append(load_schema(settings.schema))
+        if settings.model:
+            model = _typed.import_model(settings.model)
+            validators.append(_typed.model_validator(model))
         return cls(path, fmt, settings.max_bytes, tuple(validators))
 
     @property

@@ -143,17 +143,17 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def import_validator(spec: str) -> Validator:
-    """Resolve ``"package.module:function"`` to a callable.
+def import_object(spec: str, *, what: str, setting: str) -> Any:
+    """Resolve ``"package.module:attr"`` (``attr`` may be dotted).
 
     Raises:
-        ConfigError: the spec is malformed, or the module or attribute is missing.
+        ConfigError: the spec is malformed, or the module or attribute is
+            missing; ``setting`` names where the spec came from.
     """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ConfigError(
-            f"validator {spec!r} must look like 'package.module:function'",
-            source="HOTCFG_VALIDATOR",
+            f"{what} {spec!r} must look like 'package.module:name'", source=setting
         )
     try:
         target: Any = importlib.import_module(module_name)
@@ -161,8 +161,18 @@ def import_validator(spec: str) -> Validator:
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
-            f"cannot import validator {spec!r}: {exc}", source="HOTCFG_VALIDATOR"
+            f"cannot import {what} {spec!r}: {exc}", source=setting
         ) from exc
+    return target
+
+
+def import_validator(spec: str) -> Validator:
+    """Resolve ``"package.module:function"`` to a callable.
+
+    Raises:
+        ConfigError: the spec is malformed, or the module or attribute is missing.
+    """
+    target = import_object(spec, what="validator", setting="HOTCFG_VALIDATOR")
     if not callable(target):
         raise ConfigError(
             f"validator {spec!r} is not callable", source="HOTCFG_VALIDATOR"

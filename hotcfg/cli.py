@@ -1,6 +1,6 @@
 """The ``hotcfg`` command: validate a file, inspect a running service.
 
-    hotcfg validate config.yaml [--schema S] [--validator mod:func]
+    hotcfg validate config.yaml [--schema S] [--validator mod:func] [--model mod:Cls]
     hotcfg status [--dir DIR] [--json]
     hotcfg get db.timeout [--dir DIR | --segment PATH]
     hotcfg dump [--dir DIR | --segment PATH]
@@ -43,6 +43,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         format=args.format,
         schema=args.schema,
         validator=args.validator,
+        model=args.model,
     )
     try:
         data, payload = validate_source(settings)
@@ -164,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["yaml", "json", "toml"])
     p.add_argument("--schema", help="JSON Schema file")
     p.add_argument("--validator", help="module:function")
+    p.add_argument("--model", help="module:Class, a dataclass or pydantic model")
     p.set_defaults(run=_cmd_validate)
 
     for name, run, text in (

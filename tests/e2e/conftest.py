@@ -31,11 +31,12 @@ class Service:
         workers=WORKERS,
         extra_args=(),
         app="tests.apps.probe_app:app",
+        config="value: one\n",
     ):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
-        self.config.write_text("value: one\n")
+        self.config.write_text(config)
         self.segments = Path(os.environ["HOTCFG_SEGMENT_DIR"])
         self.port = free_port()
         self.log = tmp_path / "gunicorn.log"
