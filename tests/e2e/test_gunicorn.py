@@ -26,7 +26,14 @@ def free_port():
 
 
 class Service:
-    def __init__(self, tmp_path, env_extra=None, workers=WORKERS, extra_args=()):
+    def __init__(
+        self,
+        tmp_path,
+        env_extra=None,
+        workers=WORKERS,
+        extra_args=(),
+        app="tests.apps.probe_app:app",
+    ):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
@@ -58,7 +65,7 @@ class Service:
                 "--graceful-timeout",
                 "3",
                 *extra_args,
-                "tests.apps.probe_app:app",
+                app,
             ],
             env=env,
             stdout=self._logf,
