@@ -21,7 +21,7 @@ import os
 
 import hotcfg
 
-SPIN = 300
+SPIN = 1000
 
 SCHEMA = {
     "type": "object",

@@ -126,7 +126,8 @@ class Ledger:
         """
         start = time.monotonic()
         index = 0
-        while (due := start + index / rate) < start + seconds or index % 2:
+        # An odd number of writes: the last one (an even index) is valid.
+        while (due := start + index / rate) < start + seconds or index % 2 == 0:
             time.sleep(max(0.0, due - time.monotonic()))
             self.write(index)
             index += 1
@@ -352,7 +353,7 @@ class Report:
         return "\n".join(lines)
 
 
-def final_state(service, version: int, timeout: float = 60) -> dict[int, tuple]:
+def final_state(service, version: int, timeout: float = 30) -> dict[int, tuple]:
     """Ask until every worker pid answered ``version`` (or the deadline passed)."""
     seen: dict[int, tuple[int, int]] = {}
 
@@ -380,7 +381,9 @@ def run(
     """Both phases on a running soak ``service``, then its final state."""
     ledger = Ledger(service.config)
     ledger.write(0)
-    final_state(service, ledger.last_valid)
+    start = final_state(service, ledger.last_valid)
+    if {version for _, version in start.values()} != {ledger.last_valid}:
+        raise RuntimeError(f"workers did not start on version 1: {start}")
     load = Load(
         service.port,
         seconds=seconds if baseline_seconds is None else baseline_seconds,
