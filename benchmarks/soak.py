@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -38,6 +39,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="changes a second")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--load-procs", type=int, default=2)
+    parser.add_argument(
+        "--gunicorn-args",
+        default="",
+        help="more Gunicorn options, e.g. '--max-requests 500' or "
+        "'--worker-class gthread --threads 4'",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="hotcfg-soak-"))
@@ -45,7 +52,11 @@ def main() -> int:
     segments.mkdir(mode=0o700)
     os.environ["HOTCFG_SEGMENT_DIR"] = str(segments)
     svc = Service(
-        tmp, env_extra=soak.service_env(tmp), workers=args.workers, app=soak.APP
+        tmp,
+        env_extra=soak.service_env(tmp),
+        workers=args.workers,
+        extra_args=shlex.split(args.gunicorn_args),
+        app=soak.APP,
     )
     try:
         report = soak.run(
@@ -60,7 +71,7 @@ def main() -> int:
     print(
         f"soak: {args.workers} workers, {args.seconds:g} s per phase, "
         f"{args.connections} connections in {args.load_procs} processes, "
-        f"{args.rate:g} changes/s"
+        f"{args.rate:g} changes/s {args.gunicorn_args}".rstrip()
     )
     print(report.table())
     failures = report.failures()
