@@ -40,6 +40,12 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--load-procs", type=int, default=2)
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="cut each phase into this many slices, taken in turn",
+    )
+    parser.add_argument(
         "--gunicorn-args",
         default="",
         help="more Gunicorn options, e.g. '--max-requests 500' or "
@@ -65,12 +71,14 @@ def main() -> int:
             rate=args.rate,
             connections=args.connections,
             procs=args.load_procs,
+            rounds=args.rounds,
         )
     finally:
         svc.stop()
     print(
         f"soak: {args.workers} workers, {args.seconds:g} s per phase, "
         f"{args.connections} connections in {args.load_procs} processes, "
+        f"{args.rounds} round(s), "
         f"{args.rate:g} changes/s {args.gunicorn_args}".rstrip()
     )
     print(report.table())

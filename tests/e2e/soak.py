@@ -118,12 +118,8 @@ class Ledger:
         self.written[kind] += 1
         return kind
 
-    def change_at_rate(self, *, rate: float, seconds: float) -> float:
-        """Write ``rate`` versions a second for ``seconds``, ending on a valid one.
-
-        Returns:
-            the achieved rate (writes per second).
-        """
+    def change_at_rate(self, *, rate: float, seconds: float) -> None:
+        """Write ``rate`` versions a second for ``seconds``, ending on a valid one."""
         start = time.monotonic()
         index = 0
         # Time ends the run even when writes fall behind (a slow machine);
@@ -132,7 +128,6 @@ class Ledger:
             time.sleep(max(0.0, start + index / rate - time.monotonic()))
             self.write(index)
             index += 1
-        return index / (time.monotonic() - start)
 
 
 @dataclass
@@ -147,7 +142,12 @@ class Verdict:
     conflicts: int = 0
     generations: int = 0
     per_second: float = 0.0
+    cpu_seconds: float = 0.0  # the master's and the workers' CPU time
     error_kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def cpu_per_request(self) -> float:
+        return self.cpu_seconds / self.requests if self.requests else 0.0
 
     def failures(self, phase: str) -> list[str]:
         counts = {
@@ -172,6 +172,7 @@ def verify(summary: dict, ledger: Ledger) -> Verdict:
         errors=sum(summary["errors"].values()),
         regressions=summary["regressions"],
         per_second=summary["requests"] / summary["seconds"],
+        cpu_seconds=summary.get("cpu", 0.0),
         error_kinds=dict(summary["errors"]),
     )
     contents: dict[int, set[str]] = {}
@@ -249,8 +250,8 @@ def generate_load(port: int, *, seconds: float, connections: int) -> dict:
     return out
 
 
-def merge(summaries: list[dict]) -> dict:
-    """One summary of several load processes that ran side by side."""
+def merge(summaries: list[dict], *, sequential: bool = False) -> dict:
+    """One summary of several load runs, side by side or one after another."""
     answers: Counter = Counter()
     errors: Counter = Counter()
     for s in summaries:
@@ -261,7 +262,8 @@ def merge(summaries: list[dict]) -> dict:
         "errors": errors,
         "regressions": sum(s["regressions"] for s in summaries),
         "requests": sum(s["requests"] for s in summaries),
-        "seconds": max(s["seconds"] for s in summaries),
+        "seconds": (sum if sequential else max)(s["seconds"] for s in summaries),
+        "cpu": sum(s.get("cpu", 0.0) for s in summaries),
     }
 
 
@@ -337,7 +339,9 @@ class Report:
             ("worker went back", b.regressions, c.regressions),
             ("distinct generations seen", b.generations, c.generations),
             ("throughput req/s", f"{b.per_second:.0f}", f"{c.per_second:.0f}"),
-        ]
+            ("server CPU us/request", f"{b.cpu_per_request * 1e6:.0f}",
+             f"{c.cpu_per_request * 1e6:.0f}"),
+        ]  # fmt: skip
         lines = [f"{name:<27}{x:>10}{y:>10}" for name, x, y in rows]
         lines += [
             f"{'throughput ratio':<27}{ratio:>20.2f}",
@@ -370,6 +374,43 @@ def final_state(service, version: int, timeout: float = 30) -> dict[int, tuple]:
     return {pid: seen[pid] for pid in service.worker_pids() if pid in seen}
 
 
+def server_cpu_seconds(service) -> float:
+    """CPU time of the master, its reaped children and its live workers."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in (service.proc.pid, *service.worker_pids()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:  # a worker that just exited: the master's cutime has it
+            continue
+        # utime, stime, cutime, cstime (proc(5) fields 14-17)
+        counted = fields[11:15] if pid == service.proc.pid else fields[11:13]
+        total += sum(int(x) for x in counted) / tick
+    return total
+
+
+def phase(
+    service,
+    *,
+    seconds: float,
+    connections: int,
+    procs: int,
+    ledger: Ledger | None = None,
+    rate: float = 0.0,
+) -> dict:
+    """Load for ``seconds``; with a ``ledger``, change the config meanwhile."""
+    cpu = server_cpu_seconds(service)
+    load = Load(service.port, seconds=seconds, connections=connections, procs=procs)
+    try:
+        if ledger is not None:
+            ledger.change_at_rate(rate=rate, seconds=seconds)
+    finally:
+        summary = load.result()
+    summary["cpu"] = server_cpu_seconds(service) - cpu
+    return summary
+
+
 def run(
     service,
     *,
@@ -378,25 +419,30 @@ def run(
     connections: int,
     procs: int = 1,
     baseline_seconds: float | None = None,
+    rounds: int = 1,
 ) -> Report:
-    """Both phases on a running soak ``service``, then its final state."""
+    """Both phases on a running soak ``service``, then its final state.
+
+    With ``rounds`` > 1 each phase is cut into that many slices, taken in
+    turn (baseline, changes, baseline, ...), so that a neighbour's load on
+    a shared machine weighs on both phases alike.
+    """
     ledger = Ledger(service.config)
     ledger.write(0)
     start = final_state(service, ledger.last_valid)
     if {version for _, version in start.values()} != {ledger.last_valid}:
         raise RuntimeError(f"workers did not start on version 1: {start}")
-    load = Load(
-        service.port,
-        seconds=seconds if baseline_seconds is None else baseline_seconds,
-        connections=connections,
-        procs=procs,
-    )
-    baseline = load.result()
-    load = Load(service.port, seconds=seconds, connections=connections, procs=procs)
-    try:
-        write_rate = ledger.change_at_rate(rate=rate, seconds=seconds)
-    finally:
-        changing = load.result()
+    baseline_seconds = seconds if baseline_seconds is None else baseline_seconds
+    load = {"connections": connections, "procs": procs}
+    baselines, changes = [], []
+    for _ in range(rounds):
+        baselines.append(phase(service, seconds=baseline_seconds / rounds, **load))
+        changes.append(
+            phase(service, seconds=seconds / rounds, ledger=ledger, rate=rate, **load)
+        )
+    baseline = merge(baselines, sequential=True)
+    changing = merge(changes, sequential=True)
+    write_rate = (sum(ledger.written.values()) - 1) / changing["seconds"]
     final = final_state(service, ledger.last_valid)
     status = service.status()[0]
     table = {w["pid"]: w["generation"] for w in status["workers"]}
