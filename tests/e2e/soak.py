@@ -313,17 +313,21 @@ class Report:
     table_generation: dict[int, int]  # pid -> generation in the worker table
     published: int
     rejected: int
+    log_problems: list[str] = field(default_factory=list)
 
     def failures(self) -> list[str]:
         found = self.baseline.failures("baseline") + self.changing.failures("changes")
         last = self.ledger.last_valid
-        behind = {pid: gv for pid, gv in self.final.items() if gv[1] != last}
+        behind = {
+            pid: gv for pid, gv in self.final.items() if gv != (self.published, last)
+        }
         if behind or not self.final:
             found.append(f"workers not on the last valid version {last}: {behind}")
         if set(self.table_generation.values()) != {self.published}:
             found.append(
                 f"worker table {self.table_generation} != generation {self.published}"
             )
+        found += [f"Gunicorn log: {line}" for line in self.log_problems[:5]]
         return found
 
     def table(self) -> str:
@@ -455,7 +459,23 @@ def run(
         table_generation=table,
         published=status["generation"],
         rejected=status["rejected_count"],
+        log_problems=log_problems(service.log.read_text()),
     )
+
+
+# Rejections are logged too, and expected; these are not.
+LOG_PROBLEMS = (
+    "Traceback",
+    "cannot read the segment",
+    "WORKER TIMEOUT",
+    "[ERROR]",
+    "[CRITICAL]",
+)
+
+
+def log_problems(log: str) -> list[str]:
+    """Lines of a Gunicorn log that tell of a crash, a timeout or a bad read."""
+    return [line for line in log.splitlines() if any(p in line for p in LOG_PROBLEMS)]
 
 
 def _main(argv: list[str]) -> None:
