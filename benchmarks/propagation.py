@@ -24,7 +24,11 @@ import threading
 import time
 import timeit
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+
+from hotcfg._codec import read_generation
+from hotcfg._segment import SegmentView, list_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,10 +52,84 @@ def workers_of(pid: int) -> set[int]:
     return {int(p) for p in out.stdout.split()}
 
 
-def measure(workers: int, debounce_ms: int, rounds: int) -> list[float]:
+@dataclass
+class Round:
+    published_ms: float  # write -> the new generation is in the segment
+    answered_ms: float  # write -> every worker has answered the new value
+    coverage_ms: float  # with no change: from any instant until every worker answered
+
+
+class Load:
+    """Steady HTTP load from client threads, recording every answer.
+
+    Running before the write (not started by it) keeps client start-up out
+    of the figure, and the record lets a round ask when each worker first
+    answered after a given instant, and how long requests took meanwhile.
+    """
+
+    def __init__(self, port: int, threads: int) -> None:
+        self.port = port
+        # (start, end, pid, value) per answered request, in end order
+        self.answers: list[tuple[float, float, int, object]] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def _client(self) -> None:
+        while not self._stop.is_set():
+            start = time.perf_counter()
+            try:
+                answer = fetch(self.port)
+            except OSError:
+                continue
+            end = time.perf_counter()
+            self.answers.append((start, end, answer["pid"], answer["value"]))
+
+    def wait_all(
+        self, count: int, since: float, value: object = None, timeout: float = 30
+    ) -> float:
+        """Seconds from ``since`` until ``count`` workers answered (``value``).
+
+        Counting distinct pids, not given ones, lets HUP's new workers count.
+        """
+        first: dict[int, float] = {}
+        index = 0
+        deadline = time.perf_counter() + timeout
+        while len(first) < count:
+            if time.perf_counter() > deadline:
+                return float("inf")
+            answers = self.answers[index:]
+            index += len(answers)
+            for _, end, pid, got in answers:
+                if end >= since and (value is None or got == value):
+                    first.setdefault(pid, end)
+            time.sleep(0.0005)
+        return max(first.values()) - since
+
+    def longest_ms(self, since: float, until: float) -> float:
+        """The longest request that ended between ``since`` and ``until``."""
+        spans = [e - s for s, e, _, _ in self.answers if since <= e <= until]
+        return max(spans, default=0.0) * 1000
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
+def config_text(value: int, size: int) -> str:
+    """A YAML config of about ``size`` bytes whose ``value`` is ``value``."""
+    lines = [f"value: {value}", "filler:"]
+    line = "  key{:07d}: " + "x" * 40
+    lines += [line.format(i) for i in range(max(0, size // (len(line) - 1)))]
+    return "\n".join(lines) + "\n"
+
+
+def measure(workers: int, debounce_ms: int, rounds: int, size: int) -> list[Round]:
     tmp = Path(tempfile.mkdtemp())
     config = tmp / "config.yaml"
-    config.write_text("value: 0\n")
+    config.write_text(config_text(0, size))
     segdir = tmp / "seg"
     port = free_port()
     env = dict(
@@ -59,6 +137,7 @@ def measure(workers: int, debounce_ms: int, rounds: int) -> list[float]:
         HOTCFG_SOURCE=str(config),
         HOTCFG_DEBOUNCE_MS=str(debounce_ms),
         HOTCFG_SEGMENT_DIR=str(segdir),
+        HOTCFG_MAX_BYTES=str(max(8 << 20, 2 * size)),
         PYTHONPATH=str(ROOT),
     )
     cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
@@ -75,11 +154,17 @@ def measure(workers: int, debounce_ms: int, rounds: int) -> list[float]:
                 raise RuntimeError("gunicorn did not start")
             time.sleep(0.1)
         pids = workers_of(proc.pid)
-        results = []
-        for value in range(1, rounds + 1):
-            time.sleep(0.2)
-            results.append(_one_round(port, config, value, pids, workers))
-        return results
+        view = SegmentView.open(list_segments(str(segdir))[0])
+        load = Load(port, threads=min(workers, 4))
+        try:
+            results = []
+            for value in range(1, rounds + 1):
+                time.sleep(0.2)
+                results.append(_one_round(load, view, config, value, pids, size))
+            return results
+        finally:
+            load.stop()
+            view.close()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(20)
@@ -93,33 +178,23 @@ def _up(port: int) -> bool:
         return False
 
 
-def _one_round(port: int, config: Path, value: int, pids: set[int], n: int) -> float:
-    seen: dict[int, float] = {}
-    stop = threading.Event()
+def _one_round(
+    load: Load, view: SegmentView, config: Path, value: int, pids: set[int], size: int
+) -> Round:
+    coverage = load.wait_all(len(pids), time.perf_counter())
     tmp = config.with_name(".config.tmp")
-    tmp.write_text(f"value: {value}\n")
-
-    def client() -> None:
-        while not stop.is_set():
-            try:
-                answer = fetch(port)
-            except OSError:
-                continue
-            if answer["value"] == value:
-                seen.setdefault(answer["pid"], time.perf_counter())
-                if pids <= seen.keys():
-                    stop.set()
-
-    threads = [threading.Thread(target=client) for _ in range(n)]
+    tmp.write_text(config_text(value, size))
+    before = read_generation(view.buffer)
     start = time.perf_counter()
     os.replace(tmp, config)
-    for t in threads:
-        t.start()
-    stop.wait(30)
-    stop.set()
-    for t in threads:
-        t.join()
-    return (max(seen.values()) - start) * 1000 if pids <= seen.keys() else float("inf")
+    published = float("inf")
+    while time.perf_counter() - start < 30:
+        if read_generation(view.buffer) != before:
+            published = time.perf_counter() - start
+            break
+        time.sleep(0.0001)
+    answered = load.wait_all(len(pids), start, value)
+    return Round(published * 1000, answered * 1000, coverage * 1000)
 
 
 def p95(values: list[float]) -> float:
@@ -155,22 +230,86 @@ def refresh_cost_ns() -> tuple[float, float]:
     return with_hotcfg, bare, per_request
 
 
+def size_label(size: int) -> str:
+    for unit, scale in (("MB", 1_000_000), ("KB", 1_000)):
+        if size >= scale:
+            return f"{size / scale:g} {unit}"
+    return f"{size} B"
+
+
+def plot(table: list[tuple[int, int, int, list[Round]]], path: str) -> None:
+    """Median and p95 of "answered" against workers, one line per size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for size in sorted({row[1] for row in table}):
+        for debounce in sorted({row[2] for row in table}):
+            rows = sorted(r for r in table if r[1] == size and r[2] == debounce)
+            xs = [r[0] for r in rows]
+            answered = [[x.answered_ms for x in r[3]] for r in rows]
+            label = f"{size_label(size)}, debounce {debounce} ms"
+            line = ax.plot(xs, [statistics.median(a) for a in answered], marker="o",
+                           label=f"{label}: median")  # fmt: skip
+            ax.plot(xs, [p95(a) for a in answered], linestyle="--",
+                    color=line[0].get_color(), label=f"{label}: p95")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("Gunicorn sync workers")
+    ax.set_ylabel("file write -> every worker answered (ms)")
+    ax.set_title("hotcfg propagation (2 cores, steady HTTP load)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot written to {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=15, help="changes per run")
+    parser.add_argument("--runs", type=int, default=1, help="servers per setting")
     parser.add_argument("--workers", type=int, nargs="+", default=[4, 16])
     parser.add_argument("--debounce", type=int, nargs="+", default=[0, 100])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000],
+                        help="config sizes in bytes")  # fmt: skip
+    parser.add_argument("--plot", metavar="PNG", help="draw answered ms (matplotlib)")
     parser.add_argument("--cost-only", action="store_true", help="skip propagation")
     args = parser.parse_args()
-    print("propagation: file write (atomic rename) -> every worker answers it")
-    print(
-        f"{'workers':>8} {'debounce ms':>12} {'median ms':>10} {'p95 ms':>8} {'n':>4}"
-    )
-    for workers in [] if args.cost_only else args.workers:
-        for debounce in args.debounce:
-            times = measure(workers, debounce, args.rounds)
-            print(f"{workers:>8} {debounce:>12} {statistics.median(times):>10.1f} "
-                  f"{p95(times):>8.1f} {len(times):>4}")  # fmt: skip
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    print("file write (atomic rename) -> published: the new generation is in the")
+    print("segment; -> answered: every worker has answered it under a steady load")
+    print("from 4 client threads; coverage: with no change, from any instant until")
+    print("every worker has answered once (the floor the load itself sets).")
+    print(f"{args.runs} run(s) x {args.rounds} changes; medians and p95 in ms; "
+          "run medians of answered, lowest to highest")  # fmt: skip
+    print(f"{'workers':>7} {'size':>8} {'debounce':>8} {'published':>10} {'p95':>6} "
+          f"{'answered':>9} {'p95':>6} {'coverage':>9}  run medians")  # fmt: skip
+    table: list[tuple[int, int, int, list[Round]]] = []
+    settings = [
+        (w, z, d) for z in args.sizes for w in args.workers for d in args.debounce
+    ]
+    for workers, size, debounce in [] if args.cost_only else settings:
+        runs = [measure(workers, debounce, args.rounds, size) for _ in range(args.runs)]
+        rounds = [r for run in runs for r in run]
+        table.append((workers, size, debounce, rounds))
+        pub = [r.published_ms for r in rounds]
+        ans = [r.answered_ms for r in rounds]
+        cov = statistics.median(r.coverage_ms for r in rounds)
+        spread = " ".join(
+            f"{m:.1f}"
+            for m in sorted(
+                statistics.median(r.answered_ms for r in run) for run in runs
+            )
+        )
+        print(f"{workers:>7} {size_label(size):>8} {debounce:>8} "
+              f"{statistics.median(pub):>10.1f} {p95(pub):>6.1f} "
+              f"{statistics.median(ans):>9.1f} {p95(ans):>6.1f} "
+              f"{cov:>9.1f}  {spread}")  # fmt: skip
+    if args.plot and table:
+        plot(table, args.plot)
     refresh, bare, per_request = refresh_cost_ns()
     print()
     print("per-request refresh with no change (best of 7 x 200k calls)")

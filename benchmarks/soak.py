@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e import soak  # noqa: E402
-from tests.e2e.test_gunicorn import Service  # noqa: E402
+from tests.e2e.conftest import Service  # noqa: E402
 
 
 def main() -> int:

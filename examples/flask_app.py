@@ -2,19 +2,38 @@
 
     make demo        # Gunicorn, 4 workers, 127.0.0.1:8000
     curl -s 127.0.0.1:8000/
+    curl -s 127.0.0.1:8000/page
 
-then edit examples/config.yaml and curl again. The Gunicorn hooks pin one
-snapshot per request, so every ``hotcfg.get()`` in a request agrees.
+then edit examples/config.yaml and curl again. Without Gunicorn,
+``flask --app examples/flask_app.py run`` watches the same file in one
+process. The ``HotCfg`` extension pins one snapshot per request, so every
+read in a request (view or template) sees one generation.
 """
 
 import logging
 import os
+from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, render_template_string
 
 import hotcfg
+from hotcfg.integrations.flask import HotCfg, current_config
 
 app = Flask(__name__)
+# Any HOTCFG_* setting can live in app.config; under Gunicorn the master
+# reads its environment, so both must name the same file.
+app.config["HOTCFG_SOURCE"] = os.environ.get(
+    "HOTCFG_SOURCE", str(Path(__file__).with_name("config.yaml"))
+)
+HotCfg(app)
+
+PAGE = """<!doctype html>
+<title>{{ hotcfg.get("greeting", "hello") }}</title>
+<h1 data-pid="{{ pid }}" data-generation="{{ hotcfg.generation }}">
+  {{- hotcfg.get("greeting", "hello") -}}
+</h1>
+{% if hotcfg.get("features.new_checkout") %}<p>Try the new checkout!</p>{% endif %}
+"""
 
 
 @hotcfg.on_change("log.level")
@@ -28,13 +47,18 @@ def apply_log_level(old, new):
 def index():
     return jsonify(
         pid=os.getpid(),
-        generation=hotcfg.generation(),
-        greeting=hotcfg.get("greeting", "hello"),
-        new_checkout=hotcfg.get("features.new_checkout", False),
-        rate_limit_per_minute=hotcfg.get("rate_limit.per_minute", 60),
+        generation=current_config.generation,
+        greeting=current_config.get("greeting", "hello"),
+        new_checkout=current_config.get("features.new_checkout", False),
+        rate_limit_per_minute=current_config.get("rate_limit.per_minute", 60),
     )
+
+
+@app.get("/page")
+def page():
+    return render_template_string(PAGE, pid=os.getpid())
 
 
 @app.get("/config")
 def config():
-    return jsonify(hotcfg.snapshot().to_dict())
+    return jsonify(current_config.to_dict())

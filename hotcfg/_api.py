@@ -23,15 +23,15 @@ import contextvars
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from ._errors import HotcfgError, NotConfiguredError
+from ._errors import ConfigError, HotcfgError, NotConfiguredError
 from ._publisher import Publisher
 from ._reader import ChangeCallback, ChangeCallbacks, Reader
 from ._segment import Segment
 from ._settings import Settings
-from ._snapshot import Snapshot
+from ._snapshot import MISSING, Snapshot
 from ._sources import FileSource
 
 _logger = logging.getLogger(__name__)
@@ -73,6 +73,37 @@ def configure(source: str | os.PathLike[str] | None = None, **options: Any) -> N
         if _publisher is not None or _reader is not None:
             raise HotcfgError("hotcfg is already running in this process")
         _settings = Settings.resolve(source=source, **options)
+
+
+def configure_from(values: Mapping[str, Any]) -> None:
+    """Settings from a framework's configuration, keys named like ``HOTCFG_*``.
+
+    Where hotcfg already runs in this process (a Gunicorn worker inherits
+    the master's publisher before it imports the app), the running settings
+    stay, because a worker cannot change what the master publishes; the
+    given ones must then agree with them.
+
+    Raises:
+        ConfigError: an unknown key or bad value, or one that contradicts
+            the settings hotcfg already runs with.
+    """
+    global _settings
+    wanted = Settings.from_mapping(values)
+    given = [key for key, value in values.items() if value is not None]
+    if not given:  # keep what configure() or the environment set
+        return
+    with _lock:
+        if _publisher is None and _reader is None:
+            _settings = wanted
+            return
+        differing = wanted.differences(settings(), given)
+    if differing:
+        raise ConfigError(
+            "differs from the value hotcfg already runs with in this process "
+            "(under Gunicorn the master's: set it in the master's environment "
+            "or in gunicorn.conf.py)",
+            source=", ".join(differing),
+        )
 
 
 def ensure_publisher(*, start_watching: bool = True) -> Publisher:
@@ -138,6 +169,18 @@ def pin() -> contextvars.Token[Snapshot | None]:
     return _pinned.set(reader().refresh())
 
 
+def pin_once() -> contextvars.Token[Snapshot | None] | None:
+    """Pin for a framework's request unless a server hook pinned already.
+
+    Returns:
+        The token to :func:`unpin` with, or None when the pin is not ours
+        (Gunicorn's ``pre_request`` made it and ``post_request`` ends it).
+    """
+    if _pinned.get() is not None:
+        return None
+    return pin()
+
+
 def unpin(token: contextvars.Token[Snapshot | None] | None = None) -> None:
     """End the pin; outside a request :func:`current` refreshes again."""
     if token is not None:
@@ -152,7 +195,14 @@ def pinned() -> Snapshot | None:
 
 def get(path: str | Sequence[str], default: Any = None) -> Any:
     """Value at a dotted path in the current snapshot, or ``default``."""
-    return current().get(path, default)
+    snap = _pinned.get()  # current(), inlined: this runs many times a request
+    if snap is None:
+        snap = reader().refresh()
+    try:  # Snapshot.get's memo hit, inlined for the same reason
+        value = snap._memo[path]
+    except (KeyError, TypeError):
+        return snap.get(path, default)
+    return default if value is MISSING else value
 
 
 def require(path: str | Sequence[str]) -> Any:

@@ -26,20 +26,31 @@ Layout (all integers little-endian)::
         92     4  worker table slots
         96     2  source label length      (label at 104, at most 256 bytes)
         98     2  last error length        (text at 360, at most 1024 bytes)
+      1384     8  writing generation: the generation whose payload is being
+                  (or was last) written; stored before its bytes are copied
+      1392   640  two live-payload descriptors, one for even and one for odd
+                  generations, DESC_SIZE bytes each: generation uint64,
+                  offset uint64, length uint64, CRC-32 uint32, published at
+                  float64, label length uint16, label (at most 256 bytes)
       4096        worker table: WORKER_SLOTS x 32 bytes
                   (pid int64, applied generation uint64, applied at float64, 0)
      36864        payloads (msgpack), placed by plan_offset()
 
-Concurrency: one writer, many readers. A payload is written *outside* the
-live one (double buffering, see :func:`plan_offset`) and only then made
-live by a header update under a seqlock. Readers copy the header and the
-payload, check that the sequence did not move and that the CRC matches;
-either check failing means a retry, so a torn read is caught on any CPU, not
-only on x86's strong memory order.
+Concurrency: one writer, many readers, and readers never wait for the
+writer. A payload is written *outside* the live one (double buffering, see
+:func:`plan_offset`), described in the descriptor slot of its generation's
+parity, and only then made live by storing the generation. A reader picks
+the descriptor of the generation it read, copies the payload, and accepts
+the copy unless the writer has meanwhile *started* writing the generation
+after the next one (see :func:`read_consistent`). The CRC catches anything
+the ordering argument misses on weakly ordered CPUs. The rest of the header
+(capacity, errors, the label shown by ``status``) is updated under a
+seqlock and read with :func:`read_header`.
 """
 
 from __future__ import annotations
 
+import gc
 import struct
 import zlib
 from collections.abc import Callable, Mapping
@@ -55,7 +66,7 @@ from ._snapshot import Snapshot
 Buffer = bytearray | memoryview | Any  # mmap.mmap is a writable buffer too
 
 MAGIC = b"HOTCFGSG"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 HEADER_SIZE = 4096
 WORKER_SLOTS = 1024
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
@@ -79,12 +90,22 @@ _REJECTED_OFFSET = 80
 _ERROR_LEN_OFFSET = 98
 _SOURCE_OFFSET = 104
 _ERROR_OFFSET = _SOURCE_OFFSET + SOURCE_MAX_BYTES
+WRITING_OFFSET = _ERROR_OFFSET + ERROR_MAX_BYTES
+_SEQ_INDEX = SEQ_OFFSET // 8
+_CAPACITY_OFFSET = 32
+_CAPACITY_INDEX = _CAPACITY_OFFSET // 8
+_WRITING_INDEX = WRITING_OFFSET // 8
+_DESC = struct.Struct("<QQQIdH")
+DESC_SIZE = 320
+_DESC_OFFSET = WRITING_OFFSET + 8
 TABLE_OFFSET = HEADER_SIZE
 DATA_START = TABLE_OFFSET + WORKER_SLOTS * _SLOT.size
 _ALIGN = 64
 _EMPTY_MAP = msgpack.packb({})
 
-assert _ERROR_OFFSET + ERROR_MAX_BYTES <= HEADER_SIZE
+assert WRITING_OFFSET % 8 == 0
+assert _DESC.size + 2 + SOURCE_MAX_BYTES <= DESC_SIZE
+assert _DESC_OFFSET + 2 * DESC_SIZE <= HEADER_SIZE
 assert DATA_START % 4096 == 0
 
 
@@ -118,6 +139,18 @@ class WorkerRecord:
     pid: int
     generation: int
     applied_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Live:
+    """What a reader copied along with a payload: one publish's description."""
+
+    generation: int
+    payload_offset: int
+    payload_length: int
+    payload_crc: int
+    published_at: float
+    source: str
 
 
 def minimum_capacity(payload_length: int) -> int:
@@ -157,6 +190,34 @@ def format_segment(buf: Buffer, *, capacity: int, writer_pid: int) -> None:
         0, 0, capacity, DATA_START, len(_EMPTY_MAP), zlib.crc32(_EMPTY_MAP),
         writer_pid, 0.0, 0.0, 0, TABLE_OFFSET, WORKER_SLOTS, 0, 0,
     )  # fmt: skip
+    _write_desc(
+        buf, Live(0, DATA_START, len(_EMPTY_MAP), zlib.crc32(_EMPTY_MAP), 0.0, "")
+    )
+
+
+def _desc_offset(generation: int) -> int:
+    return _DESC_OFFSET + (generation & 1) * DESC_SIZE
+
+
+def _write_desc(buf: Buffer, live: Live) -> None:
+    at = _desc_offset(live.generation)
+    label = _clip(live.source, SOURCE_MAX_BYTES)
+    _DESC.pack_into(
+        buf, at, live.generation, live.payload_offset, live.payload_length,
+        live.payload_crc, live.published_at, len(label),
+    )  # fmt: skip
+    start = at + _DESC.size + 2
+    buf[start : start + len(label)] = label
+
+
+def _read_desc(buf: Buffer, generation: int) -> Live:
+    at = _desc_offset(generation)
+    gen, offset, length, crc, published_at, label_len = _DESC.unpack_from(buf, at)
+    start = at + _DESC.size + 2
+    label = bytes(buf[start : start + min(label_len, SOURCE_MAX_BYTES)])
+    return Live(
+        gen, offset, length, crc, published_at, label.decode("utf-8", "replace")
+    )
 
 
 def read_header(buf: Buffer) -> Header:
@@ -219,10 +280,42 @@ def plan_offset(header: Header, payload_length: int) -> int:
     return _align(header.payload_offset + header.payload_length)
 
 
-def write_payload(buf: Buffer, offset: int, payload: bytes) -> int:
-    """Copy a payload to ``offset`` (not yet live); returns its CRC-32."""
+def _load_u64(buf: Buffer, index: int) -> int:
+    # One aligned native 8-byte load (memcpy of a uint64), never torn, unlike
+    # struct's "<Q", which assembles the value byte by byte.
+    with memoryview(buf) as raw, raw[:HEADER_SIZE].cast("Q") as words:
+        value: int = words[index]
+    return value
+
+
+def _store_u64(buf: Buffer, index: int, value: int) -> None:
+    with memoryview(buf) as raw, raw[:HEADER_SIZE].cast("Q") as words:
+        words[index] = value
+
+
+def read_capacity(buf: Buffer) -> int:
+    """The capacity the writer announced (one aligned 8-byte load)."""
+    return _load_u64(buf, _CAPACITY_INDEX)
+
+
+def read_writing(buf: Buffer) -> int:
+    """The generation whose payload the writer is writing (or wrote last)."""
+    return _load_u64(buf, _WRITING_INDEX)
+
+
+def write_payload(buf: Buffer, offset: int, payload: bytes, *, generation: int) -> int:
+    """Copy the payload of ``generation`` to ``offset`` (not yet live).
+
+    The generation is announced before the first byte is copied: a reader
+    that sees it only after its own copy knows this write may have reached
+    the bytes it copied (see :func:`read_consistent`).
+
+    Returns:
+        The payload's CRC-32.
+    """
     if offset < DATA_START or offset + len(payload) > len(buf):
         raise ValueError("payload does not fit at that offset")
+    _store_u64(buf, _WRITING_INDEX, generation)
     buf[offset : offset + len(payload)] = payload
     return zlib.crc32(payload)
 
@@ -243,20 +336,24 @@ def commit(
     A successful publish also clears the rejection flag: the error shown by
     ``status`` is about the current state of the source.
     """
+    # The descriptor goes into the slot of this generation's parity, the one
+    # of generation - 2, whose readers the announced writing generation
+    # already turned away; storing the generation then makes it live.
+    _write_desc(buf, Live(generation, offset, length, crc, published_at, source))
     label = _clip(source, SOURCE_MAX_BYTES)
-    _bump_sequence(buf)  # odd: readers retry
+    _bump_sequence(buf)  # odd: status readers retry
     _U16.pack_into(buf, _FLAGS_OFFSET, 0)
     struct.pack_into("<QQIId", buf, 40, offset, length, crc, writer_pid, published_at)
     buf[_SOURCE_OFFSET : _SOURCE_OFFSET + len(label)] = label
     _U16.pack_into(buf, 96, len(label))
-    _U64.pack_into(buf, GENERATION_OFFSET, generation)
+    _store_u64(buf, GENERATION_INDEX, generation)
     _bump_sequence(buf)  # even: consistent again
 
 
 def set_capacity(buf: Buffer, capacity: int) -> None:
     """Announce a grown capacity; readers remap when it exceeds their mapping."""
     _bump_sequence(buf)
-    _U64.pack_into(buf, 32, capacity)
+    _store_u64(buf, _CAPACITY_INDEX, capacity)
     _bump_sequence(buf)
 
 
@@ -283,8 +380,25 @@ def clear_error(buf: Buffer) -> None:
 
 def read_consistent(
     buf: Buffer, *, attempts: int = 200, pause: Callable[[], None] | None = None
-) -> tuple[Header, bytes]:
-    """Copy the header and the live payload as of one single publish.
+) -> tuple[Live, bytes]:
+    """Copy the live payload and its description as of one single publish.
+
+    The rule, and why it is enough (docs/design.md, "Torn reads"):
+
+    1. Read the generation ``G`` (one aligned 8-byte load) and the
+       descriptor in the slot of ``G``'s parity; it must say ``G``.
+    2. Copy the payload it describes.
+    3. Accept if the writing generation is now at most ``G + 1`` and the CRC
+       matches. The writer announces a generation before writing its
+       payload or its descriptor, and plans each payload around the live
+       one (:func:`plan_offset`): ``G + 1`` touches neither ``G``'s bytes
+       nor ``G``'s descriptor slot; only ``G + 2`` or later can, and it
+       announces itself first.
+
+    The reader never waits for the writer (no seqlock on this path), and a
+    retry needs two publishes to start during one copy, so a writer that
+    publishes continuously, or one preempted in the middle of a publish,
+    cannot starve readers.
 
     Args:
         buf: the segment.
@@ -295,36 +409,54 @@ def read_consistent(
         CorruptSegmentError: no consistent copy within ``attempts``, or the
             bytes are not a segment at all.
     """
-    size = len(buf)
-    reason = "writer busy"
+    _check_identity(buf)
+    reason = "no attempt"
     for _ in range(max(1, attempts)):
-        before = _get_u64(buf, SEQ_OFFSET) if size >= HEADER_SIZE else 0
-        if before & 1:
-            reason = "writer busy"
-        else:
-            header = read_header(buf)
-            start, length = header.payload_offset, header.payload_length
-            if (
-                start < DATA_START
-                or length > MAX_PAYLOAD_BYTES
-                or start + length > size
-            ):
-                reason = "payload out of bounds"
-            else:
-                payload = bytes(buf[start : start + length])
-                if _get_u64(buf, SEQ_OFFSET) != before:
-                    reason = "changed during read"
-                elif zlib.crc32(payload) != header.payload_crc:
-                    reason = "checksum mismatch"
-                else:
-                    return header, payload
+        result = _attempt_read(buf)
+        if not isinstance(result, str):
+            return result
+        reason = result
         if pause is not None:
             pause()
     raise CorruptSegmentError(f"no consistent segment read: {reason}")
 
 
-def encode(data: Mapping[str, Any]) -> bytes:
+def _check_identity(buf: Buffer) -> None:
+    if len(buf) < HEADER_SIZE:
+        raise CorruptSegmentError(f"segment too short ({len(buf)} bytes)")
+    magic, layout, _flags, header_size = struct.unpack_from("<8sHHI", buf, 0)
+    if magic != MAGIC:
+        raise CorruptSegmentError("not a hotcfg segment (bad magic)")
+    if layout != LAYOUT_VERSION or header_size != HEADER_SIZE:
+        raise CorruptSegmentError(f"unsupported segment layout {layout}")
+
+
+def _attempt_read(buf: Buffer) -> tuple[Live, bytes] | str:
+    """One try of :func:`read_consistent`: the copy, or why to try again."""
+    generation = _load_u64(buf, GENERATION_INDEX)
+    live = _read_desc(buf, generation)
+    start, length = live.payload_offset, live.payload_length
+    if live.generation != generation:
+        reason = "descriptor being rewritten"
+    elif start < DATA_START or length > MAX_PAYLOAD_BYTES or start + length > len(buf):
+        reason = "payload out of bounds"
+    else:
+        payload = bytes(buf[start : start + length])
+        if read_writing(buf) > generation + 1:
+            reason = "payload reused during read"
+        elif zlib.crc32(payload) != live.payload_crc:
+            reason = "checksum mismatch"
+        else:
+            return live, payload
+    return reason
+
+
+def encode(data: Mapping[str, Any], *, source: str = "<config>") -> bytes:
     """Pack a validated mapping.
+
+    Args:
+        data: the mapping.
+        source: where it came from, for error messages.
 
     Raises:
         ValidationError: a value msgpack cannot carry, or the result is too big.
@@ -332,10 +464,11 @@ def encode(data: Mapping[str, Any]) -> bytes:
     try:
         payload: bytes = msgpack.packb(data, use_bin_type=True, datetime=False)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ValidationError(f"cannot encode: {exc}") from exc
+        raise ValidationError(f"cannot encode: {exc}", source=source) from exc
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ValidationError(
-            f"encoded size {len(payload)} exceeds {MAX_PAYLOAD_BYTES} bytes"
+            f"encoded size {len(payload)} exceeds {MAX_PAYLOAD_BYTES} bytes",
+            source=source,
         )
     return payload
 
@@ -348,6 +481,13 @@ def decode_payload(
     Raises:
         CorruptSegmentError: anything that is not one msgpack map with string keys.
     """
+    # Unpacking a large config creates hundreds of thousands of containers;
+    # with the cyclic collector on, each few hundred allocations trigger a
+    # collection that walks them all again. None of them can form a cycle,
+    # so the collector is paused for the unpack: a 1 MB config decodes in
+    # about half the time of a plain msgpack.unpackb (BENCHMARKS.md).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         data = msgpack.unpackb(
             payload,
@@ -359,14 +499,22 @@ def decode_payload(
     # msgpack documents no narrower base class for unpacking errors.
     except Exception as exc:
         raise CorruptSegmentError(f"undecodable payload: {type(exc).__name__}") from exc
+    finally:
+        if collecting:
+            gc.enable()
     if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
         raise CorruptSegmentError("payload is not a mapping with string keys")
     return Snapshot(generation, data, published_at, source)
 
 
-def decode(buf: Buffer) -> Snapshot:
-    """Any bytes in; a Snapshot or CorruptSegmentError out, never anything else."""
-    header, payload = read_consistent(buf, attempts=3)
+def decode(buf: Buffer, *, attempts: int = 100) -> Snapshot:
+    """Any bytes in; a Snapshot or CorruptSegmentError out, never anything else.
+
+    ``attempts`` bounds the retries of :func:`read_consistent`; a retry needs
+    two publishes to start during one copy, so a few are plenty even under a
+    writer that publishes continuously.
+    """
+    header, payload = read_consistent(buf, attempts=attempts)
     return decode_payload(
         payload,
         generation=header.generation,

@@ -11,14 +11,23 @@ Safety rules, all formats:
 * Duplicate keys are rejected (YAML and JSON would silently keep the last).
 * Error messages carry the line, the column and the parser's reason, but
   never a snippet of the document: it may hold secrets.
-* Text must be UTF-8 (a leading byte-order mark is accepted); NUL is refused.
+* Mapping keys must be strings; YAML's other keys (``1:``, ``null:``,
+  ``[a]:``) are refused where they stand, with their line and column.
+* Text must be UTF-8: a leading UTF-8 byte-order mark is dropped (Windows
+  editors write one); a UTF-16 or UTF-32 one is refused with its own reason,
+  since decoding a guessed encoding could change what the file means. NUL is
+  refused.
+* An integer literal longer than Python's ``int`` digit limit (4300 digits,
+  the guard against quadratic-time conversion) is a ParseError with its place,
+  not a stray ValueError.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 import sys
-from collections.abc import Hashable
 from typing import Any
 
 import yaml
@@ -34,6 +43,17 @@ FORMATS = ("yaml", "json", "toml")
 _SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
 
 _YamlBase: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_WIDE_BOMS = {
+    codecs.BOM_UTF32_LE: "UTF-32",  # before UTF-16 LE: it starts with the same bytes
+    codecs.BOM_UTF32_BE: "UTF-32",
+    codecs.BOM_UTF16_LE: "UTF-16",
+    codecs.BOM_UTF16_BE: "UTF-16",
+}
+# Python refuses to convert longer decimal integers (CVE-2020-10735 guard).
+_LONG_DIGITS = re.compile(r"\d{4301,}")
+# tomllib before Python 3.14 only puts the position into the message.
+_TOML_PLACE = re.compile(r" \(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 
 def format_for(name: str) -> str:
@@ -54,22 +74,38 @@ def format_for(name: str) -> str:
 
 
 class _StrictYamlLoader(_YamlBase):  # type: ignore[misc]
-    """SafeLoader that refuses duplicate keys in a mapping."""
+    """SafeLoader that refuses duplicate and non-string keys in a mapping."""
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Hashable] = set()
+        seen: set[str] = set()
         for key_node, _value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == _MERGE_TAG:
                 continue
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
-                mark = key_node.start_mark
-                raise yaml.constructor.ConstructorError(
-                    None, None, "duplicate key", mark
+            if not isinstance(key, str):
+                raise _constructor_error(
+                    f"mapping keys must be strings, not {type(key).__name__}",
+                    key_node,
                 )
-            if isinstance(key, Hashable):
-                seen.add(key)
+            if key in seen:
+                raise _constructor_error("duplicate key", key_node)
+            seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise _constructor_error("integer too long", node) from None
+
+
+_StrictYamlLoader.add_constructor(
+    "tag:yaml.org,2002:int", _StrictYamlLoader.construct_yaml_int
+)
+
+
+def _constructor_error(problem: str, node: Any) -> yaml.YAMLError:
+    return yaml.constructor.ConstructorError(None, None, problem, node.start_mark)
 
 
 def _yaml_error(exc: yaml.YAMLError, source: str) -> ParseError:
@@ -132,6 +168,13 @@ def _load_toml(text: str, source: str) -> Any:
         line = getattr(exc, "lineno", None)
         col = getattr(exc, "colno", None)
         msg = getattr(exc, "msg", None) or str(exc)
+        place = _TOML_PLACE.search(msg)
+        if place is not None:
+            msg = msg[: place.start()]
+            if place[1] is None:
+                line, col = _line_col(text, len(text))
+            else:
+                line, col = int(place[1]), int(place[2])
         raise ParseError(
             f"invalid TOML: {msg}", source=source, line=line, column=col
         ) from exc
@@ -154,6 +197,14 @@ def parse(content: bytes, *, fmt: str, source: str) -> Any:
     loader = _LOADERS.get(fmt)
     if loader is None:
         raise ParseError(f"unknown format {fmt!r}; use one of {FORMATS}", source=source)
+    for bom, encoding in _WIDE_BOMS.items():
+        if content.startswith(bom):
+            raise ParseError(
+                f"{encoding} text (byte-order mark); save the file as UTF-8",
+                source=source,
+                line=1,
+                column=1,
+            )
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -169,5 +220,19 @@ def parse(content: bytes, *, fmt: str, source: str) -> Any:
         )
     try:
         return loader(text, source)
+    except ParseError:
+        raise
     except RecursionError as exc:
         raise ParseError("nested too deeply to parse", source=source) from exc
+    # Not a syntax error the parser reports itself: JSON's and TOML's int()
+    # of an over-long literal (YAML's is placed by _StrictYamlLoader).
+    except ValueError as exc:
+        digits = _LONG_DIGITS.search(text)
+        if digits is None:
+            raise ParseError(
+                f"cannot parse: {fmt} parser raised ValueError", source=source
+            ) from exc
+        line, col = _line_col(text, digits.start())
+        raise ParseError(
+            "integer too long", source=source, line=line, column=col
+        ) from exc

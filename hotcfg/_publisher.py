@@ -28,6 +28,7 @@ from typing import Any
 from . import _codec
 from ._errors import ConfigError, HotcfgError
 from ._segment import Segment
+from ._settings import Settings
 from ._sources import FileSource
 from ._watch import Watcher
 
@@ -38,6 +39,25 @@ _LIVE: weakref.WeakSet[Publisher] = weakref.WeakSet()
 
 def _no_notify() -> None:
     pass
+
+
+def validate_source(settings: Settings) -> tuple[dict[str, Any], bytes]:
+    """Everything a publish checks, without publishing: load, validate,
+    encode and decode back as a worker will (``hotcfg validate``, framework
+    checks).
+
+    Returns:
+        The validated mapping and its encoded payload.
+
+    Raises:
+        NotConfiguredError: no source in ``settings``.
+        ConfigError: with the file, the place and the reason.
+    """
+    source = FileSource.from_settings(settings)
+    data = source.load()
+    payload = _codec.encode(data, source=source.path)
+    _codec.decode_payload(payload)
+    return data, payload
 
 
 class Publisher:
@@ -104,8 +124,7 @@ class Publisher:
                     raise
             # Nothing may escape into the watcher thread: report and keep serving.
             except Exception as exc:
-                _logger.exception("hotcfg: unexpected error while publishing")
-                self._reject(exc)
+                self._reject(exc, unexpected=True)
                 if raise_errors:
                     raise
             return None
@@ -122,7 +141,7 @@ class Publisher:
         if not self._active:
             return None
         with self._serial:
-            payload = _codec.encode(data)
+            payload = _codec.encode(data, source=self.source.path)
             _codec.decode_payload(payload)
             digest = hashlib.blake2b(payload, digest_size=16).digest()
             if digest == self._digest:
@@ -134,8 +153,10 @@ class Publisher:
                 offset = _codec.plan_offset(header, len(payload))
                 self.segment.ensure_capacity(offset + len(payload))
                 buffer = self.segment.buffer
-                crc = _codec.write_payload(buffer, offset, payload)
                 generation = header.generation + 1
+                crc = _codec.write_payload(
+                    buffer, offset, payload, generation=generation
+                )
                 _codec.commit(
                     buffer,
                     generation=generation,
@@ -168,18 +189,24 @@ class Publisher:
                 self.generation,
             )
 
-    def _reject(self, exc: BaseException) -> None:
-        reason = (
-            str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
-        )
+    def _reject(self, exc: BaseException, *, unexpected: bool = False) -> None:
+        """Record every rejection in the segment; log each distinct one once.
+
+        A file saved again with the same mistake (or a watcher firing twice
+        for one save) must not fill the log with the same line.
+        """
+        if isinstance(exc, ConfigError):
+            reason = str(exc)  # starts with the path and the place
+        else:
+            reason = f"{self.source.path}: {type(exc).__name__}: {exc}"
         with self._write_lock:
             _codec.record_error(self.segment.buffer, reason, at=time.time())
         if reason != self._last_error:
             _logger.error(
-                "hotcfg: rejected %s: %s (keeping generation %d)",
-                self.source.path,
+                "hotcfg: rejected %s (keeping generation %d)",
                 reason,
                 self.generation,
+                exc_info=exc if unexpected else None,
             )
         self._last_error = reason
 

@@ -33,24 +33,6 @@ _MISSING: Any = object()
 
 ChangeCallback = Callable[[Any, Any], object]
 
-_FIRST_READ_YIELDS = 100
-_FIRST_READ_ATTEMPTS = _FIRST_READ_YIELDS + 5000  # then 1 ms sleeps: over 5 s
-
-
-def _first_read_pause() -> Callable[[], None]:
-    """Yield the CPU at first, then sleep 1 ms between attempts."""
-    calls = 0
-
-    def pause() -> None:
-        nonlocal calls
-        calls += 1
-        if calls <= _FIRST_READ_YIELDS:
-            os.sched_yield()
-        else:
-            time.sleep(0.001)
-
-    return pause
-
 
 def same_value(a: Any, b: Any) -> bool:
     """Equality that treats NaN as equal to NaN, so it never looks like a change."""
@@ -183,24 +165,30 @@ class Reader:
                 self._callbacks.run(old, new)
             return new
 
-    def _read(self) -> tuple[_codec.Header, bytes]:
-        buffer = self._view.buffer
-        if _codec.read_header(buffer).capacity > len(buffer):
-            self._generations.release()
-            self._view.remap_if_grown()
+    def _read(self) -> tuple[_codec.Live, bytes]:
+        # The writer may grow the segment and publish beyond this mapping
+        # between the capacity check and the copy: remap and read again.
+        for _ in range(3):
+            self._remap_if_grown()
             buffer = self._view.buffer
-            self._generations = memoryview(buffer).cast("Q")
-        if self._applied >= 0:
-            # A snapshot to fall back on: give up soon, retry next request.
-            return _codec.read_consistent(buffer, attempts=1000, pause=os.sched_yield)
-        # The first read (a new worker) has nothing valid to fall back on but
-        # the empty generation 0. The writer's header update takes
-        # microseconds, but a busy machine, or the master's other thread
-        # holding the GIL, can stall it mid-update for far longer than a
-        # thousand yields: wait for it, for seconds if need be.
-        return _codec.read_consistent(
-            buffer, attempts=_FIRST_READ_ATTEMPTS, pause=_first_read_pause()
-        )
+            try:
+                return _codec.read_consistent(
+                    buffer, attempts=1000, pause=os.sched_yield
+                )
+            except CorruptSegmentError:
+                if _codec.read_capacity(buffer) <= len(buffer):
+                    raise
+        raise CorruptSegmentError("the segment keeps growing under the reader")
+
+    def _remap_if_grown(self) -> None:
+        if _codec.read_capacity(self._view.buffer) > len(self._view.buffer):
+            self._generations.release()
+            try:
+                self._view.remap_if_grown()
+            finally:
+                # Also when the remap failed: a released view would send every
+                # later refresh() down the slow path.
+                self._generations = memoryview(self._view.buffer).cast("Q")
 
     def _record(self, generation: int) -> None:
         if self._slot is None:

@@ -5,7 +5,8 @@ the byte layout beyond what ``_codec`` exports.
 
 * The segment lives in a private directory (``0700``, owned by us, not a
   symlink), as a ``0600`` file created with ``O_EXCL | O_NOFOLLOW`` under a
-  temporary name and renamed into place only once it is locked and formatted.
+  temporary name and linked to its final name only once it is locked and
+  formatted (``link`` never replaces an existing file, unlike ``rename``).
 * The master holds a shared ``flock`` on it. Forked workers inherit the same
   open file description and so keep that lock while any of them lives. A
   segment nobody holds a lock on belongs to a dead master (``kill -9``): the
@@ -28,7 +29,7 @@ import stat
 import time
 
 from . import _codec
-from ._errors import SegmentError
+from ._errors import CorruptSegmentError, SegmentError
 
 SUFFIX = ".seg"
 _TMP_PREFIX = ".tmp-"
@@ -90,6 +91,16 @@ def _reserve(fd: int, size: int) -> None:
         raise SegmentError(
             f"cannot reserve {size} bytes of shared memory: {exc}"
         ) from exc
+
+
+def _publish_name(tmp_path: str, path: str) -> None:
+    # link() refuses an existing name where rename() would silently replace
+    # whatever is there; nothing already at the final name is ever touched.
+    try:
+        os.link(tmp_path, path, follow_symlinks=False)
+    except OSError as exc:
+        raise SegmentError(f"cannot create segment {path}: {exc}") from exc
+    os.unlink(tmp_path)
 
 
 def remove_stale(directory: str, *, name: str) -> list[str]:
@@ -163,6 +174,10 @@ class Segment:
         ensure_private_dir(directory)
         remove_stale(directory, name=name)
         token = f"{name}-{os.getpid()}-{secrets.token_hex(4)}"
+        return cls._create_named(directory, token, capacity)
+
+    @classmethod
+    def _create_named(cls, directory: str, token: str, capacity: int) -> Segment:
         tmp_path = os.path.join(directory, f"{_TMP_PREFIX}{token}")
         path = os.path.join(directory, token + SUFFIX)
         capacity = _round_page(max(capacity, _codec.minimum_capacity(4096)))
@@ -178,7 +193,7 @@ class Segment:
             _reserve(fd, capacity)
             buffer = _map(fd, capacity)
             _codec.format_segment(buffer, capacity=capacity, writer_pid=os.getpid())
-            os.rename(tmp_path, path)
+            _publish_name(tmp_path, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp_path)
@@ -265,10 +280,17 @@ class SegmentView:
         Callers must hold no ``memoryview`` of :attr:`buffer` (it cannot be
         closed while one is exported).
         """
-        capacity = _codec.read_header(self.buffer).capacity
+        capacity = _codec.read_capacity(self.buffer)
         if capacity <= len(self.buffer):
             return False
-        size = max(capacity, os.fstat(self.fd).st_size)
+        size = os.fstat(self.fd).st_size
+        if capacity > size:
+            # The writer reserves space before announcing it, so this header
+            # is corrupt; mapping its capacity could fault (SIGBUS past the
+            # end of the file) or overflow (a capacity of 2**63 or more).
+            raise CorruptSegmentError(
+                f"header capacity {capacity} exceeds the file's {size} bytes"
+            )
         buffer = _map(self.fd, size, writable=self._writable)
         self.buffer.close()
         self.buffer = buffer

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -79,9 +79,7 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"HOTCFG_{f.name.upper()}")
-            if f.name == "hint_signal":
-                raw = env.get("HOTCFG_SIGNAL")
+            raw = env.get(variable(f.name))
             if raw is not None:
                 values[f.name] = _convert(f.name, raw)
         values.update({k: v for k, v in explicit.items() if v is not None})
@@ -91,13 +89,63 @@ class Settings:
             values["source"] = os.fspath(values["source"])
         return replace(cls(), **values)
 
+    @classmethod
+    def from_mapping(
+        cls, values: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Settings from a framework's own configuration (Flask's ``app.config``,
+        Django's ``settings.HOTCFG``), keys named like the ``HOTCFG_*`` variables.
+
+        The values go through the same parsing as the variables, so ``50``,
+        ``"50"``, ``True`` and ``"yes"`` mean what they mean there. They win
+        over the environment: the application's configuration is the more
+        deliberate choice. ``None`` leaves a setting to the environment.
+
+        Raises:
+            ConfigError: an unknown key, or a value that cannot be understood.
+        """
+        env = dict(os.environ if environ is None else environ)
+        known = {variable(f.name) for f in fields(cls)}
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError("unknown hotcfg setting", source=key)
+            if value is not None:
+                env[key] = _as_text(value)
+        return cls.resolve(env)
+
+    def differences(self, other: Settings, variables: Iterable[str]) -> list[str]:
+        """Which of ``variables`` (``HOTCFG_*`` names) differ between two settings."""
+        by_variable = {variable(f.name): f.name for f in fields(self)}
+        differing = []
+        for var in variables:
+            name = by_variable[var]
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "source" and mine and theirs:
+                mine, theirs = os.path.abspath(mine), os.path.abspath(theirs)
+            if mine != theirs:
+                differing.append(var)
+        return differing
+
     @property
     def resolved_segment_dir(self) -> str:
         return self.segment_dir or default_segment_dir()
 
 
+def variable(name: str) -> str:
+    """The ``HOTCFG_*`` variable of a :class:`Settings` field."""
+    return "HOTCFG_SIGNAL" if name == "hint_signal" else f"HOTCFG_{name.upper()}"
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, os.PathLike):
+        return str(os.fspath(value))
+    return str(value)
+
+
 def _convert(name: str, raw: str) -> Any:
-    var = "HOTCFG_SIGNAL" if name == "hint_signal" else f"HOTCFG_{name.upper()}"
+    var = variable(name)
     try:
         if name == "hint_signal":
             return parse_signal(raw)

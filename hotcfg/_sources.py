@@ -73,6 +73,10 @@ def load_document(
     if not content.strip():
         raise SourceError("file is empty", source=source)
     data = _loaders.parse(content, fmt=fmt, source=source)
+    if fmt == "toml" and not data:
+        # TOML has no way to write an empty document but comments and blank
+        # lines: treat it like YAML's comment-only file (a truncated write).
+        data = None
     data = _validate.check_document(data, source=source)
     return _validate.run_validators(data, validators, source=source)
 

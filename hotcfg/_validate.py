@@ -7,11 +7,14 @@ worker only ever decodes data that passed them.
 Two layers:
 
 * :func:`check_document` enforces what every configuration must be: a
-  mapping with string keys whose values msgpack carries unchanged (no dates,
-  sets, or integers outside 64 bits), within depth and size limits. The walk
-  is iterative and counts nodes, so YAML alias bombs (a small document whose
-  aliases expand to billions of nodes) and self-referencing aliases end in a
-  ValidationError instead of a hang, a MemoryError or a RecursionError.
+  mapping with string keys whose values are JSON's (strings, numbers,
+  booleans, null, lists, mappings), so all three formats mean the same and
+  msgpack carries them unchanged: no dates, sets, binary, or integers
+  outside 64 bits. The walk is iterative and counts nodes and a lower bound
+  of the packed size, so YAML alias bombs (a small document whose aliases
+  expand to billions of nodes, or to a few nodes that each repeat a long
+  string) and self-referencing aliases end in a ValidationError before
+  anything is packed, instead of a hang, a MemoryError or a RecursionError.
 * :class:`Validator` plug-ins: a user function (``HOTCFG_VALIDATOR``) and a
   JSON Schema (``HOTCFG_SCHEMA``), run in that order after the first layer.
 """
@@ -22,13 +25,15 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from ._codec import MAX_PAYLOAD_BYTES
 from ._errors import ConfigError, ValidationError
 
 MAX_DEPTH = 64
 MAX_NODES = 2_000_000
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
-_SCALARS = (str, bytes, bool, float, type(None))
+_SCALARS = (str, bool, float, type(None))
+_SURROGATE = "holds a lone surrogate (a \\ud800-\\udfff escape): not valid Unicode"
 
 
 class Validator(Protocol):
@@ -47,8 +52,14 @@ def check_document(
     source: str = "<config>",
     max_depth: int = MAX_DEPTH,
     max_nodes: int = MAX_NODES,
+    max_bytes: int = MAX_PAYLOAD_BYTES,
 ) -> dict[str, Any]:
     """Check that ``data`` can be published unchanged.
+
+    ``max_bytes`` bounds a lower estimate of the packed size (one byte a
+    value, plus a string's length in characters), so what is refused here
+    would also be refused after packing, only later and at the cost of
+    building it in memory.
 
     Returns:
         ``data`` itself, typed as a mapping.
@@ -61,20 +72,30 @@ def check_document(
         raise ValidationError(
             f"top level must be a mapping, not {kind}", source=source, key_path=""
         )
-    nodes = 0
+    nodes = size = 0
     stack: list[tuple[object, str, int]] = [(data, "", 0)]
     while stack:
         value, path, depth = stack.pop()
         nodes += 1
+        size += 1 + len(value) if isinstance(value, str) else 1
         if nodes > max_nodes:
             raise ValidationError(
                 f"more than {max_nodes} values (an alias bomb?)", source=source
+            )
+        if size > max_bytes:
+            raise ValidationError(
+                f"expands to more than {max_bytes} bytes (an alias bomb?)",
+                source=source,
             )
         if depth > max_depth:
             raise ValidationError(
                 f"nested deeper than {max_depth} levels (a recursive alias?)",
                 source=source,
                 key_path=path,
+            )
+        if isinstance(value, str) and not _is_unicode(value):
+            raise ValidationError(
+                f"a string {_SURROGATE}", source=source, key_path=path
             )
         if isinstance(value, _SCALARS):
             continue
@@ -87,10 +108,15 @@ def check_document(
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise ValidationError(
-                        f"key {key!r} is a {type(key).__name__}, not a string",
+                        f"a key is a {type(key).__name__}, not a string",
                         source=source,
                         key_path=path,
                     )
+                if not _is_unicode(key):
+                    raise ValidationError(
+                        f"a key {_SURROGATE}", source=source, key_path=path
+                    )
+                size += 1 + len(key)
                 stack.append((item, _join(path, key), depth + 1))
         elif isinstance(value, (list, tuple)):
             for index, item in enumerate(value):
@@ -103,6 +129,18 @@ def check_document(
                 key_path=path,
             )
     return data
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string with a lone surrogate (JSON's ``"\\ud800"``), which
+    UTF-8, and so msgpack, cannot carry."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def import_validator(spec: str) -> Validator:
@@ -154,14 +192,21 @@ def schema_validator(schema: Mapping[str, Any], *, label: str) -> Validator:
 
     def validate(data: Mapping[str, Any], /) -> Mapping[str, Any]:
         error = jsonschema.exceptions.best_match(checker.iter_errors(data))
-        if error is not None:
-            path = ".".join(str(p) for p in error.absolute_path)
-            # error.message quotes the offending value; say which rule failed instead.
+        if error is None:
+            return data
+        path = ".".join(str(p) for p in error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, Mapping):
+            # A file cut off mid-write often still parses; what gives it
+            # away is a key missing at the end. Name that key.
+            missing = [k for k in error.validator_value if k not in error.instance]
             raise ValidationError(
-                f"violates schema rule '{error.validator}' ({label})",
-                key_path=path,
+                f"required key missing (schema rule 'required', {label})",
+                key_path=_join(path, missing[0]) if missing else path,
             )
-        return data
+        # error.message quotes the offending value; say which rule failed instead.
+        raise ValidationError(
+            f"violates schema rule '{error.validator}' ({label})", key_path=path
+        )
 
     return validate
 

@@ -20,10 +20,11 @@ from typing import Any
 
 from . import _codec
 from ._errors import HotcfgError
+from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
 from ._settings import Settings
 from ._snapshot import Snapshot, thaw
-from ._sources import FileSource, dumps
+from ._sources import dumps
 
 
 def _alive(pid: int) -> bool:
@@ -44,9 +45,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         validator=args.validator,
     )
     try:
-        data = FileSource.from_settings(settings).load()
-        payload = _codec.encode(data)
-        _codec.decode_payload(payload)
+        data, payload = validate_source(settings)
     except HotcfgError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1

@@ -43,12 +43,12 @@ class HotcfgMiddleware:
     def __call__(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        if _api.pinned() is not None:  # Gunicorn's pre_request hook pinned it
+        token = _api.pin_once()
+        if token is None:  # Gunicorn's pre_request hook pinned it
             return self.app(environ, start_response)
-        _api.pin()
         try:
             body = self.app(environ, start_response)
         except BaseException:
-            _api.unpin()
+            _api.unpin(token)
             raise
         return _Unpinning(body)

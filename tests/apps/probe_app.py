@@ -4,6 +4,9 @@ GET /            {"pid", "generation", "value"} for the key ``value``
 GET /twice?wait=PATH
                  reads ``value``, creates PATH.read, waits until PATH exists,
                  reads it again
+
+With ``PROBE_IMPORT_GATE=PATH`` importing this module waits (at most 30 s)
+until PATH exists: a worker that is slow to import its app.
 """
 
 import json
@@ -12,6 +15,12 @@ import time
 from urllib.parse import parse_qs
 
 import hotcfg
+
+_gate = os.environ.get("PROBE_IMPORT_GATE")
+if _gate:
+    _deadline = time.monotonic() + 30
+    while not os.path.exists(_gate) and time.monotonic() < _deadline:
+        time.sleep(0.01)
 
 
 def app(environ, start_response):

@@ -1,183 +1,16 @@
 """Real Gunicorn masters with several workers on 127.0.0.1, real files."""
 
-import contextlib
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from .conftest import WORKERS
+
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-WORKERS = 4
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    def __init__(
-        self,
-        tmp_path,
-        env_extra=None,
-        workers=WORKERS,
-        extra_args=(),
-        app="tests.apps.probe_app:app",
-    ):
-        self.dir = tmp_path / "conf"
-        self.dir.mkdir()
-        self.config = self.dir / "config.yaml"
-        self.config.write_text("value: one\n")
-        self.segments = Path(os.environ["HOTCFG_SEGMENT_DIR"])
-        self.port = free_port()
-        self.log = tmp_path / "gunicorn.log"
-        self.workers = workers
-        self._logf = self.log.open("wb")
-        env = dict(
-            os.environ,
-            HOTCFG_SOURCE=str(self.config),
-            HOTCFG_DEBOUNCE_MS="20",
-            PYTHONPATH=str(ROOT),
-        )
-        env.update(env_extra or {})
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(ROOT / "gunicorn_conf.py"),
-                "-w",
-                str(workers),
-                "-b",
-                f"127.0.0.1:{self.port}",
-                "--no-control-socket",
-                "--graceful-timeout",
-                "3",
-                *extra_args,
-                app,
-            ],
-            env=env,
-            stdout=self._logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_until(lambda: len(self.worker_pids()) == workers, "workers up")
-
-    def get(self, path="/"):
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", headers={"Connection": "close"}
-        )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def status(self):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hotcfg",
-                "status",
-                "--json",
-                "--dir",
-                str(self.segments),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return json.loads(out.stdout) if out.returncode == 0 else []
-
-    def worker_pids(self):
-        try:
-            out = subprocess.run(
-                ["pgrep", "-P", str(self.proc.pid)],
-                capture_output=True,
-                text=True,
-                check=False,
-            ).stdout
-        except OSError:
-            return set()
-        return {int(p) for p in out.split()}
-
-    def wait_until(self, predicate, what, timeout=20):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if predicate():
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(
-            f"timed out waiting for {what}; log:\n{self.log.read_text()}"
-        )
-
-    def all_workers_answer(self, value, timeout=20):
-        """Every worker pid has answered ``value`` (proved per pid)."""
-        seen = {}
-
-        def done():
-            for _ in range(WORKERS * 4):
-                answer = self.get()
-                seen[answer["pid"]] = answer["value"]
-            pids = self.worker_pids()
-            return pids and all(seen.get(pid) == value for pid in pids)
-
-        self.wait_until(done, f"every worker on {value!r} (seen {seen})", timeout)
-        return seen
-
-    def write_atomic(self, text):
-        tmp = self.dir / ".config.yaml.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, self.config)
-
-    def write_in_place(self, text):
-        with open(self.config, "r+") as f:
-            f.truncate(0)
-            f.write(text)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self._logf.close()
-
-
-@pytest.fixture
-def start_service():
-    """Start Services; every one is stopped at teardown, also on failure."""
-    started = []
-
-    def start(*args, **kwargs):
-        svc = Service(*args, **kwargs)
-        started.append(svc)
-        return svc
-
-    yield start
-    for svc in started:
-        svc.stop()
-
-
-@pytest.fixture
-def service(start_service, tmp_path):
-    return start_service(tmp_path)
 
 
 def test_atomic_and_in_place_changes_reach_every_worker(service):
@@ -363,3 +196,30 @@ def test_editor_save_patterns(service):
     service.config.unlink()  # git checkout: delete, then create
     service.config.write_text("value: git\n")
     service.all_workers_answer("git")
+
+
+def test_hostile_files_never_stall_the_master(service):
+    """A FIFO or a device swapped in for the config, or an alias bomb, is
+    refused in the master's watcher thread without blocking it: the workers
+    keep the last good config, and a later good save still reaches them."""
+    service.all_workers_answer("one")
+    generation = service.get()["generation"]
+    os.mkfifo(service.dir / "fifo")
+    os.symlink("/dev/zero", service.dir / "zero")
+    bomb = "l0: &l0 [" + ", ".join(["lol"] * 10) + "]\n"
+    for i in range(1, 9):
+        bomb += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n"
+    for install, reason in [
+        (lambda: os.replace(service.dir / "fifo", service.config), "regular file"),
+        (lambda: service.write_atomic(bomb), "alias bomb"),
+        (lambda: os.replace(service.dir / "zero", service.config), "regular file"),
+    ]:
+        install()
+        service.wait_until(
+            lambda r=reason: r in (service.status()[0]["last_error"] or ""), reason
+        )
+        for _ in range(8):
+            answer = service.get()
+            assert (answer["value"], answer["generation"]) == ("one", generation)
+    service.write_atomic("value: after\n")
+    service.all_workers_answer("after")

@@ -1,0 +1,35 @@
+"""``manage.py hotcfg_validate [path]``: check a file as the publisher would.
+
+Without a path it checks the configured source. Exits 1 when invalid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from hotcfg import _api
+from hotcfg._errors import HotcfgError
+from hotcfg._publisher import validate_source
+
+
+class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped here
+    help = "Check a hotcfg configuration file (default: the configured source)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("path", nargs="?", help="file to check")
+
+    def handle(self, *args: Any, path: str | None = None, **options: Any) -> None:
+        settings = _api.settings()
+        if path is not None:
+            settings = dataclasses.replace(settings, source=path, format=None)
+        try:
+            data, payload = validate_source(settings)
+        except HotcfgError as exc:
+            raise CommandError(f"invalid: {exc}") from exc
+        self.stdout.write(
+            f"ok: {settings.source} ({len(data)} top-level keys, "
+            f"{len(payload)} bytes packed)"
+        )
