@@ -24,6 +24,7 @@ import threading
 import time
 import timeit
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from hotcfg._codec import read_generation
 from hotcfg._segment import SegmentView, list_segments
 
 ROOT = Path(__file__).resolve().parents[1]
+WRITES = ("rename", "inplace", "away")
 
 
 def free_port() -> int:
@@ -126,7 +128,9 @@ def config_text(value: int, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(workers: int, debounce_ms: int, rounds: int, size: int) -> list[Round]:
+def measure(
+    workers: int, debounce_ms: int, rounds: int, size: int, write: str = "rename"
+) -> list[Round]:
     tmp = Path(tempfile.mkdtemp())
     config = tmp / "config.yaml"
     config.write_text(config_text(0, size))
@@ -160,7 +164,8 @@ def measure(workers: int, debounce_ms: int, rounds: int, size: int) -> list[Roun
             results = []
             for value in range(1, rounds + 1):
                 time.sleep(0.2)
-                results.append(_one_round(load, view, config, value, pids, size))
+                change = prepare_write(config, config_text(value, size), write)
+                results.append(_one_round(load, view, change, value, pids))
             return results
         finally:
             load.stop()
@@ -178,15 +183,40 @@ def _up(port: int) -> bool:
         return False
 
 
+def prepare_write(config: Path, text: str, how: str) -> Callable[[], None]:
+    """The change to time, with whatever it needs done beforehand.
+
+    rename: a temp file renamed over the config (most tools); inplace:
+    truncate and write (``echo >``, ``cp``); away: the config renamed out of
+    its directory, then written anew (the rename's first half has no pair).
+    """
+    if how == "rename":
+        tmp = config.with_name(".config.tmp")
+        tmp.write_text(text)
+        return lambda: os.replace(tmp, config)
+    if how == "inplace":
+
+        def in_place() -> None:
+            with open(config, "r+") as f:
+                f.truncate(0)
+                f.write(text)
+
+        return in_place
+
+    def away() -> None:
+        os.replace(config, config.parent.parent / "config.away")
+        config.write_text(text)
+
+    return away
+
+
 def _one_round(
-    load: Load, view: SegmentView, config: Path, value: int, pids: set[int], size: int
+    load: Load, view: SegmentView, write: Callable[[], None], value: int, pids: set[int]
 ) -> Round:
     coverage = load.wait_all(len(pids), time.perf_counter())
-    tmp = config.with_name(".config.tmp")
-    tmp.write_text(config_text(value, size))
     before = read_generation(view.buffer)
     start = time.perf_counter()
-    os.replace(tmp, config)
+    write()
     published = float("inf")
     while time.perf_counter() - start < 30:
         if read_generation(view.buffer) != before:
@@ -276,10 +306,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000],
                         help="config sizes in bytes")  # fmt: skip
     parser.add_argument("--plot", metavar="PNG", help="draw answered ms (matplotlib)")
+    parser.add_argument("--write", choices=WRITES, default="rename",
+                        help="how each change is saved")  # fmt: skip
     parser.add_argument("--cost-only", action="store_true", help="skip propagation")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    print("file write (atomic rename) -> published: the new generation is in the")
+    print(f"file write ({args.write}) -> published: the new generation is in the")
     print("segment; -> answered: every worker has answered it under a steady load")
     print("from 4 client threads; coverage: with no change, from any instant until")
     print("every worker has answered once (the floor the load itself sets).")
@@ -292,7 +324,10 @@ def main() -> None:
         (w, z, d) for z in args.sizes for w in args.workers for d in args.debounce
     ]
     for workers, size, debounce in [] if args.cost_only else settings:
-        runs = [measure(workers, debounce, args.rounds, size) for _ in range(args.runs)]
+        runs = [
+            measure(workers, debounce, args.rounds, size, args.write)
+            for _ in range(args.runs)
+        ]
         rounds = [r for run in runs for r in run]
         table.append((workers, size, debounce, rounds))
         pub = [r.published_ms for r in rounds]

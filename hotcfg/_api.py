@@ -120,7 +120,13 @@ def ensure_publisher(*, start_watching: bool = True) -> Publisher:
             cfg = settings()
             source = FileSource.from_settings(cfg)
             segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
-            publisher = Publisher(source, segment, debounce_ms=cfg.debounce_ms)
+            publisher = Publisher(
+                source,
+                segment,
+                debounce_ms=cfg.debounce_ms,
+                watch=cfg.watch,
+                poll_interval_ms=cfg.poll_interval_ms,
+            )
             try:
                 publisher.publish_from_source(raise_errors=not cfg.start_empty)
             except HotcfgError:

@@ -68,6 +68,8 @@ class Publisher:
         segment: the segment this process created.
         notify: called after each new generation (Gunicorn: hint the workers).
         debounce_ms: quiet time after file events before reading the file.
+        watch: ``auto``, ``events`` or ``poll`` (see :class:`Watcher`).
+        poll_interval_ms: how often the watcher stats the file.
     """
 
     def __init__(
@@ -77,11 +79,15 @@ class Publisher:
         *,
         notify: Callable[[], None] = _no_notify,
         debounce_ms: float = 100.0,
+        watch: str = "auto",
+        poll_interval_ms: float = 1000.0,
     ) -> None:
         self.source = source
         self.segment = segment
         self.notify = notify
         self.debounce_ms = debounce_ms
+        self.watch = watch
+        self.poll_interval_ms = poll_interval_ms
         self._owner_pid = os.getpid()
         self._serial = threading.RLock()  # one publish at a time
         self._write_lock = threading.Lock()  # held across segment writes; quiesces fork
@@ -229,6 +235,8 @@ class Publisher:
             self.source.path,
             debounce_ms=self.debounce_ms,
             on_change=self.publish_from_source,
+            poll_interval_ms=self.poll_interval_ms,
+            mode=self.watch,
         )
         self._watcher.start()
 

@@ -14,6 +14,10 @@ HOTCFG_SEGMENT_DIR     where the shared segment lives   /dev/shm/hotcfg-<uid>
 HOTCFG_NAME            segment name prefix              hotcfg
 HOTCFG_START_EMPTY     start with {} if the source is   false
                        bad at startup (else refuse)
+HOTCFG_WATCH           auto, events or poll             auto
+HOTCFG_POLL_INTERVAL_MS
+                       how often the file is stat'ed    1000
+                       and the watcher checked (ms)
 =====================  ==============================  =======================
 """
 
@@ -30,6 +34,7 @@ from ._errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+WATCH_MODES = ("auto", "events", "poll")
 
 
 def default_segment_dir() -> str:
@@ -66,6 +71,8 @@ class Settings:
     segment_dir: str | None = None
     name: str = "hotcfg"
     start_empty: bool = False
+    watch: str = "auto"
+    poll_interval_ms: float = 1000.0
 
     @classmethod
     def resolve(
@@ -156,6 +163,16 @@ def _convert(name: str, raw: str) -> Any:
             return value
         if name == "max_bytes":
             return int(raw)
+        if name == "poll_interval_ms":
+            value = float(raw)
+            if not value > 0:
+                raise ValueError("must be a positive number of milliseconds")
+            return value
+        if name == "watch":
+            mode = raw.strip().lower()
+            if mode not in WATCH_MODES:
+                raise ValueError(f"expected one of {', '.join(WATCH_MODES)}")
+            return mode
         if name == "start_empty":
             lowered = raw.strip().lower()
             if lowered not in _TRUE | _FALSE:

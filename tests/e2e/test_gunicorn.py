@@ -223,3 +223,44 @@ def test_hostile_files_never_stall_the_master(service):
             assert (answer["value"], answer["generation"]) == ("one", generation)
     service.write_atomic("value: after\n")
     service.all_workers_answer("after")
+
+
+def inotify_instances(pid):
+    """How many inotify instances process ``pid`` holds open."""
+    fds = Path(f"/proc/{pid}/fd")
+    return sum(
+        os.readlink(fd) == "anon_inode:inotify"
+        for fd in fds.iterdir()
+        if fd.is_symlink()
+    )
+
+
+def test_poll_mode_master_uses_no_inotify(start_service, tmp_path):
+    svc = start_service(
+        tmp_path,
+        env_extra={"HOTCFG_WATCH": "poll", "HOTCFG_POLL_INTERVAL_MS": "200"},
+    )
+    svc.all_workers_answer("one")
+    assert inotify_instances(svc.proc.pid) == 0
+    svc.write_atomic("value: two\n")
+    svc.all_workers_answer("two")
+    svc.write_in_place("value: three\n")
+    svc.all_workers_answer("three")
+
+
+def test_config_directory_deleted_and_recreated(start_service, tmp_path):
+    svc = start_service(tmp_path, env_extra={"HOTCFG_POLL_INTERVAL_MS": "200"})
+    svc.all_workers_answer("one")
+    assert inotify_instances(svc.proc.pid) >= 1
+    for entry in svc.dir.iterdir():  # rm -rf conf
+        entry.unlink()
+    svc.dir.rmdir()
+    svc.wait_until(
+        lambda: "not found" in (svc.status()[0]["last_error"] or ""), "rejection"
+    )
+    svc.all_workers_answer("one")  # the last good configuration stays
+    svc.dir.mkdir()
+    svc.config.write_text("value: back\n")
+    svc.all_workers_answer("back")
+    svc.write_in_place("value: edited\n")
+    svc.all_workers_answer("edited")
