@@ -38,14 +38,16 @@ def smaps_rollup_kb(pid: int) -> dict[str, int]:
     return fields
 
 
-def segment_pss_kb(pid: int) -> int:
-    """PSS of this process's mappings of a hotcfg segment (``*.seg``)."""
+def segment_pss_kb(pid: int, directory: str) -> int:
+    """PSS of this process's mappings of the segments in ``directory``."""
     total, in_segment = 0, False
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             first = line.split(maxsplit=1)[0]
             if "-" in first and not first.endswith(":"):  # a mapping's header
-                in_segment = line.rstrip().endswith(".seg")
+                # By directory, not suffix: the segment is mapped under the
+                # temporary name it was created with, since unlinked.
+                in_segment = directory in line
             elif in_segment and first == "Pss:":
                 total += int(line.split()[1])
     return total
@@ -69,7 +71,8 @@ def measure(mode: str, workers: int, size: int) -> dict[str, float]:
             _snapshot_answers(server)  # every worker has applied the config
             pids = sorted(workers_of(server.proc.pid))
             rollups = [smaps_rollup_kb(pid) for pid in pids]
-            segment = sum(segment_pss_kb(p) for p in [server.proc.pid, *pids])
+            segdir = str(Path(tmp) / "seg")
+            segment = sum(segment_pss_kb(p, segdir) for p in [server.proc.pid, *pids])
         finally:
             server.stop()
     return {
