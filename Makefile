@@ -1,9 +1,12 @@
 # make demo   Gunicorn (4 workers, 127.0.0.1:8000) serving examples/flask_app.py;
 #             edit examples/config.yaml and watch every worker switch.
+#             make demo PORT=8001 WORKERS=8 to change the address or count.
 # make test   the whole test suite (creates .venv on first use).
 # make lint   ruff and mypy --strict.
 
 PYTHON ?= python3
+PORT ?= 8000
+WORKERS ?= 4
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -16,10 +19,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# exec: Gunicorn replaces the recipe's shell, so a signal sent to the process
+# make started (Ctrl-C, kill -INT) reaches Gunicorn's master itself.
 demo: $(STAMP)
-	HOTCFG_SOURCE=$(CURDIR)/examples/config.yaml \
-	$(BIN)/gunicorn -c gunicorn_conf.py --workers 4 --bind 127.0.0.1:8000 \
-		--no-control-socket --pythonpath examples flask_app:app
+	exec env HOTCFG_SOURCE=$(CURDIR)/examples/config.yaml \
+	$(BIN)/gunicorn -c gunicorn_conf.py --workers $(WORKERS) \
+		--bind 127.0.0.1:$(PORT) --no-control-socket --pythonpath examples flask_app:app
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -141,10 +141,18 @@ def test_hup_keeps_working(service):
     service.all_workers_answer("after-hup")
 
 
-def test_term_leaves_no_segment(service):
-    service.all_workers_answer("one")
+@pytest.mark.parametrize("group", [False, True], ids=["master", "group"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
+def test_stop_signals_leave_no_segment(service, sig, group):
+    """TERM, INT (Ctrl-C) and QUIT stop the service, sent to the master alone
+    or to the whole process group as a terminal's Ctrl-C does."""
+    service.write_atomic("value: two\n")
+    service.all_workers_answer("two")
+    workers = service.worker_pids()
     assert list(service.segments.glob("*.seg"))
-    service.stop(signal.SIGTERM)
+    (os.killpg if group else os.kill)(service.proc.pid, sig)
+    assert service.proc.wait(15) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert list(service.segments.iterdir()) == []
 
 
