@@ -22,8 +22,8 @@ import tracemalloc
 from pathlib import Path
 
 import yaml
-from peers import Server, _snapshot_answers
-from propagation import config_text, size_label, workers_of
+from harness import config_text, size_label, workers_of
+from peers import _snapshot_answers, start_server
 
 from hotcfg import _codec
 
@@ -66,7 +66,7 @@ def decoded_size_kb(text: str) -> float:
 
 def measure(mode: str, workers: int, size: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(mode, workers, Path(tmp), size)
+        server = start_server(mode, workers, Path(tmp), "wsgi", size)
         try:
             _snapshot_answers(server)  # every worker has applied the config
             pids = sorted(workers_of(server.proc.pid))

@@ -9,8 +9,9 @@
     stat1s   os.stat() at most once a second
     none     no config at all (a baseline for memory)
 
-GET / answers {"pid", "value", "parses"}: ``parses`` counts how many times
-this worker has parsed the file, so a run can show the work per change.
+GET / answers {"pid", "value", "parses"}, from ``app`` (plain WSGI) or
+``flask_app`` (Flask, built only when asked for): ``parses`` counts how many
+times this worker has parsed the file, so a run can show the work per change.
 """
 
 from __future__ import annotations
@@ -105,3 +106,26 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     body = json.dumps({"pid": os.getpid(), "value": _value(), "parses": _parses})
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body.encode()]
+
+
+def _flask_app() -> Any:
+    """The same answer from a Flask app: what a reload has to import and build."""
+    from flask import Flask, Response
+
+    flask = Flask(__name__)
+
+    @flask.get("/")
+    def index() -> Response:
+        body = json.dumps({"pid": os.getpid(), "value": _value(), "parses": _parses})
+        return Response(body, mimetype="application/json")
+
+    return flask
+
+
+def __getattr__(name: str) -> Any:
+    # Flask is imported only by the servers that serve it (memory baselines
+    # stay plain WSGI).
+    if name == "flask_app":
+        globals()["flask_app"] = built = _flask_app()
+        return built
+    raise AttributeError(name)

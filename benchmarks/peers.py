@@ -9,7 +9,8 @@ file atomically, and measures:
 
 - propagation: from the write to every worker answering the new value (for
   HUP: the write, then ``kill -HUP``; the new workers must all answer);
-- under a steady load from 4 client threads started before the change:
+- under a steady wrk load started before the change (one connection per
+  worker, ``--pause`` ms between requests; benchmarks/harness.py):
   the longest request while the change spreads, next to the longest request
   of an equal stretch right after it (the stall a change causes);
 - parses per change summed over the workers.
@@ -24,7 +25,6 @@ import argparse
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,10 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from propagation import Load, config_text, fetch, free_port, p95, workers_of
+from harness import Load, Server, config_text, fetch, p95, workers_of
 
-ROOT = Path(__file__).resolve().parents[1]
 PEERS = ["hotcfg", "hup", "watch", "stat", "stat1s"]
+APPS = {"flask": "peer_app:flask_app", "wsgi": "peer_app:app"}
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -51,67 +51,33 @@ class Round:
     longest_ms: float  # the longest request while the change spread
     quiet_ms: float  # the longest request in an equal stretch with no change
     parses: int
+    coverage_ms: float  # with no change: until every worker answered once
 
 
-class Server:
-    def __init__(self, peer: str, workers: int, tmp: Path, size: int = 10_000) -> None:
-        self.workers = workers
-        self.size = size
-        self.config = tmp / "config.yaml"
-        self.config.write_text(config_text(0, size))
-        self.port = free_port()
-        env = dict(
-            os.environ,
-            PEER=peer,
-            PEER_CONFIG=str(self.config),
-            PYTHONPATH=f"{ROOT / 'benchmarks'}:{ROOT}",
-            HOTCFG_SOURCE=str(self.config),
-            HOTCFG_DEBOUNCE_MS="0",
-            HOTCFG_SEGMENT_DIR=str(tmp / "seg"),
-            HOTCFG_MAX_BYTES=str(max(8 << 20, 2 * size)),
-        )
-        cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers),
-               "-b", f"127.0.0.1:{self.port}", "--no-control-socket"]  # fmt: skip
-        if peer == "hotcfg":
-            cmd += ["-c", str(ROOT / "gunicorn_conf.py")]
-        self.proc = subprocess.Popen(
-            [*cmd, "peer_app:app"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.wait_ready()
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if len(workers_of(self.proc.pid)) == self.workers:
-                try:
-                    fetch(self.port)
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("gunicorn did not start")
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
-        except ProcessLookupError:
-            pass
+def start_server(
+    peer: str, workers: int, tmp: Path, app: str = "flask", size: int = 10_000
+) -> Server:
+    config = tmp / "config.yaml"
+    config.write_text(config_text(0, size))
+    return Server(
+        APPS[app],
+        workers,
+        config,
+        env={"PEER": peer, "PEER_CONFIG": str(config), "HOTCFG_DEBOUNCE_MS": "0"},
+        hotcfg=peer == "hotcfg",
+        size=size,
+    )
 
 
 def one_round(server: Server, load: Load, peer: str, value: int) -> Round:
     before = {pid: a["parses"] for pid, a in _snapshot_answers(server).items()}
-    start = time.perf_counter()
-    write_atomically(server.config, config_text(value, server.size))
+    coverage = load.wait_all(server.workers, time.monotonic())
+    start = time.monotonic()
+    write_atomically(server.config, config_text(value, 10_000))
     if peer == "hup":
         os.kill(server.proc.pid, signal.SIGHUP)
     elapsed = load.wait_all(server.workers, start, value)
-    end = time.perf_counter()
+    end = time.monotonic()
     longest = load.longest_ms(start, end)
     # An equal stretch right after, with no change, for the stall baseline.
     span = min(max(end - start, 0.05), 2.0)
@@ -119,7 +85,7 @@ def one_round(server: Server, load: Load, peer: str, value: int) -> Round:
     quiet = load.longest_ms(end, end + span)
     after = _snapshot_answers(server)
     parses = sum(a["parses"] - before.get(pid, 0) for pid, a in after.items())
-    return Round(elapsed * 1000, longest, quiet, parses)
+    return Round(elapsed * 1000, longest, quiet, parses, coverage * 1000)
 
 
 def _snapshot_answers(server: Server) -> dict[int, dict]:
@@ -133,11 +99,13 @@ def _snapshot_answers(server: Server) -> dict[int, dict]:
     return answers
 
 
-def measure(peer: str, workers: int, rounds: int) -> list[Round]:
+def measure(
+    peer: str, workers: int, rounds: int, app: str, pause_ms: int
+) -> list[Round]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(peer, workers, Path(tmp))
-        load = Load(server.port, threads=min(workers, 4))
+        server = start_server(peer, workers, Path(tmp), app)
+        load = Load(server.port, connections=workers, pause_ms=pause_ms)
         try:
             for value in range(1, rounds + 1):
                 time.sleep(0.2)
@@ -230,19 +198,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="changes per run")
     parser.add_argument("--runs", type=int, default=3, help="servers per peer")
     parser.add_argument("--peers", nargs="+", default=PEERS, choices=PEERS)
+    parser.add_argument("--app", choices=sorted(APPS), default="flask")
+    parser.add_argument("--pause", type=int, default=10,
+                        help="ms between requests per load connection")  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    print(f"10 KB YAML, atomic rename, {args.runs} run(s) x {args.rounds} changes")
+    print(f"{args.app} app, 10 KB YAML, atomic rename, {args.runs} run(s) x "
+          f"{args.rounds} changes; wrk load: one connection per worker, "
+          f"{args.pause} ms pause between requests")  # fmt: skip
     print("propagation: write -> every worker answers; stall: longest request "
           "during the change vs an equal quiet stretch")  # fmt: skip
     head = (f"{'workers':>7} {'peer':>7} {'median ms':>10} {'p95 ms':>9} "
             f"{'x hotcfg':>9} {'longest ms':>11} {'quiet ms':>9} "
-            f"{'parses':>7}")  # fmt: skip
+            f"{'parses':>7} {'coverage':>9}")  # fmt: skip
+    def median_of(field: str, rounds: list[Round]) -> float:
+        return statistics.median(getattr(r, field) for r in rounds)
+
     for workers in args.workers:
         print(head)
         base = None
         for peer in args.peers:
-            runs = [measure(peer, workers, args.rounds) for _ in range(args.runs)]
+            runs = [
+                measure(peer, workers, args.rounds, args.app, args.pause)
+                for _ in range(args.runs)
+            ]
             rounds = [r for run in runs for r in run]
             quiet = [r.quiet_ms for r in rounds]
             times = [r.propagation_ms for r in rounds]
@@ -254,8 +233,11 @@ def main() -> None:
                 r.parses for r in rounds)  # fmt: skip
             print(f"{workers:>7} {peer:>7} {median:>10.1f} {p95(times):>9.1f} "
                   f"{ratio} {statistics.median(r.longest_ms for r in rounds):>11.1f} "
-                  f"{statistics.median(quiet):>9.1f} {parses:>7}")  # fmt: skip
+                  f"{statistics.median(quiet):>9.1f} {parses:>7} "
+                  f"{median_of('coverage_ms', rounds):>9.1f}")  # fmt: skip
     print("* hotcfg parses once per change in the master, whatever the worker count")
+    print("coverage: with no change, from any instant until every worker answered")
+    print("once: the floor the load itself sets on every peer's propagation")
     print()
     print("per-request config access with no change, 10 KB config (best of 7)")
     for name, ns in access_cost_ns().items():

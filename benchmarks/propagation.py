@@ -3,55 +3,39 @@
     .venv/bin/python benchmarks/propagation.py [--rounds 15] [--workers 4 16]
 
 Starts a real Gunicorn (sync workers, tests/apps/probe_app.py) per worker
-count and debounce setting, replaces the config atomically, and hammers the
-server from N client threads until every worker pid has answered the new
-value. Prints median and p95 milliseconds. Then measures the per-request
+count and debounce setting under a steady wrk load (one connection per
+worker, benchmarks/harness.py), changes the config, and reads wrk's record
+of answers until every worker pid has answered the new value. Prints median
+and p95 milliseconds. Then measures the per-request
 cost of the refresh with no change against a bare function call.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import timeit
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import (
+    WRITES,
+    Load,
+    Server,
+    config_text,
+    p95,
+    prepare_write,
+    size_label,
+    workers_of,
+)
+
 from hotcfg._codec import read_generation
 from hotcfg._segment import SegmentView, list_segments
-
-ROOT = Path(__file__).resolve().parents[1]
-WRITES = ("rename", "inplace", "away")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def fetch(port: int) -> dict:
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/", headers={"Connection": "close"}
-    )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
-def workers_of(pid: int) -> set[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
 
 
 @dataclass
@@ -61,175 +45,79 @@ class Round:
     coverage_ms: float  # with no change: from any instant until every worker answered
 
 
-class Load:
-    """Steady HTTP load from client threads, recording every answer.
-
-    Running before the write (not started by it) keeps client start-up out
-    of the figure, and the record lets a round ask when each worker first
-    answered after a given instant, and how long requests took meanwhile.
-    """
-
-    def __init__(self, port: int, threads: int) -> None:
-        self.port = port
-        # (start, end, pid, value) per answered request, in end order
-        self.answers: list[tuple[float, float, int, object]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client) for _ in range(threads)]
-        for t in self._threads:
-            t.start()
-
-    def _client(self) -> None:
-        while not self._stop.is_set():
-            start = time.perf_counter()
-            try:
-                answer = fetch(self.port)
-            except OSError:
-                continue
-            end = time.perf_counter()
-            self.answers.append((start, end, answer["pid"], answer["value"]))
-
-    def wait_all(
-        self, count: int, since: float, value: object = None, timeout: float = 30
-    ) -> float:
-        """Seconds from ``since`` until ``count`` workers answered (``value``).
-
-        Counting distinct pids, not given ones, lets HUP's new workers count.
-        """
-        first: dict[int, float] = {}
-        index = 0
-        deadline = time.perf_counter() + timeout
-        while len(first) < count:
-            if time.perf_counter() > deadline:
-                return float("inf")
-            answers = self.answers[index:]
-            index += len(answers)
-            for _, end, pid, got in answers:
-                if end >= since and (value is None or got == value):
-                    first.setdefault(pid, end)
-            time.sleep(0.0005)
-        return max(first.values()) - since
-
-    def longest_ms(self, since: float, until: float) -> float:
-        """The longest request that ended between ``since`` and ``until``."""
-        spans = [e - s for s, e, _, _ in self.answers if since <= e <= until]
-        return max(spans, default=0.0) * 1000
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
-
-
-def config_text(value: int, size: int) -> str:
-    """A YAML config of about ``size`` bytes whose ``value`` is ``value``."""
-    lines = [f"value: {value}", "filler:"]
-    line = "  key{:07d}: " + "x" * 40
-    lines += [line.format(i) for i in range(max(0, size // (len(line) - 1)))]
-    return "\n".join(lines) + "\n"
-
-
 def measure(
-    workers: int, debounce_ms: int, rounds: int, size: int, write: str = "rename"
-) -> list[Round]:
-    tmp = Path(tempfile.mkdtemp())
-    config = tmp / "config.yaml"
-    config.write_text(config_text(0, size))
-    segdir = tmp / "seg"
-    port = free_port()
-    env = dict(
-        os.environ,
-        HOTCFG_SOURCE=str(config),
-        HOTCFG_DEBOUNCE_MS=str(debounce_ms),
-        HOTCFG_SEGMENT_DIR=str(segdir),
-        HOTCFG_MAX_BYTES=str(max(8 << 20, 2 * size)),
-        PYTHONPATH=str(ROOT),
-    )
-    cmd = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
-           "-w", str(workers), "-b", f"127.0.0.1:{port}", "--no-control-socket",
-           "tests.apps.probe_app:app"]  # fmt: skip
-    quiet = subprocess.DEVNULL
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=quiet, stderr=quiet, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while len(workers_of(proc.pid)) < workers or not _up(port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.1)
-        pids = workers_of(proc.pid)
-        view = SegmentView.open(list_segments(str(segdir))[0])
-        load = Load(port, threads=min(workers, 4))
+    workers: int,
+    debounce_ms: int,
+    rounds: int,
+    size: int,
+    write: str = "rename",
+    pause_ms: int = 0,
+    master_nice: int | None = None,
+    worker_nice: int | None = None,
+) -> tuple[list[Round], float]:
+    """The rounds of one server, and the load's rate in requests per second."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "conf" / "config.yaml"
+        config.parent.mkdir()
+        config.write_text(config_text(0, size))
+        server = Server(
+            "tests.apps.probe_app:app",
+            workers,
+            config,
+            env={
+                "HOTCFG_DEBOUNCE_MS": str(debounce_ms),
+                "HOTCFG_WORKER_NICE": "" if worker_nice is None else str(worker_nice),
+            },
+            size=size,
+        )
         try:
-            results = []
-            for value in range(1, rounds + 1):
-                time.sleep(0.2)
-                change = prepare_write(config, config_text(value, size), write)
-                results.append(_one_round(load, view, change, value, pids))
-            return results
+            pids = workers_of(server.proc.pid)
+            if master_nice is not None:
+                renice_threads(server.proc.pid, master_nice)
+            view = SegmentView.open(list_segments(str(server.segment_dir))[0])
+            load = Load(server.port, connections=workers, pause_ms=pause_ms)
+            try:
+                results = []
+                began, answered = time.monotonic(), len(load.answers)
+                for value in range(1, rounds + 1):
+                    time.sleep(0.2)
+                    change = prepare_write(config, config_text(value, size), write)
+                    results.append(_one_round(load, view, change, value, pids))
+                load.collect()
+                rate = (len(load.answers) - answered) / (time.monotonic() - began)
+                return results, rate
+            finally:
+                load.stop()
+                view.close()
         finally:
-            load.stop()
-            view.close()
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+            server.stop()
 
 
-def _up(port: int) -> bool:
-    try:
-        fetch(port)
-        return True
-    except OSError:
-        return False
+def renice_threads(pid: int, nice: int) -> None:
+    """Give every thread of ``pid`` (not its children) this nice value.
 
-
-def prepare_write(config: Path, text: str, how: str) -> Callable[[], None]:
-    """The change to time, with whatever it needs done beforehand.
-
-    rename: a temp file renamed over the config (most tools); inplace:
-    truncate and write (``echo >``, ``cp``); away: the config renamed out of
-    its directory, then written anew (the rename's first half has no pair).
+    setpriority() on a pid changes one thread only; the watcher's threads
+    already exist, so each is set. Lowering nice below 0 needs root.
     """
-    if how == "rename":
-        tmp = config.with_name(".config.tmp")
-        tmp.write_text(text)
-        return lambda: os.replace(tmp, config)
-    if how == "inplace":
-
-        def in_place() -> None:
-            with open(config, "r+") as f:
-                f.truncate(0)
-                f.write(text)
-
-        return in_place
-
-    def away() -> None:
-        os.replace(config, config.parent.parent / "config.away")
-        config.write_text(text)
-
-    return away
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.setpriority(os.PRIO_PROCESS, int(tid), nice)
 
 
 def _one_round(
     load: Load, view: SegmentView, write: Callable[[], None], value: int, pids: set[int]
 ) -> Round:
-    coverage = load.wait_all(len(pids), time.perf_counter())
+    coverage = load.wait_all(len(pids), time.monotonic())
     before = read_generation(view.buffer)
-    start = time.perf_counter()
+    start = time.monotonic()
     write()
     published = float("inf")
-    while time.perf_counter() - start < 30:
+    while time.monotonic() - start < 30:
         if read_generation(view.buffer) != before:
-            published = time.perf_counter() - start
+            published = time.monotonic() - start
             break
         time.sleep(0.0001)
     answered = load.wait_all(len(pids), start, value)
     return Round(published * 1000, answered * 1000, coverage * 1000)
-
-
-def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def refresh_cost_ns() -> tuple[float, float]:
@@ -258,13 +146,6 @@ def refresh_cost_ns() -> tuple[float, float]:
     per_request = min(timeit.repeat(request_hooks, number=n, repeat=7)) / n * 1e9
     _api.ensure_publisher().close()
     return with_hotcfg, bare, per_request
-
-
-def size_label(size: int) -> str:
-    for unit, scale in (("MB", 1_000_000), ("KB", 1_000)):
-        if size >= scale:
-            return f"{size / scale:g} {unit}"
-    return f"{size} B"
 
 
 def plot(table: list[tuple[int, int, int, list[Round]]], path: str) -> None:
@@ -308,26 +189,43 @@ def main() -> None:
     parser.add_argument("--plot", metavar="PNG", help="draw answered ms (matplotlib)")
     parser.add_argument("--write", choices=WRITES, default="rename",
                         help="how each change is saved")  # fmt: skip
+    parser.add_argument("--pause", type=int, nargs="+", default=[0],
+                        help="ms between requests per load connection")  # fmt: skip
+    parser.add_argument("--master-nice", type=int, metavar="N",
+                        help="renice the master's threads (N < 0: root)")  # fmt: skip
+    parser.add_argument("--worker-nice", type=int, metavar="N",
+                        help="HOTCFG_WORKER_NICE for the workers")  # fmt: skip
     parser.add_argument("--cost-only", action="store_true", help="skip propagation")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     print(f"file write ({args.write}) -> published: the new generation is in the")
-    print("segment; -> answered: every worker has answered it under a steady load")
-    print("from 4 client threads; coverage: with no change, from any instant until")
-    print("every worker has answered once (the floor the load itself sets).")
+    print("segment, so every worker's next request serves it; -> answered: every")
+    print("worker has answered it, under a steady wrk load with one connection per")
+    print("worker, each pausing `pause` ms between requests (0: saturated);")
+    print("coverage: with no change, from any instant until every worker answered")
+    print("once (the floor the load itself sets on `answered`).")
     print(f"{args.runs} run(s) x {args.rounds} changes; medians and p95 in ms; "
           "run medians of answered, lowest to highest")  # fmt: skip
-    print(f"{'workers':>7} {'size':>8} {'debounce':>8} {'published':>10} {'p95':>6} "
-          f"{'answered':>9} {'p95':>6} {'coverage':>9}  run medians")  # fmt: skip
+    print(f"{'workers':>7} {'size':>8} {'debounce':>8} {'pause':>5} {'req/s':>6} "
+          f"{'published':>10} {'p95':>6} {'answered':>9} {'p95':>6} "
+          f"{'coverage':>9}  run medians")  # fmt: skip
     table: list[tuple[int, int, int, list[Round]]] = []
     settings = [
-        (w, z, d) for z in args.sizes for w in args.workers for d in args.debounce
+        (w, z, d, p)
+        for z in args.sizes
+        for p in args.pause
+        for w in args.workers
+        for d in args.debounce
     ]
-    for workers, size, debounce in [] if args.cost_only else settings:
-        runs = [
-            measure(workers, debounce, args.rounds, size, args.write)
-            for _ in range(args.runs)
-        ]
+    for workers, size, debounce, pause in [] if args.cost_only else settings:
+        options = (args.write, pause, args.master_nice, args.worker_nice)
+        runs, rates = zip(
+            *(
+                measure(workers, debounce, args.rounds, size, *options)
+                for _ in range(args.runs)
+            ),
+            strict=True,
+        )
         rounds = [r for run in runs for r in run]
         table.append((workers, size, debounce, rounds))
         pub = [r.published_ms for r in rounds]
@@ -339,7 +237,8 @@ def main() -> None:
                 statistics.median(r.answered_ms for r in run) for run in runs
             )
         )
-        print(f"{workers:>7} {size_label(size):>8} {debounce:>8} "
+        print(f"{workers:>7} {size_label(size):>8} {debounce:>8} {pause:>5} "
+              f"{statistics.median(rates):>6.0f} "
               f"{statistics.median(pub):>10.1f} {p95(pub):>6.1f} "
               f"{statistics.median(ans):>9.1f} {p95(ans):>6.1f} "
               f"{cov:>9.1f}  {spread}")  # fmt: skip

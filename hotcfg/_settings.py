@@ -19,6 +19,8 @@ HOTCFG_WATCH           auto, events or poll             auto
 HOTCFG_POLL_INTERVAL_MS
                        how often the file is stat'ed    1000
                        and the watcher checked (ms)
+HOTCFG_WORKER_NICE     nice value Gunicorn workers      unchanged
+                       set for themselves (-20..19)
 =====================  ==============================  =======================
 """
 
@@ -75,6 +77,7 @@ class Settings:
     start_empty: bool = False
     watch: str = "auto"
     poll_interval_ms: float = 1000.0
+    worker_nice: int | None = None
 
     @classmethod
     def resolve(
@@ -170,6 +173,13 @@ def _convert(name: str, raw: str) -> Any:
             if not value > 0:
                 raise ValueError("must be a positive number of milliseconds")
             return value
+        if name == "worker_nice":
+            if not raw.strip():
+                return None
+            nice = int(raw)
+            if not -20 <= nice <= 19:
+                raise ValueError("a nice value is between -20 and 19")
+            return nice
         if name == "watch":
             mode = raw.strip().lower()
             if mode not in WATCH_MODES:

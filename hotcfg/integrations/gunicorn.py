@@ -14,6 +14,8 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
 * ``when_ready`` starts the watcher thread (still before any fork; forks are
   made safe by ``os.register_at_fork`` in ``_publisher``).
 * ``pre_fork`` gives the worker a slot of the worker table.
+* ``post_fork`` applies ``HOTCFG_WORKER_NICE`` first thing in the worker, so
+  every thread the worker and its app start inherits it.
 * ``post_worker_init``, not ``post_fork``: ``Worker.init_signals()`` runs
   between the two and resets signals; by ``post_worker_init`` the app is
   loaded and our hint handler is safe to install.
@@ -99,6 +101,23 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
     setattr(worker, _SLOT_ATTR, slot)
 
 
+def post_fork(server: Arbiter, worker: Worker) -> None:
+    nice = _api.settings().worker_nice
+    if nice is None:
+        return
+    # PRIO_PROCESS with 0 is this thread; threads started later inherit it.
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as exc:
+        # Below the master's nice needs CAP_SYS_NICE: serve anyway, but say so.
+        worker.log.warning(
+            "hotcfg: cannot set HOTCFG_WORKER_NICE=%d (%s); worker keeps nice %d",
+            nice,
+            exc.strerror or exc,
+            os.getpriority(os.PRIO_PROCESS, 0),
+        )
+
+
 def post_worker_init(worker: Worker) -> None:
     _api.attach_worker(slot=getattr(worker, _SLOT_ATTR, None))
     signum = _api.settings().hint_signal
@@ -137,6 +156,7 @@ HOOKS: dict[str, tuple[Callable[..., None], int, bool]] = {
     "on_starting": (on_starting, 1, True),
     "when_ready": (when_ready, 1, True),
     "pre_fork": (pre_fork, 2, True),
+    "post_fork": (post_fork, 2, True),
     "post_worker_init": (post_worker_init, 1, True),
     "pre_request": (pre_request, 2, True),
     "post_request": (post_request, 4, False),

@@ -3,12 +3,14 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from .conftest import WORKERS
+from .conftest import ROOT, WORKERS, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -272,3 +274,45 @@ def test_config_directory_deleted_and_recreated(start_service, tmp_path):
     svc.all_workers_answer("back")
     svc.write_in_place("value: edited\n")
     svc.all_workers_answer("edited")
+
+
+def _nice_of(pid, tid=None):
+    stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19: nice
+
+
+@pytest.mark.parametrize("worker", ["sync", "gthread"])
+def test_worker_nice_applies_to_every_worker_thread_not_the_master(
+    start_service, tmp_path, worker
+):
+    svc = start_service(
+        tmp_path,
+        env_extra={"HOTCFG_WORKER_NICE": "7"},
+        extra_args=("-k", worker, "--threads", "3"),
+    )
+    svc.write_atomic("value: two\n")
+    svc.all_workers_answer("two")  # gthread has started its request threads
+    master = svc.proc.pid
+    assert _nice_of(master) == 0
+    assert all(
+        _nice_of(master, int(tid)) == 0 for tid in os.listdir(f"/proc/{master}/task")
+    )
+    for pid in svc.worker_pids():
+        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        assert len(tids) > (1 if worker == "gthread" else 0)
+        assert {_nice_of(pid, tid) for tid in tids} == {7}
+
+
+def test_worker_nice_out_of_range_stops_the_master_naming_it(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("value: one\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
+         "-b", f"127.0.0.1:{free_port()}", "--no-control-socket",
+         "tests.apps.probe_app:app"],
+        env=dict(os.environ, HOTCFG_SOURCE=str(config), HOTCFG_WORKER_NICE="30",
+                 PYTHONPATH=str(ROOT)),
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "HOTCFG_WORKER_NICE" in out.stdout + out.stderr

@@ -1,4 +1,5 @@
-"""HOTCFG_WATCH and HOTCFG_POLL_INTERVAL_MS: understood, or refused by name."""
+"""HOTCFG_WATCH, HOTCFG_POLL_INTERVAL_MS and HOTCFG_WORKER_NICE: understood,
+or refused by name."""
 
 import pytest
 
@@ -28,8 +29,19 @@ def test_environment_sets_the_mode_and_interval():
         ("HOTCFG_POLL_INTERVAL_MS", "-5"),
         ("HOTCFG_POLL_INTERVAL_MS", "soon"),
         ("HOTCFG_POLL_INTERVAL_MS", "nan"),
+        ("HOTCFG_WORKER_NICE", "20"),
+        ("HOTCFG_WORKER_NICE", "-21"),
+        ("HOTCFG_WORKER_NICE", "low"),
+        ("HOTCFG_WORKER_NICE", "1.5"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(var, value):
     with pytest.raises(ConfigError, match=var):
         Settings.resolve({var: value})
+
+
+def test_worker_nice_is_left_alone_unless_set():
+    assert Settings.resolve({}).worker_nice is None
+    assert Settings.resolve({"HOTCFG_WORKER_NICE": ""}).worker_nice is None
+    assert Settings.resolve({"HOTCFG_WORKER_NICE": " 5 "}).worker_nice == 5
+    assert Settings.resolve({"HOTCFG_WORKER_NICE": "-20"}).worker_nice == -20
