@@ -55,7 +55,12 @@ class Round:
 
 
 def start_server(
-    peer: str, workers: int, tmp: Path, app: str = "flask", size: int = 10_000
+    peer: str,
+    workers: int,
+    tmp: Path,
+    app: str = "flask",
+    size: int = 10_000,
+    worker_nice: int | None = None,
 ) -> Server:
     config = tmp / "config.yaml"
     config.write_text(config_text(0, size))
@@ -63,7 +68,12 @@ def start_server(
         APPS[app],
         workers,
         config,
-        env={"PEER": peer, "PEER_CONFIG": str(config), "HOTCFG_DEBOUNCE_MS": "0"},
+        env={
+            "PEER": peer,
+            "PEER_CONFIG": str(config),
+            "HOTCFG_DEBOUNCE_MS": "0",
+            "HOTCFG_WORKER_NICE": "" if worker_nice is None else str(worker_nice),
+        },
         hotcfg=peer == "hotcfg",
         size=size,
     )
@@ -100,11 +110,11 @@ def _snapshot_answers(server: Server) -> dict[int, dict]:
 
 
 def measure(
-    peer: str, workers: int, rounds: int, app: str, pause_ms: int
+    peer: str, workers: int, rounds: int, app: str, pause_ms: int, nice: int | None
 ) -> list[Round]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(peer, workers, Path(tmp), app)
+        server = start_server(peer, workers, Path(tmp), app, worker_nice=nice)
         load = Load(server.port, connections=workers, pause_ms=pause_ms)
         try:
             for value in range(1, rounds + 1):
@@ -199,6 +209,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="servers per peer")
     parser.add_argument("--peers", nargs="+", default=PEERS, choices=PEERS)
     parser.add_argument("--app", choices=sorted(APPS), default="flask")
+    parser.add_argument("--worker-nice", type=int, metavar="N",
+                        help="HOTCFG_WORKER_NICE for hotcfg's workers")  # fmt: skip
     parser.add_argument("--pause", type=int, default=10,
                         help="ms between requests per load connection")  # fmt: skip
     args = parser.parse_args()
@@ -206,11 +218,14 @@ def main() -> None:
     print(f"{args.app} app, 10 KB YAML, atomic rename, {args.runs} run(s) x "
           f"{args.rounds} changes; wrk load: one connection per worker, "
           f"{args.pause} ms pause between requests")  # fmt: skip
+    if args.worker_nice is not None:
+        print(f"hotcfg runs with HOTCFG_WORKER_NICE={args.worker_nice}")
     print("propagation: write -> every worker answers; stall: longest request "
           "during the change vs an equal quiet stretch")  # fmt: skip
     head = (f"{'workers':>7} {'peer':>7} {'median ms':>10} {'p95 ms':>9} "
             f"{'x hotcfg':>9} {'longest ms':>11} {'quiet ms':>9} "
             f"{'parses':>7} {'coverage':>9}")  # fmt: skip
+
     def median_of(field: str, rounds: list[Round]) -> float:
         return statistics.median(getattr(r, field) for r in rounds)
 
@@ -219,7 +234,14 @@ def main() -> None:
         base = None
         for peer in args.peers:
             runs = [
-                measure(peer, workers, args.rounds, args.app, args.pause)
+                measure(
+                    peer,
+                    workers,
+                    args.rounds,
+                    args.app,
+                    args.pause,
+                    args.worker_nice if peer == "hotcfg" else None,
+                )
                 for _ in range(args.runs)
             ]
             rounds = [r for run in runs for r in run]
