@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/throughput.py [--runs 7] [--seconds 5]
 
-Starts two Gunicorn masters side by side on 127.0.0.1 serving the same app
-(benchmarks/hello_app.py): one plain, one with the shipped gunicorn_conf.py
-(hotcfg's hooks: a generation check and a pin per request). wrk (Debian
-package ``wrk``) loads them in alternation, so machine noise hits both
-alike; prints requests per second per run, the medians and their ratio.
+Starts three Gunicorn masters side by side on 127.0.0.1 serving the same
+app (benchmarks/hello_app.py): two plain, one with the shipped
+gunicorn_conf.py (hotcfg's hooks: a generation check and a pin per request).
+wrk (Debian package ``wrk``) loads them in turn, in a rotating order, so
+machine noise hits all alike; prints requests per second and worker CPU per
+request per run, the medians and their ratios to the first plain server.
+The second plain server is the control: its ratio shows what two identical
+servers differ by on this machine, the resolution of the hotcfg ratio.
 """
 
 from __future__ import annotations
@@ -122,36 +125,39 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     tmp = Path(tempfile.mkdtemp())
-    plain = start(False, args.workers, tmp)
+    servers: list[Server] = []
     try:
-        hot = start(True, args.workers, tmp)
-        try:
-            rows = measure(plain, hot, args)
-        finally:
-            stop(hot[0])
+        for with_hotcfg in (False, True, False):
+            servers.append(start(with_hotcfg, args.workers, tmp))
+        rows = measure(servers, args)
     finally:
-        stop(plain[0])
+        for proc, _ in servers:
+            stop(proc)
     report(rows, args)
 
 
 Server = tuple[subprocess.Popen, int]
 
 
-def measure(plain: Server, hot: Server, args: argparse.Namespace) -> list[list[float]]:
-    """Per run: plain req/s, hotcfg req/s, plain CPU us/req, hotcfg CPU us/req."""
-    for proc, port in (plain, hot):
+NAMES = ("plain", "hotcfg", "plain 2")
+
+
+def measure(servers: list[Server], args: argparse.Namespace) -> list[list[float]]:
+    """Per run: req/s of each server, then worker CPU us/req of each."""
+    for proc, port in servers:
         load(proc, port, 1, args.connections)  # warm up
     rows = []
     for run in range(args.runs):
-        # Alternate which goes first so drift does not favour one.
-        row = [0.0] * 4
-        for slot in (0, 1) if run % 2 else (1, 0):
-            proc, port = (plain, hot)[slot]
-            row[slot], row[slot + 2] = load(proc, port, args.seconds, args.connections)
+        # Rotate which goes first so drift does not favour one.
+        row = [0.0] * 6
+        for k in range(3):
+            slot = (run + k) % 3
+            proc, port = servers[slot]
+            row[slot], row[slot + 3] = load(proc, port, args.seconds, args.connections)
         rows.append(row)
-        print(f"run {run + 1}: req/s plain {row[0]:>7.0f} hotcfg {row[1]:>7.0f}   "
-              f"worker CPU us/req plain {row[2]:>6.1f} hotcfg {row[3]:>6.1f}",
-              flush=True)  # fmt: skip
+        rates = " ".join(f"{n} {r:>6.0f}" for n, r in zip(NAMES, row, strict=False))
+        cpus = " ".join(f"{c:>6.1f}" for c in row[3:])
+        print(f"run {run + 1}: req/s {rates}   worker CPU us/req {cpus}", flush=True)
     return rows
 
 
@@ -159,19 +165,18 @@ def report(rows: list[list[float]], args: argparse.Namespace) -> None:
     def med(i: int) -> float:
         return statistics.median(r[i] for r in rows)
 
-    rate_ratio = statistics.median(r[1] / r[0] for r in rows)
-    cpu_ratio = statistics.median(r[3] / r[2] for r in rows)
+    def ratio(i: int) -> float:
+        return statistics.median(r[i] / r[0 if i < 3 else 3] for r in rows)
+
     print()
     load_desc = f"wrk -t1 -c{args.connections} -d{args.seconds}s"
     print(f"hello-world WSGI, Gunicorn sync, {args.workers} workers, {load_desc}, "
-          f"{args.runs} runs, medians")  # fmt: skip
-    print(f"{'':>8} {'req/s':>8} {'worker CPU us/req':>18}")
-    print(f"{'plain':>8} {med(0):>8.0f} {med(2):>18.1f}")
-    print(f"{'hotcfg':>8} {med(1):>8.0f} {med(3):>18.1f}")
-    print(
-        f"{'ratio':>8} {rate_ratio:>8.3f} {cpu_ratio:>18.3f}   "
-        "(median of per-run hotcfg/plain)"
-    )
+          f"{args.runs} runs, medians; ratio: median of per-run x / plain")  # fmt: skip
+    print(f"{'':>8} {'req/s':>8} {'ratio':>6} {'worker CPU us/req':>18} {'ratio':>6}")
+    for i, name in enumerate(NAMES):
+        print(f"{name:>8} {med(i):>8.0f} {ratio(i):>6.3f} {med(i + 3):>18.1f} "
+              f"{ratio(i + 3):>6.3f}")  # fmt: skip
+    print("plain 2 is a second, identical plain server: its ratios are the noise")
 
 
 if __name__ == "__main__":
