@@ -219,10 +219,24 @@ def require(path: str | Sequence[str]) -> Any:
 
 
 def snapshot() -> Snapshot:
+    """The whole configuration as one immutable :class:`Snapshot`.
+
+    Inside a request it is the request's pinned snapshot, so several reads
+    from it (or passing it to code that runs after the request) never mix
+    two versions; outside a request it is the latest one. Keep it rather
+    than calling :func:`get` repeatedly when a consistent view matters
+    across threads or background work.
+    """
     return current()
 
 
 def generation() -> int:
+    """The generation number of the configuration this request sees.
+
+    It grows by one with every published change and never repeats while the
+    service runs: use it in logs, as part of a cache key or an ETag, or to
+    tell whether two answers came from the same configuration.
+    """
     return current().generation
 
 

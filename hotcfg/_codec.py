@@ -21,7 +21,9 @@ Layout (all integers little-endian)::
         60     4  writer pid
         64     8  published at (Unix time, float64)
         72     8  last error at (Unix time, float64)
-        80     8  rejected count (publish attempts refused since creation)
+        80     8  rejected count (publish attempts refused since creation;
+                  an attempt is one read of the source, so a save read
+                  half-written and then whole counts twice)
         88     4  worker table offset
         92     4  worker table slots
         96     2  source label length      (label at 104, at most 256 bytes)

@@ -26,6 +26,8 @@ from ._settings import Settings
 from ._snapshot import Snapshot, thaw
 from ._sources import dumps
 
+NOT_RUNNING = "no running hotcfg service found (no live segment; see --dir)"
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -94,7 +96,7 @@ def _when(ts: float) -> str:
 def _cmd_status(args: argparse.Namespace) -> int:
     paths = _segment_paths(args)
     if not paths:
-        print("no hotcfg segment found (is the service running?)", file=sys.stderr)
+        print(NOT_RUNNING, file=sys.stderr)
         return 2
     reports = [_describe(p) for p in paths]
     if args.json:
@@ -131,7 +133,7 @@ def _load_live(args: argparse.Namespace) -> Snapshot | None:
                 return _codec.decode(view.buffer)
         finally:
             view.close()
-    print("no running hotcfg segment found", file=sys.stderr)
+    print(NOT_RUNNING, file=sys.stderr)
     return None
 
 

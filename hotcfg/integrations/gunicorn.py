@@ -10,7 +10,8 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
 
 * ``on_starting`` runs in the master before the first fork: the segment is
   created and the first generation published there, so the first workers
-  already start current.
+  already start current. hotcfg's log records are routed to Gunicorn's
+  error log there (:func:`route_logs`), and workers inherit that.
 * ``when_ready`` starts the watcher thread (still before any fork; forks are
   made safe by ``os.register_at_fork`` in ``_publisher``).
 * ``pre_fork`` gives the worker a slot of the worker table.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 import signal
 from collections.abc import Callable, MutableMapping
@@ -76,7 +78,46 @@ def _on_hint(signum: int, frame: FrameType | None) -> None:
         current.mark_stale()
 
 
+class _ToGunicornLog(logging.Handler):
+    """Hands hotcfg's records to Gunicorn's error log: Gunicorn's format, its
+    destination (``--error-logfile``) and its ``--log-level``, also after a
+    HUP changed it."""
+
+    def __init__(self, error_log: logging.Logger) -> None:
+        super().__init__()
+        self.error_log = error_log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.error_log.isEnabledFor(record.levelno):
+            self.error_log.handle(record)
+
+
+def route_logs(server: Arbiter) -> None:
+    """Send the ``hotcfg`` logger's records to Gunicorn's error log, unless
+    logging was configured already.
+
+    Without this they would reach Python's last-resort handler: bare
+    messages on stderr, warnings and errors only. Configured means a handler
+    or level on the ``hotcfg`` logger or a handler on the root logger (set
+    by the application, ``--log-config`` or ``logconfig_dict``): then the
+    records go where that configuration says, and nowhere else.
+    """
+    logger = logging.getLogger("hotcfg")
+    configured = (
+        logger.handlers
+        or logger.level != logging.NOTSET
+        or logging.getLogger().handlers
+    )
+    error_log = getattr(server.log, "error_log", None)
+    if configured or not isinstance(error_log, logging.Logger):
+        return
+    logger.addHandler(_ToGunicornLog(error_log))
+    logger.setLevel(logging.DEBUG)  # the handler applies Gunicorn's level
+    logger.propagate = False  # once, even if the app configures the root later
+
+
 def on_starting(server: Arbiter) -> None:
+    route_logs(server)
     try:
         publisher = _api.ensure_publisher(start_watching=False)
     except HotcfgError as exc:

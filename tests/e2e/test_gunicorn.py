@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -316,3 +317,38 @@ def test_worker_nice_out_of_range_stops_the_master_naming_it(tmp_path):
     )  # fmt: skip
     assert out.returncode != 0
     assert "HOTCFG_WORKER_NICE" in out.stdout + out.stderr
+
+
+GUNICORN_LINE = r"^\[[^\]]+\] \[{pid}\] \[{level}\] hotcfg: {text}"
+
+
+def _lines(text, pid, level, message):
+    pattern = GUNICORN_LINE.format(pid=pid, level=level, text=message)
+    return re.findall(pattern, text, flags=re.MULTILINE)
+
+
+def test_hotcfg_logs_in_gunicorns_format_once(service):
+    service.write_atomic("value: [unclosed\n")
+    service.wait_until(lambda: service.status()[0]["last_error"], "rejection")
+    service.write_atomic("value: two\n")
+    service.all_workers_answer("two")
+    log = service.log.read_text()
+    master = service.proc.pid
+    assert len(_lines(log, master, "ERROR", r"rejected .*invalid YAML")) == 1
+    assert len(_lines(log, master, "INFO", r"published generation \d+")) >= 2
+    assert log.count("hotcfg: rejected") == 1  # nothing else printed it
+
+
+def test_hotcfg_logs_follow_error_logfile_and_log_level(start_service, tmp_path):
+    errors = tmp_path / "errors.log"
+    svc = start_service(
+        tmp_path,
+        extra_args=("--error-logfile", str(errors), "--log-level", "warning"),
+    )
+    svc.write_atomic("value: [unclosed\n")
+    svc.wait_until(lambda: svc.status()[0]["last_error"], "rejection")
+    svc.wait_until(lambda: "hotcfg: rejected" in errors.read_text(), "logged")
+    text = errors.read_text()
+    assert len(_lines(text, svc.proc.pid, "ERROR", r"rejected .*invalid YAML")) == 1
+    assert "hotcfg: published" not in text  # INFO is below --log-level warning
+    assert "hotcfg" not in svc.log.read_text()  # stdout/stderr got nothing

@@ -127,3 +127,13 @@ def test_no_room_for_a_new_segment_is_a_clear_error(tmpfs):
     with pytest.raises(SegmentError, match=r"cannot reserve .* shared memory"):
         Segment.create(str(mount), name="hotcfg")
     assert list(mount.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["status", "--json"], ["get", "value"], ["dump"]]
+)
+def test_every_command_says_the_same_when_no_service_runs(tmp_path, capsys, command):
+    empty = tmp_path / "no-service"
+    empty.mkdir(mode=0o700)
+    assert cli.main([*command, "--dir", str(empty)]) == 2
+    assert capsys.readouterr().err.strip() == cli.NOT_RUNNING

@@ -353,7 +353,8 @@ def test_storm_of_changing_saves_publishes_a_few_times(config, watch):
     time.sleep(SETTLE_S + STORM_DEBOUNCE_MS / 1000)
     published = watched.snapshot().generation - before
     print(f"{saves} saves in {elapsed:.2f} s -> {published} generations")
-    assert saves / elapsed > 100
+    if saves / elapsed < 100:
+        pytest.skip(f"no storm: this machine saved {saves / elapsed:.0f} times/s")
     # One publish per max-wait window while the storm lasts, one at its end,
     # and one spare for a stall of the saving thread that looks quiet.
     assert 1 <= published <= elapsed * 1000 / MAX_WAIT_MS + 2
@@ -365,8 +366,9 @@ def test_storm_of_unchanged_saves_publishes_nothing(config, watch):
     saves = storm(config, lambda i: OLD, 2.0)
     # Saves with a different mtime each time keep the stat check busy too.
     time.sleep(SETTLE_S + STORM_DEBOUNCE_MS / 1000)
-    assert saves > 200
     assert watched.snapshot().generation == before
+    if saves < 200:
+        pytest.skip(f"no storm: this machine saved {saves} times in 2 s")
 
 
 def test_directory_deleted_then_recreated(tmp_path, config, watch, caplog):
