@@ -8,7 +8,10 @@ times, with Python's cyclic collector on as it is in a worker:
 - ``msgpack.unpackb`` of the payload: the floor of any full decode;
 - ``_codec.decode_payload``: hotcfg's decode into immutable mappings;
 - a whole switch: ``Reader.refresh()`` right after a publish (header read,
-  payload copy out of shared memory, CRC check, decode, swap).
+  payload copy out of shared memory, CRC check, decode, swap); from 256 KB
+  on, big top-level sections are decoded on first access instead;
+- the switch plus a read of every top-level key, which decodes every lazy
+  section: the cost when the worker uses all of it.
 
 Prints medians in milliseconds and each as a ratio to the floor.
 """
@@ -61,25 +64,34 @@ def median_ms(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def switch_ms(configs: list[dict[str, Any]], repeat: int, tmp: Path) -> float:
-    """Median of Reader.refresh() right after each of ``repeat`` publishes."""
+def switch_ms(
+    configs: list[dict[str, Any]], repeat: int, tmp: Path
+) -> tuple[float, float]:
+    """Medians of Reader.refresh() right after each of ``repeat`` publishes,
+    and of the same switch followed by a read of every top-level key (which
+    decodes every lazy section)."""
     path = tmp / "unused.yaml"
     path.write_text("{}\n")
     segment = Segment.create(str(tmp / "seg"), name="bench")
     publisher = Publisher(FileSource(str(path), "yaml", 64 << 20), segment)
     reader = Reader(segment.view())
-    times = []
+    switch, read_all = [], []
     try:
         for i in range(repeat):
             publisher.publish(configs[i % 2])
             start = time.perf_counter()
-            reader.refresh()
-            times.append((time.perf_counter() - start) * 1000)
+            snapshot = reader.refresh()
+            switched = time.perf_counter()
+            for key in snapshot:
+                snapshot[key]
+            end = time.perf_counter()
+            switch.append((switched - start) * 1000)
+            read_all.append((end - start) * 1000)
             assert reader.snapshot.get("version") == configs[i % 2]["version"]
     finally:
         reader.close()
         publisher.close()
-    return statistics.median(times)
+    return statistics.median(switch), statistics.median(read_all)
 
 
 def main() -> None:
@@ -90,7 +102,8 @@ def main() -> None:
     gc.enable()
     print(f"median of {args.repeat}, cyclic GC on (as in a worker); ratio to unpackb")
     print(f"{'config':>7} {'payload':>9} {'unpackb ms':>11} {'decode ms':>10} "
-          f"{'ratio':>6} {'switch ms':>10} {'ratio':>6}")  # fmt: skip
+          f"{'ratio':>6} {'switch ms':>10} {'ratio':>6} {'+ read all':>10} "
+          f"{'ratio':>6}")  # fmt: skip
     for label in args.sizes:
         configs = [make_config(SIZES[label], v) for v in (1, 2)]
         payload = msgpack.packb(configs[0], use_bin_type=True)
@@ -98,10 +111,11 @@ def main() -> None:
         decode = median_ms(lambda p=payload: _codec.decode_payload(p), args.repeat)
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["HOTCFG_SEGMENT_DIR"] = str(Path(tmp) / "seg")
-            switch = switch_ms(configs, args.repeat, Path(tmp))
+            switch, read_all = switch_ms(configs, args.repeat, Path(tmp))
         print(f"{label:>7} {len(payload):>9} {floor:>11.2f} {decode:>10.2f} "
               f"{decode / floor:>6.2f} {switch:>10.2f} "
-              f"{switch / floor:>6.2f}")  # fmt: skip
+              f"{switch / floor:>6.2f} {read_all:>10.2f} "
+              f"{read_all / floor:>6.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

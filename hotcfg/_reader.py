@@ -4,8 +4,9 @@
 8-byte read of the segment's generation compared with the one applied, so a
 lost or late hint signal never strands a worker (the generation is the
 truth; the signal only marks the reader stale). Only when the generation
-moved does it copy the payload under the seqlock, decode it, swap one
-reference and then run the change callbacks, outside any signal handler.
+moved does it copy the payload under the seqlock, decode it (a large
+config's big top-level sections only on first access), swap one reference
+and then run the change callbacks, outside any signal handler.
 
 Fork story: a reader inherited by a forked child keeps working (its mapping
 is ``MAP_SHARED``); its lock is replaced in the child because another thread
@@ -144,6 +145,7 @@ class Reader:
                     generation=header.generation,
                     published_at=header.published_at,
                     source=header.source,
+                    lazy=True,
                 )
             except (CorruptSegmentError, SegmentError, OSError, ValueError) as exc:
                 self._stale = True

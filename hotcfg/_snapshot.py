@@ -2,12 +2,14 @@
 
 PURE: no I/O, no clock. A snapshot is built once per generation by the codec
 and then shared by every request of that generation, so nothing in it can be
-mutated: mappings are ``MappingProxyType`` views and arrays are tuples.
+mutated: mappings are ``MappingProxyType`` views and arrays are tuples. The
+top level of a large configuration may be :class:`Sections`, whose big
+values are decoded on first access.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -21,6 +23,58 @@ EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 MEMO_MAX = 1024
+
+
+class Section:
+    """A top-level value still in its packed form."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: bytes) -> None:
+        self.packed = packed
+
+
+class Sections(Mapping[str, Any]):
+    """The read-only top level of a large snapshot: each :class:`Section` is
+    decoded on its first access, then kept (and its bytes dropped).
+
+    No lock: two threads that race on one section both decode it, and each
+    stores an equal immutable value; a lock inherited locked through a fork
+    would be worse than one spare decode.
+
+    Args:
+        values: top-level values, some of them :class:`Section`.
+        decode: packed bytes -> the section's frozen value.
+    """
+
+    __slots__ = ("_decode", "_values")
+
+    def __init__(self, values: dict[str, Any], decode: Callable[[bytes], Any]) -> None:
+        self._values = values
+        self._decode = decode
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._values[key]
+        if type(value) is Section:
+            value = self._values[key] = self._decode(value.packed)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values  # without decoding anything
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        pending = sum(type(v) is Section for v in self._values.values())
+        return f"<Sections {len(self._values)} keys, {pending} not decoded yet>"
+
+    def decode_all(self) -> None:
+        for key in self._values:
+            self[key]
 
 
 def split_path(path: str | Sequence[str]) -> tuple[str, ...]:
@@ -87,6 +141,9 @@ class Snapshot(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data  # a lazy section stays packed
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.data)

@@ -1,6 +1,7 @@
 """A plain WSGI app for the end-to-end tests: it answers what hotcfg gives it.
 
 GET /            {"pid", "generation", "value"} for the key ``value``
+GET /?key=a.b    the same, "value" being the value at ``a.b``
 GET /twice?wait=PATH
                  reads ``value``, creates PATH.read, waits until PATH exists,
                  reads it again
@@ -41,7 +42,8 @@ def app(environ, start_response):
             second_generation=hotcfg.generation(),
         )
     else:
-        body.update(generation=hotcfg.generation(), value=hotcfg.get("value"))
+        key = query.get("key", ["value"])[0]
+        body.update(generation=hotcfg.generation(), value=hotcfg.get(key))
     data = json.dumps(body).encode()
     start_response("200 OK", [("Content-Type", "application/json")])
     return [data]

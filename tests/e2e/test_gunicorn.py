@@ -352,3 +352,21 @@ def test_hotcfg_logs_follow_error_logfile_and_log_level(start_service, tmp_path)
     assert len(_lines(text, svc.proc.pid, "ERROR", r"rejected .*invalid YAML")) == 1
     assert "hotcfg: published" not in text  # INFO is below --log-level warning
     assert "hotcfg" not in svc.log.read_text()  # stdout/stderr got nothing
+
+
+def _large_config(marker):
+    """YAML over the size where big top-level sections are decoded lazily."""
+    lines = ["value: small", "big:", f"  marker: {marker}", "  filler:"]
+    lines += [f"    key{i:05d}: {'x' * 40}" for i in range(7000)]
+    return "\n".join(lines) + "\n"
+
+
+def test_workers_serve_a_lazily_decoded_section_after_a_change(start_service, tmp_path):
+    svc = start_service(tmp_path, config=_large_config("one"))
+    svc.all_workers_answer("one", path="/?key=big.marker")
+    svc.write_atomic(_large_config("two"))
+    svc.all_workers_answer("two", path="/?key=big.marker")
+    answer = svc.get("/?key=big.filler.key06999")
+    assert answer["value"] == "x" * 40
+    assert answer["generation"] == svc.status()[0]["generation"]
+    assert svc.get()["value"] == "small"
