@@ -106,6 +106,7 @@ class Server:
         config: the config file hotcfg (or the peer app) reads.
         env: extra environment (``HOTCFG_*``, ``PEER`` ...).
         hotcfg: run with hotcfg's ``gunicorn_conf.py`` (its hooks).
+        worker_nice: ``HOTCFG_WORKER_NICE`` (None: unchanged).
     """
 
     def __init__(
@@ -117,6 +118,7 @@ class Server:
         env: Mapping[str, str] | None = None,
         hotcfg: bool = True,
         size: int = 10_000,
+        worker_nice: int | None = None,
     ) -> None:
         self.workers = workers
         self.config = config
@@ -127,6 +129,7 @@ class Server:
             HOTCFG_SOURCE=str(config),
             HOTCFG_SEGMENT_DIR=str(config.parent / "seg"),
             HOTCFG_MAX_BYTES=str(max(8 << 20, 2 * size)),
+            HOTCFG_WORKER_NICE="" if worker_nice is None else str(worker_nice),
             **(env or {}),
         )
         cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers),

@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import statistics
-import time
 import tracemalloc
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import Any
 
 import msgpack
-from switch_cost import make_config
+from switch_cost import make_config, median_ms
 
 from hotcfg import _codec
 
@@ -50,27 +47,6 @@ def split(config: dict[str, Any], sections: int) -> dict[str, Any]:
         f"section{i:04d}": dict(flags[i * per : (i + 1) * per])
         for i in range(sections)
     }
-
-
-def unpack(data: bytes) -> Any:
-    collecting = gc.isenabled()
-    gc.disable()  # as _codec.decode_payload does
-    try:
-        return msgpack.unpackb(
-            data, raw=False, use_list=False, object_hook=MappingProxyType
-        )
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def median_ms(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def held_bytes(build: Callable[[], object]) -> int:
@@ -102,11 +78,11 @@ def main() -> None:
             first = next(iter(parts.values()))
             floor = median_ms(lambda w=whole: msgpack.unpackb(w), args.repeat)
             full = median_ms(lambda w=whole: _codec.decode_payload(w), args.repeat)
-            switch = median_ms(lambda p=lazy: unpack(p), args.repeat)
-            one = median_ms(lambda f=first: unpack(f), args.repeat)
+            switch = median_ms(lambda p=lazy: _codec._unpack(p), args.repeat)
+            one = median_ms(lambda f=first: _codec._unpack(f), args.repeat)
 
             def everything(p: bytes = lazy) -> list[Any]:
-                return [unpack(b) for b in unpack(p).values()]
+                return [_codec._unpack(b) for b in _codec._unpack(p).values()]
 
             total = median_ms(everything, args.repeat)
             pack_whole = median_ms(
@@ -120,7 +96,7 @@ def main() -> None:
                 args.repeat,
             )
             mem_full = held_bytes(lambda w=whole: _codec.decode_payload(w))
-            mem_lazy = held_bytes(lambda p=lazy: (unpack(p), everything(p)))
+            mem_lazy = held_bytes(lambda p=lazy: (_codec._unpack(p), everything(p)))
             print(f"{label:>6} {sections:>8} {floor:>8.2f} {full:>7.2f} "
                   f"{switch:>11.3f} {one:>10.2f} {total:>7.2f} "
                   f"{total / floor:>6.2f} {pack_parts / pack_whole:>6.2f} "

@@ -33,16 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import Load, Server, config_text, fetch, p95, workers_of
+from harness import Load, Server, config_text, fetch, p95, prepare_write, workers_of
 
 PEERS = ["hotcfg", "hup", "watch", "stat", "stat1s"]
 APPS = {"flask": "peer_app:flask_app", "wsgi": "peer_app:app"}
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -72,9 +66,9 @@ def start_server(
             "PEER": peer,
             "PEER_CONFIG": str(config),
             "HOTCFG_DEBOUNCE_MS": "0",
-            "HOTCFG_WORKER_NICE": "" if worker_nice is None else str(worker_nice),
         },
         hotcfg=peer == "hotcfg",
+        worker_nice=worker_nice,
         size=size,
     )
 
@@ -83,7 +77,7 @@ def one_round(server: Server, load: Load, peer: str, value: int) -> Round:
     before = {pid: a["parses"] for pid, a in _snapshot_answers(server).items()}
     coverage = load.wait_all(server.workers, time.monotonic())
     start = time.monotonic()
-    write_atomically(server.config, config_text(value, 10_000))
+    prepare_write(server.config, config_text(value, 10_000), "rename")()
     if peer == "hup":
         os.kill(server.proc.pid, signal.SIGHUP)
     elapsed = load.wait_all(server.workers, start, value)

@@ -64,11 +64,9 @@ def measure(
             "tests.apps.probe_app:app",
             workers,
             config,
-            env={
-                "HOTCFG_DEBOUNCE_MS": str(debounce_ms),
-                "HOTCFG_WORKER_NICE": "" if worker_nice is None else str(worker_nice),
-            },
+            env={"HOTCFG_DEBOUNCE_MS": str(debounce_ms)},
             size=size,
+            worker_nice=worker_nice,
         )
         try:
             pids = workers_of(server.proc.pid)

@@ -27,16 +27,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from harness import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = "hello_app:app"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(with_hotcfg: bool, workers: int, tmp: Path) -> tuple[subprocess.Popen, int]:

@@ -564,7 +564,7 @@ def decode_payload(
 
     def section(code: int, data: bytes) -> Any:
         if code != SECTION_EXT:
-            raise ValueError(f"unexpected ext type {code}")
+            return _no_ext(code, data)
         found = Section(data)
         sections.append(found)
         return found
