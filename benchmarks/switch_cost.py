@@ -34,6 +34,7 @@ from hotcfg import _codec
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
 from hotcfg._segment import Segment
+from hotcfg._settings import Settings
 from hotcfg._sources import FileSource
 
 SIZES = {"10 KB": 10_000, "100 KB": 100_000, "1 MB": 1_000_000, "10 MB": 10_000_000}
@@ -73,7 +74,7 @@ def switch_ms(
     path = tmp / "unused.yaml"
     path.write_text("{}\n")
     segment = Segment.create(str(tmp / "seg"), name="bench")
-    publisher = Publisher(FileSource(str(path), "yaml", 64 << 20), segment)
+    publisher = Publisher(FileSource(str(path), "yaml", 64 << 20), segment, Settings())
     reader = Reader(segment.view())
     switch, read_all = [], []
     try:

@@ -19,11 +19,12 @@ module lock is replaced in the child.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
@@ -59,22 +60,74 @@ def settings() -> Settings:
         return _settings
 
 
-def configure(source: str | os.PathLike[str] | None = None, **options: Any) -> None:
+def resolve_settings(*, base_dir: str) -> Settings:
+    """Resolve the settings now, a relative source against ``base_dir``,
+    unless they were resolved already (Gunicorn: its ``--chdir``)."""
+    global _settings
+    with _lock:
+        if _settings is None:
+            _settings = Settings.resolve(base_dir=base_dir)
+        return _settings
+
+
+def configure(
+    source: str | os.PathLike[str] | None = None,
+    *,
+    format: str | None = None,
+    debounce_ms: float | None = None,
+    hint_signal: str | int | None = None,
+    validator: str | None = None,
+    schema: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    validator_warn_ms: float | None = None,
+    max_bytes: int | None = None,
+    segment_dir: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    start_empty: bool | None = None,
+    watch: str | None = None,
+    poll_interval_ms: float | None = None,
+    worker_nice: int | None = None,
+) -> None:
     """Set this process's settings explicitly, before hotcfg is first used.
 
+    Each argument is the ``HOTCFG_*`` variable of the same name (``hint_signal``
+    is ``HOTCFG_SIGNAL``), parsed the same way, and wins over it; ``None``
+    leaves it to the environment. A relative ``source`` is made absolute now.
+
     Args:
-        source: the config file (overrides ``HOTCFG_SOURCE``).
-        **options: any other :class:`~hotcfg._settings.Settings` field, e.g.
-            ``debounce_ms=50`` or ``validator="app.config:check"``.
+        source: the config file (``HOTCFG_SOURCE``).
+        format: ``yaml``, ``json`` or ``toml`` (default: from the suffix).
+        debounce_ms: quiet time after file events before reading the file.
+        hint_signal: signal name or number telling workers to look, or ``"none"``.
+        validator: ``"package.module:function"`` run on every new document.
+        schema: a JSON Schema file every document must satisfy.
+        model: ``"package.module:Class"`` every document must fit.
+        validator_warn_ms: log a validator that runs longer than this, again
+            each time as long passes, and show it in ``hotcfg status``.
+        max_bytes: largest config file accepted.
+        segment_dir: private directory of the shared segment.
+        name: segment file name prefix.
+        start_empty: start with an empty config when the source is bad.
+        watch: ``auto``, ``events`` or ``poll``.
+        poll_interval_ms: how often the file is stat'ed.
+        worker_nice: nice value of Gunicorn workers.
 
     Raises:
+        ConfigError: a value cannot be understood, naming its variable.
         HotcfgError: hotcfg is already running in this process.
     """
     global _settings
+    resolved = Settings.resolve(
+        source=source, format=format, debounce_ms=debounce_ms,
+        hint_signal=hint_signal, validator=validator, schema=schema, model=model,
+        validator_warn_ms=validator_warn_ms, max_bytes=max_bytes,
+        segment_dir=segment_dir, name=name, start_empty=start_empty, watch=watch,
+        poll_interval_ms=poll_interval_ms, worker_nice=worker_nice,
+    )  # fmt: skip
     with _lock:
         if _publisher is not None or _reader is not None:
             raise HotcfgError("hotcfg is already running in this process")
-        _settings = Settings.resolve(source=source, **options)
+        _settings = resolved
 
 
 def configure_from(values: Mapping[str, Any]) -> None:
@@ -122,23 +175,26 @@ def ensure_publisher(*, start_watching: bool = True) -> Publisher:
             cfg = settings()
             source = FileSource.from_settings(cfg)
             segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
-            publisher = Publisher(
-                source,
-                segment,
-                debounce_ms=cfg.debounce_ms,
-                watch=cfg.watch,
-                poll_interval_ms=cfg.poll_interval_ms,
-            )
             try:
-                publisher.publish_from_source(raise_errors=not cfg.start_empty)
-            except HotcfgError:
+                publisher = Publisher(source, segment, cfg)
+            except BaseException:
                 segment.close(unlink=True)
                 raise
+            try:
+                publisher.publish_from_source(raise_errors=not cfg.start_empty)
+            except BaseException:
+                publisher.close()  # removes the segment
+                raise
             _publisher = publisher
-            atexit.register(publisher.close)  # inert in forked children (pid check)
         if start_watching:
             _publisher.start_watching()
         return _publisher
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    # Inert in forked children: the publisher checks the pid.
+    shutdown()
 
 
 def attach_worker(*, slot: int | None) -> Reader:
@@ -151,6 +207,31 @@ def attach_worker(*, slot: int | None) -> Reader:
             _reader.close()
         _reader = Reader(_publisher.segment.view(), slot=slot, callbacks=_callbacks)
         return _reader
+
+
+def running_publisher() -> Publisher | None:
+    """The publisher of this process if there is one; never creates it."""
+    return _publisher
+
+
+def hint() -> None:
+    """A publish happened: look at the segment soon. Safe in a signal handler
+    (only sets a flag)."""
+    current = _reader
+    if current is not None:
+        current.mark_stale()
+
+
+def forget_worker(slot: int) -> None:
+    """Free a worker's table slot after it exited (master only)."""
+    if _publisher is not None:
+        _publisher.forget_worker(slot)
+
+
+def shutdown() -> None:
+    """Stop watching and remove the segment (the creating process only)."""
+    if _publisher is not None:
+        _publisher.close()
 
 
 def reader() -> Reader:
@@ -199,6 +280,44 @@ def unpin(token: contextvars.Token[Snapshot | None] | None = None) -> None:
 
 def pinned() -> Snapshot | None:
     return _pinned.get()
+
+
+class RequestScope:
+    """One request's snapshot, for the framework integrations.
+
+    Opening pins a snapshot unless a server hook pinned one already
+    (Gunicorn's ``pre_request``); :meth:`close` ends only a pin it made, and
+    only once. Usable as a context manager or, where the end of a request is
+    a callback (Flask's teardown, a WSGI body's ``close``), by hand.
+
+    Attributes:
+        snapshot: the snapshot every ``get()`` of this request sees.
+    """
+
+    __slots__ = ("_token", "snapshot")
+
+    def __init__(self) -> None:
+        self._token = pin_once()
+        self.snapshot = current()
+
+    @property
+    def pinned_here(self) -> bool:
+        """Whether this scope made the pin (and :meth:`close` will end it)."""
+        return self._token is not None
+
+    def close(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                _pinned.reset(token)
+            except ValueError:  # closed from another context (a WSGI body's close)
+                _pinned.set(None)
+
+    def __enter__(self) -> Snapshot:
+        return self.snapshot
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def get(path: str | Sequence[str], default: Any = None) -> Any:
@@ -263,6 +382,30 @@ def resource(
     once, at import time.
     """
     return Resource(path, factory, close, snapshot=current)
+
+
+@contextlib.contextmanager
+def isolated(cfg: Settings) -> Iterator[None]:
+    """Run with a fresh process state under ``cfg``; on leaving, whatever
+    ran inside is closed (its segment removed) and the previous state is
+    back (``hotcfg.testing``). Change callbacks stay registered throughout.
+    """
+    global _settings, _publisher, _reader
+    with _lock:
+        saved = (_settings, _publisher, _reader)
+        _settings, _publisher, _reader = cfg, None, None
+    token = _pinned.set(None)
+    try:
+        yield
+    finally:
+        with _lock:
+            inner_publisher, inner_reader = _publisher, _reader
+            _settings, _publisher, _reader = saved
+        _pinned.reset(token)
+        if inner_reader is not None:
+            inner_reader.close()
+        if inner_publisher is not None:
+            inner_publisher.close()
 
 
 def _reset_lock_in_child() -> None:

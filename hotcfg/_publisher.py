@@ -6,6 +6,13 @@ decoded back exactly as a worker will decode it; on any failure the live
 generation stays, the reason goes into the segment's header (for
 ``hotcfg status``) and into the log, once per distinct reason.
 
+User code runs here (validators, the schema and model checks): nothing it
+does may stop publishing. Whatever it raises is a rejection (see
+``_validate.run_validators``), and a validator that hangs is reported, not
+interrupted: a thread cannot be, so the monitor thread logs "validating
+since" every ``HOTCFG_VALIDATOR_WARN_MS`` and ``hotcfg status`` shows it
+(docs/design.md, "User code in the master").
+
 Fork story: Gunicorn forks workers from the main thread while the watcher
 thread may be publishing. ``os.register_at_fork`` takes every publisher's
 write lock before a fork, so a child never starts with a half-written
@@ -23,13 +30,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from . import _codec
+from . import _codec, _validate
 from ._errors import ConfigError, HotcfgError
 from ._segment import Segment
 from ._settings import Settings
-from ._sources import FileSource
+from ._sources import FileSource, validators_for
 from ._watch import Watcher
 
 _logger = logging.getLogger(__name__)
@@ -54,10 +62,22 @@ def validate_source(settings: Settings) -> tuple[dict[str, Any], bytes]:
         ConfigError: with the file, the place and the reason.
     """
     source = FileSource.from_settings(settings)
-    data = source.load()
+    data = _validate.run_validators(
+        source.load(), validators_for(settings), source=source.path
+    )
     payload = _codec.encode(data, source=source.path)
     _codec.decode_payload(payload)
     return data, payload
+
+
+@dataclass(slots=True)
+class Validating:
+    """A validator running now: what ``status`` and the monitor report."""
+
+    name: str
+    since: float  # Unix time, for people
+    started: float  # monotonic, for the monitor
+    warnings: int = 0
 
 
 class Publisher:
@@ -66,34 +86,37 @@ class Publisher:
     Args:
         source: where documents come from.
         segment: the segment this process created.
+        settings: the resolved settings (validators, watching, debounce).
         notify: called after each new generation (Gunicorn: hint the workers).
-        debounce_ms: quiet time after file events before reading the file.
-        watch: ``auto``, ``events`` or ``poll`` (see :class:`Watcher`).
-        poll_interval_ms: how often the watcher stats the file.
+
+    Raises:
+        ConfigError: a validator, schema or model named in ``settings``
+            cannot be loaded.
     """
 
     def __init__(
         self,
         source: FileSource,
         segment: Segment,
+        settings: Settings,
         *,
         notify: Callable[[], None] = _no_notify,
-        debounce_ms: float = 100.0,
-        watch: str = "auto",
-        poll_interval_ms: float = 1000.0,
     ) -> None:
         self.source = source
         self.segment = segment
+        self.settings = settings
+        self.validators = validators_for(settings)
         self.notify = notify
-        self.debounce_ms = debounce_ms
-        self.watch = watch
-        self.poll_interval_ms = poll_interval_ms
         self._owner_pid = os.getpid()
         self._serial = threading.RLock()  # one publish at a time
         self._write_lock = threading.Lock()  # held across segment writes; quiesces fork
         self._digest: bytes | None = None
         self._last_error: str | None = None
         self._watcher: Watcher | None = None
+        self._busy = threading.Condition()
+        self._validating: Validating | None = None
+        self._monitor: threading.Thread | None = None
+        self._closing = False
         _LIVE.add(self)
 
     @property
@@ -109,6 +132,11 @@ class Publisher:
         """The reason the last attempt was rejected, or None if it succeeded."""
         return self._last_error
 
+    @property
+    def validating(self) -> Validating | None:
+        """The validator running now, if any."""
+        return self._validating
+
     def publish_from_source(self, *, raise_errors: bool = False) -> int | None:
         """Read the source and publish it if it is valid and changed.
 
@@ -122,18 +150,88 @@ class Publisher:
             return None
         with self._serial:
             try:
-                data = self.source.load()
-                return self.publish(data)
+                return self.publish(self._validate(self.source.load()))
             except HotcfgError as exc:
                 self._reject(exc)
                 if raise_errors:
                     raise
+            except KeyboardInterrupt as exc:
+                # Ctrl-C in the main thread (the first publish, a reload)
+                # stops the program; anywhere else it is just an exception.
+                if threading.current_thread() is threading.main_thread():
+                    raise
+                self._reject(exc, unexpected=True)
             # Nothing may escape into the watcher thread: report and keep serving.
-            except Exception as exc:
+            except BaseException as exc:
                 self._reject(exc, unexpected=True)
                 if raise_errors:
                     raise
             return None
+
+    def _validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Run the user's validators, telling the monitor which one runs."""
+        if not self.validators:
+            return data
+        try:
+            return _validate.run_validators(
+                data,
+                self.validators,
+                source=self.source.path,
+                started=self._started,
+                interruptible=threading.current_thread() is threading.main_thread(),
+            )
+        finally:
+            self._finished()
+
+    def _started(self, name: str) -> None:
+        with self._busy:
+            self._validating = Validating(name, time.time(), time.monotonic())
+            if self._monitor is None:
+                self._monitor = threading.Thread(
+                    target=self._watch_validators, name="hotcfg-monitor", daemon=True
+                )
+                self._monitor.start()
+            self._busy.notify_all()
+
+    def _finished(self) -> None:
+        with self._busy:
+            busy, self._validating = self._validating, None
+            self._busy.notify_all()
+        if busy is not None and busy.warnings:
+            _logger.warning(
+                "hotcfg: %s returned after %.1f s",
+                busy.name,
+                time.monotonic() - busy.started,
+            )
+
+    def _watch_validators(self) -> None:
+        """Log a validator that runs for long, again each time as long passes.
+
+        The watcher thread is inside the validator and cannot be interrupted;
+        this thread only makes the wait visible.
+        """
+        period = self.settings.validator_warn_ms / 1000.0
+        with self._busy:
+            while not self._closing:
+                busy = self._validating
+                if busy is None:
+                    self._busy.wait()
+                    continue
+                now = time.monotonic()
+                due = busy.started + period * (busy.warnings + 1)
+                if now < due:
+                    self._busy.wait(due - now)
+                    continue
+                busy.warnings += 1
+                _logger.warning(
+                    "hotcfg: validating %s since %s (%.0f s) in %s; generation %d "
+                    "keeps serving, and the newest content is validated next",
+                    self.source.path,
+                    time.strftime("%H:%M:%S", time.localtime(busy.since)),
+                    now - busy.started,
+                    busy.name,
+                    self.generation,
+                )
 
     def publish(self, data: Mapping[str, Any]) -> int | None:
         """Publish an already validated mapping as the next generation.
@@ -233,17 +331,35 @@ class Publisher:
             return
         self._watcher = Watcher(
             self.source.path,
-            debounce_ms=self.debounce_ms,
+            debounce_ms=self.settings.debounce_ms,
             on_change=self.publish_from_source,
-            poll_interval_ms=self.poll_interval_ms,
-            mode=self.watch,
+            poll_interval_ms=self.settings.poll_interval_ms,
+            mode=self.settings.watch,
         )
         self._watcher.start()
+
+    def request_publish(self) -> None:
+        """Read the source again soon (Gunicorn's HUP).
+
+        When watching, the watcher thread does it: the caller (the arbiter's
+        main loop) must not wait for a validator that may hang.
+        """
+        if not self._active:
+            return
+        if self._watcher is not None:
+            self._watcher.notice()
+        else:
+            self.publish_from_source()
 
     def close(self) -> None:
         """Stop watching and remove the segment (only in the creating process)."""
         if not self._active:
             return
+        with self._busy:
+            if self._closing:  # closed already (atexit after an explicit close)
+                return
+            self._closing = True
+            self._busy.notify_all()
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
@@ -265,7 +381,9 @@ def _after_fork_in_child() -> None:
     for publisher in list(_LIVE):
         publisher._write_lock = threading.Lock()
         publisher._serial = threading.RLock()
+        publisher._busy = threading.Condition()
         publisher._watcher = None  # its threads do not exist in the child
+        publisher._monitor = None
 
 
 os.register_at_fork(

@@ -70,13 +70,22 @@ class ChangeCallbacks:
                     continue
             try:
                 callback(before, after)
-            # A callback is user code: log it and carry on with the others.
-            except Exception:
-                _logger.exception(
-                    "hotcfg: change callback %r failed for generation %d",
-                    getattr(callback, "__qualname__", callback),
-                    new.generation,
-                )
+            except KeyboardInterrupt:
+                if threading.current_thread() is threading.main_thread():
+                    raise
+                _log_callback_failure(callback, new.generation)
+            # A callback is user code: whatever it raises, SystemExit included,
+            # is logged, and the others still run.
+            except BaseException:
+                _log_callback_failure(callback, new.generation)
+
+
+def _log_callback_failure(callback: ChangeCallback, generation: int) -> None:
+    _logger.exception(
+        "hotcfg: change callback %r failed for generation %d",
+        getattr(callback, "__qualname__", callback),
+        generation,
+    )
 
 
 _LIVE: weakref.WeakSet[Reader] = weakref.WeakSet()

@@ -1,39 +1,54 @@
 """Every hotcfg setting, resolved once: explicit argument > ``HOTCFG_*`` > default.
 
-=====================  ==============================  =======================
-environment variable   meaning                          default
-=====================  ==============================  =======================
-HOTCFG_SOURCE          path of the config file          (required)
-HOTCFG_FORMAT          yaml, json or toml               from the file suffix
-HOTCFG_DEBOUNCE_MS     quiet time after file events     100
-HOTCFG_SIGNAL          hint signal name, or ``none``    SIGURG
-HOTCFG_VALIDATOR       ``module:function`` validator    none
-HOTCFG_SCHEMA          path of a JSON Schema file       none
-HOTCFG_MODEL           ``module:Class`` to fit          none
-HOTCFG_MAX_BYTES       largest config file accepted     8388608 (8 MiB)
-HOTCFG_SEGMENT_DIR     where the shared segment lives   /dev/shm/hotcfg-<uid>
-HOTCFG_NAME            segment name prefix              hotcfg
-HOTCFG_START_EMPTY     start with {} if the source is   false
-                       bad at startup (else refuse)
-HOTCFG_WATCH           auto, events or poll             auto
-HOTCFG_POLL_INTERVAL_MS
-                       how often the file is stat'ed    1000
-                       and the watcher checked (ms)
-HOTCFG_WORKER_NICE     nice value Gunicorn workers      unchanged
-                       set for themselves (-20..19)
-=====================  ==============================  =======================
+The one place that knows a setting's default and how its text is parsed.
+Explicit arguments (``hotcfg.configure(debounce_ms=50)``, Flask's
+``app.config``, Django's ``settings.HOTCFG``) go through the same parsing as
+the environment, so ``50``, ``"50"`` and ``50.0`` mean the same and a bad
+value is refused at startup, naming the variable, instead of failing later
+at every publish. Everything else receives a :class:`Settings`.
+
+=========================  ==============================  ===================
+environment variable       meaning                         default
+=========================  ==============================  ===================
+HOTCFG_SOURCE              path of the config file         (required)
+HOTCFG_FORMAT              yaml, json or toml              from the suffix
+HOTCFG_DEBOUNCE_MS         quiet time after file events    100
+HOTCFG_SIGNAL              hint signal name, or ``none``   SIGURG
+HOTCFG_VALIDATOR           ``module:function`` validator   none
+HOTCFG_SCHEMA              path of a JSON Schema file      none
+HOTCFG_MODEL               ``module:Class`` to fit         none
+HOTCFG_VALIDATOR_WARN_MS   log (and show in ``status``) a  5000
+                           validator running this long
+HOTCFG_MAX_BYTES           largest config file accepted    8388608 (8 MiB)
+HOTCFG_SEGMENT_DIR         where the shared segment lives  /dev/shm/hotcfg-<uid>
+HOTCFG_NAME                segment name prefix             hotcfg
+HOTCFG_START_EMPTY         start with {} if the source is  false
+                           bad at startup (else refuse)
+HOTCFG_WATCH               auto, events or poll            auto
+HOTCFG_POLL_INTERVAL_MS    how often the file is stat'ed   1000
+                           and the watcher checked (ms)
+HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
+                           set for themselves (-20..19)
+=========================  ==============================  ===================
+
+A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
+resolved, against the directory given (Gunicorn's ``--chdir``) or the
+current one: an application that changes directory later must not move the
+watched file.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ._errors import ConfigError
+from ._loaders import FORMATS, format_for
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -47,17 +62,24 @@ def default_segment_dir() -> str:
 
 
 def parse_signal(value: str) -> int | None:
-    """``"SIGURG"``, ``"URG"`` or ``"23"`` -> the number; ``"none"`` -> None."""
+    """``"SIGURG"``, ``"URG"`` or ``"23"`` -> the number; ``"none"`` -> None.
+
+    Raises:
+        ValueError: not a signal this system knows.
+    """
     text = value.strip().upper()
     if text in {"NONE", "OFF", "0", ""}:
         return None
     if text.isdigit():
-        return int(text)
+        number = int(text)
+        if number not in {int(s) for s in signal.valid_signals()}:
+            raise ValueError(f"no signal number {number} on this system")
+        return number
     name = text if text.startswith("SIG") else f"SIG{text}"
     try:
         return int(signal.Signals[name])
     except KeyError:
-        raise ConfigError(f"unknown signal {value!r}", source="HOTCFG_SIGNAL") from None
+        raise ValueError(f"unknown signal {value!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +93,7 @@ class Settings:
     validator: str | None = None
     schema: str | None = None
     model: str | None = None
+    validator_warn_ms: float = 5000.0
     max_bytes: int = 8 * 1024 * 1024
     segment_dir: str | None = None
     name: str = "hotcfg"
@@ -81,62 +104,96 @@ class Settings:
 
     @classmethod
     def resolve(
-        cls, environ: Mapping[str, str] | None = None, **explicit: Any
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        base_dir: str | None = None,
+        **explicit: Any,
     ) -> Settings:
         """Explicit keyword arguments win over ``HOTCFG_*`` variables.
 
+        Args:
+            environ: the variables (default ``os.environ``).
+            base_dir: what a relative source is relative to (default: the
+                current directory, now).
+            **explicit: field values, as text or as their type; ``None``
+                leaves a field to the environment.
+
         Raises:
-            ConfigError: a variable's value cannot be understood.
+            ConfigError: a value cannot be understood, naming its variable.
         """
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(variable(f.name))
-            if raw is not None:
-                values[f.name] = _convert(f.name, raw)
-        values.update({k: v for k, v in explicit.items() if v is not None})
-        if isinstance(values.get("hint_signal"), str):
-            values["hint_signal"] = parse_signal(values["hint_signal"])
-        if values.get("source") is not None:
-            values["source"] = os.fspath(values["source"])
-        return replace(cls(), **values)
+        values: dict[str, Any] = {
+            f.name: env[variable(f.name)]
+            for f in fields(cls)
+            if variable(f.name) in env
+        }
+        values.update((k, v) for k, v in explicit.items() if v is not None)
+        return cls().updated(base_dir=base_dir, **values)
+
+    def updated(self, *, base_dir: str | None = None, **changes: Any) -> Settings:
+        """These settings with ``changes`` (field names, values as text or as
+        their type; ``None`` changes nothing), parsed as :meth:`resolve` does.
+        A new source without a new format gets the format of its suffix.
+
+        Raises:
+            ConfigError: a value cannot be understood, naming its variable.
+        """
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ConfigError("unknown hotcfg setting", source=", ".join(unknown))
+        values = {
+            name: _convert(name, _as_text(value))
+            for name, value in changes.items()
+            if value is not None
+        }
+        source = values.get("source")
+        if source is not None:
+            values["source"] = os.path.abspath(
+                os.path.join(base_dir or os.getcwd(), source)
+            )
+            if values.get("format") is None:
+                try:
+                    values["format"] = format_for(values["source"])
+                except ConfigError as exc:
+                    raise ConfigError(exc.reason, source="HOTCFG_SOURCE") from None
+        return replace(self, **values)
 
     @classmethod
     def from_mapping(
-        cls, values: Mapping[str, Any], environ: Mapping[str, str] | None = None
+        cls,
+        values: Mapping[str, Any],
+        environ: Mapping[str, str] | None = None,
+        *,
+        base_dir: str | None = None,
     ) -> Settings:
         """Settings from a framework's own configuration (Flask's ``app.config``,
         Django's ``settings.HOTCFG``), keys named like the ``HOTCFG_*`` variables.
 
-        The values go through the same parsing as the variables, so ``50``,
-        ``"50"``, ``True`` and ``"yes"`` mean what they mean there. They win
+        The values go through the same parsing as the variables, and win
         over the environment: the application's configuration is the more
         deliberate choice. ``None`` leaves a setting to the environment.
 
         Raises:
             ConfigError: an unknown key, or a value that cannot be understood.
         """
-        env = dict(os.environ if environ is None else environ)
-        known = {variable(f.name) for f in fields(cls)}
+        by_variable = {variable(f.name): f.name for f in fields(cls)}
+        explicit: dict[str, Any] = {}
         for key, value in values.items():
-            if key not in known:
+            if key not in by_variable:
                 raise ConfigError("unknown hotcfg setting", source=key)
-            if value is not None:
-                env[key] = _as_text(value)
-        return cls.resolve(env)
+            explicit[by_variable[key]] = value
+        return cls.resolve(environ, base_dir=base_dir, **explicit)
 
     def differences(self, other: Settings, variables: Iterable[str]) -> list[str]:
         """Which of ``variables`` (``HOTCFG_*`` names) differ between two settings."""
         by_variable = {variable(f.name): f.name for f in fields(self)}
-        differing = []
-        for var in variables:
-            name = by_variable[var]
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if name == "source" and mine and theirs:
-                mine, theirs = os.path.abspath(mine), os.path.abspath(theirs)
-            if mine != theirs:
-                differing.append(var)
-        return differing
+        return [
+            var
+            for var in variables
+            if getattr(self, by_variable[var]) != getattr(other, by_variable[var])
+        ]
 
     @property
     def resolved_segment_dir(self) -> str:
@@ -156,40 +213,99 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def _milliseconds(*, positive: bool) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        value = float(raw)
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            kind = "positive" if positive else "non-negative"
+            raise ValueError(f"expected a {kind} number of milliseconds")
+        return value
+
+    return parse
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _format(raw: str) -> str:
+    value = raw.strip().lower()
+    return _choice(FORMATS)("yaml" if value == "yml" else value)
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered not in _TRUE | _FALSE:
+        raise ValueError("expected true or false")
+    return lowered in _TRUE
+
+
+def _byte_count(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("expected a positive number of bytes")
+    return value
+
+
+def _nice(raw: str) -> int | None:
+    if not raw.strip():
+        return None
+    nice = int(raw)
+    if not -20 <= nice <= 19:
+        raise ValueError("a nice value is between -20 and 19")
+    return nice
+
+
+def _import_spec(raw: str) -> str | None:
+    spec = raw.strip()
+    if not spec:
+        return None
+    module, sep, attr = spec.partition(":")
+    if not (module and sep and attr):
+        raise ValueError(f"{spec!r} must look like 'package.module:name'")
+    return spec
+
+
+def _text(raw: str) -> str | None:
+    return raw or None
+
+
+def _name(raw: str) -> str:
+    name = raw.strip()
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError("expected a file name prefix without '/'")
+    return name
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "source": _text,
+    "format": lambda raw: _format(raw) if raw.strip() else None,
+    "debounce_ms": _milliseconds(positive=False),
+    "hint_signal": parse_signal,
+    "validator": _import_spec,
+    "schema": _text,
+    "model": _import_spec,
+    "validator_warn_ms": _milliseconds(positive=True),
+    "max_bytes": _byte_count,
+    "segment_dir": _text,
+    "name": _name,
+    "start_empty": _boolean,
+    "watch": _choice(WATCH_MODES),
+    "poll_interval_ms": _milliseconds(positive=True),
+    "worker_nice": _nice,
+}
+
+
 def _convert(name: str, raw: str) -> Any:
-    var = variable(name)
     try:
-        if name == "hint_signal":
-            return parse_signal(raw)
-        if name in {"debounce_ms"}:
-            value: Any = float(raw)
-            if value < 0:
-                raise ValueError("negative")
-            return value
-        if name == "max_bytes":
-            return int(raw)
-        if name == "poll_interval_ms":
-            value = float(raw)
-            if not value > 0:
-                raise ValueError("must be a positive number of milliseconds")
-            return value
-        if name == "worker_nice":
-            if not raw.strip():
-                return None
-            nice = int(raw)
-            if not -20 <= nice <= 19:
-                raise ValueError("a nice value is between -20 and 19")
-            return nice
-        if name == "watch":
-            mode = raw.strip().lower()
-            if mode not in WATCH_MODES:
-                raise ValueError(f"expected one of {', '.join(WATCH_MODES)}")
-            return mode
-        if name == "start_empty":
-            lowered = raw.strip().lower()
-            if lowered not in _TRUE | _FALSE:
-                raise ValueError("expected true or false")
-            return lowered in _TRUE
-        return raw or None
+        return _PARSERS[name](raw)
     except ValueError as exc:
-        raise ConfigError(f"invalid value: {exc}", source=var) from exc
+        raise ConfigError(
+            f"invalid value {raw!r}: {exc}", source=variable(name)
+        ) from exc

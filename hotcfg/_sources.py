@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import _loaders, _typed, _validate
@@ -62,14 +61,9 @@ def read_capped(path: str, *, max_bytes: int) -> bytes:
     return content
 
 
-def load_document(
-    content: bytes,
-    *,
-    fmt: str,
-    source: str,
-    validators: Sequence[_validate.Validator] = (),
-) -> dict[str, Any]:
-    """Parse and validate one document (everything but reading it)."""
+def load_document(content: bytes, *, fmt: str, source: str) -> dict[str, Any]:
+    """Parse one document and check it is a publishable mapping (everything
+    but reading it, and the user's validators)."""
     if not content.strip():
         raise SourceError("file is empty", source=source)
     data = _loaders.parse(content, fmt=fmt, source=source)
@@ -77,68 +71,86 @@ def load_document(
         # TOML has no way to write an empty document but comments and blank
         # lines: treat it like YAML's comment-only file (a truncated write).
         data = None
-    data = _validate.check_document(data, source=source)
-    return _validate.run_validators(data, validators, source=source)
+    return _validate.check_document(data, source=source)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class FileSource:
-    """A configuration file with its format and validators.
+    """A configuration file and its format.
+
+    It reads and parses; whether a document is good beyond being a mapping
+    of plain values is for the validators, which the publisher runs.
 
     Attributes:
         path: absolute path of the file (it may not exist yet).
-        label: how the source is named in the segment and in ``status``.
+        fmt: ``yaml``, ``json`` or ``toml``.
+        max_bytes: largest file accepted.
     """
 
     path: str
     fmt: str
     max_bytes: int
-    validators: Sequence[_validate.Validator] = field(default_factory=tuple)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FileSource:
-        """Build the source described by ``settings``.
+        """The source described by ``settings`` (resolved: absolute, with a format).
 
         Raises:
             NotConfiguredError: no source given.
-            ConfigError: unknown format, or a bad validator or schema.
         """
-        if not settings.source:
+        if not settings.source or not settings.format:
             raise NotConfiguredError(
                 "no configuration source: set HOTCFG_SOURCE to a YAML, JSON or "
                 "TOML file, or call hotcfg.configure(source=...)"
             )
-        path = os.path.abspath(settings.source)
-        fmt = settings.format or _loaders.format_for(path)
-        validators: list[_validate.Validator] = []
-        if settings.validator:
-            validators.append(_validate.import_validator(settings.validator))
-        if settings.schema:
-            validators.append(load_schema(settings.schema))
-        if settings.model:
-            model = _typed.import_model(settings.model)
-            validators.append(_typed.model_validator(model))
-        return cls(path, fmt, settings.max_bytes, tuple(validators))
+        return cls(settings.source, settings.format, settings.max_bytes)
 
     @property
     def label(self) -> str:
         return f"file:{self.path}"
 
     def load(self) -> dict[str, Any]:
-        """Read, parse and validate the file now.
+        """Read and parse the file now.
 
         Raises:
             ConfigError: with the file, the place and the reason.
         """
         content = read_capped(self.path, max_bytes=self.max_bytes)
-        return load_document(
-            content, fmt=self.fmt, source=self.path, validators=self.validators
+        return load_document(content, fmt=self.fmt, source=self.path)
+
+
+def validators_for(settings: Settings) -> tuple[_validate.NamedValidator, ...]:
+    """The user's checks that ``settings`` name, in the order they run:
+    ``HOTCFG_VALIDATOR``, ``HOTCFG_SCHEMA``, ``HOTCFG_MODEL``.
+
+    Raises:
+        ConfigError: a validator or model cannot be imported, or the schema
+            cannot be read or is not a valid JSON Schema.
+    """
+    validators: list[_validate.NamedValidator] = []
+    if settings.validator:
+        validators.append(
+            (
+                f"validator {settings.validator}",
+                _validate.import_validator(settings.validator),
+            )
         )
+    if settings.schema:
+        validators.append(
+            (
+                f"schema {settings.schema}",
+                load_schema(settings.schema, max_bytes=settings.max_bytes),
+            )
+        )
+    if settings.model:
+        model = _typed.import_model(settings.model)
+        validators.append((f"model {settings.model}", _typed.model_validator(model)))
+    return tuple(validators)
 
 
-def load_schema(path: str) -> _validate.Validator:
+def load_schema(path: str, *, max_bytes: int) -> _validate.Validator:
     """A validator for the JSON Schema file at ``path`` (JSON or YAML)."""
-    content = read_capped(path, max_bytes=8 * 1024 * 1024)
+    content = read_capped(path, max_bytes=max_bytes)
     fmt = "json" if path.endswith(".json") else _loaders.format_for(path)
     schema = _loaders.parse(content, fmt=fmt, source=path)
     if not isinstance(schema, dict):

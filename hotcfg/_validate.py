@@ -221,31 +221,54 @@ def schema_validator(schema: Mapping[str, Any], *, label: str) -> Validator:
     return validate
 
 
+NamedValidator = tuple[str, Validator]
+
+
 def run_validators(
-    data: dict[str, Any], validators: Iterable[Validator], *, source: str
+    data: dict[str, Any],
+    validators: Iterable[NamedValidator],
+    *,
+    source: str,
+    started: Callable[[str], object] | None = None,
+    interruptible: bool = True,
 ) -> dict[str, Any]:
     """Run user validators in order; each sees the previous one's result.
 
-    Anything a validator raises becomes a :class:`ValidationError` naming the
-    source: a validator is user code, and the publisher must survive it.
+    A validator is user code, and the publisher must outlive it: whatever it
+    raises, ``SystemExit`` (a command-line style check calling
+    ``sys.exit()``) and other ``BaseException`` subclasses included, becomes
+    a :class:`ValidationError` naming the source and the validator, and so
+    does ``KeyboardInterrupt`` unless ``interruptible``: Ctrl-C in the main
+    thread must still stop the program, anywhere else it is one more
+    exception.
+
+    Args:
+        validators: ``(name, validator)`` pairs; the name is how logs and
+            ``hotcfg status`` refer to it.
+        started: told each validator's name just before it runs (the
+            publisher's "validating since" record).
     """
-    for validator in validators:
+    for name, validator in validators:
+        if started is not None:
+            started(name)
         try:
             result = validator(data)
+        except KeyboardInterrupt:
+            if interruptible:
+                raise
+            raise ValidationError(
+                f"rejected by {name}: KeyboardInterrupt", source=source
+            ) from None
         except ConfigError as exc:
             raise ValidationError(
                 exc.reason, source=source, line=exc.line, column=exc.column,
                 key_path=exc.key_path,
             ) from exc  # fmt: skip
-        # A validator is user code: whatever it raises is a rejection, not a crash.
-        except Exception as exc:
+        except BaseException as exc:  # user code; see the docstring
             raise ValidationError(
-                f"rejected by validator: {type(exc).__name__}: {exc}", source=source
+                f"rejected by {name}: {type(exc).__name__}: {exc}", source=source
             ) from exc
         if result is None:  # a validator that only checks may return nothing
             continue
         data = check_document(result, source=source)
     return data
-
-
-ValidatorFactory = Callable[[], Validator]

@@ -169,8 +169,8 @@ class Watcher:
         *,
         debounce_ms: float,
         on_change: Callable[[], object],
-        poll_interval_ms: float = 1000.0,
-        mode: str = "auto",
+        poll_interval_ms: float,
+        mode: str,
     ) -> None:
         if mode not in WATCH_MODES:
             raise ValueError(f"unknown watch mode {mode!r}")
@@ -347,10 +347,11 @@ class Watcher:
                 self._guarded(self._on_change)
 
     def _guarded(self, action: Callable[[], object]) -> None:
-        # The watcher must outlive any failure: log it and keep watching.
+        # The watcher must outlive any failure, SystemExit from user code
+        # included (this is never the main thread): log it and keep watching.
         try:
             action()
-        except Exception:
+        except BaseException:
             _logger.exception("hotcfg: error while handling a change to %s", self.path)
 
     def stop(self, timeout_s: float = 5.0) -> None:

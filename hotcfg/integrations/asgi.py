@@ -39,9 +39,5 @@ class HotcfgMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        token = _api.pin_once()
-        try:
-            await self.app({**scope, "hotcfg": _api.current()}, receive, send)
-        finally:
-            if token is not None:
-                _api.unpin(token)
+        with _api.RequestScope() as snapshot:
+            await self.app({**scope, "hotcfg": snapshot}, receive, send)

@@ -17,7 +17,6 @@ itself, and the first request starts the in-process publisher and watcher.
 
 from __future__ import annotations
 
-import contextvars
 from typing import Any
 
 from flask import Flask, g
@@ -26,7 +25,7 @@ from werkzeug.local import LocalProxy
 from hotcfg import _api
 from hotcfg._snapshot import Snapshot
 
-_TOKEN = "_hotcfg_token"
+_SCOPE = "_hotcfg_scope"
 
 #: The snapshot of the current request (outside one, the latest).
 current_config: Snapshot = LocalProxy(_api.current)  # type: ignore[assignment]
@@ -60,16 +59,15 @@ class HotCfg:
 
 
 def _pin() -> None:
-    token = _api.pin_once()
-    if token is not None:
-        setattr(g, _TOKEN, token)
-    g.hotcfg = _api.current()
+    scope = _api.RequestScope()
+    setattr(g, _SCOPE, scope)
+    g.hotcfg = scope.snapshot
 
 
 def _unpin(exc: BaseException | None) -> None:
-    token: contextvars.Token[Snapshot | None] | None = g.pop(_TOKEN, None)
-    if token is not None:
-        _api.unpin(token)
+    scope: _api.RequestScope | None = g.pop(_SCOPE, None)
+    if scope is not None:
+        scope.close()
 
 
 def _template_context() -> dict[str, Any]:

@@ -22,7 +22,8 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
   loaded and our hint handler is safe to install.
 * ``pre_request`` / ``post_request`` pin one snapshot per request, for any
   WSGI app, without code changes.
-* ``child_exit`` frees the slot; ``on_reload`` (HUP) re-reads the source;
+* ``child_exit`` frees the slot; ``on_reload`` (HUP) has the watcher re-read
+  the source;
   ``on_exit`` removes the segment.
 
 Gunicorn checks each hook's exact number of positional parameters, so every
@@ -72,10 +73,7 @@ def _hint_workers(server: Arbiter, signum: int | None) -> None:
 
 
 def _on_hint(signum: int, frame: FrameType | None) -> None:
-    # Only sets a flag: the switch happens at the next request boundary.
-    current = _api._reader
-    if current is not None:
-        current.mark_stale()
+    _api.hint()  # only sets a flag: the switch happens at the next request boundary
 
 
 class _ToGunicornLog(logging.Handler):
@@ -119,14 +117,19 @@ def route_logs(server: Arbiter) -> None:
 def on_starting(server: Arbiter) -> None:
     route_logs(server)
     try:
+        # A relative HOTCFG_SOURCE is relative to where Gunicorn runs (its
+        # --chdir), whatever directory a preloaded app has moved to since.
+        settings = _api.resolve_settings(base_dir=server.cfg.chdir)
         publisher = _api.ensure_publisher(start_watching=False)
     except HotcfgError as exc:
         # Gunicorn prints a RuntimeError from the arbiter's start as
         # "Error: ..." and exits 1, instead of a traceback.
         raise RuntimeError(f"hotcfg: {exc}") from exc
-    publisher.notify = partial(_hint_workers, server, _api.settings().hint_signal)
+    publisher.notify = partial(_hint_workers, server, settings.hint_signal)
     server.log.info(
-        "hotcfg: segment %s, generation %d",
+        "hotcfg: source %s (%s), segment %s, generation %d",
+        publisher.source.path,
+        publisher.source.fmt,
         publisher.segment.path,
         publisher.generation,
     )
@@ -177,19 +180,17 @@ def post_request(worker: Worker, req: Any, environ: Any, resp: Any) -> None:
 
 def child_exit(server: Arbiter, worker: Worker) -> None:
     slot = getattr(worker, _SLOT_ATTR, None)
-    publisher = _api._publisher
-    if slot is not None and publisher is not None:
-        publisher.forget_worker(slot)
+    if slot is not None:
+        _api.forget_worker(slot)
 
 
 def on_reload(server: Arbiter) -> None:
-    _api.ensure_publisher().publish_from_source()
+    # Through the watcher thread: the arbiter must not wait on a validator.
+    _api.ensure_publisher().request_publish()
 
 
 def on_exit(server: Arbiter) -> None:
-    publisher = _api._publisher
-    if publisher is not None:
-        publisher.close()
+    _api.shutdown()
 
 
 # name -> (our hook, arity, whether ours runs before the user's)

@@ -19,8 +19,9 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 class _Unpinning:
     """Wraps the response body so the pin lasts until the server closes it."""
 
-    def __init__(self, body: Iterable[bytes]) -> None:
+    def __init__(self, body: Iterable[bytes], scope: _api.RequestScope) -> None:
         self._body = body
+        self._scope = scope
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._body)
@@ -31,7 +32,7 @@ class _Unpinning:
             if close is not None:
                 close()
         finally:
-            _api.unpin()
+            self._scope.close()
 
 
 class HotcfgMiddleware:
@@ -43,12 +44,13 @@ class HotcfgMiddleware:
     def __call__(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        token = _api.pin_once()
-        if token is None:  # Gunicorn's pre_request hook pinned it
+        scope = _api.RequestScope()
+        if not scope.pinned_here:  # Gunicorn's pre_request hook pinned it
+            # The body goes back untouched (Gunicorn's sendfile needs its type).
             return self.app(environ, start_response)
         try:
             body = self.app(environ, start_response)
         except BaseException:
-            _api.unpin(token)
+            scope.close()
             raise
-        return _Unpinning(body)
+        return _Unpinning(body, scope)

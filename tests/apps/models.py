@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,3 +52,14 @@ class PydApp(pydantic.BaseModel):
     name: str
     pool: PydPool
     tags: list[str] = []
+
+
+@dataclass(frozen=True)
+class Exiting:
+    """A model whose own check calls ``sys.exit()`` for ``value: exit``."""
+
+    value: str
+
+    def __post_init__(self) -> None:
+        if self.value == "exit":
+            sys.exit(4)

@@ -32,6 +32,7 @@ class Service:
         extra_args=(),
         app="tests.apps.probe_app:app",
         config="value: one\n",
+        cwd=None,
     ):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
@@ -67,6 +68,7 @@ class Service:
                 app,
             ],
             env=env,
+            cwd=cwd,
             stdout=self._logf,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -92,7 +92,7 @@ CONFLICT = textwrap.dedent(
     same, other = Flask("same"), Flask("other")
     same.config["HOTCFG_SOURCE"] = sys.argv[1]
     HotCfg(same)                             # agrees: accepted
-    other.config["HOTCFG_SOURCE"] = sys.argv[1] + ".other"
+    other.config["HOTCFG_SOURCE"] = sys.argv[1] + ".other.yaml"
     try:
         HotCfg(other)
     except hotcfg.ConfigError as exc:

@@ -19,6 +19,7 @@ import pytest
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
 from hotcfg._segment import Segment
+from hotcfg._settings import Settings
 from hotcfg._sources import FileSource
 from hotcfg._watch import Watcher, fingerprint
 
@@ -53,13 +54,10 @@ class Watched:
     def __init__(self, path, *, mode="auto", debounce_ms=DEBOUNCE_MS, poll_ms=POLL_MS):
         source = FileSource(str(path), "yaml", 1 << 20)
         self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="w")
-        self.publisher = Publisher(
-            source,
-            self.segment,
-            debounce_ms=debounce_ms,
-            watch=mode,
-            poll_interval_ms=poll_ms,
+        settings = Settings(
+            debounce_ms=debounce_ms, watch=mode, poll_interval_ms=poll_ms
         )
+        self.publisher = Publisher(source, self.segment, settings)
         self.publisher.publish_from_source(raise_errors=True)
         self.publisher.start_watching()
         self.reader = Reader(self.segment.view())
@@ -477,7 +475,11 @@ def test_watcher_outlives_a_failing_callback(config, caplog):
             raise RuntimeError("publish failed")
 
     watcher = Watcher(
-        str(config), debounce_ms=DEBOUNCE_MS, on_change=on_change, mode="events"
+        str(config),
+        debounce_ms=DEBOUNCE_MS,
+        on_change=on_change,
+        poll_interval_ms=POLL_MS,
+        mode="events",
     )
     watcher.start()
     try:
@@ -494,7 +496,13 @@ def test_a_stat_change_is_read_again_at_the_next_tick(config):
     """Timestamps are coarser than writes: a same-size rewrite right after a
     stat may leave it unchanged, so each change is read once more. Driven
     tick by tick (no thread), so the two reads cannot merge into one burst."""
-    watcher = Watcher(str(config), debounce_ms=0, on_change=lambda: None, mode="poll")
+    watcher = Watcher(
+        str(config),
+        debounce_ms=0,
+        on_change=lambda: None,
+        poll_interval_ms=POLL_MS,
+        mode="poll",
+    )
     watcher._fingerprint = fingerprint(str(config))
     far = time.monotonic() + 3600
 
@@ -505,7 +513,6 @@ def test_a_stat_change_is_read_again_at_the_next_tick(config):
     assert not tick_reads()
     write_in_place(config, new_text("racy"))
     assert [tick_reads(), tick_reads(), tick_reads()] == [True, True, False]
-
 
 
 def move_pairing_delays(directory):

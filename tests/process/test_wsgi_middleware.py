@@ -1,16 +1,16 @@
 """The WSGI middleware pins one snapshot per request, then releases it."""
 
-import textwrap
+from wsgiref.util import setup_testing_defaults
 
-from . import run_script
+import pytest
 
-SCRIPT = textwrap.dedent(
-    """
-    from wsgiref.util import setup_testing_defaults
-    from hotcfg import _api
-    import hotcfg
-    from hotcfg.integrations.wsgi import HotcfgMiddleware
+import hotcfg
+from hotcfg import _api
+from hotcfg.integrations.wsgi import HotcfgMiddleware
+from hotcfg.testing import use_config
 
+
+def test_middleware_pins_until_the_body_is_closed():
     seen = []
 
     def app(environ, start_response):
@@ -18,20 +18,26 @@ SCRIPT = textwrap.dedent(
         start_response("200 OK", [])
         return [b"ok"]
 
-    wrapped = HotcfgMiddleware(app)
     environ = {}
     setup_testing_defaults(environ)
-    body = wrapped(environ, lambda *a: None)
-    assert list(body) == [b"ok"]
-    assert _api.pinned() is not None  # held until the server closes the body
-    body.close()
-    print(seen, _api.pinned())
-    """
-)
+    with use_config({"value": "one"}) as config:
+        body = HotcfgMiddleware(app)(environ, lambda *a: None)
+        config.set({"value": "two"})
+        assert hotcfg.get("value") == "one"  # still this request's snapshot
+        assert list(body) == [b"ok"]
+        body.close()
+        assert _api.pinned() is None
+        assert hotcfg.get("value") == "two"
+    assert seen == [(True, "one")]
 
 
-def test_middleware_pins_and_unpins(tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text("value: one\n")
-    output = run_script(SCRIPT, config)
-    assert output == "[(True, 'one')] None"
+def test_an_app_that_raises_leaves_no_pin():
+    def app(environ, start_response):
+        raise RuntimeError("boom")
+
+    environ = {}
+    setup_testing_defaults(environ)
+    with use_config({"value": "one"}):
+        with pytest.raises(RuntimeError, match="boom"):
+            HotcfgMiddleware(app)(environ, lambda *a: None)
+        assert _api.pinned() is None

@@ -372,7 +372,7 @@ def master(tmp_path):
             }
         )
         segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="hotcfg")
-        publisher = Publisher(FileSource.from_settings(settings), segment)
+        publisher = Publisher(FileSource.from_settings(settings), segment, settings)
         made.append(publisher)
         assert publisher.publish_from_source(raise_errors=True) == 1
         callbacks = ChangeCallbacks()

@@ -132,12 +132,15 @@ def test_a_workers_switch_leaves_sections_packed_and_callbacks_see_them(tmp_path
     from hotcfg._publisher import Publisher
     from hotcfg._reader import ChangeCallbacks, Reader
     from hotcfg._segment import Segment
+    from hotcfg._settings import Settings
     from hotcfg._sources import FileSource
 
     source = tmp_path / "unused.yaml"
     source.write_text("{}\n")
     segment = Segment.create(str(tmp_path / "seg"), name="t")
-    publisher = Publisher(FileSource(str(source), "yaml", 64 << 20), segment)
+    publisher = Publisher(
+        FileSource(str(source), "yaml", 64 << 20), segment, Settings()
+    )
     changes = []
     callbacks = ChangeCallbacks()
     callbacks.add("rules.k00002.name", lambda old, new: changes.append((old, new)))

@@ -13,6 +13,7 @@ from hotcfg import Snapshot, ValidationError
 from hotcfg._errors import ConfigError
 from hotcfg._sources import load_document
 from hotcfg._typed import import_model, model_validator, to_model
+from hotcfg._validate import run_validators
 from tests.apps.models import App, Db, Pool, PydApp
 
 GOOD = {
@@ -220,14 +221,16 @@ def test_pydantic_model():
 
 
 def test_model_validator_rejects_before_publishing():
-    validators = [model_validator(import_model("tests.apps.models:App"))]
-    good = json.dumps(GOOD).encode()
-    assert (
-        load_document(good, fmt="json", source="c.json", validators=validators) == GOOD
-    )
+    validators = [("model", model_validator(import_model("tests.apps.models:App")))]
+
+    def load(content, fmt, source):
+        document = load_document(content, fmt=fmt, source=source)
+        return run_validators(document, validators, source=source)
+
+    assert load(json.dumps(GOOD).encode(), "json", "c.json") == GOOD
     bad = b'db: {url: u, pool: {size: "' + SECRET.encode() + b'"}}\n'
     with pytest.raises(ValidationError) as info:
-        load_document(bad, fmt="yaml", source="c.yaml", validators=validators)
+        load(bad, "yaml", "c.yaml")
     assert str(info.value).startswith("c.yaml: at db.pool.size: expected int, got str")
     assert SECRET not in str(info.value)
 

@@ -8,14 +8,12 @@ hook has pinned already, and this only exposes that snapshot.
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 from hotcfg import _api
-from hotcfg._snapshot import Snapshot
 
 
 class HotcfgMiddleware:
@@ -31,27 +29,12 @@ class HotcfgMiddleware:
     def __call__(self, request: Any) -> Any:
         if self._async:
             return self._acall(request)
-        token = _pin(request)
-        try:
+        with _api.RequestScope() as snapshot:
+            request.hotcfg = snapshot
             return self.get_response(request)
-        finally:
-            _unpin(token)
 
     async def _acall(self, request: Any) -> Any:
-        token = _pin(request)
-        try:
+        with _api.RequestScope() as snapshot:
+            request.hotcfg = snapshot
             response: Awaitable[Any] = self.get_response(request)
             return await response
-        finally:
-            _unpin(token)
-
-
-def _pin(request: Any) -> contextvars.Token[Snapshot | None] | None:
-    token = _api.pin_once()
-    request.hotcfg = _api.current()
-    return token
-
-
-def _unpin(token: contextvars.Token[Snapshot | None] | None) -> None:
-    if token is not None:
-        _api.unpin(token)

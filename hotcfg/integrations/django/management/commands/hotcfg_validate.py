@@ -5,7 +5,6 @@ Without a path it checks the configured source. Exits 1 when invalid.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -24,7 +23,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped here
     def handle(self, *args: Any, path: str | None = None, **options: Any) -> None:
         settings = _api.settings()
         if path is not None:
-            settings = dataclasses.replace(settings, source=path, format=None)
+            settings = settings.updated(source=path)
         try:
             data, payload = validate_source(settings)
         except HotcfgError as exc:

@@ -1,0 +1,97 @@
+"""One settings path: the environment, ``configure()`` and framework
+mappings go through the same parsing, and a bad value stops startup naming
+its variable."""
+
+import signal
+
+import pytest
+
+import hotcfg
+from hotcfg import _api
+from hotcfg._errors import ConfigError
+from hotcfg._settings import Settings
+
+
+def test_explicit_values_are_parsed_like_the_environment():
+    from_env = Settings.resolve(
+        {
+            "HOTCFG_DEBOUNCE_MS": "50",
+            "HOTCFG_SIGNAL": "usr1",
+            "HOTCFG_START_EMPTY": "yes",
+            "HOTCFG_MAX_BYTES": "1024",
+        }
+    )
+    explicit = Settings.resolve(
+        {}, debounce_ms=50, hint_signal="SIGUSR1", start_empty=True, max_bytes="1024"
+    )
+    assert from_env == explicit
+    assert explicit.hint_signal == signal.SIGUSR1
+    assert explicit.debounce_ms == 50.0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "variable"),
+    [
+        ("format", "yamll", "HOTCFG_FORMAT"),
+        ("debounce_ms", -1, "HOTCFG_DEBOUNCE_MS"),
+        ("debounce_ms", "nan", "HOTCFG_DEBOUNCE_MS"),
+        ("hint_signal", "SIGNOPE", "HOTCFG_SIGNAL"),
+        ("hint_signal", 999, "HOTCFG_SIGNAL"),
+        ("validator", "no_colon", "HOTCFG_VALIDATOR"),
+        ("model", "pkg.mod:", "HOTCFG_MODEL"),
+        ("max_bytes", 0, "HOTCFG_MAX_BYTES"),
+        ("name", "../x", "HOTCFG_NAME"),
+        ("start_empty", "maybe", "HOTCFG_START_EMPTY"),
+        ("validator_warn_ms", 0, "HOTCFG_VALIDATOR_WARN_MS"),
+    ],
+)
+def test_a_bad_value_is_refused_at_once_naming_the_variable(field, value, variable):
+    with pytest.raises(ConfigError, match=f"^{variable}: invalid value"):
+        Settings.resolve({}, **{field: value})
+    with pytest.raises(ConfigError, match=f"^{variable}: invalid value"):
+        Settings.resolve({variable: str(value)})
+
+
+def test_configure_refuses_a_bad_format_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match="HOTCFG_FORMAT"):
+        hotcfg.configure(tmp_path / "c.yaml", format="yamll")
+
+
+def test_an_unknown_setting_is_refused():
+    with pytest.raises(ConfigError, match="unknown hotcfg setting"):
+        Settings.resolve({}, debounce=5)
+
+
+def test_the_format_comes_from_the_suffix_at_resolve_time(tmp_path):
+    assert Settings.resolve({}, source=tmp_path / "c.yml").format == "yaml"
+    assert Settings.resolve({}, source="c.conf", format="toml").format == "toml"
+    with pytest.raises(ConfigError, match=r"^HOTCFG_SOURCE: cannot tell the format"):
+        Settings.resolve({"HOTCFG_SOURCE": str(tmp_path / "c.conf")})
+
+
+def test_a_relative_source_is_made_absolute_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.resolve({"HOTCFG_SOURCE": "conf/c.yaml"})
+    monkeypatch.chdir("/")
+    assert settings.source == str(tmp_path / "conf" / "c.yaml")
+    based = Settings.resolve({"HOTCFG_SOURCE": "c.yaml"}, base_dir="/srv/app")
+    assert based.source == "/srv/app/c.yaml"
+
+
+def test_resolve_settings_keeps_what_configure_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(_api, "_settings", None)
+    monkeypatch.setenv("HOTCFG_SOURCE", "c.yaml")
+    assert _api.resolve_settings(base_dir=str(tmp_path)).source == str(
+        tmp_path / "c.yaml"
+    )
+    assert _api.resolve_settings(base_dir="/elsewhere").source == str(
+        tmp_path / "c.yaml"
+    )
+
+
+def test_updated_reparses_and_refinds_the_format(tmp_path):
+    settings = Settings.resolve({}, source=tmp_path / "a.yaml", debounce_ms=5)
+    moved = settings.updated(source=tmp_path / "b.json")
+    assert (moved.format, moved.debounce_ms) == ("json", 5.0)
+    with pytest.raises(ConfigError, match="HOTCFG_WATCH"):
+        settings.updated(watch="inotify")
