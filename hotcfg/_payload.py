@@ -1,9 +1,9 @@
 """The payload format: validated mapping <-> msgpack bytes <-> Snapshot.
 
-Owns msgpack (:func:`encode`, :func:`decode_payload`), the frozen values a
-worker serves (read-only maps, arrays as tuples), lazy sections
-(:func:`decode_section`), and :func:`decode`, the one call "segment bytes
-in, Snapshot out" that joins the two halves.
+Owns msgpack (:func:`encode`, :func:`decode_payload`), the frozen values
+a worker serves (maps as ``_snapshot.FrozenDict``, arrays as tuples), lazy
+sections (:func:`decode_section`), and :func:`decode`, the one call
+"segment bytes in, Snapshot out" that joins the two halves.
 
 PURE: bytes in, values out. Must not import ``os``, ``mmap``, ``signal``,
 ``threading`` or ``time``. It may import ``_layout`` (for :func:`decode`),
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
 from typing import Any
 
 import msgpack
 
 from ._errors import CorruptSegmentError, ValidationError
 from ._layout import MAX_PAYLOAD_BYTES, Buffer, read_consistent
-from ._snapshot import Section, Sections, Snapshot
+from ._snapshot import FrozenDict, Section, Sections, Snapshot
 
 # Lazy sections. In a large payload, each top-level value that packs to at
 # least SECTION_MIN_BYTES is stored as an ext value holding its own packed
@@ -90,7 +89,7 @@ def _unpack(packed: bytes, ext_hook: Callable[[int, bytes], Any] = _no_ext) -> A
             raw=False,
             use_list=False,
             strict_map_key=True,
-            object_hook=MappingProxyType,
+            object_hook=FrozenDict,
             ext_hook=ext_hook,
         )
     finally:

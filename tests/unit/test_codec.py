@@ -1,5 +1,6 @@
 import contextlib
 import gc
+import json
 
 import msgpack
 import pytest
@@ -59,6 +60,9 @@ def test_round_trip_over_generations(docs):
         snap = _payload.decode(buf)
         assert snap.generation == generation
         assert thaw_equal(snap, doc)
+        # Values serialize as they are, with no thaw().
+        assert json.loads(json.dumps(dict(snap))) == json.loads(json.dumps(doc))
+        assert msgpack.packb(dict(snap)) == msgpack.packb(doc)
 
 
 def test_fresh_segment_is_generation_zero_and_empty():
