@@ -6,7 +6,7 @@
 The first input byte picks a target; the rest is its input:
 
 * ``segment``: a segment built from the input (valid magic, header fields
-  and payload chosen by the fuzzer) through ``_codec.decode``; only a
+  and payload chosen by the fuzzer) through ``_payload.decode``; only a
   Snapshot or a CorruptSegmentError may come out.
 * ``reader``: such a segment in a real shared mapping (``memfd``) read by
   a worker's ``Reader``: ``refresh()`` must never raise.
@@ -47,14 +47,14 @@ with atheris.instrument_imports():
     import msgpack
     import yaml
 
-    from hotcfg import _codec, _sources
+    from hotcfg import _layout, _payload, _sources
     from hotcfg._errors import CorruptSegmentError, HotcfgError
     from hotcfg._reader import Reader
     from hotcfg._segment import SegmentView
     from hotcfg._snapshot import Snapshot
 
 TARGETS = ("segment", "reader", "raw", "payload", "yaml", "json", "toml")
-SIZE = _codec.DATA_START + 4096
+SIZE = _layout.DATA_START + 4096
 tried: collections.Counter[str] = collections.Counter()
 crashes: collections.Counter[str] = collections.Counter()
 first_crash: dict[str, str] = {}
@@ -65,31 +65,31 @@ max_runs = 0
 
 def build_segment(fdp: atheris.FuzzedDataProvider) -> bytearray:
     buf = bytearray(SIZE)
-    _codec.format_segment(buf, capacity=SIZE, writer_pid=1)
+    _layout.format_segment(buf, capacity=SIZE, writer_pid=1)
     payload = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 4096))
-    at = _codec.DATA_START
+    at = _layout.DATA_START
     buf[at : at + len(payload)] = payload
 
     def field(honest: int, bits: int) -> int:
         lie = fdp.ConsumeIntInRange(0, 2**bits - 1)
         return honest if fdp.ConsumeBool() else lie
 
-    _codec._FIXED.pack_into(
-        buf, 0, _codec.MAGIC,
-        field(_codec.LAYOUT_VERSION, 16), field(0, 16),
-        field(_codec.HEADER_SIZE, 32), field(0, 64), field(1, 64),
+    _layout._FIXED.pack_into(
+        buf, 0, _layout.MAGIC,
+        field(_layout.LAYOUT_VERSION, 16), field(0, 16),
+        field(_layout.HEADER_SIZE, 32), field(0, 64), field(1, 64),
         field(SIZE, 64), field(at, 64), field(len(payload), 64),
         field(zlib.crc32(payload), 32), field(1, 32),
         fdp.ConsumeRegularFloat(), fdp.ConsumeRegularFloat(),
-        field(0, 64), field(_codec.TABLE_OFFSET, 32),
-        field(_codec.WORKER_SLOTS, 32), field(0, 16), field(0, 16),
+        field(0, 64), field(_layout.TABLE_OFFSET, 32),
+        field(_layout.WORKER_SLOTS, 32), field(0, 16), field(0, 16),
     )  # fmt: skip
     return buf
 
 
 def decode_segment(buf: bytes | bytearray) -> None:
     try:
-        snap = _codec.decode(buf)
+        snap = _payload.decode(buf)
     except CorruptSegmentError:
         return
     if not isinstance(snap, Snapshot) or not all(isinstance(k, str) for k in snap):
@@ -109,7 +109,7 @@ def read_as_worker(buf: bytearray) -> None:
 
 def decode_payload(data: bytes) -> None:
     with contextlib.suppress(CorruptSegmentError):
-        _codec.decode_payload(data)
+        _payload.decode_payload(data)
 
 
 def load_config(data: bytes, fmt: str) -> None:
@@ -119,10 +119,10 @@ def load_config(data: bytes, fmt: str) -> None:
         return
     # The master publishes only what a worker decodes back to the same data.
     try:
-        payload = _codec.encode(doc)
+        payload = _payload.encode(doc)
     except HotcfgError:
         return
-    _codec.decode_payload(payload)
+    _payload.decode_payload(payload)
 
 
 def one_input(data: bytes) -> None:
@@ -168,18 +168,18 @@ def seed_corpus(directory: Path) -> None:
     """Valid inputs of every target, so the fuzzer starts past the first checks."""
     doc = {"db": {"host": "h", "port": 5432}, "flags": [True, None, 1.5], "n": -1}
     seg = bytearray(SIZE)
-    _codec.format_segment(seg, capacity=SIZE, writer_pid=1)
-    payload = _codec.encode(doc)
-    crc = _codec.write_payload(seg, _codec.DATA_START, payload)
-    _codec.commit(
-        seg, generation=1, offset=_codec.DATA_START, length=len(payload), crc=crc,
+    _layout.format_segment(seg, capacity=SIZE, writer_pid=1)
+    payload = _payload.encode(doc)
+    crc = _layout.write_payload(seg, _layout.DATA_START, payload)
+    _layout.commit(
+        seg, generation=1, offset=_layout.DATA_START, length=len(payload), crc=crc,
         published_at=1.0, source="seed", writer_pid=1,
     )  # fmt: skip
     toml = b'n = -1\nflags = [true, 1.5]\n[db]\nhost = "h"\nport = 5432\n'
     seeds = {
         "segment": bytes(64) + payload,
         "reader": bytes(64) + payload,
-        "raw": bytes(seg[: _codec.DATA_START + len(payload)]),
+        "raw": bytes(seg[: _layout.DATA_START + len(payload)]),
         "payload": msgpack.packb(doc),
         "yaml": yaml.safe_dump(doc).encode() + b"a: &a [1]\nb: *a\n",
         "json": json.dumps(doc).encode(),

@@ -10,7 +10,7 @@ configs split into 1, 10, 100 and 1000 top-level sections it times, with
 the cyclic GC on as in a worker:
 
 - ``unpackb``: ``msgpack.unpackb`` of the whole payload, the floor of a full
-  decode; ``full``: hotcfg's decode today (``_codec.decode_payload``);
+  decode; ``full``: hotcfg's decode today (``_payload.decode_payload``);
 - ``lazy switch``: unpacking the outer map of per-section bytes;
 - ``+1 section``: decoding one section on its first access;
 - ``all``: the switch plus every section decoded;
@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 from switch_cost import make_config, median_ms
 
-from hotcfg import _codec
+from hotcfg import _payload
 
 SIZES = {"1 MB": 1_000_000, "10 MB": 10_000_000}
 SECTIONS = (1, 10, 100, 1000)
@@ -77,12 +77,12 @@ def main() -> None:
             lazy = msgpack.packb(parts, use_bin_type=True)
             first = next(iter(parts.values()))
             floor = median_ms(lambda w=whole: msgpack.unpackb(w), args.repeat)
-            full = median_ms(lambda w=whole: _codec.decode_payload(w), args.repeat)
-            switch = median_ms(lambda p=lazy: _codec._unpack(p), args.repeat)
-            one = median_ms(lambda f=first: _codec._unpack(f), args.repeat)
+            full = median_ms(lambda w=whole: _payload.decode_payload(w), args.repeat)
+            switch = median_ms(lambda p=lazy: _payload._unpack(p), args.repeat)
+            one = median_ms(lambda f=first: _payload._unpack(f), args.repeat)
 
             def everything(p: bytes = lazy) -> list[Any]:
-                return [_codec._unpack(b) for b in _codec._unpack(p).values()]
+                return [_payload._unpack(b) for b in _payload._unpack(p).values()]
 
             total = median_ms(everything, args.repeat)
             pack_whole = median_ms(
@@ -95,8 +95,8 @@ def main() -> None:
                 ),
                 args.repeat,
             )
-            mem_full = held_bytes(lambda w=whole: _codec.decode_payload(w))
-            mem_lazy = held_bytes(lambda p=lazy: (_codec._unpack(p), everything(p)))
+            mem_full = held_bytes(lambda w=whole: _payload.decode_payload(w))
+            mem_lazy = held_bytes(lambda p=lazy: (_payload._unpack(p), everything(p)))
             print(f"{label:>6} {sections:>8} {floor:>8.2f} {full:>7.2f} "
                   f"{switch:>11.3f} {one:>10.2f} {total:>7.2f} "
                   f"{total / floor:>6.2f} {pack_parts / pack_whole:>6.2f} "

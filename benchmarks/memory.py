@@ -25,7 +25,7 @@ import yaml
 from harness import config_text, size_label, workers_of
 from peers import _snapshot_answers, start_server
 
-from hotcfg import _codec
+from hotcfg import _payload
 
 
 def smaps_rollup_kb(pid: int) -> dict[str, int]:
@@ -55,9 +55,9 @@ def segment_pss_kb(pid: int, directory: str) -> int:
 
 def decoded_size_kb(text: str) -> float:
     """Bytes Python allocates for the decoded snapshot of ``text``."""
-    payload = _codec.encode(yaml.load(text, Loader=yaml.CSafeLoader))
+    payload = _payload.encode(yaml.load(text, Loader=yaml.CSafeLoader))
     tracemalloc.start()
-    snapshot = _codec.decode_payload(payload)
+    snapshot = _payload.decode_payload(payload)
     used, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del snapshot

@@ -34,7 +34,7 @@ from harness import (
     workers_of,
 )
 
-from hotcfg._codec import read_generation
+from hotcfg._layout import read_generation
 from hotcfg._segment import SegmentView, list_segments
 
 

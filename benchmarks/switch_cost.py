@@ -6,7 +6,7 @@ For configs of about 10 KB, 100 KB, 1 MB and 10 MB (msgpack size) this
 times, with Python's cyclic collector on as it is in a worker:
 
 - ``msgpack.unpackb`` of the payload: the floor of any full decode;
-- ``_codec.decode_payload``: hotcfg's decode into immutable mappings;
+- ``_payload.decode_payload``: hotcfg's decode into immutable mappings;
 - a whole switch: ``Reader.refresh()`` right after a publish (header read,
   payload copy out of shared memory, CRC check, decode, swap); from 256 KB
   on, big top-level sections are decoded on first access instead;
@@ -30,7 +30,7 @@ from typing import Any
 
 import msgpack
 
-from hotcfg import _codec
+from hotcfg import _payload
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
 from hotcfg._segment import Segment
@@ -109,7 +109,7 @@ def main() -> None:
         configs = [make_config(SIZES[label], v) for v in (1, 2)]
         payload = msgpack.packb(configs[0], use_bin_type=True)
         floor = median_ms(lambda p=payload: msgpack.unpackb(p), args.repeat)
-        decode = median_ms(lambda p=payload: _codec.decode_payload(p), args.repeat)
+        decode = median_ms(lambda p=payload: _payload.decode_payload(p), args.repeat)
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["HOTCFG_SEGMENT_DIR"] = str(Path(tmp) / "seg")
             switch, read_all = switch_ms(configs, args.repeat, Path(tmp))

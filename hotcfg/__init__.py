@@ -15,23 +15,29 @@ the new version at its next request. In application code::
 See the README for the Gunicorn, WSGI and standalone set-ups.
 """
 
-from ._api import configure as configure
-from ._api import generation as generation
-from ._api import get as get
-from ._api import on_change as on_change
-from ._api import require as require
-from ._api import resource as resource
-from ._api import snapshot as snapshot
-from ._errors import ConfigError as ConfigError
-from ._errors import CorruptSegmentError as CorruptSegmentError
-from ._errors import HotcfgError as HotcfgError
-from ._errors import MissingKeyError as MissingKeyError
-from ._errors import NotConfiguredError as NotConfiguredError
-from ._errors import ParseError as ParseError
-from ._errors import SegmentError as SegmentError
-from ._errors import SourceError as SourceError
-from ._errors import ValidationError as ValidationError
-from ._snapshot import Snapshot as Snapshot
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._api import configure as configure
+    from ._api import generation as generation
+    from ._api import get as get
+    from ._api import on_change as on_change
+    from ._api import require as require
+    from ._api import resource as resource
+    from ._api import snapshot as snapshot
+    from ._errors import ConfigError as ConfigError
+    from ._errors import CorruptSegmentError as CorruptSegmentError
+    from ._errors import HotcfgError as HotcfgError
+    from ._errors import MissingKeyError as MissingKeyError
+    from ._errors import NotConfiguredError as NotConfiguredError
+    from ._errors import ParseError as ParseError
+    from ._errors import SegmentError as SegmentError
+    from ._errors import SourceError as SourceError
+    from ._errors import ValidationError as ValidationError
+    from ._snapshot import Snapshot as Snapshot
 
 __version__ = "0.1.0"
 
@@ -55,3 +61,34 @@ __all__ = [
     "resource",
     "snapshot",
 ]
+
+# Public name -> the private module that defines it. Imported on first use
+# (PEP 562), so ``import hotcfg._payload`` (or a tool that only needs the
+# format) does not pull in the publisher, watchdog, mmap or threads.
+_LAZY = {
+    **dict.fromkeys(
+        ("configure", "generation", "get", "on_change", "require", "resource",
+         "snapshot"),
+        "_api",
+    ),
+    **dict.fromkeys(
+        ("ConfigError", "CorruptSegmentError", "HotcfgError", "MissingKeyError",
+         "NotConfiguredError", "ParseError", "SegmentError", "SourceError",
+         "ValidationError"),
+        "_errors",
+    ),
+    "Snapshot": "_snapshot",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _codec, _validate
+from . import _layout, _payload, _validate
 from ._errors import ConfigError, HotcfgError
 from ._segment import Segment
 from ._settings import Settings
@@ -65,8 +65,8 @@ def validate_source(settings: Settings) -> tuple[dict[str, Any], bytes]:
     data = _validate.run_validators(
         source.load(), validators_for(settings), source=source.path
     )
-    payload = _codec.encode(data, source=source.path)
-    _codec.decode_payload(payload)
+    payload = _payload.encode(data, source=source.path)
+    _payload.decode_payload(payload)
     return data, payload
 
 
@@ -125,7 +125,7 @@ class Publisher:
 
     @property
     def generation(self) -> int:
-        return _codec.read_generation(self.segment.buffer)
+        return _layout.read_generation(self.segment.buffer)
 
     @property
     def last_error(self) -> str | None:
@@ -245,23 +245,23 @@ class Publisher:
         if not self._active:
             return None
         with self._serial:
-            payload = _codec.encode(data, source=self.source.path)
-            _codec.decode_payload(payload)
+            payload = _payload.encode(data, source=self.source.path)
+            _payload.decode_payload(payload)
             digest = hashlib.blake2b(payload, digest_size=16).digest()
             if digest == self._digest:
                 self._accept()
                 _logger.debug("hotcfg: %s unchanged; no publish", self.source.label)
                 return None
             with self._write_lock:
-                header = _codec.read_header(self.segment.buffer)
-                offset = _codec.plan_offset(header, len(payload))
+                header = _layout.read_header(self.segment.buffer)
+                offset = _layout.plan_offset(header, len(payload))
                 self.segment.ensure_capacity(offset + len(payload))
                 buffer = self.segment.buffer
                 generation = header.generation + 1
-                crc = _codec.write_payload(
+                crc = _layout.write_payload(
                     buffer, offset, payload, generation=generation
                 )
-                _codec.commit(
+                _layout.commit(
                     buffer,
                     generation=generation,
                     offset=offset,
@@ -286,7 +286,7 @@ class Publisher:
         if self._last_error is not None:
             self._last_error = None
             with self._write_lock:
-                _codec.clear_error(self.segment.buffer)
+                _layout.clear_error(self.segment.buffer)
             _logger.info(
                 "hotcfg: %s is valid again (unchanged); generation %d stays",
                 self.source.path,
@@ -304,7 +304,7 @@ class Publisher:
         else:
             reason = f"{self.source.path}: {type(exc).__name__}: {exc}"
         with self._write_lock:
-            _codec.record_error(self.segment.buffer, reason, at=time.time())
+            _layout.record_error(self.segment.buffer, reason, at=time.time())
         if reason != self._last_error:
             _logger.error(
                 "hotcfg: rejected %s (keeping generation %d)",
@@ -323,7 +323,7 @@ class Publisher:
     def forget_worker(self, slot: int) -> None:
         """Free a worker-table slot whose worker exited (master only)."""
         if self._active:
-            _codec.clear_worker(self.segment.buffer, slot)
+            _layout.clear_worker(self.segment.buffer, slot)
 
     def start_watching(self) -> None:
         """Watch the source and publish on change (idempotent; returns at once)."""

@@ -4,7 +4,8 @@
 8-byte read of the segment's generation compared with the one applied, so a
 lost or late hint signal never strands a worker (the generation is the
 truth; the signal only marks the reader stale). Only when the generation
-moved does it copy the payload under the seqlock, decode it (a large
+moved does it copy the payload (lock-free, checked by the descriptor's
+generation and the CRC: ``_layout.read_consistent``), decode it (a large
 config's big top-level sections only on first access), swap one reference
 and then run the change callbacks, outside any signal handler.
 
@@ -24,13 +25,12 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import _codec
+from . import _layout, _payload
 from ._errors import CorruptSegmentError, SegmentError
 from ._segment import SegmentView
 from ._snapshot import Snapshot, lookup, split_path
 
 _logger = logging.getLogger(__name__)
-_MISSING: Any = object()
 
 ChangeCallback = Callable[[Any, Any], object]
 
@@ -133,7 +133,7 @@ class Reader:
         try:
             if (
                 not self._stale
-                and self._generations[_codec.GENERATION_INDEX] == self._applied
+                and self._generations[_layout.GENERATION_INDEX] == self._applied
             ):
                 return self._snapshot
         except ValueError:  # another thread released the view while remapping
@@ -149,7 +149,7 @@ class Reader:
                 header, payload = self._read()
                 if header.generation == self._applied:
                     return self._snapshot
-                new = _codec.decode_payload(
+                new = _payload.decode_payload(
                     payload,
                     generation=header.generation,
                     published_at=header.published_at,
@@ -176,23 +176,23 @@ class Reader:
                 self._callbacks.run(old, new)
             return new
 
-    def _read(self) -> tuple[_codec.Live, bytes]:
+    def _read(self) -> tuple[_layout.Live, bytes]:
         # The writer may grow the segment and publish beyond this mapping
         # between the capacity check and the copy: remap and read again.
         for _ in range(3):
             self._remap_if_grown()
             buffer = self._view.buffer
             try:
-                return _codec.read_consistent(
+                return _layout.read_consistent(
                     buffer, attempts=1000, pause=os.sched_yield
                 )
             except CorruptSegmentError:
-                if _codec.read_capacity(buffer) <= len(buffer):
+                if _layout.read_capacity(buffer) <= len(buffer):
                     raise
         raise CorruptSegmentError("the segment keeps growing under the reader")
 
     def _remap_if_grown(self) -> None:
-        if _codec.read_capacity(self._view.buffer) > len(self._view.buffer):
+        if _layout.read_capacity(self._view.buffer) > len(self._view.buffer):
             self._generations.release()
             try:
                 self._view.remap_if_grown()
@@ -204,7 +204,7 @@ class Reader:
     def _record(self, generation: int) -> None:
         if self._slot is None:
             return
-        _codec.write_worker(
+        _layout.write_worker(
             self._view.buffer,
             self._slot,
             pid=os.getpid(),
@@ -216,7 +216,7 @@ class Reader:
         """Release this reader's mapping (and its worker-table slot)."""
         with self._lock:
             if self._slot is not None:
-                _codec.clear_worker(self._view.buffer, self._slot)
+                _layout.clear_worker(self._view.buffer, self._slot)
                 self._slot = None
             self._generations.release()
             self._view.close()

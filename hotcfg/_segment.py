@@ -1,7 +1,7 @@
 """The shared-memory file: create, trust, map, grow, remove.
 
 I/O only: knows files, ``mmap`` and ``flock``, and nothing of msgpack or of
-the byte layout beyond what ``_codec`` exports.
+the byte layout beyond what ``_layout`` exports.
 
 * The segment lives in a private directory (``0700``, owned by us, not a
   symlink), as a ``0600`` file created with ``O_EXCL | O_NOFOLLOW`` under a
@@ -28,7 +28,7 @@ import secrets
 import stat
 import time
 
-from . import _codec
+from . import _layout
 from ._errors import CorruptSegmentError, SegmentError
 
 SUFFIX = ".seg"
@@ -180,7 +180,7 @@ class Segment:
     def _create_named(cls, directory: str, token: str, capacity: int) -> Segment:
         tmp_path = os.path.join(directory, f"{_TMP_PREFIX}{token}")
         path = os.path.join(directory, token + SUFFIX)
-        capacity = _round_page(max(capacity, _codec.minimum_capacity(4096)))
+        capacity = _round_page(max(capacity, _layout.minimum_capacity(4096)))
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(tmp_path, flags, 0o600)
@@ -192,7 +192,7 @@ class Segment:
             fcntl.flock(fd, fcntl.LOCK_SH)
             _reserve(fd, capacity)
             buffer = _map(fd, capacity)
-            _codec.format_segment(buffer, capacity=capacity, writer_pid=os.getpid())
+            _layout.format_segment(buffer, capacity=capacity, writer_pid=os.getpid())
             _publish_name(tmp_path, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -218,7 +218,7 @@ class Segment:
         buffer = _map(self.fd, capacity)
         self.buffer.close()
         self.buffer = buffer
-        _codec.set_capacity(buffer, capacity)
+        _layout.set_capacity(buffer, capacity)
 
     def view(self) -> SegmentView:
         """A reader's own mapping of this segment (in this or a forked process)."""
@@ -280,7 +280,7 @@ class SegmentView:
         Callers must hold no ``memoryview`` of :attr:`buffer` (it cannot be
         closed while one is exported).
         """
-        capacity = _codec.read_capacity(self.buffer)
+        capacity = _layout.read_capacity(self.buffer)
         if capacity <= len(self.buffer):
             return False
         size = os.fstat(self.fd).st_size

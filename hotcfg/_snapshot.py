@@ -1,25 +1,55 @@
 """The immutable configuration a worker serves: :class:`Snapshot`.
 
-PURE: no I/O, no clock. A snapshot is built once per generation by the codec
-and then shared by every request of that generation, so nothing in it can be
-mutated: mappings are ``MappingProxyType`` views and arrays are tuples. The
-top level of a large configuration may be :class:`Sections`, whose big
-values are decoded on first access.
+PURE: no I/O, no clock. A snapshot is built once per generation by
+``_payload`` and then shared by every request of that generation, so nothing
+in it can be mutated: mappings are :class:`FrozenDict` (a ``dict`` that
+refuses every change, so ``json.dumps``, ``jsonify``, ``JsonResponse``,
+``msgpack`` and ``orjson`` take it as it is) and arrays are tuples. The top
+level of a large configuration may be :class:`Sections`, whose big values
+are decoded on first access. Imports only ``_errors`` (and ``_typed`` inside
+:meth:`Snapshot.as_model`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from ._errors import MissingKeyError, ValidationError
 
 MISSING: Any = object()
 _MODEL: Any = object()  # first item of as_model()'s memo keys; no path has it
 T = TypeVar("T")
-EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _refuse(self: FrozenDict, *args: object, **kwargs: object) -> NoReturn:
+    raise TypeError("hotcfg configuration values are read-only")
+
+
+class FrozenDict(dict[str, Any]):
+    """A read-only ``dict``: every mapping in a snapshot is one.
+
+    A ``dict`` subclass rather than a ``MappingProxyType`` because the
+    serializers users reach for (``json``, Flask's ``jsonify``, Django's
+    ``JsonResponse``, ``msgpack``, ``orjson``) accept a ``dict`` and refuse
+    a proxy. Reads are a plain ``dict``'s; every method that would change it
+    raises TypeError. ``copy()`` and ``|`` give a plain, mutable ``dict``.
+    Not proof against ``dict.__setitem__(value, ...)`` called on purpose.
+    """
+
+    __slots__ = ()
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
+        # pickle and copy would otherwise rebuild it item by item through
+        # __setitem__, which refuses.
+        return (FrozenDict, (dict(self),))
+
+
+EMPTY: Mapping[str, Any] = FrozenDict()
 
 
 MEMO_MAX = 1024
@@ -122,7 +152,7 @@ class Snapshot(Mapping[str, Any]):
 
     Attributes:
         generation: 0 before the first publish, then 1, 2, ... per change.
-        data: the configuration (nested read-only mappings and tuples).
+        data: the configuration (nested :class:`FrozenDict` and tuples).
         published_at: Unix time of the publish, 0.0 when never published.
         source: a label of where the data came from (``file:/etc/app.yaml``).
     """

@@ -25,8 +25,8 @@ import importlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from ._codec import MAX_PAYLOAD_BYTES
 from ._errors import ConfigError, ValidationError
+from ._layout import MAX_PAYLOAD_BYTES
 
 MAX_DEPTH = 64
 MAX_NODES = 2_000_000

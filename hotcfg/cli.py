@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import _codec
+from . import _layout, _payload
 from ._errors import HotcfgError
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
@@ -66,8 +66,8 @@ def _segment_paths(args: argparse.Namespace) -> list[str]:
 def _describe(path: str) -> dict[str, Any]:
     view = SegmentView.open(path)
     try:
-        header = _codec.read_header(view.buffer)
-        workers = _codec.read_workers(view.buffer)
+        header = _layout.read_header(view.buffer, pause=os.sched_yield)
+        workers = _layout.read_workers(view.buffer)
     finally:
         view.close()
     return {
@@ -128,9 +128,9 @@ def _load_live(args: argparse.Namespace) -> Snapshot | None:
     for path in _segment_paths(args):
         view = SegmentView.open(path)
         try:
-            header = _codec.read_header(view.buffer)
+            header = _layout.read_header(view.buffer, pause=os.sched_yield)
             if args.segment or _alive(header.writer_pid):
-                return _codec.decode(view.buffer)
+                return _payload.decode(view.buffer)
         finally:
             view.close()
     print(NOT_RUNNING, file=sys.stderr)

@@ -42,7 +42,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from hotcfg import _api, _codec
+from hotcfg import _api, _layout
 from hotcfg._errors import HotcfgError
 
 if TYPE_CHECKING:
@@ -141,7 +141,7 @@ def when_ready(server: Arbiter) -> None:
 
 def pre_fork(server: Arbiter, worker: Worker) -> None:
     used = {getattr(w, _SLOT_ATTR, None) for w in list(server.WORKERS.values())}
-    slot = next((i for i in range(_codec.WORKER_SLOTS) if i not in used), None)
+    slot = next((i for i in range(_layout.WORKER_SLOTS) if i not in used), None)
     setattr(worker, _SLOT_ATTR, slot)
 
 

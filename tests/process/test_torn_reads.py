@@ -15,7 +15,7 @@ from . import run_script
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json, logging, os, sys, traceback
-    from hotcfg import _api, _codec
+    from hotcfg import _api, _layout, _payload
     from hotcfg._reader import Reader
     from hotcfg._errors import CorruptSegmentError
 
@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent(
 
     def intact(payload):
         try:
-            data = _codec.decode_payload(payload)
+            data = _payload.decode_payload(payload)
         except CorruptSegmentError:
             return False
         return data.get("digest") == digest(data.get("n"), data.get("pad"))
@@ -41,22 +41,22 @@ SCRIPT = textwrap.dedent(
     def read_once(view):
         # Reader._read's logic, one attempt at a time, so attempts can be counted.
         for attempt in range(1, LIMIT + 1):
-            if _codec.read_header(view.buffer).capacity > len(view.buffer):
+            if _layout.read_capacity(view.buffer) > len(view.buffer):
                 view.remap_if_grown()
-            seq = _codec._load_u64(view.buffer, _codec._SEQ_INDEX)
+            seq = _layout._load_u64(view.buffer, _layout._SEQ_INDEX)
             try:
-                header, payload = _codec.read_consistent(view.buffer, attempts=1)
+                header, payload = _layout.read_consistent(view.buffer, attempts=1)
             except CorruptSegmentError:
                 os.sched_yield()
                 continue
             # A header update during the copy: the old seqlock rule's retry.
-            moved = _codec._load_u64(view.buffer, _codec._SEQ_INDEX) != seq
+            moved = _layout._load_u64(view.buffer, _layout._SEQ_INDEX) != seq
             return header, payload, attempt, moved
         return None, None, LIMIT, False
 
     def reader(view, out):
         stats = dict(torn=0, failed=0, decode_failed=0, backwards=0)
-        stats.update(max_attempts=0, moved=0)
+        stats.update(max_attempts=0, moved=0, header_failed=0)
         last = 0
         for _ in range(READS):
             header, payload, attempts, moved = read_once(view)
@@ -67,14 +67,19 @@ SCRIPT = textwrap.dedent(
                 continue
             stats["torn"] += header.generation > 1 and not intact(payload)
             try:  # the CLI's path: three attempts, no pause
-                _codec.decode(view.buffer, attempts=3)
+                _payload.decode(view.buffer, attempts=3)
             except CorruptSegmentError:
                 # A segment grown past this mapping since the read above is
                 # out of reach of a decode without a remap, not a starved read.
-                grown = _codec.read_capacity(view.buffer) > len(view.buffer)
+                grown = _layout.read_capacity(view.buffer) > len(view.buffer)
                 stats["decode_failed"] += not grown
             stats["backwards"] += header.generation < last
             last = header.generation
+            # The status path: the seqlocked header, yielding as the CLI does.
+            try:
+                _layout.read_header(view.buffer, pause=os.sched_yield)
+            except CorruptSegmentError:
+                stats["header_failed"] += 1
         os.write(out, (json.dumps(stats) + "\\n").encode())
 
     def worker_reader(view, out):
@@ -138,6 +143,7 @@ def test_no_torn_reads_and_no_starvation(tmp_path):
     assert sum(s["failed"] for s in stats) == 0
     assert sum(s["decode_failed"] for s in stats) == 0
     assert sum("max_attempts" in s for s in stats) == readers // 2
+    assert sum(s.get("header_failed", 0) for s in stats) == 0
     assert sum(s["backwards"] for s in stats) == 0
     # Each reader finished all its reads while the writer never paused.
     assert result["publishes"] > readers

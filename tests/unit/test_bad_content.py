@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from hotcfg import cli
-from hotcfg._codec import read_header, read_workers
 from hotcfg._errors import ParseError, SourceError, ValidationError
+from hotcfg._layout import read_header, read_workers
 from hotcfg._publisher import Publisher
 from hotcfg._reader import ChangeCallbacks, Reader
 from hotcfg._segment import Segment

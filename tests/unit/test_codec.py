@@ -1,12 +1,13 @@
 import contextlib
 import gc
+import json
 
 import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotcfg import _codec
+from hotcfg import _layout, _payload
 from hotcfg._errors import CorruptSegmentError
 
 json_values = st.recursive(
@@ -26,16 +27,16 @@ documents = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
 
 def fresh(capacity=1 << 16):
     buf = bytearray(capacity)
-    _codec.format_segment(buf, capacity=capacity, writer_pid=1)
+    _layout.format_segment(buf, capacity=capacity, writer_pid=1)
     return buf
 
 
 def publish(buf, data, generation):
-    payload = _codec.encode(data)
-    header = _codec.read_header(buf)
-    offset = _codec.plan_offset(header, len(payload))
-    crc = _codec.write_payload(buf, offset, payload, generation=generation)
-    _codec.commit(
+    payload = _payload.encode(data)
+    header = _layout.read_header(buf)
+    offset = _layout.plan_offset(header, len(payload))
+    crc = _layout.write_payload(buf, offset, payload, generation=generation)
+    _layout.commit(
         buf,
         generation=generation,
         offset=offset,
@@ -56,13 +57,16 @@ def test_round_trip_over_generations(docs):
     buf = fresh(1 << 20)
     for generation, doc in enumerate(docs, 1):
         publish(buf, doc, generation)
-        snap = _codec.decode(buf)
+        snap = _payload.decode(buf)
         assert snap.generation == generation
         assert thaw_equal(snap, doc)
+        # Values serialize as they are, with no thaw().
+        assert json.loads(json.dumps(dict(snap))) == json.loads(json.dumps(doc))
+        assert msgpack.packb(dict(snap)) == msgpack.packb(doc)
 
 
 def test_fresh_segment_is_generation_zero_and_empty():
-    snap = _codec.decode(fresh())
+    snap = _payload.decode(fresh())
     assert snap.generation == 0
     assert dict(snap) == {}
 
@@ -74,7 +78,7 @@ def test_any_truncation_is_corrupt_or_snapshot(doc, data):
     publish(buf, doc, 1)
     end = data.draw(st.integers(0, len(buf) - 1))
     with contextlib.suppress(CorruptSegmentError):
-        _codec.decode(bytes(buf[:end]))
+        _payload.decode(bytes(buf[:end]))
 
 
 @given(documents, st.integers(0, 2**20), st.integers(1, 255))
@@ -82,7 +86,7 @@ def test_any_truncation_is_corrupt_or_snapshot(doc, data):
 def test_flipped_byte_is_corrupt_or_snapshot(doc, position, xor):
     buf = fresh()
     publish(buf, doc, 1)
-    header = _codec.read_header(buf)
+    header = _layout.read_header(buf)
     interesting = list(range(128)) + list(
         range(header.payload_offset, header.payload_offset + header.payload_length)
     )
@@ -91,39 +95,39 @@ def test_flipped_byte_is_corrupt_or_snapshot(doc, position, xor):
     # Only CorruptSegmentError may come out; a flip outside what the CRC
     # covers (e.g. the publish time) may still decode.
     with contextlib.suppress(CorruptSegmentError):
-        _codec.decode(buf)
+        _payload.decode(buf)
 
 
 @given(st.binary(max_size=5000))
 def test_random_bytes_never_raise_anything_else(blob):
     with contextlib.suppress(CorruptSegmentError):
-        _codec.decode(blob)
+        _payload.decode(blob)
 
 
 def test_torn_payload_is_detected():
     buf = fresh()
     publish(buf, {"value": "a" * 100}, 1)
-    header = _codec.read_header(buf)
+    header = _layout.read_header(buf)
     buf[header.payload_offset + 10] ^= 0xFF  # a half-applied write
     with pytest.raises(CorruptSegmentError):
-        _codec.decode(buf)
+        _payload.decode(buf)
 
 
 def test_header_update_in_progress_does_not_block_readers():
     buf = fresh()
     publish(buf, {"a": 1}, 1)
-    _codec._bump_sequence(buf)  # odd: the writer is, say, recording an error
-    live, payload = _codec.read_consistent(buf, attempts=1)
+    _layout._bump_sequence(buf)  # odd: the writer is, say, recording an error
+    live, payload = _layout.read_consistent(buf, attempts=1)
     assert live.generation == 1
-    assert _codec.decode_payload(payload)["a"] == 1
+    assert _payload.decode_payload(payload)["a"] == 1
 
 
 def test_new_payload_never_overwrites_live_one():
     buf = fresh(1 << 20)
     for generation in range(1, 30):
-        header = _codec.read_header(buf)
+        header = _layout.read_header(buf)
         size = (generation * 997) % 5000 + 10
-        offset = _codec.plan_offset(header, size)
+        offset = _layout.plan_offset(header, size)
         live = range(
             header.payload_offset, header.payload_offset + header.payload_length
         )
@@ -133,26 +137,26 @@ def test_new_payload_never_overwrites_live_one():
 
 def test_error_is_recorded_and_cleared_by_next_publish():
     buf = fresh()
-    _codec.record_error(buf, "bad.yaml:1:1: nope", at=5.0)
-    header = _codec.read_header(buf)
+    _layout.record_error(buf, "bad.yaml:1:1: nope", at=5.0)
+    header = _layout.read_header(buf)
     assert header.error == "bad.yaml:1:1: nope"
     assert header.rejected_count == 1
     publish(buf, {"a": 1}, 1)
-    assert _codec.read_header(buf).error is None
+    assert _layout.read_header(buf).error is None
 
 
 def test_worker_table():
     buf = fresh()
-    _codec.write_worker(buf, 3, pid=42, generation=7, applied_at=1.5)
-    assert _codec.read_workers(buf) == [_codec.WorkerRecord(3, 42, 7, 1.5)]
-    _codec.clear_worker(buf, 3)
-    assert _codec.read_workers(buf) == []
+    _layout.write_worker(buf, 3, pid=42, generation=7, applied_at=1.5)
+    assert _layout.read_workers(buf) == [_layout.WorkerRecord(3, 42, 7, 1.5)]
+    _layout.clear_worker(buf, 3)
+    assert _layout.read_workers(buf) == []
 
 
 def test_snapshot_is_immutable_and_dotted():
     buf = fresh()
     publish(buf, {"db": {"timeout": 5, "hosts": ["a", "b"]}}, 1)
-    snap = _codec.decode(buf)
+    snap = _payload.decode(buf)
     assert snap.get("db.timeout") == 5
     assert snap.get("db.missing", "d") == "d"
     assert snap.get("db.hosts") == ("a", "b")
@@ -161,7 +165,7 @@ def test_snapshot_is_immutable_and_dotted():
 
 
 @pytest.mark.parametrize("enabled", [True, False])
-@pytest.mark.parametrize("payload", [_codec.encode({"a": [1, {"b": 2}]}), b"\xc1"])
+@pytest.mark.parametrize("payload", [_payload.encode({"a": [1, {"b": 2}]}), b"\xc1"])
 def test_decode_leaves_the_collector_as_it_found_it(
     enabled: bool, payload: bytes
 ) -> None:
@@ -170,7 +174,12 @@ def test_decode_leaves_the_collector_as_it_found_it(
     (gc.enable if enabled else gc.disable)()
     try:
         with contextlib.suppress(CorruptSegmentError):
-            _codec.decode_payload(payload)
+            _payload.decode_payload(payload)
         assert gc.isenabled() is enabled
     finally:
         gc.enable()
+
+
+def test_fresh_segment_payload_is_the_empty_map():
+    # _layout writes generation 0's payload without importing msgpack.
+    assert _payload.encode({}) == _layout.EMPTY_PAYLOAD

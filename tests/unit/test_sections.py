@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotcfg import _codec
+from hotcfg import _payload
 from hotcfg._errors import CorruptSegmentError
 from hotcfg._snapshot import Section, Sections, thaw
 
@@ -26,13 +26,13 @@ def pending(snapshot):
 
 def test_small_payloads_stay_plain_msgpack():
     data = {"a": {"b": [1, 2]}, "c": "x" * 1000}
-    assert _codec.encode(data) == msgpack.packb(data, use_bin_type=True)
+    assert _payload.encode(data) == msgpack.packb(data, use_bin_type=True)
 
 
 def test_large_payload_keeps_big_sections_packed_until_read():
-    payload = _codec.encode(LARGE)
-    assert len(payload) >= _codec.LAZY_MIN_BYTES
-    snap = _codec.decode_payload(payload, lazy=True)
+    payload = _payload.encode(LARGE)
+    assert len(payload) >= _payload.LAZY_MIN_BYTES
+    snap = _payload.decode_payload(payload, lazy=True)
     assert isinstance(snap.data, Sections)
     assert pending(snap) == 2  # flags and rules; small values are inline
     assert snap.get("small") == 1
@@ -46,19 +46,19 @@ def test_large_payload_keeps_big_sections_packed_until_read():
 
 
 def test_eager_decode_leaves_nothing_packed():
-    snap = _codec.decode_payload(_codec.encode(LARGE))
+    snap = _payload.decode_payload(_payload.encode(LARGE))
     assert pending(snap) == 0
     assert snap.to_dict() == LARGE
 
 
 def test_lazy_and_eager_snapshots_are_equal():
-    payload = _codec.encode(LARGE)
-    lazy = _codec.decode_payload(payload, lazy=True, generation=3)
-    assert lazy == _codec.decode_payload(payload, generation=3)
+    payload = _payload.encode(LARGE)
+    lazy = _payload.decode_payload(payload, lazy=True, generation=3)
+    assert lazy == _payload.decode_payload(payload, generation=3)
 
 
 def test_racing_threads_read_one_section_alike():
-    snap = _codec.decode_payload(_codec.encode(LARGE), lazy=True)
+    snap = _payload.decode_payload(_payload.encode(LARGE), lazy=True)
     barrier = threading.Barrier(8)
     seen = []
 
@@ -80,32 +80,32 @@ def packed(outer):
 
 
 def test_a_section_below_the_top_level_is_corrupt():
-    inner = msgpack.ExtType(_codec.SECTION_EXT, packed({"a": 1}))
+    inner = msgpack.ExtType(_payload.SECTION_EXT, packed({"a": 1}))
     with pytest.raises(CorruptSegmentError, match="below the top level"):
-        _codec.decode_payload(packed({"x": {"y": inner}}), lazy=True)
+        _payload.decode_payload(packed({"x": {"y": inner}}), lazy=True)
 
 
 def test_an_unknown_ext_type_is_corrupt():
     with pytest.raises(CorruptSegmentError):
-        _codec.decode_payload(packed({"x": msgpack.ExtType(9, b"\x01")}), lazy=True)
+        _payload.decode_payload(packed({"x": msgpack.ExtType(9, b"\x01")}), lazy=True)
 
 
 def test_an_undecodable_section_fails_on_access_lazily_and_at_once_eagerly():
-    payload = packed({"ok": 1, "bad": msgpack.ExtType(_codec.SECTION_EXT, b"\xc1")})
-    snap = _codec.decode_payload(payload, lazy=True)
+    payload = packed({"ok": 1, "bad": msgpack.ExtType(_payload.SECTION_EXT, b"\xc1")})
+    snap = _payload.decode_payload(payload, lazy=True)
     assert snap.get("ok") == 1
     with pytest.raises(CorruptSegmentError, match="undecodable section"):
         snap.get("bad.x")
     # The master decodes eagerly before publishing, so it never goes live.
     with pytest.raises(CorruptSegmentError):
-        _codec.decode_payload(payload)
+        _payload.decode_payload(payload)
 
 
 def test_a_section_inside_a_section_is_corrupt():
-    nested = packed({"z": msgpack.ExtType(_codec.SECTION_EXT, packed(1))})
-    payload = packed({"a": msgpack.ExtType(_codec.SECTION_EXT, nested)})
+    nested = packed({"z": msgpack.ExtType(_payload.SECTION_EXT, packed(1))})
+    payload = packed({"a": msgpack.ExtType(_payload.SECTION_EXT, nested)})
     with pytest.raises(CorruptSegmentError):
-        _codec.decode_payload(payload)
+        _payload.decode_payload(payload)
 
 
 scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text()
@@ -121,11 +121,11 @@ values = st.recursive(
 def test_round_trip_with_every_section_lazy(data):
     # Every payload and every top-level value counts as large here.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_codec, "LAZY_MIN_BYTES", 0)
-        mp.setattr(_codec, "SECTION_MIN_BYTES", 0)
-        payload = _codec.encode(data)
+        mp.setattr(_payload, "LAZY_MIN_BYTES", 0)
+        mp.setattr(_payload, "SECTION_MIN_BYTES", 0)
+        payload = _payload.encode(data)
     for lazy in (True, False):
-        assert _codec.decode_payload(payload, lazy=lazy).to_dict() == data
+        assert _payload.decode_payload(payload, lazy=lazy).to_dict() == data
 
 
 def test_a_workers_switch_leaves_sections_packed_and_callbacks_see_them(tmp_path):

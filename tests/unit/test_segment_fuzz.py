@@ -17,17 +17,18 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hotcfg import _codec
+from hotcfg import _layout, _payload
 from hotcfg._errors import CorruptSegmentError
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader, same_value
 from hotcfg._segment import Segment, SegmentView
+from hotcfg._settings import Settings
 from hotcfg._snapshot import Snapshot
 from hotcfg._sources import FileSource
 
 SIZE = 1 << 18
 U16, U32, U64 = 2**16 - 1, 2**32 - 1, 2**64 - 1
-EDGES = [0, 1, _codec.DATA_START, SIZE - 1, SIZE, SIZE + 1, 2**31, 2**63 - 1, 2**63]
+EDGES = [0, 1, _layout.DATA_START, SIZE - 1, SIZE, SIZE + 1, 2**31, 2**63 - 1, 2**63]
 
 
 def edgy(top):
@@ -74,7 +75,7 @@ class Fuzzed(bytearray):
     """A segment that shows its header, not its 256 KiB, when a test fails."""
 
     def __repr__(self):
-        header = _codec._FIXED.unpack_from(self, 0)
+        header = _layout._FIXED.unpack_from(self, 0)
         return f"Fuzzed(header={header})"
 
     def _repr_pretty_(self, printer, cycle):
@@ -84,9 +85,9 @@ class Fuzzed(bytearray):
 @st.composite
 def segments(draw):
     buf = Fuzzed(SIZE)
-    _codec.format_segment(buf, capacity=SIZE, writer_pid=1)
+    _layout.format_segment(buf, capacity=SIZE, writer_pid=1)
     payload = draw(payloads)
-    at = draw(st.integers(_codec.DATA_START, SIZE - len(payload)))
+    at = draw(st.integers(_layout.DATA_START, SIZE - len(payload)))
     buf[at : at + len(payload)] = payload
 
     def mostly(value, top):
@@ -94,10 +95,10 @@ def segments(draw):
         return draw(st.one_of(st.just(value), st.just(value), edgy(top)))
 
     fields = (
-        _codec.MAGIC,
-        mostly(_codec.LAYOUT_VERSION, U16),
+        _layout.MAGIC,
+        mostly(_layout.LAYOUT_VERSION, U16),
         draw(edgy(U16)),  # flags
-        mostly(_codec.HEADER_SIZE, U32),
+        mostly(_layout.HEADER_SIZE, U32),
         mostly(2 * draw(st.integers(0, 2**62)), U64),  # sequence: odd = busy
         draw(edgy(U64)),  # generation
         mostly(SIZE, U64),  # capacity
@@ -110,10 +111,10 @@ def segments(draw):
         draw(edgy(U64)),  # rejected count
         draw(edgy(U32)),  # table offset
         draw(edgy(U32)),  # table slots
-        mostly(draw(st.integers(0, _codec.SOURCE_MAX_BYTES)), U16),
-        mostly(draw(st.integers(0, _codec.ERROR_MAX_BYTES)), U16),
+        mostly(draw(st.integers(0, _layout.SOURCE_MAX_BYTES)), U16),
+        mostly(draw(st.integers(0, _layout.ERROR_MAX_BYTES)), U16),
     )
-    _codec._FIXED.pack_into(buf, 0, *fields)
+    _layout._FIXED.pack_into(buf, 0, *fields)
     text = draw(st.binary(max_size=64))
     buf[104 : 104 + len(text)] = text
     return buf
@@ -123,14 +124,14 @@ def check_snapshot(snap, buf):
     assert isinstance(snap, Snapshot)
     assert isinstance(snap.data, Mapping)
     assert all(isinstance(k, str) for k in snap.data)
-    assert snap.generation == _codec.read_generation(buf)
+    assert snap.generation == _layout.read_generation(buf)
 
 
 @settings(max_examples=300, deadline=None)
 @given(segments())
 def test_codec_decode_gives_snapshot_or_corrupt_segment_error(buf):
     with contextlib.suppress(CorruptSegmentError):
-        check_snapshot(_codec.decode(buf), buf)
+        check_snapshot(_payload.decode(buf), buf)
 
 
 @settings(
@@ -154,7 +155,7 @@ def test_reader_refresh_survives_any_segment(buf):
             reader.close()
     assert again.generation == snap.generation
     try:
-        expected = _codec.decode(buf)
+        expected = _payload.decode(buf)
     except CorruptSegmentError:
         expected = None
     if snap.published_at == 0.0 and snap.generation == 0 and not snap.data:
@@ -169,16 +170,16 @@ def test_reader_survives_a_capacity_the_file_does_not_have():
     """Found by the test above: a capacity of 2**63 made mmap() raise
     OverflowError out of refresh(), into the request."""
     segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="hotcfg")
-    publisher = Publisher(FileSource("unused", "yaml", 1), segment)
+    publisher = Publisher(FileSource("unused", "yaml", 1), segment, Settings())
     try:
         publisher.publish({"value": 1})
         reader = Reader(segment.view())
         for lie in (2**63, 2**64 - 1, segment.capacity + 4096):
-            _codec.set_capacity(segment.buffer, lie)
+            _layout.set_capacity(segment.buffer, lie)
             publisher.publish({"value": lie})
             reader.mark_stale()
             assert reader.refresh().get("value") == 1
-        _codec.set_capacity(segment.buffer, segment.capacity)
+        _layout.set_capacity(segment.buffer, segment.capacity)
         publisher.publish({"value": "fixed"})
         assert reader.refresh().get("value") == "fixed"
         reader.close()

@@ -1,8 +1,16 @@
 """The segment's byte layout: the one place that knows it.
 
+Owns the header, the two live-payload descriptors, the worker table, where
+each payload goes (:func:`plan_offset`), and the two read paths: the
+lock-free payload copy (:func:`read_consistent`) and the seqlocked header
+(:func:`read_header`). What the payload bytes mean is ``_payload``'s
+business: this module treats them as opaque bytes with a CRC.
+
 PURE: functions over any buffer (``bytearray``, ``mmap``, ``memoryview``); no
 files, no signals, no clock (times are passed in). Must not import ``os``,
-``mmap``, ``signal``, ``threading`` or ``time``.
+``mmap``, ``signal``, ``threading``, ``time``, ``msgpack`` or any other
+hotcfg module but ``_errors`` (``_payload`` imports this module, never the
+reverse).
 
 Layout (all integers little-endian)::
 
@@ -38,7 +46,7 @@ Layout (all integers little-endian)::
                   (pid int64, applied generation uint64, applied at float64, 0)
      36864        payloads (msgpack), placed by plan_offset()
 
-Concurrency: one writer, many readers, and readers never wait for the
+Concurrency: one writer, many readers, and a worker never waits for the
 writer. A payload is written *outside* the live one (double buffering, see
 :func:`plan_offset`), described in the descriptor slot of its generation's
 parity, and only then made live by storing the generation. A reader picks
@@ -47,23 +55,22 @@ the copy unless the writer has meanwhile *started* writing the generation
 after the next one (see :func:`read_consistent`). The CRC catches anything
 the ordering argument misses on weakly ordered CPUs. The rest of the header
 (capacity, errors, the label shown by ``status``) is updated under a
-seqlock and read with :func:`read_header`.
+seqlock: the writer makes the sequence odd, changes the fields, makes it
+even again, and :func:`read_header` retries until it reads one even
+sequence before and after the fields. Single words that readers poll (the
+generation, the capacity, the writing generation) are read alone, each in
+one aligned 8-byte load, without the seqlock.
 """
 
 from __future__ import annotations
 
-import gc
 import struct
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
-import msgpack
-
-from ._errors import CorruptSegmentError, ValidationError
-from ._snapshot import Section, Sections, Snapshot
+from ._errors import CorruptSegmentError
 
 Buffer = bytearray | memoryview | Any  # mmap.mmap is a writable buffer too
 
@@ -71,6 +78,8 @@ MAGIC = b"HOTCFGSG"
 LAYOUT_VERSION = 3
 HEADER_SIZE = 4096
 WORKER_SLOTS = 1024
+#: The largest payload a segment carries; the master's checks
+#: (``_validate``) and encoder refuse anything bigger, readers distrust it.
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 SOURCE_MAX_BYTES = 256
 ERROR_MAX_BYTES = 1024
@@ -103,7 +112,9 @@ _DESC_OFFSET = WRITING_OFFSET + 8
 TABLE_OFFSET = HEADER_SIZE
 DATA_START = TABLE_OFFSET + WORKER_SLOTS * _SLOT.size
 _ALIGN = 64
-_EMPTY_MAP = msgpack.packb({})
+#: Generation 0's payload, written by :func:`format_segment`: msgpack's empty
+#: map (one byte, so this module need not import msgpack; a test pins it).
+EMPTY_PAYLOAD = b"\x80"
 
 assert WRITING_OFFSET % 8 == 0
 assert _DESC.size + 2 + SOURCE_MAX_BYTES <= DESC_SIZE
@@ -186,14 +197,14 @@ def format_segment(buf: Buffer, *, capacity: int, writer_pid: int) -> None:
     if len(buf) < DATA_START + _ALIGN or capacity > len(buf):
         raise ValueError("buffer too small for a segment")
     buf[0:DATA_START] = bytes(DATA_START)
-    buf[DATA_START : DATA_START + len(_EMPTY_MAP)] = _EMPTY_MAP
+    buf[DATA_START : DATA_START + len(EMPTY_PAYLOAD)] = EMPTY_PAYLOAD
     _FIXED.pack_into(
         buf, 0, MAGIC, LAYOUT_VERSION, 0, HEADER_SIZE,
-        0, 0, capacity, DATA_START, len(_EMPTY_MAP), zlib.crc32(_EMPTY_MAP),
+        0, 0, capacity, DATA_START, len(EMPTY_PAYLOAD), zlib.crc32(EMPTY_PAYLOAD),
         writer_pid, 0.0, 0.0, 0, TABLE_OFFSET, WORKER_SLOTS, 0, 0,
     )  # fmt: skip
     _write_desc(
-        buf, Live(0, DATA_START, len(_EMPTY_MAP), zlib.crc32(_EMPTY_MAP), 0.0, "")
+        buf, Live(0, DATA_START, len(EMPTY_PAYLOAD), zlib.crc32(EMPTY_PAYLOAD), 0.0, "")
     )
 
 
@@ -222,26 +233,51 @@ def _read_desc(buf: Buffer, generation: int) -> Live:
     )
 
 
-def read_header(buf: Buffer) -> Header:
-    """Decode the header as it is now (not necessarily consistent).
+def read_header(
+    buf: Buffer, *, attempts: int = 1000, pause: Callable[[], None] | None = None
+) -> Header:
+    """A copy of the header as of one moment between two header updates.
+
+    The writer makes the sequence odd before it changes any header field
+    and even again after (:func:`commit`, :func:`record_error`, ...). This
+    reads the sequence, the fields, then the sequence again, and retries
+    while the first was odd or the two differ, so ``hotcfg status`` never
+    shows, say, a new generation with the previous source label. Only this
+    path waits for the writer; a worker's switch (:func:`read_consistent`)
+    never does.
+
+    Args:
+        buf: the segment.
+        attempts: how many busy or torn reads to tolerate before giving up.
+        pause: called between attempts (the caller's way to yield the CPU).
 
     Raises:
-        CorruptSegmentError: too short, wrong magic or unknown layout.
+        CorruptSegmentError: too short, wrong magic, unknown layout, fields
+            out of range, or a header update still in progress after
+            ``attempts`` reads (a writer killed in the middle of one).
     """
-    if len(buf) < HEADER_SIZE:
-        raise CorruptSegmentError(f"segment too short ({len(buf)} bytes)")
+    _check_identity(buf)
+    for _ in range(max(1, attempts)):
+        sequence = _load_u64(buf, _SEQ_INDEX)
+        if sequence & 1 == 0:
+            header = _unpack_header(buf)
+            if _load_u64(buf, _SEQ_INDEX) == sequence:
+                return header
+        if pause is not None:
+            pause()
+    raise CorruptSegmentError("segment header update still in progress")
+
+
+def _unpack_header(buf: Buffer) -> Header:
+    """One unguarded decode of the header fields (see :func:`read_header`)."""
     try:
-        (magic, layout, flags, header_size, seq, generation, capacity, offset, length,
+        (_magic, layout, flags, _size, seq, generation, capacity, offset, length,
          crc, pid, published_at, error_at, rejected, table_offset, table_slots,
          source_len, error_len) = _FIXED.unpack_from(buf, 0)  # fmt: skip
         source = bytes(buf[_SOURCE_OFFSET : _SOURCE_OFFSET + source_len])
         error = bytes(buf[_ERROR_OFFSET : _ERROR_OFFSET + error_len])
     except (struct.error, TypeError, ValueError) as exc:
         raise CorruptSegmentError(f"unreadable segment header: {exc}") from exc
-    if magic != MAGIC:
-        raise CorruptSegmentError("not a hotcfg segment (bad magic)")
-    if layout != LAYOUT_VERSION or header_size != HEADER_SIZE:
-        raise CorruptSegmentError(f"unsupported segment layout {layout}")
     if source_len > SOURCE_MAX_BYTES or error_len > ERROR_MAX_BYTES:
         raise CorruptSegmentError("segment header text fields out of range")
     return Header(
@@ -451,155 +487,6 @@ def _attempt_read(buf: Buffer) -> tuple[Live, bytes] | str:
         else:
             return live, payload
     return reason
-
-
-# Lazy sections. In a large payload, each top-level value that packs to at
-# least SECTION_MIN_BYTES is stored as an ext value holding its own packed
-# bytes. A worker's switch then unpacks only the outer map, and a section on
-# its first access (``_snapshot.Sections``); the master still decodes every
-# section back before publishing. Small payloads never have sections, so the
-# common case costs nothing more. Why and what it changes: docs/design.md,
-# "Lazy sections".
-LAZY_MIN_BYTES = 256 * 1024
-SECTION_MIN_BYTES = 16 * 1024
-SECTION_EXT = 1
-
-
-def _pack(data: Any) -> bytes:
-    packed: bytes = msgpack.packb(data, use_bin_type=True, datetime=False)
-    return packed
-
-
-def encode(data: Mapping[str, Any], *, source: str = "<config>") -> bytes:
-    """Pack a validated mapping (large sections as lazy sections).
-
-    Args:
-        data: the mapping.
-        source: where it came from, for error messages.
-
-    Raises:
-        ValidationError: a value msgpack cannot carry, or the result is too big.
-    """
-    try:
-        payload = _pack(data)
-        if len(payload) >= LAZY_MIN_BYTES:
-            outer: dict[str, Any] = {}
-            for key, value in data.items():
-                packed = _pack(value)
-                big = len(packed) >= SECTION_MIN_BYTES
-                outer[key] = msgpack.ExtType(SECTION_EXT, packed) if big else value
-            payload = _pack(outer)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ValidationError(f"cannot encode: {exc}", source=source) from exc
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise ValidationError(
-            f"encoded size {len(payload)} exceeds {MAX_PAYLOAD_BYTES} bytes",
-            source=source,
-        )
-    return payload
-
-
-def _no_ext(code: int, data: bytes) -> Any:
-    raise ValueError(f"unexpected ext type {code}")
-
-
-def _unpack(packed: bytes, ext_hook: Callable[[int, bytes], Any] = _no_ext) -> Any:
-    """msgpack -> frozen values, with the cyclic collector paused.
-
-    Unpacking a large config creates hundreds of thousands of containers;
-    with the collector on, each few hundred allocations trigger a collection
-    that walks them all again. None of them can form a cycle, so it is
-    paused: a 1 MB config decodes in about 0.7x the time of a plain
-    msgpack.unpackb (BENCHMARKS.md).
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return msgpack.unpackb(
-            packed,
-            raw=False,
-            use_list=False,
-            strict_map_key=True,
-            object_hook=MappingProxyType,
-            ext_hook=ext_hook,
-        )
-    finally:
-        if collecting:
-            gc.enable()
-
-
-def decode_section(packed: bytes) -> Any:
-    """One lazy section's value.
-
-    Raises:
-        CorruptSegmentError: undecodable, or a section inside a section.
-    """
-    try:
-        return _unpack(packed)
-    # msgpack documents no narrower base class for unpacking errors.
-    except Exception as exc:
-        raise CorruptSegmentError(f"undecodable section: {type(exc).__name__}") from exc
-
-
-def decode_payload(
-    payload: bytes,
-    *,
-    generation: int = 0,
-    published_at: float = 0.0,
-    source: str = "",
-    lazy: bool = False,
-) -> Snapshot:
-    """Unpack a payload into an immutable :class:`Snapshot`.
-
-    Args:
-        lazy: leave sections packed until first accessed (a worker's switch);
-            otherwise every section is decoded here (the master's check, the
-            command line).
-
-    Raises:
-        CorruptSegmentError: anything that is not one msgpack map with string
-            keys, or sections anywhere but at the top level.
-    """
-    sections: list[Section] = []
-
-    def section(code: int, data: bytes) -> Any:
-        if code != SECTION_EXT:
-            return _no_ext(code, data)
-        found = Section(data)
-        sections.append(found)
-        return found
-
-    try:
-        data = _unpack(payload, section)
-    except Exception as exc:
-        raise CorruptSegmentError(f"undecodable payload: {type(exc).__name__}") from exc
-    if not isinstance(data, Mapping) or not all(isinstance(k, str) for k in data):
-        raise CorruptSegmentError("payload is not a mapping with string keys")
-    if sections:
-        # Every section the unpack met must be a top-level value.
-        top = sum(type(v) is Section for v in data.values())
-        if top != len(sections):
-            raise CorruptSegmentError("payload has a section below the top level")
-        data = Sections(dict(data), decode_section)
-        if not lazy:
-            data.decode_all()
-    return Snapshot(generation, data, published_at, source)
-
-
-def decode(buf: Buffer, *, attempts: int = 100) -> Snapshot:
-    """Any bytes in; a Snapshot or CorruptSegmentError out, never anything else.
-
-    ``attempts`` bounds the retries of :func:`read_consistent`; a retry needs
-    two publishes to start during one copy, so a few are plenty even under a
-    writer that publishes continuously.
-    """
-    header, payload = read_consistent(buf, attempts=attempts)
-    return decode_payload(
-        payload,
-        generation=header.generation,
-        published_at=header.published_at,
-        source=header.source,
-    )
 
 
 def write_worker(
