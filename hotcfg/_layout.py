@@ -42,6 +42,9 @@ Layout (all integers little-endian)::
                   generations, DESC_SIZE bytes each: generation uint64,
                   offset uint64, length uint64, CRC-32 uint32, published at
                   float64, label length uint16, label (at most 256 bytes)
+      2032     8  validating since (Unix time, float64; 0 = no user
+                  validator is running now)
+      2040     2  validator name length    (name at 2042, at most 256 bytes)
       4096        worker table: WORKER_SLOTS x 32 bytes
                   (pid int64, applied generation uint64, applied at float64, 0)
      36864        payloads (msgpack), placed by plan_offset()
@@ -116,7 +119,12 @@ _ALIGN = 64
 #: map (one byte, so this module need not import msgpack; a test pins it).
 EMPTY_PAYLOAD = b"\x80"
 
+_VALIDATING_OFFSET = _DESC_OFFSET + 2 * DESC_SIZE
+_VALIDATING = struct.Struct("<dH")
+VALIDATOR_MAX_BYTES = 256
+
 assert WRITING_OFFSET % 8 == 0
+assert _VALIDATING_OFFSET + _VALIDATING.size + VALIDATOR_MAX_BYTES <= HEADER_SIZE
 assert _DESC.size + 2 + SOURCE_MAX_BYTES <= DESC_SIZE
 assert _DESC_OFFSET + 2 * DESC_SIZE <= HEADER_SIZE
 assert DATA_START % 4096 == 0
@@ -142,6 +150,8 @@ class Header:
     table_slots: int
     source: str
     error: str | None
+    validating: str | None = None
+    validating_since: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,8 +288,15 @@ def _unpack_header(buf: Buffer) -> Header:
         error = bytes(buf[_ERROR_OFFSET : _ERROR_OFFSET + error_len])
     except (struct.error, TypeError, ValueError) as exc:
         raise CorruptSegmentError(f"unreadable segment header: {exc}") from exc
-    if source_len > SOURCE_MAX_BYTES or error_len > ERROR_MAX_BYTES:
+    since, name_len = _VALIDATING.unpack_from(buf, _VALIDATING_OFFSET)
+    if (
+        source_len > SOURCE_MAX_BYTES
+        or error_len > ERROR_MAX_BYTES
+        or name_len > VALIDATOR_MAX_BYTES
+    ):
         raise CorruptSegmentError("segment header text fields out of range")
+    name_at = _VALIDATING_OFFSET + _VALIDATING.size
+    name = bytes(buf[name_at : name_at + name_len]).decode("utf-8", "replace")
     return Header(
         layout=layout,
         flags=flags,
@@ -297,6 +314,8 @@ def _unpack_header(buf: Buffer) -> Header:
         table_slots=table_slots,
         source=source.decode("utf-8", "replace"),
         error=error.decode("utf-8", "replace") if flags & FLAG_REJECTED else None,
+        validating=name if since else None,
+        validating_since=since,
     )
 
 
@@ -413,6 +432,17 @@ def clear_error(buf: Buffer) -> None:
     _bump_sequence(buf)
     flags = _U16.unpack_from(buf, _FLAGS_OFFSET)[0]
     _U16.pack_into(buf, _FLAGS_OFFSET, flags & ~FLAG_REJECTED)
+    _bump_sequence(buf)
+
+
+def record_validating(buf: Buffer, name: str, *, since: float) -> None:
+    """Record that the user's validator ``name`` runs since ``since``
+    (``hotcfg status``: "validating since"); ``since=0`` clears it."""
+    label = _clip(name, VALIDATOR_MAX_BYTES) if since else b""
+    _bump_sequence(buf)
+    _VALIDATING.pack_into(buf, _VALIDATING_OFFSET, since, len(label))
+    at = _VALIDATING_OFFSET + _VALIDATING.size
+    buf[at : at + len(label)] = label
     _bump_sequence(buf)
 
 

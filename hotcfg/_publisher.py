@@ -184,8 +184,11 @@ class Publisher:
             self._finished()
 
     def _started(self, name: str) -> None:
+        since = time.time()
+        with self._write_lock:
+            _layout.record_validating(self.segment.buffer, name, since=since)
         with self._busy:
-            self._validating = Validating(name, time.time(), time.monotonic())
+            self._validating = Validating(name, since, time.monotonic())
             if self._monitor is None:
                 self._monitor = threading.Thread(
                     target=self._watch_validators, name="hotcfg-monitor", daemon=True
@@ -194,6 +197,8 @@ class Publisher:
             self._busy.notify_all()
 
     def _finished(self) -> None:
+        with self._write_lock:
+            _layout.record_validating(self.segment.buffer, "", since=0.0)
         with self._busy:
             busy, self._validating = self._validating, None
             self._busy.notify_all()

@@ -80,6 +80,11 @@ def _describe(path: str) -> dict[str, Any]:
         "last_error": header.error,
         "last_error_at": header.error_at if header.error else None,
         "rejected_count": header.rejected_count,
+        "validating": (
+            {"validator": header.validating, "since": header.validating_since}
+            if header.validating
+            else None
+        ),
         "workers": [
             {"pid": w.pid, "generation": w.generation, "applied_at": w.applied_at}
             for w in workers
@@ -113,6 +118,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         else:
             print("last error  none")
         print(f"rejected    {r['rejected_count']}")
+        if r["validating"]:
+            busy = r["validating"]
+            print(
+                f"validating  since {_when(busy['since'])} "
+                f"({time.time() - busy['since']:.0f} s) in {busy['validator']}"
+            )
         current = sum(w["generation"] == r["generation"] for w in r["workers"])
         print(
             f"workers     {len(r['workers'])}, "

@@ -183,3 +183,20 @@ def test_decode_leaves_the_collector_as_it_found_it(
 def test_fresh_segment_payload_is_the_empty_map():
     # _layout writes generation 0's payload without importing msgpack.
     assert _payload.encode({}) == _layout.EMPTY_PAYLOAD
+
+
+def test_validating_is_recorded_and_cleared_under_the_seqlock():
+    from hotcfg import _layout
+
+    buf = bytearray(_layout.DATA_START + 4096)
+    _layout.format_segment(buf, capacity=len(buf), writer_pid=1)
+    assert _layout.read_header(buf).validating is None
+    sequence = _layout.read_header(buf).sequence
+    _layout.record_validating(buf, "validator app:check " + "x" * 400, since=12.5)
+    header = _layout.read_header(buf)
+    assert header.validating.startswith("validator app:check x")
+    assert len(header.validating.encode()) == _layout.VALIDATOR_MAX_BYTES
+    assert header.validating_since == 12.5
+    assert header.sequence == sequence + 2
+    _layout.record_validating(buf, "", since=0.0)
+    assert _layout.read_header(buf).validating is None
