@@ -2,10 +2,17 @@
 (change callbacks) can fail in any way, ``SystemExit`` and hangs included;
 publishing goes on, under real Gunicorn."""
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+
+from .conftest import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -122,3 +129,45 @@ def test_a_relative_source_survives_a_preloaded_app_that_changes_directory(
     )
     svc.write_atomic("value: two\n")
     svc.all_workers_answer("two")
+
+
+def test_ctrl_c_stops_a_master_whose_first_validation_hangs(tmp_path):
+    """KeyboardInterrupt in the main thread is the one thing let through: a
+    master stuck in its first validation still stops on Ctrl-C, showing the
+    validator in ``status`` meanwhile and leaving no segment behind."""
+    config = tmp_path / "config.yaml"
+    config.write_text("value: hang\n")
+    segments = Path(os.environ["HOTCFG_SEGMENT_DIR"])
+    log = tmp_path / "gunicorn.log"
+    env = dict(
+        os.environ,
+        **MISBEHAVING,
+        HOTCFG_SOURCE=str(config),
+        HANG_GATE=str(tmp_path / "never"),
+        HOTCFG_VALIDATOR_WARN_MS="200",
+        PYTHONPATH=str(ROOT),
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
+             "-w", "2", "-b", f"127.0.0.1:{free_port()}", "--no-control-socket",
+             "tests.apps.probe_app:app"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 20
+            while "validating " not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            status = subprocess.run(
+                [sys.executable, "-m", "hotcfg", "status", "--dir", str(segments)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert "in validator tests.apps.validators:misbehaving" in status.stdout
+            os.kill(proc.pid, signal.SIGINT)
+            assert proc.wait(10) != 0
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    assert list(segments.iterdir()) == []
