@@ -31,12 +31,14 @@ import hashlib
 import json
 import logging
 import os
+import struct
 import sys
 import tempfile
 import time
 import traceback
 import zlib
 from pathlib import Path
+from typing import Any
 
 try:
     import atheris  # type: ignore[import-untyped]
@@ -56,6 +58,7 @@ with atheris.instrument_imports():
 TARGETS = ("segment", "reader", "raw", "payload", "yaml", "json", "toml")
 SIZE = _layout.DATA_START + 4096
 tried: collections.Counter[str] = collections.Counter()
+reached: collections.Counter[str] = collections.Counter()
 crashes: collections.Counter[str] = collections.Counter()
 first_crash: dict[str, str] = {}
 crash_dir = Path(".")
@@ -64,26 +67,37 @@ max_runs = 0
 
 
 def build_segment(fdp: atheris.FuzzedDataProvider) -> bytearray:
+    """A segment written through the layout functions, then mutated.
+
+    The payload is the fuzzer's bytes with a valid CRC and descriptor, so
+    they reach the payload decoder; then a few header fields, descriptor
+    fields or payload bytes (with or without a fixed CRC) are rewritten.
+    """
     buf = bytearray(SIZE)
     _layout.format_segment(buf, capacity=SIZE, writer_pid=1)
     payload = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 4096))
+    generation = fdp.ConsumeIntInRange(1, 2**64 - 2)
     at = _layout.DATA_START
-    buf[at : at + len(payload)] = payload
-
-    def field(honest: int, bits: int) -> int:
-        lie = fdp.ConsumeIntInRange(0, 2**bits - 1)
-        return honest if fdp.ConsumeBool() else lie
-
-    _layout._FIXED.pack_into(
-        buf, 0, _layout.MAGIC,
-        field(_layout.LAYOUT_VERSION, 16), field(0, 16),
-        field(_layout.HEADER_SIZE, 32), field(0, 64), field(1, 64),
-        field(SIZE, 64), field(at, 64), field(len(payload), 64),
-        field(zlib.crc32(payload), 32), field(1, 32),
-        fdp.ConsumeRegularFloat(), fdp.ConsumeRegularFloat(),
-        field(0, 64), field(_layout.TABLE_OFFSET, 32),
-        field(_layout.WORKER_SLOTS, 32), field(0, 16), field(0, 16),
+    crc = _layout.write_payload(buf, at, payload, generation=generation)
+    _layout.commit(
+        buf, generation=generation, offset=at, length=len(payload), crc=crc,
+        published_at=fdp.ConsumeRegularFloat(), source="fuzz", writer_pid=1,
     )  # fmt: skip
+    desc = _layout._desc_offset(generation)
+    for _ in range(fdp.ConsumeIntInRange(0, 3)):
+        kind = fdp.ConsumeIntInRange(0, 3)
+        if kind < 2 and payload:  # payload bytes; kind 1 also fixes the CRC
+            pos = at + fdp.ConsumeIntInRange(0, len(payload) - 1)
+            buf[pos] = fdp.ConsumeIntInRange(0, 255)
+            if kind == 1:
+                fixed = zlib.crc32(bytes(buf[at : at + len(payload)]))
+                struct.pack_into("<I", buf, desc + 24, fixed)
+        elif kind == 2:  # descriptor: generation, offset, length
+            field = desc + 8 * fdp.ConsumeIntInRange(0, 2)
+            struct.pack_into("<Q", buf, field, fdp.ConsumeIntInRange(0, 2**64 - 1))
+        else:  # header: sequence, generation, capacity, or the writing generation
+            field = fdp.PickValueInList([16, 24, 32, _layout.WRITING_OFFSET])
+            struct.pack_into("<Q", buf, field, fdp.ConsumeIntInRange(0, 2**64 - 1))
     return buf
 
 
@@ -125,10 +139,23 @@ def load_config(data: bytes, fmt: str) -> None:
     _payload.decode_payload(payload)
 
 
+def counted_decode_payload(*args: Any, **kwargs: Any) -> Snapshot:
+    reached[current_target] += 1
+    return real_decode_payload(*args, **kwargs)
+
+
+# Every decode (segment, reader, raw, payload) goes through the module
+# attribute, so this counts the inputs that got past the segment's checks.
+real_decode_payload = _payload.decode_payload
+_payload.decode_payload = counted_decode_payload
+current_target = ""
+
+
 def one_input(data: bytes) -> None:
+    global current_target
     if not data:
         return
-    target = TARGETS[data[0] % len(TARGETS)]
+    target = current_target = TARGETS[data[0] % len(TARGETS)]
     body = data[1:]
     tried[target] += 1
     try:
@@ -156,9 +183,14 @@ def one_input(data: bytes) -> None:
 def report() -> None:
     total = sum(tried.values())
     print(f"\ninputs tried: {total}   crashes: {sum(crashes.values())}")
-    print(f"{'target':>8} {'inputs':>10} {'crashes':>8}")
+    print("decoded: decode_payload calls (for segment/reader/raw: inputs past")
+    print("the segment's checks; a reader's refresh may decode more than once)")
+    print(f"{'target':>8} {'inputs':>10} {'decoded':>8} {'share':>6} {'crashes':>8}")
     for target in TARGETS:
-        print(f"{target:>8} {tried[target]:>10} {crashes[target]:>8}")
+        n = tried[target]
+        share = f"{reached[target] / n:.0%}" if n else "-"
+        print(f"{target:>8} {n:>10} {reached[target]:>8} {share:>6} "
+              f"{crashes[target]:>8}")  # fmt: skip
     for target, text in first_crash.items():
         print(f"\nfirst crash in {target}:\n{text}")
     sys.stdout.flush()
@@ -170,15 +202,16 @@ def seed_corpus(directory: Path) -> None:
     seg = bytearray(SIZE)
     _layout.format_segment(seg, capacity=SIZE, writer_pid=1)
     payload = _payload.encode(doc)
-    crc = _layout.write_payload(seg, _layout.DATA_START, payload)
+    crc = _layout.write_payload(seg, _layout.DATA_START, payload, generation=1)
     _layout.commit(
         seg, generation=1, offset=_layout.DATA_START, length=len(payload), crc=crc,
         published_at=1.0, source="seed", writer_pid=1,
     )  # fmt: skip
     toml = b'n = -1\nflags = [true, 1.5]\n[db]\nhost = "h"\nport = 5432\n'
     seeds = {
-        "segment": bytes(64) + payload,
-        "reader": bytes(64) + payload,
+        # build_segment: a 2-byte length, 8-byte generation, then the payload
+        "segment": bytes(16) + payload,
+        "reader": bytes(16) + payload,
         "raw": bytes(seg[: _layout.DATA_START + len(payload)]),
         "payload": msgpack.packb(doc),
         "yaml": yaml.safe_dump(doc).encode() + b"a: &a [1]\nb: *a\n",

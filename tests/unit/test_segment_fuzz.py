@@ -7,13 +7,16 @@ and a Reader's refresh() keeps serving a snapshot instead of raising into a
 request.
 """
 
+import collections
 import contextlib
 import os
+import struct
 import tempfile
 import zlib
 from collections.abc import Mapping
 
 import msgpack
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,18 +60,52 @@ NASTY = [
     b"\x92\x80",
     b"",
 ]
+keys = st.text(max_size=4) | st.integers(0, 9) | st.binary(max_size=2)
 scalars = st.none() | st.booleans() | st.integers(-(2**63), U64) | st.floats()
 values = st.recursive(
     scalars | st.text(max_size=8) | st.binary(max_size=8),
-    lambda c: st.lists(c, max_size=3)
-    | st.dictionaries(st.text(max_size=4) | st.integers(0, 9), c, max_size=3),
+    lambda c: (
+        st.lists(c, max_size=3)
+        | st.dictionaries(keys, c, max_size=3)
+    ),
     max_leaves=10,
 )
-payloads = st.one_of(
-    st.binary(max_size=600),
-    st.sampled_from(NASTY),
-    values.map(lambda v: msgpack.packb(v, use_bin_type=True)),
+documents = st.dictionaries(st.text(max_size=6), values, max_size=5)
+
+
+def section(value):
+    return msgpack.ExtType(_payload.SECTION_EXT, msgpack.packb(value))
+
+
+# Lazy sections where they belong (top level) and where they do not.
+sectioned = st.one_of(
+    st.dictionaries(st.text(max_size=4), values.map(section), max_size=3),
+    st.dictionaries(
+        st.text(max_size=4),
+        st.dictionaries(st.text(max_size=4), values.map(section), max_size=2),
+        max_size=2,
+    ),
+    st.lists(values.map(section), max_size=2),
 )
+payloads = st.one_of(
+    documents.map(_payload.encode),  # what a publisher writes
+    sectioned.map(lambda v: msgpack.packb(v, use_bin_type=True)),
+    values.map(lambda v: msgpack.packb(v, use_bin_type=True)),
+    st.sampled_from(NASTY),
+    st.binary(max_size=600),
+)
+
+HEADER_FIELDS = {  # name: (offset, struct format)
+    "layout": (8, "<H"),
+    "flags": (10, "<H"),
+    "header size": (12, "<I"),
+    "sequence": (16, "<Q"),
+    "generation": (24, "<Q"),
+    "capacity": (32, "<Q"),
+    "writing": (_layout.WRITING_OFFSET, "<Q"),
+}
+DESC_FIELDS = {"generation": (0, "<Q"), "offset": (8, "<Q"), "length": (16, "<Q")}
+DESC_FIELDS["crc"] = (24, "<I")
 
 
 class Fuzzed(bytearray):
@@ -76,47 +113,65 @@ class Fuzzed(bytearray):
 
     def __repr__(self):
         header = _layout._FIXED.unpack_from(self, 0)
-        return f"Fuzzed(header={header})"
+        return f"Fuzzed(header={header}, mutations={self.mutations})"
 
     def _repr_pretty_(self, printer, cycle):
         printer.text(repr(self))
 
 
+def _put(buf, offset, fmt, value):
+    size = struct.calcsize(fmt)
+    struct.pack_into(fmt, buf, offset, value % (1 << (8 * size)))
+
+
 @st.composite
 def segments(draw):
+    """A segment a publisher really wrote, then mutated.
+
+    The payload is a real one or hostile bytes, always with a valid CRC and
+    descriptor, so most examples reach the payload decoder; the mutations
+    then rewrite payload bytes (with or without fixing the CRC), descriptor
+    fields or header fields.
+    """
     buf = Fuzzed(SIZE)
+    buf.mutations = []
     _layout.format_segment(buf, capacity=SIZE, writer_pid=1)
     payload = draw(payloads)
-    at = draw(st.integers(_layout.DATA_START, SIZE - len(payload)))
-    buf[at : at + len(payload)] = payload
-
-    def mostly(value, top):
-        # Honest often enough that decoding gets past the first check.
-        return draw(st.one_of(st.just(value), st.just(value), edgy(top)))
-
-    fields = (
-        _layout.MAGIC,
-        mostly(_layout.LAYOUT_VERSION, U16),
-        draw(edgy(U16)),  # flags
-        mostly(_layout.HEADER_SIZE, U32),
-        mostly(2 * draw(st.integers(0, 2**62)), U64),  # sequence: odd = busy
-        draw(edgy(U64)),  # generation
-        mostly(SIZE, U64),  # capacity
-        mostly(at, U64),  # payload offset
-        mostly(len(payload), U64),
-        mostly(zlib.crc32(payload), U32),
-        draw(edgy(U32)),  # writer pid
-        draw(st.floats()),  # published at
-        draw(st.floats()),  # error at
-        draw(edgy(U64)),  # rejected count
-        draw(edgy(U32)),  # table offset
-        draw(edgy(U32)),  # table slots
-        mostly(draw(st.integers(0, _layout.SOURCE_MAX_BYTES)), U16),
-        mostly(draw(st.integers(0, _layout.ERROR_MAX_BYTES)), U16),
-    )
-    _layout._FIXED.pack_into(buf, 0, *fields)
-    text = draw(st.binary(max_size=64))
-    buf[104 : 104 + len(text)] = text
+    generation = draw(st.one_of(st.integers(1, 5), edgy(U64 - 1).filter(bool)))
+    offset = draw(st.integers(_layout.DATA_START, SIZE - len(payload)))
+    crc = _layout.write_payload(buf, offset, payload, generation=generation)
+    _layout.commit(
+        buf, generation=generation, offset=offset, length=len(payload), crc=crc,
+        published_at=draw(st.floats()), source=draw(st.text(max_size=8)),
+        writer_pid=1,
+    )  # fmt: skip
+    desc = _layout._desc_offset(generation)
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
+        # Weighted toward mutated msgpack that passes the CRC: the decoder's
+        # input; the other kinds test the checks in front of it.
+        kind = draw(
+            st.sampled_from(["payload+crc"] * 3 + ["payload", "desc", "header"])
+        )
+        if kind.startswith("payload") and payload:
+            at = draw(st.integers(offset, offset + len(payload) - 1))
+            new = draw(st.binary(min_size=1, max_size=8))
+            buf[at : at + len(new)] = new[: SIZE - at]
+            if kind == "payload+crc":  # mutated msgpack that passes the CRC
+                fixed = zlib.crc32(bytes(buf[offset : offset + len(payload)]))
+                _put(buf, desc + 24, "<I", fixed)
+            buf.mutations.append((kind, at, new))
+        elif kind == "desc":
+            name = draw(st.sampled_from(sorted(DESC_FIELDS)))
+            at, fmt = DESC_FIELDS[name]
+            value = draw(edgy(U64))
+            _put(buf, desc + at, fmt, value)
+            buf.mutations.append((kind, name, value))
+        elif kind == "header":
+            name = draw(st.sampled_from(sorted(HEADER_FIELDS)))
+            at, fmt = HEADER_FIELDS[name]
+            value = draw(edgy(U64))
+            _put(buf, at, fmt, value)
+            buf.mutations.append((kind, name, value))
     return buf
 
 
@@ -127,43 +182,91 @@ def check_snapshot(snap, buf):
     assert snap.generation == _layout.read_generation(buf)
 
 
-@settings(max_examples=300, deadline=None)
-@given(segments())
-def test_codec_decode_gives_snapshot_or_corrupt_segment_error(buf):
-    with contextlib.suppress(CorruptSegmentError):
-        check_snapshot(_payload.decode(buf), buf)
+@contextlib.contextmanager
+def counting_decoder(counts):
+    """Count the examples that got past the segment checks into decode_payload."""
+    real = _payload.decode_payload
+    reached = False
 
+    def wrapper(*args, **kwargs):
+        nonlocal reached
+        reached = True
+        return real(*args, **kwargs)
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-@given(segments())
-def test_reader_refresh_survives_any_segment(buf):
-    """The worker's path over a real mapping: refresh() never raises."""
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "fuzz.seg")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, bytes(buf))
-        reader = Reader(SegmentView(fd))
-        try:
-            snap = reader.refresh()
-            reader.mark_stale()
-            again = reader.refresh()
-        finally:
-            reader.close()
-    assert again.generation == snap.generation
+    _payload.decode_payload = wrapper
     try:
-        expected = _payload.decode(buf)
-    except CorruptSegmentError:
-        expected = None
-    if snap.published_at == 0.0 and snap.generation == 0 and not snap.data:
-        return  # kept the empty start-up snapshot: the segment was refused
-    # Otherwise the worker applied exactly what the codec decodes.
-    assert expected is not None
-    check_snapshot(snap, buf)
-    assert same_value(snap.data, expected.data)
+        yield
+    finally:
+        _payload.decode_payload = real
+        counts["reached"] += reached
+
+
+def report(counts, what):
+    share = counts["reached"] / counts["examples"]
+    print(f"{what}: {counts['reached']} of {counts['examples']} examples "
+          f"({share:.0%}) reached the payload decoder")  # fmt: skip
+    return share
+
+
+def test_codec_decode_gives_snapshot_or_corrupt_segment_error():
+    counts = collections.Counter()
+
+    @settings(max_examples=300, deadline=None)
+    @given(segments())
+    def decode_one(buf):
+        counts["examples"] += 1
+        with counting_decoder(counts), contextlib.suppress(CorruptSegmentError):
+            check_snapshot(_payload.decode(buf), buf)
+
+    decode_one()
+    # Before the segments were built through the layout functions, almost
+    # every example stopped at the descriptor check: keep the decoder fed.
+    assert report(counts, "decode") >= 0.4
+
+
+def test_reader_refresh_survives_any_segment():
+    """The worker's path over a real mapping: refresh() never raises."""
+    counts = collections.Counter()
+
+    @settings(
+        max_examples=150,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(segments())
+    def refresh_one(buf):
+        counts["examples"] += 1
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "fuzz.seg")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, bytes(buf))
+            with counting_decoder(counts):
+                reader = Reader(SegmentView(fd))
+                try:
+                    snap = reader.refresh()
+                    reader.mark_stale()
+                    again = reader.refresh()
+                finally:
+                    reader.close()
+        assert again.generation == snap.generation
+        try:
+            expected = _payload.decode(buf)
+        except CorruptSegmentError:
+            expected = None
+        if snap.published_at == 0.0 and snap.generation == 0 and not snap.data:
+            return  # kept the empty start-up snapshot: the segment was refused
+        check_snapshot(snap, buf)
+        if expected is None:
+            # Only a lazy section that fails once decoded lets the worker
+            # switch where the full decode refuses; reading it says so.
+            with pytest.raises(CorruptSegmentError, match="undecodable section"):
+                snap.data.decode_all()
+            return
+        # Otherwise the worker applied exactly what the codec decodes.
+        assert same_value(snap.data, expected.data)
+
+    refresh_one()
+    assert report(counts, "refresh") >= 0.4
 
 
 def test_reader_survives_a_capacity_the_file_does_not_have():
