@@ -385,10 +385,12 @@ def resource(
 
 
 @contextlib.contextmanager
-def isolated(cfg: Settings) -> Iterator[None]:
+def isolated(cfg: Settings | None) -> Iterator[None]:
     """Run with a fresh process state under ``cfg``; on leaving, whatever
     ran inside is closed (its segment removed) and the previous state is
     back (``hotcfg.testing``). Change callbacks stay registered throughout.
+    With ``cfg=None`` the settings are resolved on first use, from the
+    environment as it is then, or set by :func:`configure` inside.
     """
     global _settings, _publisher, _reader
     with _lock:

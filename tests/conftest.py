@@ -1,7 +1,15 @@
+import asyncio
 import os
 import subprocess
+import time
 
 import pytest
+
+from hotcfg import _api
+from hotcfg._reader import ChangeCallbacks
+
+#: How long a test waits for this process's reader to see a saved change.
+SWITCH_TIMEOUT_S = 20
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +43,46 @@ def tmpfs(tmp_path):
     yield mount
     for path in mounted:
         subprocess.run(["umount", "-l", path], check=False)
+
+
+class FreshHotcfg:
+    """hotcfg in the test's own process: save a file as editors do, and wait
+    (bounded) until this process's reader has switched to a value."""
+
+    def save(self, path, text):
+        partial = f"{path}.tmp"
+        with open(partial, "w") as f:
+            f.write(text)
+        os.replace(partial, path)
+
+    def wait_for(self, key, value):
+        deadline = time.monotonic() + SWITCH_TIMEOUT_S
+        while not self._switched(key, value, deadline):
+            time.sleep(0.01)
+
+    async def wait_for_async(self, key, value):
+        """:meth:`wait_for` that lets the event loop run meanwhile."""
+        deadline = time.monotonic() + SWITCH_TIMEOUT_S
+        while not self._switched(key, value, deadline):
+            await asyncio.sleep(0.01)
+
+    @staticmethod
+    def _switched(key, value, deadline):
+        seen = _api.reader().refresh().get(key)
+        if seen == value:
+            return True
+        assert time.monotonic() < deadline, f"{key} is still {seen!r}, not {value!r}"
+        return False
+
+
+@pytest.fixture
+def fresh_hotcfg(monkeypatch):
+    """The test starts as a new process would: no publisher, no reader, no
+    change callbacks, settings resolved on first use from the environment the
+    test sets (``monkeypatch.setenv("HOTCFG_SOURCE", ...)``). Whatever started
+    inside is closed afterwards (watcher stopped, segment removed)."""
+    # isolated() keeps callbacks (users register them at import time); a
+    # test's own must not outlive it.
+    monkeypatch.setattr(_api, "_callbacks", ChangeCallbacks())
+    with _api.isolated(None):
+        yield FreshHotcfg()

@@ -1,25 +1,32 @@
-"""The Django app: system check, management command, middleware with
-Django's test clients (sync and async), each in a child process of its own
-running the example project."""
+"""The Django app of the example project: the system check and the
+management command through its ``manage.py``, in child processes (exit
+codes and output, and settings modules of their own); the app's settings
+and the middleware with Django's test clients (sync and async), in the
+test's process."""
 
-import json
+import asyncio
+import contextlib
+import importlib
 import os
 import subprocess
 import sys
-import textwrap
+import types
 
 import pytest
 
-from tests.process import ROOT, run_script
+import hotcfg
+from hotcfg import _api
+from tests.process import ROOT
 
-from . import HELPERS
-
-pytest.importorskip("django")
+django = pytest.importorskip("django")
 PROJECT = ROOT / "examples" / "django_project"
 
 
 def manage(tmp_path, *args, settings=None, source=None):
-    """``manage.py ARGS`` in the example project; (exit code, stdout + stderr)."""
+    """``manage.py ARGS`` in the example project; (exit code, stdout + stderr).
+
+    A child process: the command's exit code and output are what is tested,
+    and a settings module of its own is only possible in a new process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
     env.pop("HOTCFG_SOURCE", None)
@@ -86,102 +93,106 @@ def test_validate_command_exit_codes(tmp_path):
     assert str(PROJECT / "config.yaml") in out
 
 
-CLIENT = HELPERS + textwrap.dedent(
-    """
-    import asyncio, json, sys, types
-    sys.path.insert(0, sys.argv[2])
-    os.environ["DJANGO_SETTINGS_MODULE"] = "exampleproject.settings"
-    import django
-    django.setup()
+@pytest.fixture
+def django_app(fresh_hotcfg, monkeypatch):
+    """``django_app(**settings)``: the example project's app and middleware
+    installed in this process, for the rest of the test, with ``settings``
+    overridden (``HOTCFG``, ``ROOT_URLCONF``, ...).
+
+    Django's settings are configured once per process, so each test installs
+    what it needs with ``override_settings``, Django's own way for tests:
+    installing the app runs its ``ready()`` again, inside the test's fresh
+    hotcfg, as ``django.setup()`` does at startup."""
+    from django.apps import apps
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    if not settings.configured:
+        settings.configure()
+    if not apps.ready:  # override_settings(INSTALLED_APPS=...) needs a registry
+        django.setup()
+    monkeypatch.syspath_prepend(str(PROJECT))
+    example = importlib.import_module("exampleproject.settings")
+    with contextlib.ExitStack() as stack:
+
+        def install(**overrides):
+            installed = overrides.pop("INSTALLED_APPS", example.INSTALLED_APPS)
+            stack.enter_context(override_settings(**{
+                "MIDDLEWARE": example.MIDDLEWARE,
+                "ALLOWED_HOSTS": example.ALLOWED_HOSTS,
+                **overrides,
+            }))  # fmt: skip
+            # Apart and after: override_settings installs apps before it sets
+            # the other settings, and ready() must see HOTCFG.
+            stack.enter_context(override_settings(INSTALLED_APPS=installed))
+            return settings
+
+        yield install
+
+
+def test_middleware_with_test_clients(tmp_path, fresh_hotcfg, django_app):
     from django.http import JsonResponse
     from django.test import AsyncClient, Client
-    from django.test.utils import override_settings
     from django.urls import path as route
-    import hotcfg
-    from hotcfg import _api
+    from exampleproject import urls as example_urls
 
-    source = sys.argv[1]
+    source = tmp_path / "config.yaml"
+    source.write_text("greeting: one\n")
 
     def twice(request):
         first = request.hotcfg.get("greeting")
-        write(source, "greeting: during\\n")
-        wait_for("greeting", "during")  # the reader moved on, not the pin
+        fresh_hotcfg.save(source, "greeting: during\n")
+        fresh_hotcfg.wait_for("greeting", "during")  # the reader moved on, not the pin
         return JsonResponse({"first": first, "second": hotcfg.get("greeting"),
-                             "same": request.hotcfg is _api.pinned()})
+                             "same": request.hotcfg is _api.pinned()})  # fmt: skip
 
     async def twice_async(request):
         first = request.hotcfg.get("greeting")
-        write(source, "greeting: async-during\\n")
-        while _api.reader().refresh().get("greeting") != "async-during":
-            await asyncio.sleep(0.01)
+        fresh_hotcfg.save(source, "greeting: async-during\n")
+        await fresh_hotcfg.wait_for_async("greeting", "async-during")
         return JsonResponse({"first": first, "second": hotcfg.get("greeting")})
 
     urls = types.ModuleType("probe_urls")
-    urls.urlpatterns = [route("twice", twice), route("twice_async", twice_async)]
-    sys.modules["probe_urls"] = urls
-    from exampleproject import urls as example_urls
-    urls.urlpatterns += example_urls.urlpatterns
+    urls.urlpatterns = [
+        route("twice", twice),
+        route("twice_async", twice_async),
+        *example_urls.urlpatterns,
+    ]
+    django_app(ROOT_URLCONF=urls, HOTCFG={"SOURCE": source, "DEBOUNCE_MS": 10})
+
+    client = Client()
+    assert client.get("/").json()["greeting"] == "one"
+    assert client.get("/twice").json() == {
+        "first": "one", "second": "one", "same": True
+    }  # fmt: skip
+    assert client.get("/").json()["greeting"] == "during"
+    assert _api.pinned() is None
+    token = _api.pin()  # as Gunicorn's pre_request hook does
+    fresh_hotcfg.save(source, "greeting: hooked\n")
+    fresh_hotcfg.wait_for("greeting", "hooked")
+    assert client.get("/").json()["greeting"] == "during"
+    assert _api.pinned() is not None  # the hook's pin is left to the hook
+    _api.unpin(token)
 
     async def async_requests():
         client = AsyncClient()
         first = (await client.get("/twice_async")).json()
         after = (await client.get("/async")).json()
-        return first, after, _api.pinned() is not None
+        return first, after, _api.pinned()
 
-    out = {}
-    with override_settings(ROOT_URLCONF="probe_urls"):
-        client = Client()
-        out["index"] = client.get("/").json()["greeting"]
-        out["twice"] = client.get("/twice").json()
-        out["after"] = client.get("/").json()["greeting"]
-        out["leaked"] = _api.pinned() is not None
-        token = _api.pin()              # as Gunicorn's pre_request hook does
-        write(source, "greeting: hooked\\n")
-        wait_for("greeting", "hooked")
-        out["hooked"] = client.get("/").json()["greeting"]
-        out["hook_pin_kept"] = _api.pinned() is not None
-        _api.unpin(token)
-        out["async_twice"], out["async_after"], out["async_leaked"] = (
-            asyncio.run(async_requests()))
-    print(json.dumps(out))
-    """
-)
+    first, after, left_pinned = asyncio.run(async_requests())
+    assert first == {"first": "hooked", "second": "hooked"}
+    assert after["greeting"] == "async-during"
+    assert left_pinned is None
 
 
-def test_middleware_with_test_clients(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text("greeting: one\n")
-    out = run_script(CLIENT, config, config, PROJECT, HOTCFG_DEBOUNCE_MS="10")
-    out = json.loads(out)
-    assert out.pop("async_after")["greeting"] == "async-during"
-    assert out == {
-        "index": "one",
-        "twice": {"first": "one", "second": "one", "same": True},
-        "after": "during",
-        "leaked": False,
-        "hooked": "during",
-        "hook_pin_kept": True,
-        "async_twice": {"first": "hooked", "second": "hooked"},
-        "async_leaked": False,
-    }
-
-
-EXPLICIT = textwrap.dedent(
-    """
-    import sys
-    import django
-    from django.conf import settings
-    import hotcfg
-
-    hotcfg.configure(source=sys.argv[1])
-    settings.configure(INSTALLED_APPS=["hotcfg.integrations.django"])
-    django.setup()                  # no settings.HOTCFG: configure() stays
-    print(hotcfg.get("value"))
-    """
-)
-
-
-def test_app_without_hotcfg_setting_keeps_explicit_configure(tmp_path):
+def test_app_without_hotcfg_setting_keeps_explicit_configure(
+    tmp_path, monkeypatch, django_app
+):
     config = tmp_path / "c.yaml"
     config.write_text("value: explicit\n")
-    assert run_script(EXPLICIT, tmp_path / "absent.yaml", config) == "explicit"
+    monkeypatch.setenv("HOTCFG_SOURCE", str(tmp_path / "absent.yaml"))
+    hotcfg.configure(source=config)
+    settings = django_app(INSTALLED_APPS=["hotcfg.integrations.django"])
+    assert not hasattr(settings, "HOTCFG")  # so ready() keeps configure()'s source
+    assert hotcfg.get("value") == "explicit"

@@ -4,32 +4,39 @@ import os
 import textwrap
 from pathlib import Path
 
+import hotcfg
+
 from . import run_script
 
-SCRIPT = textwrap.dedent(
-    """
-    import os, sys, time
-    import hotcfg
 
-    path = sys.argv[1]
+def test_get_and_on_change_in_one_process(tmp_path, monkeypatch, fresh_hotcfg):
+    config = tmp_path / "c.yaml"
+    config.write_text("value: one\n")
+    monkeypatch.setenv("HOTCFG_SOURCE", str(config))
+    monkeypatch.setenv("HOTCFG_DEBOUNCE_MS", "10")
     changes = []
     hotcfg.on_change("value")(lambda old, new: changes.append((old, new)))
-    assert hotcfg.get("value") == "one", hotcfg.get("value")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("value: two\\n")
-    os.replace(tmp, path)
-    deadline = time.monotonic() + 10
-    while hotcfg.get("value") != "two" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    print(hotcfg.get("value"), hotcfg.generation(), changes)
+    assert hotcfg.get("value") == "one"
+    fresh_hotcfg.save(config, "value: two\n")
+    fresh_hotcfg.wait_for("value", "two")
+    assert (hotcfg.get("value"), hotcfg.generation(), changes) == (
+        "two", 2, [("one", "two")]
+    )  # fmt: skip
+
+
+# A child process: what is tested is the interpreter's exit (atexit).
+AT_EXIT = textwrap.dedent(
+    """
+    import os
+    import hotcfg
+
+    print(hotcfg.get("value"), len(os.listdir(os.environ["HOTCFG_SEGMENT_DIR"])))
     """
 )
 
 
-def test_get_and_on_change_in_one_process(tmp_path):
+def test_segment_is_removed_at_interpreter_exit(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("value: one\n")
-    output = run_script(SCRIPT, config, config, HOTCFG_DEBOUNCE_MS="10")
-    assert output == "two 2 [('one', 'two')]"
+    assert run_script(AT_EXIT, config) == "one 1"  # the segment while running
     assert list(Path(os.environ["HOTCFG_SEGMENT_DIR"]).iterdir()) == []
