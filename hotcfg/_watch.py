@@ -133,9 +133,11 @@ def _without_move_pairing_delay(observer: Any) -> None:
     delay.
     """
     for emitter in getattr(observer, "emitters", ()):
-        group = getattr(emitter, "_inotify", None)
-        grouper = getattr(group, "_move_event_grouper", None)
-        queue: Any = getattr(grouper, "_queue", None)
+        buffer = getattr(emitter, "_inotify", None)
+        # watchdog 7 keeps the delaying queue in a grouper thread, watchdog 6
+        # (the newest for Python 3.10) in the inotify buffer itself.
+        holder = getattr(buffer, "_move_event_grouper", buffer)
+        queue: Any = getattr(holder, "_queue", None)
         if isinstance(getattr(queue, "delay", None), (int, float)):
             queue.delay = 0
 
