@@ -31,11 +31,6 @@ class Debouncer:
             self._first = now
         self._last = now
 
-    @property
-    def pending(self) -> bool:
-        """Whether events arrived since the last time :meth:`due` fired."""
-        return self._first is not None
-
     def due(self, now: float) -> bool:
         """True once per burst, when it is time to act; resets the burst."""
         if self._first is None:
