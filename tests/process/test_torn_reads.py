@@ -163,6 +163,6 @@ def test_no_torn_reads_and_no_starvation(tmp_path):
     # against the content's digest and generation, across many generations.
     for s in stats:
         assert s["checked"] >= reads // 20, s
-        assert s["generations"] >= 50, s
+        assert s["generations"] >= 10, s
     # Each reader finished all its reads while the writer never paused.
     assert result["publishes"] >= 100
