@@ -2,6 +2,8 @@
 #             edit examples/config.yaml and watch every worker switch.
 #             make demo PORT=8001 WORKERS=8 to change the address or count.
 # make test   the whole test suite (creates .venv on first use).
+# make test-all  the suite on every supported Python found (pyenv or PATH),
+#             one .venv-3.X each; PYTHONS="3.10 3.13" picks some.
 # make lint   ruff and mypy --strict.
 
 PYTHON ?= python3
@@ -11,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +31,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+test-all:
+	PYTHONS="$(PYTHONS)" .ci/test-all
+
 lint: $(STAMP)
 	$(BIN)/ruff check hotcfg tests examples benchmarks gunicorn_conf.py
 	$(BIN)/ruff format --check hotcfg
@@ -39,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/integration_overhead.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* build dist .pytest_cache .mypy_cache .ruff_cache

@@ -20,8 +20,8 @@ class Debouncer:
     every ``max_ms``, so changes are never held back indefinitely.
     """
 
-    quiet_ms: float = 100.0
-    max_ms: float = 1000.0
+    quiet_ms: float  # the watcher passes HOTCFG_DEBOUNCE_MS: no defaults here
+    max_ms: float
     _first: float | None = field(default=None, init=False)
     _last: float = field(default=0.0, init=False)
 
@@ -30,11 +30,6 @@ class Debouncer:
         if self._first is None:
             self._first = now
         self._last = now
-
-    @property
-    def pending(self) -> bool:
-        """Whether events arrived since the last time :meth:`due` fired."""
-        return self._first is not None
 
     def due(self, now: float) -> bool:
         """True once per burst, when it is time to act; resets the burst."""

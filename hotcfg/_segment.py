@@ -14,7 +14,13 @@ the byte layout beyond what ``_layout`` exports.
   unrelated process cannot keep a dead segment alive.
 * Space is reserved with ``posix_fallocate`` before it is announced, so a
   full ``/dev/shm`` fails the publish in the master instead of raising
-  ``SIGBUS`` in a worker touching a page that cannot be backed.
+  ``SIGBUS`` in a worker touching a page that cannot be backed. Where there
+  is no ``posix_fallocate`` (macOS), the new bytes are written as zeros for
+  the same effect.
+
+Portability: everything else here is POSIX (``flock``, ``O_NOFOLLOW``,
+``O_CLOEXEC``, ``MAP_SHARED``); ``link`` without following symlinks falls
+back to a plain ``link`` where ``linkat`` is missing.
 """
 
 from __future__ import annotations
@@ -84,9 +90,28 @@ def _map(fd: int, size: int, *, writable: bool = True) -> mmap.mmap:
     return mmap.mmap(fd, size, mmap.MAP_SHARED, prot)
 
 
+_ZERO_CHUNK = 1 << 20
+
+
+def _write_zeros(fd: int, size: int) -> None:
+    # ftruncate alone would leave a sparse file whose pages are only found
+    # missing when first touched (SIGBUS); writing them allocates them now,
+    # so a full disk or tmpfs fails here with ENOSPC. Only the bytes past the
+    # current end are written: the ones before are the live segment.
+    offset = os.fstat(fd).st_size
+    zeros = memoryview(bytes(min(_ZERO_CHUNK, max(size - offset, 0))))
+    while offset < size:
+        offset += os.pwrite(fd, zeros[: size - offset], offset)
+
+
 def _reserve(fd: int, size: int) -> None:
+    # Looked up at each call (not at import) so tests can take it away.
+    fallocate = getattr(os, "posix_fallocate", None)
     try:
-        os.posix_fallocate(fd, 0, size)
+        if fallocate is not None:
+            fallocate(fd, 0, size)
+        else:
+            _write_zeros(fd, size)
     except OSError as exc:
         raise SegmentError(
             f"cannot reserve {size} bytes of shared memory: {exc}"
@@ -96,8 +121,14 @@ def _reserve(fd: int, size: int) -> None:
 def _publish_name(tmp_path: str, path: str) -> None:
     # link() refuses an existing name where rename() would silently replace
     # whatever is there; nothing already at the final name is ever touched.
+    # tmp_path is the regular file we just created with O_NOFOLLOW, so where
+    # linkat() is missing a plain link() (which may follow) links the same.
+    no_follow = os.link in os.supports_follow_symlinks
     try:
-        os.link(tmp_path, path, follow_symlinks=False)
+        if no_follow:
+            os.link(tmp_path, path, follow_symlinks=False)
+        else:
+            os.link(tmp_path, path)
     except OSError as exc:
         raise SegmentError(f"cannot create segment {path}: {exc}") from exc
     os.unlink(tmp_path)

@@ -1,8 +1,9 @@
 """Each benchmark script still runs end to end, at its smallest size.
 
-Numbers are not checked (they belong in BENCHMARKS.md, not in assertions);
-only that the script starts its servers, drives its load, prints its table
-and exits 0, so the commands in BENCHMARKS.md keep working.
+Speeds are not checked (they belong in BENCHMARKS.md, not in assertions),
+but what the script must compute is: its table's row is there, its numbers
+parse, are positive, and its ratio columns agree with the columns they
+divide. So the commands in BENCHMARKS.md keep working and keep measuring.
 """
 
 import os
@@ -34,33 +35,88 @@ def run(script, *args, timeout=120):
     return out.stdout
 
 
+def row(out, *first):
+    """The numbers of the table row whose first cells are ``first``
+    (``-`` gives None, a trailing ``*`` is dropped)."""
+    for line in out.splitlines():
+        cells = line.split()
+        if cells[: len(first)] == list(first) and len(cells) > len(first):
+            rest = cells[len(first) :]
+            try:
+                return [None if c == "-" else float(c.rstrip("*")) for c in rest]
+            except ValueError:
+                continue
+    raise AssertionError(f"no row {first} of numbers in:\n{out}")
+
+
+def nanoseconds(out, label):
+    """The figure printed as ``<label> <n> ns``."""
+    found = re.search(re.escape(label) + r"\s+(\d+) ns", out)
+    assert found, f"no {label!r} in:\n{out}"
+    return int(found.group(1))
+
+
+def assert_ratio(ratio, numerator, denominator, out, *, decimals, inputs):
+    """``ratio`` is numerator / denominator as far as the table's rounding
+    tells: the ratio printed to ``decimals``, the two others to ``inputs``."""
+    half, half_ratio = 0.5 * 10**-inputs, 0.5 * 10**-decimals
+    low = (numerator - half) / (denominator + half) - half_ratio
+    high = (numerator + half) / max(denominator - half, 1e-9) + half_ratio
+    assert low <= ratio <= high, out
+
+
 @needs_wrk
 def test_propagation():
     out = run("propagation.py", "--workers", "2", "--rounds", "2", "--debounce", "0",
               "--write", "away", "--worker-nice", "3")  # fmt: skip
-    assert re.search(r"^\s+2\s+10 KB\s+0\s+0\s", out, flags=re.MULTILINE), out
-    assert "Reader.refresh()" in out
+    rps, published, p95_published, answered, p95_answered, coverage, *_ = row(
+        out, "2", "10", "KB", "0", "0"
+    )
+    assert min(rps, published, answered, coverage) > 0, out
+    assert p95_published >= published, out
+    assert p95_answered >= answered, out
+    assert nanoseconds(out, "Reader.refresh():") > 0, out
 
 
 @needs_wrk
 def test_peers():
     out = run("peers.py", "--workers", "2", "--rounds", "1", "--runs", "1",
               "--peers", "hotcfg", "hup", "stat")  # fmt: skip
-    assert "hup" in out
-    assert 'hotcfg.get("a.b.c") in a request' in out
+    rows = {peer: row(out, "2", peer) for peer in ("hotcfg", "hup", "stat")}
+    for median, p95, times, longest, quiet, parses, _coverage in rows.values():
+        assert min(median, longest, quiet, parses) > 0, out
+        assert p95 >= median, out
+        assert_ratio(times, median, rows["hotcfg"][0], out, decimals=1, inputs=1)
+    assert rows["hotcfg"][5] == 1, out  # one parse per change, in the master
+    assert nanoseconds(out, 'hotcfg.get("a.b.c") in a request') > 0, out
 
 
 @needs_wrk
 def test_throughput():
     out = run("throughput.py", "--runs", "1", "--seconds", "1")
-    assert "plain 2" in out
+    plain = row(out, "plain")
+    assert plain[0] > 0, out
+    assert plain[1] == 1.0, out
+    for server in (("hotcfg",), ("plain", "2")):
+        rps, ratio, cpu, cpu_ratio = row(out, *server)
+        assert min(rps, cpu) > 0, out
+        assert_ratio(ratio, rps, plain[0], out, decimals=3, inputs=0)  # one run
+        assert_ratio(cpu_ratio, cpu, plain[2], out, decimals=3, inputs=1)
 
 
 def test_switch_cost():
     out = run("switch_cost.py", "--repeat", "1", "--sizes", "10 KB")
-    assert "10 KB" in out
+    payload, unpackb, decode, ratio, switch, switch_ratio, *_ = row(out, "10", "KB")
+    assert 5_000 < payload < 20_000, out
+    assert min(unpackb, decode, switch) > 0, out
+    assert_ratio(ratio, decode, unpackb, out, decimals=2, inputs=2)
+    assert_ratio(switch_ratio, switch, unpackb, out, decimals=2, inputs=2)
 
 
 def test_memory():
     out = run("memory.py", "--workers", "1", "--sizes", "10000")
-    assert "segment PSS" in out
+    rss, pss, extra, _times, segment = row(out, "10", "KB", "0.0", "hotcfg")
+    assert rss >= pss > 0, out
+    assert extra >= 0, out
+    assert segment > 0, out  # the worker maps the segment
+    assert row(out, "10", "KB", "0.0", "hup")[-1] is None, out  # hup has none

@@ -4,8 +4,10 @@ shared-memory file system that is full."""
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import WORKERS
+from .conftest import ROOT, WORKERS
 
 pytestmark = pytest.mark.e2e
 
@@ -248,10 +250,54 @@ def children(pid):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
-def test_workers_running_as_another_user(start_service, tmp_path):
+def reachable_by_others(path):
+    """Whether a user of no group of ours may traverse every directory down
+    to ``path`` (permission bits only: no ACLs, no group membership)."""
+    path = os.path.realpath(path)
+    while True:
+        if not os.stat(path).st_mode & 0o001:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
+
+
+@pytest.fixture
+def code_for_others():
+    """A copy of the app and of hotcfg that another user can import.
+
+    The workers import the app after dropping to nobody, and a checkout may
+    sit where nobody cannot read (any clone under /root, or in a 0700
+    ``mktemp -d``). Returns the directory for PYTHONPATH."""
+    bases = [tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]
+    base = next((b for b in bases if os.path.isdir(b) and reachable_by_others(b)), None)
+    if base is None:
+        pytest.skip(f"no directory another user can read among {bases}")
+    staging = tempfile.mkdtemp(prefix="hotcfg-nobody-", dir=base)
+    try:
+        os.chmod(staging, 0o755)
+        ignore = shutil.ignore_patterns("__pycache__")
+        for package in ("hotcfg", "tests/apps"):
+            shutil.copytree(ROOT / package, Path(staging, package), ignore=ignore)
+        shutil.copy(ROOT / "tests" / "__init__.py", Path(staging, "tests"))
+        for directory, _, files in os.walk(staging):
+            os.chmod(directory, 0o755)
+            for name in files:
+                os.chmod(os.path.join(directory, name), 0o644)
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def test_workers_running_as_another_user(start_service, tmp_path, code_for_others):
     """The root master's 0600 segment is used by workers running as nobody:
     they inherit the open descriptor, so nothing is opened by path."""
-    svc = start_service(tmp_path, extra_args=["--user", "nobody", "--group", "nogroup"])
+    svc = start_service(
+        tmp_path,
+        extra_args=["--user", "nobody", "--group", "nogroup"],
+        env_extra={"PYTHONPATH": code_for_others},
+    )
     for pid in svc.worker_pids():
         assert os.stat(f"/proc/{pid}").st_uid == 65534
     svc.all_workers_answer("one")

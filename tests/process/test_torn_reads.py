@@ -4,7 +4,8 @@ Each payload carries a digest of its own content, so a reader can tell a torn
 copy from a good one without trusting the segment's CRC. The writer varies
 the payload size and now and then grows the segment (readers remap). Half
 the readers count attempts through the codec, half are the workers' own
-``Reader`` and count the errors it logs.
+``Reader`` and count the errors it logs. Every read is checked: its values
+all from one write, and that write the header's generation.
 """
 
 import json
@@ -20,6 +21,7 @@ SCRIPT = textwrap.dedent(
     from hotcfg._errors import CorruptSegmentError
 
     READERS, READS, LIMIT = int(sys.argv[1]), int(sys.argv[2]), 1000
+    SWITCHES = READS // 20
 
     def digest(n, pad):
         return hashlib.blake2b(f"{n}:{pad}".encode(), digest_size=8).hexdigest()
@@ -31,12 +33,24 @@ SCRIPT = textwrap.dedent(
         pad = chr(97 + n % 26) * size
         return {"n": n, "pad": pad, "digest": digest(n, pad)}
 
-    def intact(payload):
+    def whole(data, generation):
+        # Every value from one write, and that write the header's generation:
+        # document(n) is published as generation n + 1 (the file's n: 0 is 1).
+        return (
+            data.get("digest") == digest(data.get("n"), data.get("pad"))
+            and data.get("n") == generation - 1
+        )
+
+    def intact(payload, generation):
         try:
             data = _payload.decode_payload(payload)
         except CorruptSegmentError:
             return False
-        return data.get("digest") == digest(data.get("n"), data.get("pad"))
+        return whole(data, generation)
+
+    def new_stats():
+        return dict(torn=0, failed=0, decode_failed=0, backwards=0, checked=0,
+                    generations=0)
 
     def read_once(view):
         # Reader._read's logic, one attempt at a time, so attempts can be counted.
@@ -55,7 +69,7 @@ SCRIPT = textwrap.dedent(
         return None, None, LIMIT, False
 
     def reader(view, out):
-        stats = dict(torn=0, failed=0, decode_failed=0, backwards=0)
+        stats = new_stats()
         stats.update(max_attempts=0, moved=0, header_failed=0)
         last = 0
         for _ in range(READS):
@@ -65,7 +79,9 @@ SCRIPT = textwrap.dedent(
             if header is None:
                 stats["failed"] += 1
                 continue
-            stats["torn"] += header.generation > 1 and not intact(payload)
+            if header.generation > 1:
+                stats["checked"] += 1
+                stats["torn"] += not intact(payload, header.generation)
             try:  # the CLI's path: three attempts, no pause
                 _payload.decode(view.buffer, attempts=3)
             except CorruptSegmentError:
@@ -74,6 +90,7 @@ SCRIPT = textwrap.dedent(
                 grown = _layout.read_capacity(view.buffer) > len(view.buffer)
                 stats["decode_failed"] += not grown
             stats["backwards"] += header.generation < last
+            stats["generations"] += header.generation != last
             last = header.generation
             # The status path: the seqlocked header, yielding as the CLI does.
             try:
@@ -88,13 +105,17 @@ SCRIPT = textwrap.dedent(
         handler.emit = errors.append
         logging.getLogger("hotcfg").addHandler(handler)
         reader, last = Reader(view), 0
-        stats = dict(torn=0, failed=0, decode_failed=0, backwards=0)
-        for _ in range(READS):
+        stats = new_stats()
+        # A refresh that finds the generation unchanged costs a fraction of a
+        # microsecond and reads nothing: READS of them would be over before
+        # the first publish. So count the switches, the reads that read.
+        while stats["checked"] < SWITCHES:
             snap = reader.refresh()
-            if snap.generation > 1:
-                torn = snap.get("digest") != digest(snap.get("n"), snap.get("pad"))
-                stats["torn"] += torn
+            if snap.generation != last and snap.generation > 1:
+                stats["checked"] += 1
+                stats["torn"] += not whole(snap, snap.generation)
             stats["backwards"] += snap.generation < last
+            stats["generations"] += snap.generation != last
             last = snap.generation
         stats["failed"] = len(errors)
         os.write(out, (json.dumps(stats) + "\\n").encode())
@@ -145,5 +166,10 @@ def test_no_torn_reads_and_no_starvation(tmp_path):
     assert sum("max_attempts" in s for s in stats) == readers // 2
     assert sum(s.get("header_failed", 0) for s in stats) == 0
     assert sum(s["backwards"] for s in stats) == 0
+    # The zeros above count something: every reader checked most of its reads
+    # against the content's digest and generation, across many generations.
+    for s in stats:
+        assert s["checked"] >= reads // 20, s
+        assert s["generations"] >= 10, s
     # Each reader finished all its reads while the writer never paused.
-    assert result["publishes"] > readers
+    assert result["publishes"] >= 100

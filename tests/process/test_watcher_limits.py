@@ -16,8 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+import watchdog.version
 
 from . import run_script_output, script_command
+
+# watchdog 7 logs an overflowed inotify queue; watchdog 6 (the newest for
+# Python 3.10) loses the events without a word, so only the outcome is seen.
+LOGS_OVERFLOW = int(watchdog.version.VERSION_MAJOR) >= 7
 
 NOBODY = 65534
 
@@ -88,7 +93,7 @@ def test_inotify_instances_exhausted_falls_back_to_polling():
 
 FLOODED = textwrap.dedent(
     """
-    import logging, sys, threading, time
+    import logging, os, sys, threading, time
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     from hotcfg import _api
 
@@ -110,7 +115,8 @@ FLOODED = textwrap.dedent(
     while publisher.generation == before and time.monotonic() < deadline:
         time.sleep(0.05)
     print("value", _api.get("value"), flush=True)
-    print("overflowed", overflowed.wait(30), flush=True)
+    wait_s = 30 if os.environ["LOGS_OVERFLOW"] == "1" else 0
+    print("overflowed", overflowed.wait(wait_s), flush=True)
     """
 )
 
@@ -128,6 +134,7 @@ def test_overflowed_event_queue_loses_no_change(tmp_path):
     argv, env = script_command(
         FLOODED,
         config,
+        LOGS_OVERFLOW=str(int(LOGS_OVERFLOW)),
         HOTCFG_WATCH="events",
         HOTCFG_POLL_INTERVAL_MS="300",
         HOTCFG_DEBOUNCE_MS="20",
@@ -162,4 +169,4 @@ def test_overflowed_event_queue_loses_no_change(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
-    assert out.splitlines() == ["value after-overflow", "overflowed True"]
+    assert out.splitlines() == ["value after-overflow", f"overflowed {LOGS_OVERFLOW}"]
