@@ -565,10 +565,13 @@ def move_pairing_delays(directory):
         for emitter in observer.emitters
         if emitter.watch.path == str(directory)
     ]
-    # watchdog 7 holds the queue in a grouper thread, watchdog 6 in the buffer.
+    # watchdog 7 holds the queue in a grouper thread, watchdog 6 in the buffer
+    # and calls the wait delay_sec.
+    queues = [
+        getattr(buffer, "_move_event_grouper", buffer)._queue for buffer in buffers
+    ]
     return [
-        getattr(buffer, "_move_event_grouper", buffer)._queue.delay
-        for buffer in buffers
+        getattr(queue, "delay", getattr(queue, "delay_sec", None)) for queue in queues
     ]
 
 
