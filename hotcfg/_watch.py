@@ -138,9 +138,12 @@ def _without_move_pairing_delay(observer: Any) -> None:
         # (the newest for Python 3.10) in the inotify buffer itself.
         holder = getattr(buffer, "_move_event_grouper", buffer)
         queue: Any = getattr(holder, "_queue", None)
-        for name in ("delay", "delay_sec"):  # watchdog 7, watchdog 6
-            if isinstance(getattr(queue, name, None), (int, float)):
-                setattr(queue, name, 0)
+        # watchdog 6 names the wait delay_sec, which watchdog 7 keeps as a
+        # deprecated alias of delay: ask for delay first.
+        if isinstance(getattr(queue, "delay", None), (int, float)):
+            queue.delay = 0
+        elif isinstance(getattr(queue, "delay_sec", None), (int, float)):
+            queue.delay_sec = 0
 
 
 def _disarm(observer: Any, timeout_s: float = 5.0) -> None:

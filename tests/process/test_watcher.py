@@ -571,7 +571,7 @@ def move_pairing_delays(directory):
         getattr(buffer, "_move_event_grouper", buffer)._queue for buffer in buffers
     ]
     return [
-        getattr(queue, "delay", getattr(queue, "delay_sec", None)) for queue in queues
+        queue.delay if hasattr(queue, "delay") else queue.delay_sec for queue in queues
     ]
 
 
