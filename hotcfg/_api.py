@@ -80,6 +80,7 @@ def configure(
     schema: str | os.PathLike[str] | None = None,
     model: str | None = None,
     validator_warn_ms: float | None = None,
+    apply_warn_ms: float | None = None,
     max_bytes: int | None = None,
     segment_dir: str | os.PathLike[str] | None = None,
     name: str | None = None,
@@ -87,6 +88,7 @@ def configure(
     watch: str | None = None,
     poll_interval_ms: float | None = None,
     worker_nice: int | None = None,
+    metrics: str | None = None,
 ) -> None:
     """Set this process's settings explicitly, before hotcfg is first used.
 
@@ -104,6 +106,7 @@ def configure(
         model: ``"package.module:Class"`` every document must fit.
         validator_warn_ms: log a validator that runs longer than this, again
             each time as long passes, and show it in ``hotcfg status``.
+        apply_warn_ms: log a worker that has not applied a publish this long.
         max_bytes: largest config file accepted.
         segment_dir: private directory of the shared segment.
         name: segment file name prefix.
@@ -111,6 +114,7 @@ def configure(
         watch: ``auto``, ``events`` or ``poll``.
         poll_interval_ms: how often the file is stat'ed.
         worker_nice: nice value of Gunicorn workers.
+        metrics: ``host:port`` where the master serves Prometheus metrics.
 
     Raises:
         ConfigError: a value cannot be understood, naming its variable.
@@ -120,9 +124,10 @@ def configure(
     resolved = Settings.resolve(
         source=source, format=format, debounce_ms=debounce_ms,
         hint_signal=hint_signal, validator=validator, schema=schema, model=model,
-        validator_warn_ms=validator_warn_ms, max_bytes=max_bytes,
+        validator_warn_ms=validator_warn_ms, apply_warn_ms=apply_warn_ms,
+        max_bytes=max_bytes,
         segment_dir=segment_dir, name=name, start_empty=start_empty, watch=watch,
-        poll_interval_ms=poll_interval_ms, worker_nice=worker_nice,
+        poll_interval_ms=poll_interval_ms, worker_nice=worker_nice, metrics=metrics,
     )  # fmt: skip
     with _lock:
         if _publisher is not None or _reader is not None:

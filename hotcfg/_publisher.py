@@ -33,8 +33,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _layout, _payload, _validate
-from ._errors import ConfigError, HotcfgError
+from . import _layout, _metrics, _payload, _validate
+from ._convergence import Convergence
+from ._errors import ConfigError, HotcfgError, ParseError, SourceError, ValidationError
 from ._segment import Segment
 from ._settings import Settings
 from ._sources import FileSource, validators_for
@@ -43,6 +44,13 @@ from ._watch import Watcher
 _logger = logging.getLogger(__name__)
 
 _LIVE: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+# The rejection kinds counted for ``hotcfg_rejections_total{reason=...}``.
+_REJECTION_KINDS: dict[type[BaseException], str] = {
+    SourceError: "source",
+    ParseError: "parse",
+    ValidationError: "validation",
+}
 
 
 def _no_notify() -> None:
@@ -117,6 +125,13 @@ class Publisher:
         self._validating: Validating | None = None
         self._monitor: threading.Thread | None = None
         self._closing = False
+        self.publishes = 0
+        self._metrics: Any = None
+        self.rejections: dict[str, int] = {}
+        self.convergence = Convergence(
+            lambda: _layout.read_workers(self.segment.buffer),
+            warn_ms=settings.apply_warn_ms,
+        )
         _LIVE.add(self)
 
     @property
@@ -150,7 +165,10 @@ class Publisher:
             return None
         with self._serial:
             try:
-                return self.publish(self._validate(self.source.load()))
+                started = time.monotonic()
+                data = self._validate(self.source.load())
+                checked_ms = (time.monotonic() - started) * 1000.0
+                return self.publish(data, checked_ms=checked_ms)
             except HotcfgError as exc:
                 self._reject(exc)
                 if raise_errors:
@@ -238,11 +256,17 @@ class Publisher:
                     self.generation,
                 )
 
-    def publish(self, data: Mapping[str, Any]) -> int | None:
+    def publish(
+        self, data: Mapping[str, Any], *, checked_ms: float | None = None
+    ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
         The payload is decoded back before it goes live: what a worker could
         not decode is rejected here, in the master.
+
+        Args:
+            data: the mapping.
+            checked_ms: how long reading and validating it took, for the log.
 
         Returns:
             The new generation, or None when the content did not change.
@@ -263,6 +287,9 @@ class Publisher:
                 self.segment.ensure_capacity(offset + len(payload))
                 buffer = self.segment.buffer
                 generation = header.generation + 1
+                # The workers that owe this generation: those there before it.
+                waiting = [w.pid for w in _layout.read_workers(buffer)]
+                published_at = time.time()
                 crc = _layout.write_payload(
                     buffer, offset, payload, generation=generation
                 )
@@ -272,18 +299,24 @@ class Publisher:
                     offset=offset,
                     length=len(payload),
                     crc=crc,
-                    published_at=time.time(),
+                    published_at=published_at,
                     source=self.source.label,
                     writer_pid=os.getpid(),
                 )
             self._digest = digest
             self._last_error = None
+            self.publishes += 1
             _logger.info(
-                "hotcfg: published generation %d from %s (%d bytes)",
+                "hotcfg: published generation %d from %s (%d bytes, content %s%s)",
                 generation,
                 self.source.path,
                 len(payload),
+                digest.hex(),
+                ""
+                if checked_ms is None
+                else f", read and checked in {checked_ms:.1f} ms",
             )
+        self.convergence.published(generation, published_at, waiting)
         self._notify()
         return generation
 
@@ -304,6 +337,12 @@ class Publisher:
         A file saved again with the same mistake (or a watcher firing twice
         for one save) must not fill the log with the same line.
         """
+        kind = (
+            _REJECTION_KINDS.get(type(exc), "other")
+            if isinstance(exc, ConfigError)
+            else "error"
+        )
+        self.rejections[kind] = self.rejections.get(kind, 0) + 1
         if isinstance(exc, ConfigError):
             reason = str(exc)  # starts with the path and the place
         else:
@@ -342,6 +381,8 @@ class Publisher:
             mode=self.settings.watch,
         )
         self._watcher.start()
+        if self.settings.metrics:
+            self._metrics = _metrics.serve(self, self.settings.metrics)
 
     def request_publish(self) -> None:
         """Read the source again soon (Gunicorn's HUP).
@@ -365,6 +406,9 @@ class Publisher:
                 return
             self._closing = True
             self._busy.notify_all()
+        self.convergence.stop()
+        _metrics.stop(self._metrics)
+        self._metrics = None
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None
@@ -389,6 +433,8 @@ def _after_fork_in_child() -> None:
         publisher._busy = threading.Condition()
         publisher._watcher = None  # its threads do not exist in the child
         publisher._monitor = None
+        publisher.convergence.reset_in_child()
+        publisher._metrics = None  # _metrics closed the child's copy of its socket
 
 
 os.register_at_fork(

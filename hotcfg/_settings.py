@@ -19,6 +19,8 @@ HOTCFG_SCHEMA              path of a JSON Schema file      none
 HOTCFG_MODEL               ``module:Class`` to fit         none
 HOTCFG_VALIDATOR_WARN_MS   log (and show in ``status``) a  5000
                            validator running this long
+HOTCFG_APPLY_WARN_MS       log a worker that has not       10000
+                           applied a publish this long
 HOTCFG_MAX_BYTES           largest config file accepted    8388608 (8 MiB)
 HOTCFG_SEGMENT_DIR         where the shared segment lives  /dev/shm/hotcfg-<uid>
 HOTCFG_NAME                segment name prefix             hotcfg
@@ -27,6 +29,8 @@ HOTCFG_START_EMPTY         start with {} if the source is  false
 HOTCFG_WATCH               auto, events or poll            auto
 HOTCFG_POLL_INTERVAL_MS    how often the file is stat'ed   1000
                            and the watcher checked (ms)
+HOTCFG_METRICS             host:port of the master's       off
+                           Prometheus endpoint
 HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
                            set for themselves (-20..19)
 =========================  ==============================  ===================
@@ -94,6 +98,7 @@ class Settings:
     schema: str | None = None
     model: str | None = None
     validator_warn_ms: float = 5000.0
+    apply_warn_ms: float = 10000.0
     max_bytes: int = 8 * 1024 * 1024
     segment_dir: str | None = None
     name: str = "hotcfg"
@@ -101,6 +106,7 @@ class Settings:
     watch: str = "auto"
     poll_interval_ms: float = 1000.0
     worker_nice: int | None = None
+    metrics: str | None = None
 
     @classmethod
     def resolve(
@@ -272,6 +278,24 @@ def _import_spec(raw: str) -> str | None:
     return spec
 
 
+def parse_address(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9109"``, ``"[::1]:9109"`` or ``":9109"`` -> (host, port);
+    an empty host is 127.0.0.1, never every interface.
+
+    Raises:
+        ValueError: not ``host:port`` with a port from 1 to 65535.
+    """
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError("expected host:port, such as 127.0.0.1:9109")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
+def _address(raw: str) -> str:
+    parse_address(raw)
+    return raw.strip()
+
+
 def _text(raw: str) -> str | None:
     return raw or None
 
@@ -292,6 +316,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "schema": _text,
     "model": _import_spec,
     "validator_warn_ms": _milliseconds(positive=True),
+    "apply_warn_ms": _milliseconds(positive=True),
     "max_bytes": _byte_count,
     "segment_dir": _text,
     "name": _name,
@@ -299,6 +324,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "watch": _choice(WATCH_MODES),
     "poll_interval_ms": _milliseconds(positive=True),
     "worker_nice": _nice,
+    "metrics": lambda raw: _address(raw) if raw.strip() else None,
 }
 
 

@@ -1,11 +1,8 @@
-"""The ``hotcfg`` command: validate a file, inspect a running service.
+"""The hotcfg command: check a config file, inspect and wait on a running service.
 
-    hotcfg validate config.yaml [--schema S] [--validator mod:func] [--model mod:Cls]
-    hotcfg status [--dir DIR] [--json]
-    hotcfg get db.timeout [--dir DIR | --segment PATH]
-    hotcfg dump [--dir DIR | --segment PATH]
-
-Exit codes: 0 ok, 1 invalid / missing, 2 usage or no running service.
+Every subcommand's --help says what it does, gives an example and lists its
+exit codes; main() returns the exit code (0 ok, 1 the answer is "no", 2
+usage, or no running service).
 """
 
 from __future__ import annotations
@@ -40,14 +37,14 @@ def _alive(pid: int) -> bool:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    settings = Settings.resolve(
-        source=args.file,
-        format=args.format,
-        schema=args.schema,
-        validator=args.validator,
-        model=args.model,
-    )
     try:
+        settings = Settings.resolve(
+            source=args.file,
+            format=args.format,
+            schema=args.schema,
+            validator=args.validator,
+            model=args.model,
+        )
         data, payload = validate_source(settings)
     except HotcfgError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
@@ -57,10 +54,25 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _segment_paths(args: argparse.Namespace) -> list[str]:
+    """The segments the selection options name, newest first.
+
+    ``--segment`` names one file; otherwise every segment of ``--dir``
+    (default ``HOTCFG_SEGMENT_DIR``), narrowed by ``--name`` (the segment
+    prefix, ``HOTCFG_NAME``) and ``--pid`` (the master's pid).
+    """
     if args.segment:
         return [args.segment]
     directory = args.dir or Settings.resolve().resolved_segment_dir
-    return list_segments(directory)
+    paths = list_segments(directory)
+    name = getattr(args, "name", None)
+    if name:
+        paths = [p for p in paths if os.path.basename(p).startswith(f"{name}-")]
+    pid = getattr(args, "pid", None)
+    if pid:
+        paths = [
+            p for p in paths if os.path.basename(p).split("-")[-2:-1] == [str(pid)]
+        ]
+    return paths
 
 
 def _describe(path: str) -> dict[str, Any]:
@@ -70,8 +82,10 @@ def _describe(path: str) -> dict[str, Any]:
         workers = _layout.read_workers(view.buffer)
     finally:
         view.close()
+    now = time.time()
     return {
         "segment": path,
+        "name": os.path.basename(path).rsplit("-", 2)[0],
         "master_pid": header.writer_pid,
         "master_alive": _alive(header.writer_pid),
         "generation": header.generation,
@@ -86,7 +100,18 @@ def _describe(path: str) -> dict[str, Any]:
             else None
         ),
         "workers": [
-            {"pid": w.pid, "generation": w.generation, "applied_at": w.applied_at}
+            {
+                "pid": w.pid,
+                "generation": w.generation,
+                "applied_at": w.applied_at,
+                "alive": _alive(w.pid),
+                # Behind the live generation since it was published.
+                "behind_s": (
+                    max(0.0, now - header.published_at)
+                    if w.generation < header.generation
+                    else None
+                ),
+            }
             for w in workers
         ],
     }
@@ -98,6 +123,40 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "never"
+
+
+def _print_service(r: dict[str, Any]) -> None:
+    state = "running" if r["master_alive"] else "dead"
+    print(f"segment     {r['segment']}")
+    print(f"master      pid {r['master_pid']} ({state})")
+    print(f"generation  {r['generation']} published {_when(r['published_at'])}")
+    print(f"source      {r['source'] or '-'}")
+    if r["last_error"]:
+        print(f"last error  {r['last_error']} ({_when(r['last_error_at'])})")
+    else:
+        print("last error  none")
+    print(f"rejected    {r['rejected_count']}")
+    if r["validating"]:
+        busy = r["validating"]
+        print(
+            f"validating  since {_when(busy['since'])} "
+            f"({time.time() - busy['since']:.0f} s) in {busy['validator']}"
+        )
+    current = sum(w["generation"] == r["generation"] for w in r["workers"])
+    print(f"workers     {len(r['workers'])}, {current} on generation {r['generation']}")
+    for w in r["workers"]:
+        where = (
+            "current" if w["behind_s"] is None else f"behind for {w['behind_s']:.0f} s"
+        )
+        gone = "" if w["alive"] else ", exited"
+        print(
+            f"  pid {w['pid']:<8} generation {w['generation']:<6} "
+            f"applied {_clock(w['applied_at'])}  {where}{gone}"
+        )
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     paths = _segment_paths(args)
     if not paths:
@@ -107,32 +166,80 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0
-    for r in reports:
-        state = "running" if r["master_alive"] else "dead"
-        print(f"segment     {r['segment']}")
-        print(f"master      pid {r['master_pid']} ({state})")
-        print(f"generation  {r['generation']} published {_when(r['published_at'])}")
-        print(f"source      {r['source'] or '-'}")
-        if r["last_error"]:
-            print(f"last error  {r['last_error']} ({_when(r['last_error_at'])})")
-        else:
-            print("last error  none")
-        print(f"rejected    {r['rejected_count']}")
-        if r["validating"]:
-            busy = r["validating"]
-            print(
-                f"validating  since {_when(busy['since'])} "
-                f"({time.time() - busy['since']:.0f} s) in {busy['validator']}"
-            )
-        current = sum(w["generation"] == r["generation"] for w in r["workers"])
+    if len(reports) > 1:
         print(
-            f"workers     {len(r['workers'])}, "
-            f"{current} on generation {r['generation']}"
+            f"{len(reports)} services here (newest first; --name or --pid picks one):"
         )
-        for w in r["workers"]:
-            print(f"  pid {w['pid']:<8} generation {w['generation']}")
+        for r in reports:
+            state = "running" if r["master_alive"] else "dead"
+            behind = sum(w["behind_s"] is not None for w in r["workers"])
+            print(
+                f"  {r['name']:<12} master pid {r['master_pid']:<8} {state:<8} "
+                f"generation {r['generation']:<6} {len(r['workers'])} workers, "
+                f"{behind} behind"
+            )
+        print()
+    for r in reports:
+        _print_service(r)
         print()
     return 0
+
+
+def _one_live_service(args: argparse.Namespace) -> str | None:
+    """The one running service the options select; None (said why) otherwise."""
+    live = [p for p in _segment_paths(args) if _describe(p)["master_alive"]]
+    if len(live) == 1:
+        return live[0]
+    if not live:
+        print(NOT_RUNNING, file=sys.stderr)
+    else:
+        print(
+            f"{len(live)} running services; pick one with --name, --pid or "
+            "--segment (hotcfg status lists them)",
+            file=sys.stderr,
+        )
+    return None
+
+
+def _cmd_wait(args: argparse.Namespace) -> int:
+    path = _one_live_service(args)
+    if path is None:
+        return 2
+    report = _describe(path)
+    target = args.generation or report["generation"]
+    deadline = time.monotonic() + args.timeout
+    while True:
+        report = _describe(path)
+        if not report["master_alive"]:
+            print(f"the master (pid {report['master_pid']}) exited", file=sys.stderr)
+            return 2
+        live = [w for w in report["workers"] if w["alive"]]
+        behind = [w for w in live if w["generation"] < target]
+        if report["generation"] >= target and not behind:
+            print(f"converged: {len(live)} workers on generation {target} or later")
+            return 0
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    if report["generation"] < target:
+        print(
+            f"generation {target} was not published within {args.timeout:g} s "
+            f"(the live one is {report['generation']})",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{len(behind)} of {len(live)} workers have not applied generation "
+        f"{target} within {args.timeout:g} s:",
+        file=sys.stderr,
+    )
+    for w in behind:
+        print(
+            f"  pid {w['pid']} on generation {w['generation']}, "
+            f"behind for {w['behind_s']:.1f} s",
+            file=sys.stderr,
+        )
+    return 1
 
 
 def _load_live(args: argparse.Namespace) -> Snapshot | None:
@@ -169,33 +276,105 @@ def _cmd_dump(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hotcfg", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+_HELP: dict[str, tuple[str, str, str, str]] = {
+    # name: (one line, what it does, example, exit codes)
+    "validate": (
+        "check a config file as the master would",
+        "Reads FILE and runs every check the master runs before publishing:\n"
+        "parsing with limits, the shape of the document, the validator, the\n"
+        "JSON Schema and the model given here or by HOTCFG_VALIDATOR,\n"
+        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.",
+        "hotcfg validate config.yaml --schema schema.json",
+        "0 valid; 1 invalid (the reason names the file, the place and the\n"
+        "rule, never the content); 2 usage.",
+    ),
+    "status": (
+        "show each service's generation, errors and workers",
+        "For each service on this host: the master, the live generation and\n"
+        "when it was published, the source, the last rejection, a validator\n"
+        "running now, and every worker with the generation it applied, when,\n"
+        "and for how long it has been behind the live generation.",
+        "hotcfg status --name myapp --json",
+        "0 shown; 2 no service found, or usage.",
+    ),
+    "wait": (
+        "wait until every live worker applied a generation",
+        "Blocks until every live worker of the service has applied\n"
+        "GENERATION (default: the live generation when the command starts),\n"
+        "or until the timeout; then names the workers still behind, with\n"
+        "their pid, generation and how long they have been behind. For\n"
+        "deploy scripts: edit the file, then wait.",
+        "hotcfg wait --timeout 10 && echo applied everywhere",
+        "0 every live worker applied it; 1 not within the timeout (or the\n"
+        "generation was never published); 2 no service, several (pick one),\n"
+        "the master exited, or usage.",
+    ),
+    "get": (
+        "print one value of the live configuration as JSON",
+        "Prints the value at a dotted path of the live generation.",
+        "hotcfg get db.timeout",
+        "0 printed; 1 no such key; 2 no service found, or usage.",
+    ),
+    "dump": (
+        "print the live configuration as JSON",
+        "Prints the whole live generation. It may hold secrets: mind where\n"
+        "the output goes.",
+        "hotcfg dump > live.json",
+        "0 printed; 2 no service found, or usage.",
+    ),
+}
 
-    p = sub.add_parser("validate", help="check a config file as the master would")
+
+def _subcommand(
+    sub: Any, name: str, run: Any, *, selects: bool = True
+) -> argparse.ArgumentParser:
+    summary, what, example, codes = _HELP[name]
+    epilog = f"example:\n  {example}\n\nexit codes:\n  " + codes.replace("\n", "\n  ")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=what,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if selects:
+        p.add_argument("--dir", help="segment directory (default: HOTCFG_SEGMENT_DIR)")
+        p.add_argument("--segment", help="path of one segment file")
+        p.add_argument("--name", help="the service's segment name (HOTCFG_NAME)")
+        p.add_argument("--pid", type=int, help="the service's master pid")
+    p.set_defaults(run=run)
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotcfg",
+        description="Check a config file, and inspect or wait on the running "
+        "services that hotcfg publishes to on this host.",
+        epilog="Run hotcfg COMMAND --help for what a command does, an example and "
+        "its exit codes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _subcommand(sub, "validate", _cmd_validate, selects=False)
     p.add_argument("file")
     p.add_argument("--format", choices=["yaml", "json", "toml"])
     p.add_argument("--schema", help="JSON Schema file")
     p.add_argument("--validator", help="module:function")
     p.add_argument("--model", help="module:Class, a dataclass or pydantic model")
-    p.set_defaults(run=_cmd_validate)
 
-    for name, run, text in (
-        ("status", _cmd_status, "show segments, generations and worker convergence"),
-        ("get", _cmd_get, "print one value of the live configuration as JSON"),
-        ("dump", _cmd_dump, "print the live configuration as JSON"),
-    ):
-        p = sub.add_parser(name, help=text)
-        if name == "get":
-            p.add_argument("key", help="dotted path, e.g. db.timeout")
-        p.add_argument("--dir", help="segment directory (default: HOTCFG_SEGMENT_DIR)")
-        p.add_argument("--segment", help="path of one segment file")
-        if name == "status":
-            p.add_argument(
-                "--json", action="store_true", help="machine-readable output"
-            )
-        p.set_defaults(run=run)
+    p = _subcommand(sub, "status", _cmd_status)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = _subcommand(sub, "wait", _cmd_wait)
+    p.add_argument(
+        "--generation", type=int, help="the generation to wait for (default: live)"
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
+
+    p = _subcommand(sub, "get", _cmd_get)
+    p.add_argument("key", help="dotted path, e.g. db.timeout")
+    _subcommand(sub, "dump", _cmd_dump)
     return parser
 
 
