@@ -29,6 +29,9 @@ HOTCFG_POLL_INTERVAL_MS    how often the file is stat'ed   1000
                            and the watcher checked (ms)
 HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
                            set for themselves (-20..19)
+HOTCFG_APPLIER             Gunicorn workers switch when    true
+                           hinted (false: at their next
+                           request only)
 =========================  ==============================  ===================
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
@@ -101,6 +104,7 @@ class Settings:
     watch: str = "auto"
     poll_interval_ms: float = 1000.0
     worker_nice: int | None = None
+    applier: bool = True
 
     @classmethod
     def resolve(
@@ -299,6 +303,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "watch": _choice(WATCH_MODES),
     "poll_interval_ms": _milliseconds(positive=True),
     "worker_nice": _nice,
+    "applier": _boolean,
 }
 
 
