@@ -26,9 +26,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-from harness import Load, Server, config_text, p95, prepare_write, workers_of
+import harness
+from harness import Load, Server, p95, workers_of
 
 from hotcfg import _layout
 from hotcfg._segment import SegmentView, list_segments
@@ -65,9 +65,7 @@ def measure(
 ) -> tuple[list[float], int, float | None]:
     """Times of the changes that converged, changes tried, load's req/s."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "conf" / "config.yaml"
-        config.parent.mkdir()
-        config.write_text(config_text(0, size))
+        config = harness.config_file(tmp, size)
         server = Server(
             "tests.apps.probe_app:app",
             workers,
@@ -90,7 +88,8 @@ def measure(
                 answered = 0 if wrk is None else len(wrk.answers)
                 for value in range(1, rounds + 1):
                     time.sleep(0.2)
-                    write = prepare_write(config, config_text(value, size), "rename")
+                    text = harness.config_text(value, size)
+                    write = harness.prepare_write(config, text, "rename")
                     before = _layout.read_generation(view.buffer)
                     write()
                     tried += 1
