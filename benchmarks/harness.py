@@ -70,6 +70,14 @@ def config_text(value: int, size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def config_file(directory: str, size: int) -> Path:
+    """``directory/conf/config.yaml``, a config of ``size`` bytes, value 0."""
+    config = Path(directory) / "conf" / "config.yaml"
+    config.parent.mkdir()
+    config.write_text(config_text(0, size))
+    return config
+
+
 def prepare_write(config: Path, text: str, how: str) -> Callable[[], None]:
     """The change to time, with whatever it needs done beforehand.
 

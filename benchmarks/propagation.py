@@ -27,6 +27,7 @@ from harness import (
     WRITES,
     Load,
     Server,
+    config_file,
     config_text,
     p95,
     prepare_write,
@@ -57,9 +58,7 @@ def measure(
 ) -> tuple[list[Round], float]:
     """The rounds of one server, and the load's rate in requests per second."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "conf" / "config.yaml"
-        config.parent.mkdir()
-        config.write_text(config_text(0, size))
+        config = config_file(tmp, size)
         server = Server(
             "tests.apps.probe_app:app",
             workers,

@@ -2,11 +2,13 @@
 
 One process per host (the Gunicorn master) watches and validates the
 configuration and publishes it into shared memory; every worker switches to
-the new version at its next request. In application code::
+the new version within milliseconds, and each request keeps the version it
+started with. In application code::
 
     import hotcfg
 
     timeout = hotcfg.get("db.timeout", 5)      # dotted path, default if absent
+    rate = hotcfg.get("trace.rate", 0.0, volatile=True)  # newest, even mid-request
 
     @hotcfg.on_change("log.level")
     def apply_level(old, new):
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from ._api import configure as configure
     from ._api import generation as generation
     from ._api import get as get
+    from ._api import latest as latest
     from ._api import on_change as on_change
     from ._api import require as require
     from ._api import resource as resource
@@ -56,6 +59,7 @@ __all__ = [
     "configure",
     "generation",
     "get",
+    "latest",
     "on_change",
     "require",
     "resource",
@@ -67,8 +71,8 @@ __all__ = [
 # format) does not pull in the publisher, watchdog, mmap or threads.
 _LAZY = {
     **dict.fromkeys(
-        ("configure", "generation", "get", "on_change", "require", "resource",
-         "snapshot"),
+        ("configure", "generation", "get", "latest", "on_change", "require",
+         "resource", "snapshot"),
         "_api",
     ),
     **dict.fromkeys(

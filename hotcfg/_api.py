@@ -5,15 +5,17 @@ Three situations, one API:
 * **Gunicorn master**: ``integrations.gunicorn`` calls :func:`ensure_publisher`
   before the first fork; the master publishes and never serves requests.
 * **Gunicorn worker**: ``post_worker_init`` calls :func:`attach_worker`, which
-  maps the inherited segment with the worker's table slot. ``pre_request``
-  pins a snapshot for the request (:func:`pin`).
+  maps the inherited segment with the worker's table slot, and
+  :func:`start_applier`, the thread that switches when :func:`hint` wakes
+  it. ``pre_request`` pins a snapshot for the request (:func:`pin`).
 * **Anywhere else** (``flask run``, a script, a test): the first call to
   :func:`reader` creates a publisher and a reader in this process from
   ``HOTCFG_SOURCE`` (or :func:`configure`), with the same file watching.
 
 Fork story: the publisher is inert in a child (pid check in ``_publisher``);
-a reader inherited by a child keeps reading the parent's segment; the
-module lock is replaced in the child.
+a reader inherited by a child keeps reading the parent's segment; an
+applier is not inherited (the child forgets it, ``_applier``); the module
+lock is replaced in the child.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ._applier import Applier
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
 from ._publisher import Publisher
 from ._reader import ChangeCallback, ChangeCallbacks, Reader
@@ -42,6 +45,7 @@ _lock = threading.RLock()
 _settings: Settings | None = None
 _publisher: Publisher | None = None
 _reader: Reader | None = None
+_applier: Applier | None = None
 _callbacks = ChangeCallbacks()
 _pinned: contextvars.ContextVar[Snapshot | None] = contextvars.ContextVar(
     "hotcfg_pinned", default=None
@@ -89,6 +93,7 @@ def configure(
     poll_interval_ms: float | None = None,
     worker_nice: int | None = None,
     metrics: str | None = None,
+    applier: bool | None = None,
 ) -> None:
     """Set this process's settings explicitly, before hotcfg is first used.
 
@@ -115,6 +120,8 @@ def configure(
         poll_interval_ms: how often the file is stat'ed.
         worker_nice: nice value of Gunicorn workers.
         metrics: ``host:port`` where the master serves Prometheus metrics.
+        applier: switch Gunicorn workers when hinted (default), not only
+            at their next request.
 
     Raises:
         ConfigError: a value cannot be understood, naming its variable.
@@ -127,7 +134,8 @@ def configure(
         validator_warn_ms=validator_warn_ms, apply_warn_ms=apply_warn_ms,
         max_bytes=max_bytes,
         segment_dir=segment_dir, name=name, start_empty=start_empty, watch=watch,
-        poll_interval_ms=poll_interval_ms, worker_nice=worker_nice, metrics=metrics,
+        poll_interval_ms=poll_interval_ms, worker_nice=worker_nice,
+        metrics=metrics, applier=applier,
     )  # fmt: skip
     with _lock:
         if _publisher is not None or _reader is not None:
@@ -219,12 +227,34 @@ def running_publisher() -> Publisher | None:
     return _publisher
 
 
+def start_applier() -> Applier:
+    """Start this worker's applier thread (Gunicorn: ``post_worker_init``,
+    after the fork, the app load and gevent's monkey-patching)."""
+    global _applier
+    with _lock:
+        if _applier is not None:
+            _applier.close()
+        _applier = Applier(_apply_latest).start()
+        return _applier
+
+
+def _apply_latest() -> None:
+    # The reader of the moment: attach_worker may have replaced it.
+    current = _reader
+    if current is not None:
+        current.refresh()
+
+
 def hint() -> None:
-    """A publish happened: look at the segment soon. Safe in a signal handler
-    (only sets a flag)."""
+    """A publish happened: switch soon. Safe in a signal handler: it sets a
+    flag and, where an applier runs, writes one byte to wake it; the switch
+    itself happens in the applier thread (else at the next request)."""
     current = _reader
     if current is not None:
         current.mark_stale()
+    applier = _applier
+    if applier is not None:
+        applier.wake()
 
 
 def forget_worker(slot: int) -> None:
@@ -234,7 +264,12 @@ def forget_worker(slot: int) -> None:
 
 
 def shutdown() -> None:
-    """Stop watching and remove the segment (the creating process only)."""
+    """Stop the applier, stop watching and remove the segment (the creating
+    process only)."""
+    global _applier
+    applier, _applier = _applier, None
+    if applier is not None:
+        applier.close()
     if _publisher is not None:
         _publisher.close()
 
@@ -325,9 +360,32 @@ class RequestScope:
         self.close()
 
 
-def get(path: str | Sequence[str], default: Any = None) -> Any:
-    """Value at a dotted path in the current snapshot, or ``default``."""
-    snap = _pinned.get()  # current(), inlined: this runs many times a request
+def latest() -> Snapshot:
+    """The newest configuration, even inside a request that pinned an older one.
+
+    For values that must be fresh in a long request (a log level, a sampling
+    rate): unlike :func:`snapshot` it ignores the request's pin, and two
+    calls in one request may see two generations. Outside a request it is
+    the same as :func:`snapshot`.
+    """
+    return reader().refresh()
+
+
+def get(
+    path: str | Sequence[str], default: Any = None, *, volatile: bool = False
+) -> Any:
+    """Value at a dotted path in the current snapshot, or ``default``.
+
+    Args:
+        path: ``"db.timeout"`` or ``("db", "timeout")``.
+        default: returned when the path is absent.
+        volatile: read the newest configuration (:func:`latest`) instead of
+            the one pinned for this request; for values that must be fresh
+            even inside a long request, at the price of consistency with
+            the request's other reads.
+    """
+    # current(), inlined: this runs many times a request
+    snap = None if volatile else _pinned.get()
     if snap is None:
         snap = reader().refresh()
     try:  # Snapshot.get's memo hit, inlined for the same reason
@@ -416,8 +474,9 @@ def isolated(cfg: Settings | None) -> Iterator[None]:
 
 
 def _reset_lock_in_child() -> None:
-    global _lock
+    global _lock, _applier
     _lock = threading.RLock()
+    _applier = None  # its thread did not cross the fork (``_applier``)
 
 
 os.register_at_fork(after_in_child=_reset_lock_in_child)

@@ -3,11 +3,14 @@
 :meth:`Reader.refresh` runs at every request boundary. Its fast path is one
 8-byte read of the segment's generation compared with the one applied, so a
 lost or late hint signal never strands a worker (the generation is the
-truth; the signal only marks the reader stale). Only when the generation
-moved does it copy the payload (lock-free, checked by the descriptor's
-generation and the CRC: ``_layout.read_consistent``), decode it (a large
-config's big top-level sections only on first access), swap one reference
-and then run the change callbacks, outside any signal handler.
+truth; the signal is a hint). Only when the generation moved does it copy
+the payload (lock-free, checked by the descriptor's generation and the CRC:
+``_layout.read_consistent``), decode it (a large config's big top-level
+sections only on first access), swap one reference, run the change
+callbacks, and last record the generation in the worker table, outside any
+signal handler. In a Gunicorn worker the hint wakes the applier thread
+(``_applier``), which calls :meth:`Reader.refresh` at once; the request
+boundary check catches what a lost hint missed.
 
 Fork story: a reader inherited by a forked child keeps working (its mapping
 is ``MAP_SHARED``); its lock is replaced in the child because another thread
@@ -171,9 +174,12 @@ class Reader:
             old, first = self._snapshot, self._applied < 0
             self._snapshot = new
             self._applied = header.generation
-            self._record(header.generation)
             if not first:
                 self._callbacks.run(old, new)
+            # Recorded last: the worker table's generation and applied_at
+            # mean decoded, swapped in and callbacks run (``hotcfg status``
+            # and ``wait`` count on it).
+            self._record(header.generation)
             return new
 
     def _read(self) -> tuple[_layout.Live, bytes]:

@@ -33,6 +33,9 @@ HOTCFG_METRICS             host:port of the master's       off
                            Prometheus endpoint
 HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
                            set for themselves (-20..19)
+HOTCFG_APPLIER             Gunicorn workers switch when    true
+                           hinted (false: at their next
+                           request only)
 =========================  ==============================  ===================
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
@@ -107,6 +110,7 @@ class Settings:
     poll_interval_ms: float = 1000.0
     worker_nice: int | None = None
     metrics: str | None = None
+    applier: bool = True
 
     @classmethod
     def resolve(
@@ -325,6 +329,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "poll_interval_ms": _milliseconds(positive=True),
     "worker_nice": _nice,
     "metrics": lambda raw: _address(raw) if raw.strip() else None,
+    "applier": _boolean,
 }
 
 

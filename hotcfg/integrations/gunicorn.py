@@ -19,7 +19,9 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
   every thread the worker and its app start inherits it.
 * ``post_worker_init``, not ``post_fork``: ``Worker.init_signals()`` runs
   between the two and resets signals; by ``post_worker_init`` the app is
-  loaded and our hint handler is safe to install.
+  loaded and our hint handler is safe to install. The worker's applier
+  thread starts there too (``HOTCFG_APPLIER``), after gevent patched the
+  worker: the hint wakes it and it switches an idle worker at once.
 * ``pre_request`` / ``post_request`` pin one snapshot per request, for any
   WSGI app, without code changes.
 * ``child_exit`` frees the slot; ``on_reload`` (HUP) has the watcher re-read
@@ -73,7 +75,9 @@ def _hint_workers(server: Arbiter, signum: int | None) -> None:
 
 
 def _on_hint(signum: int, frame: FrameType | None) -> None:
-    _api.hint()  # only sets a flag: the switch happens at the next request boundary
+    # Sets a flag and writes one byte to the applier's socket: the switch
+    # and the callbacks run in the applier thread, never in this handler.
+    _api.hint()
 
 
 class _ToGunicornLog(logging.Handler):
@@ -164,8 +168,14 @@ def post_fork(server: Arbiter, worker: Worker) -> None:
 
 def post_worker_init(worker: Worker) -> None:
     _api.attach_worker(slot=getattr(worker, _SLOT_ATTR, None))
-    signum = _api.settings().hint_signal
+    settings = _api.settings()
+    signum = settings.hint_signal
     if signum is not None:
+        if settings.applier:
+            # After the fork (threads do not cross it) and after gevent's
+            # monkey-patching (its thread is then a greenlet, its socket
+            # cooperative): see _applier.
+            _api.start_applier()
         signal.signal(signum, _on_hint)
         signal.siginterrupt(signum, False)
 

@@ -120,3 +120,15 @@ def test_memory():
     assert extra >= 0, out
     assert segment > 0, out  # the worker maps the segment
     assert row(out, "10", "KB", "0.0", "hup")[-1] is None, out  # hup has none
+
+
+def test_applier():
+    out = run("applier.py", "--workers", "2", "--rounds", "2", "--loads", "idle",
+              "--timeout", "2")  # fmt: skip
+    rps, median, p95_ms, longest, converged, changes = row(out, "2", "idle", "on")
+    assert rps is None, out  # no load, no rate
+    assert 0 < median <= p95_ms <= longest, out
+    assert converged == changes == 2, out
+    # Without the applier an idle worker never switches: the row says so.
+    off = r"\b2\s+idle\s+off\s+-.*\b0\s+1\s+not converged within 2 s"
+    assert re.search(off, out), out

@@ -27,6 +27,9 @@ SCRIPT = textwrap.dedent(
     if pid == 0:
         code = 1
         try:
+            # Blocked before the applier thread starts, so it inherits the
+            # mask: every hint of the burst stays pending for the main thread.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
             hooks.post_worker_init(types.SimpleNamespace())
             reader, real = _api._reader, signal.getsignal(signum)
             calls = []
@@ -82,7 +85,8 @@ def test_burst_of_publishes_leaves_one_pending_hint(tmp_path):
     first, second = result["first"], result["second"]
     assert first["pending"]
     assert first["calls"] == 1  # 2000 hints, one handler run
-    assert first["stale"]  # the handler only marked the reader stale
+    # Not checked: the stale flag. The handler also woke the applier, which
+    # may be switching right then; the generation below is what counts.
     assert first["generation"] == first["target"]
     assert second["generation"] == second["target"]
     assert second["inconsistent"] == 0

@@ -18,6 +18,7 @@ EXPECTED = [
     "configure",
     "generation",
     "get",
+    "latest",
     "on_change",
     "require",
     "resource",
