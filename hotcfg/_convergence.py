@@ -118,9 +118,15 @@ class Convergence:
     ) -> None:
         """``generation`` is live: follow it until ``pids`` (the workers in
         the table just before it was committed) applied it. A round still
-        open is dropped: its workers now owe the newer generation."""
+        open is dropped: its workers now owe the newer generation. With no
+        worker yet (the first publish, before Gunicorn forks) there is
+        nothing to follow or to measure."""
         with self._cond:
-            self._round = _Round(generation, published_at, tuple(pids))
+            self._round = (
+                _Round(generation, published_at, tuple(pids)) if pids else None
+            )
+            if self._round is None:
+                return
             if self._thread is None and not self._stopping:
                 self._thread = threading.Thread(
                     target=self._run, name="hotcfg-convergence", daemon=True

@@ -103,6 +103,16 @@ def test_a_late_worker_is_warned_about_once_by_pid(caplog):
         tracker.stop()
 
 
+def test_a_publish_with_no_worker_is_not_measured():
+    tracker = Convergence(Table([]).read, warn_ms=60_000)
+    try:
+        tracker.published(1, time.time(), [])
+        time.sleep(0.05)
+        assert tracker.histogram.count == 0
+    finally:
+        tracker.stop()
+
+
 def test_a_newer_publish_replaces_the_open_round():
     table = Table([record(1, 1, 0.0)])
     tracker = Convergence(table.read, warn_ms=60_000)
