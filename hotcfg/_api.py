@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from . import _control
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
 from ._publisher import Publisher
 from ._reader import ChangeCallback, ChangeCallbacks, Reader
@@ -87,6 +88,7 @@ def configure(
     watch: str | None = None,
     poll_interval_ms: float | None = None,
     worker_nice: int | None = None,
+    history: int | None = None,
 ) -> None:
     """Set this process's settings explicitly, before hotcfg is first used.
 
@@ -111,6 +113,7 @@ def configure(
         watch: ``auto``, ``events`` or ``poll``.
         poll_interval_ms: how often the file is stat'ed.
         worker_nice: nice value of Gunicorn workers.
+        history: good generations kept for ``hotcfg history`` and ``rollback``.
 
     Raises:
         ConfigError: a value cannot be understood, naming its variable.
@@ -123,6 +126,7 @@ def configure(
         validator_warn_ms=validator_warn_ms, max_bytes=max_bytes,
         segment_dir=segment_dir, name=name, start_empty=start_empty, watch=watch,
         poll_interval_ms=poll_interval_ms, worker_nice=worker_nice,
+        history=history,
     )  # fmt: skip
     with _lock:
         if _publisher is not None or _reader is not None:
@@ -188,7 +192,14 @@ def ensure_publisher(*, start_watching: bool = True) -> Publisher:
             _publisher = publisher
         if start_watching:
             _publisher.start_watching()
+            _start_control(_publisher)
         return _publisher
+
+
+def _start_control(publisher: Publisher) -> None:
+    # With the watcher: the master's control socket (hotcfg history,
+    # rollback, diff).
+    _control.start(publisher)
 
 
 @atexit.register

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _layout, _payload, _validate
+from . import _history, _layout, _payload, _validate
 from ._errors import ConfigError, HotcfgError
 from ._segment import Segment
 from ._settings import Settings
@@ -117,6 +117,11 @@ class Publisher:
         self._validating: Validating | None = None
         self._monitor: threading.Thread | None = None
         self._closing = False
+        self._closers: list[Callable[[], None]] = []
+        self.history = _history.History.open(
+            _history.path_for(os.path.dirname(segment.path), settings.name),
+            keep=settings.history,
+        )
         _LIVE.add(self)
 
     @property
@@ -238,11 +243,17 @@ class Publisher:
                     self.generation,
                 )
 
-    def publish(self, data: Mapping[str, Any]) -> int | None:
+    def publish(
+        self, data: Mapping[str, Any], *, source: str | None = None
+    ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
         The payload is decoded back before it goes live: what a worker could
         not decode is rejected here, in the master.
+
+        Args:
+            data: the mapping.
+            source: the label recorded with it (default: the source's).
 
         Returns:
             The new generation, or None when the content did not change.
@@ -262,7 +273,10 @@ class Publisher:
                 offset = _layout.plan_offset(header, len(payload))
                 self.segment.ensure_capacity(offset + len(payload))
                 buffer = self.segment.buffer
-                generation = header.generation + 1
+                # After a restart the new segment starts at 0: continue
+                # from the history's last generation (docs/design.md).
+                generation = max(header.generation, self.history.last_generation) + 1
+                published_at = time.time()
                 crc = _layout.write_payload(
                     buffer, offset, payload, generation=generation
                 )
@@ -272,8 +286,8 @@ class Publisher:
                     offset=offset,
                     length=len(payload),
                     crc=crc,
-                    published_at=time.time(),
-                    source=self.source.label,
+                    published_at=published_at,
+                    source=source or self.source.label,
                     writer_pid=os.getpid(),
                 )
             self._digest = digest
@@ -285,7 +299,51 @@ class Publisher:
                 len(payload),
             )
         self._notify()
+        # After the hint: workers need not wait for a file write.
+        self.history.add(
+            _history.Entry.of(
+                generation,
+                payload,
+                published_at=published_at,
+                source=source or self.source.label,
+            )
+        )
         return generation
+
+    def republish(self, entry: _history.Entry, *, timeout_s: float) -> int | None:
+        """Publish a recorded generation's payload again, as a new generation
+        (``hotcfg rollback``). It is validated as any document is today.
+
+        Returns:
+            The new generation, or None when that content is live already.
+
+        Raises:
+            HotcfgError: busy for ``timeout_s`` (a publish or a validator is
+                running), or the payload is refused now.
+        """
+        if not self._active:
+            raise HotcfgError("not the publishing process")
+        if not self._serial.acquire(timeout=timeout_s):
+            raise HotcfgError("busy publishing (a validator may be running); retry")
+        try:
+            data = _payload.decode_payload(entry.payload).to_dict()
+            label = f"rollback:{entry.generation} {self.source.label}"
+            generation = self.publish(self._validate(data), source=label)
+        finally:
+            self._serial.release()
+        if generation is not None:
+            _logger.warning(
+                "hotcfg: rolled back to the content of generation %d as generation "
+                "%d; %s still holds newer content, published again at its next change",
+                entry.generation,
+                generation,
+                self.source.path,
+            )
+        return generation
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` first thing in :meth:`close` (the control socket)."""
+        self._closers.append(closer)
 
     def _accept(self) -> None:
         if self._last_error is not None:
@@ -365,6 +423,11 @@ class Publisher:
                 return
             self._closing = True
             self._busy.notify_all()
+        for closer in self._closers:
+            try:
+                closer()
+            except Exception:
+                _logger.exception("hotcfg: closing %r failed", closer)
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None

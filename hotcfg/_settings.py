@@ -29,6 +29,9 @@ HOTCFG_POLL_INTERVAL_MS    how often the file is stat'ed   1000
                            and the watcher checked (ms)
 HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
                            set for themselves (-20..19)
+HOTCFG_HISTORY             good generations the master     10
+                           keeps for ``hotcfg history`` and
+                           ``rollback`` (0: none, no file)
 =========================  ==============================  ===================
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
@@ -101,6 +104,7 @@ class Settings:
     watch: str = "auto"
     poll_interval_ms: float = 1000.0
     worker_nice: int | None = None
+    history: int = 10
 
     @classmethod
     def resolve(
@@ -262,6 +266,13 @@ def _nice(raw: str) -> int | None:
     return nice
 
 
+def _history_length(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 1000:
+        raise ValueError("expected a number of generations from 0 to 1000")
+    return value
+
+
 def _import_spec(raw: str) -> str | None:
     spec = raw.strip()
     if not spec:
@@ -299,6 +310,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "watch": _choice(WATCH_MODES),
     "poll_interval_ms": _milliseconds(positive=True),
     "worker_nice": _nice,
+    "history": _history_length,
 }
 
 
