@@ -421,7 +421,9 @@ def request(
     try:
         with _address(path) as address:
             sock.connect(address)
-        send_message(sock, message, max_bytes=REQUEST_MAX_BYTES)
+        # Refused before it was read: the reason is still waiting to be read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            send_message(sock, message, max_bytes=REQUEST_MAX_BYTES)
         response = recv_message(sock, max_bytes=RESPONSE_MAX_BYTES)
     except OSError as exc:
         if isinstance(exc, ControlError):

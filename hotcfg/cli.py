@@ -177,7 +177,11 @@ def _cmd_dump(args: argparse.Namespace) -> int:
 
 def _control_socket(args: argparse.Namespace) -> str | None:
     """The control socket of the running master the arguments select."""
-    for path in _segment_paths(args):
+    try:
+        paths = _segment_paths(args)
+    except OSError as exc:  # the directory is private to the service's user
+        raise HotcfgError(f"cannot reach the service: {exc}") from exc
+    for path in paths:
         view = SegmentView.open(path)
         try:
             header = _layout.read_header(view.buffer, pause=os.sched_yield)
