@@ -159,15 +159,16 @@ def test_control_socket_answers_history_payload_and_rollback(served, config):
 
 def test_a_broken_client_is_answered_and_does_not_block_others(served):
     _, server = served
-    with socket.socket(socket.AF_UNIX) as raw:
-        raw.connect(server.path)
+    with socket.socket(socket.AF_UNIX) as raw, _control._address(server.path) as at:
+        raw.connect(at)
         raw.sendall(b"\xff\xff\xff\xff")  # announces 4 GiB
         raw.settimeout(5)
         reply = _control.recv_message(raw, max_bytes=1 << 16)
     assert reply == {"ok": False, "error": reply["error"]}
     assert "exceeds" in reply["error"]
     silent = socket.socket(socket.AF_UNIX)
-    silent.connect(server.path)  # says nothing; its thread waits for it alone
+    with _control._address(server.path) as at:
+        silent.connect(at)  # says nothing; its thread waits for it alone
     try:
         assert _control.request(server.path, {"cmd": "history"})["live"] == 1
     finally:
