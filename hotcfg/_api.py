@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from . import _control
 from ._applier import Applier
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
 from ._publisher import Publisher
@@ -94,6 +95,7 @@ def configure(
     worker_nice: int | None = None,
     metrics: str | None = None,
     applier: bool | None = None,
+    history: int | None = None,
 ) -> None:
     """Set this process's settings explicitly, before hotcfg is first used.
 
@@ -122,6 +124,7 @@ def configure(
         metrics: ``host:port`` where the master serves Prometheus metrics.
         applier: switch Gunicorn workers when hinted (default), not only
             at their next request.
+        history: good generations kept for ``hotcfg history`` and ``rollback``.
 
     Raises:
         ConfigError: a value cannot be understood, naming its variable.
@@ -135,7 +138,7 @@ def configure(
         max_bytes=max_bytes,
         segment_dir=segment_dir, name=name, start_empty=start_empty, watch=watch,
         poll_interval_ms=poll_interval_ms, worker_nice=worker_nice,
-        metrics=metrics, applier=applier,
+        metrics=metrics, applier=applier, history=history,
     )  # fmt: skip
     with _lock:
         if _publisher is not None or _reader is not None:
@@ -201,7 +204,14 @@ def ensure_publisher(*, start_watching: bool = True) -> Publisher:
             _publisher = publisher
         if start_watching:
             _publisher.start_watching()
+            _start_control(_publisher)
         return _publisher
+
+
+def _start_control(publisher: Publisher) -> None:
+    # With the watcher: the master's control socket (hotcfg history,
+    # rollback, diff).
+    _control.start(publisher)
 
 
 @atexit.register

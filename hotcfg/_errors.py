@@ -9,6 +9,8 @@ builtin that callers already catch::
      │    ├── ParseError                   not valid YAML / JSON / TOML
      │    └── ValidationError              parsed, but wrong shape, type or value
      ├── CorruptSegmentError (ValueError)  bytes that are not a consistent segment
+     ├── CorruptHistoryError (ValueError)  a history file that cannot be trusted
+     ├── ControlError (OSError)            the control socket refused or failed
      ├── SegmentError (OSError)            shared memory cannot be created or trusted
      ├── MissingKeyError (KeyError)        a required key is absent
      └── NotConfiguredError (RuntimeError) no source was given to this process
@@ -79,6 +81,14 @@ class ValidationError(ConfigError):
 
 class CorruptSegmentError(HotcfgError, ValueError):
     """The bytes read are not a consistent segment (torn, truncated or foreign)."""
+
+
+class CorruptHistoryError(HotcfgError, ValueError):
+    """The history file is not one hotcfg wrote (truncated, altered or foreign)."""
+
+
+class ControlError(HotcfgError, OSError):
+    """The master's control socket cannot be reached, or refused a request."""
 
 
 class SegmentError(HotcfgError, OSError):

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _layout, _metrics, _payload, _validate
+from . import _history, _layout, _metrics, _payload, _validate
 from ._convergence import Convergence
 from ._errors import ConfigError, HotcfgError, ParseError, SourceError, ValidationError
 from ._segment import Segment
@@ -131,6 +131,11 @@ class Publisher:
         self.convergence = Convergence(
             lambda: _layout.read_workers(self.segment.buffer),
             warn_ms=settings.apply_warn_ms,
+        )
+        self._closers: list[Callable[[], None]] = []
+        self.history = _history.History.open(
+            _history.path_for(os.path.dirname(segment.path), settings.name),
+            keep=settings.history,
         )
         _LIVE.add(self)
 
@@ -257,7 +262,11 @@ class Publisher:
                 )
 
     def publish(
-        self, data: Mapping[str, Any], *, checked_ms: float | None = None
+        self,
+        data: Mapping[str, Any],
+        *,
+        source: str | None = None,
+        checked_ms: float | None = None,
     ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
@@ -266,6 +275,7 @@ class Publisher:
 
         Args:
             data: the mapping.
+            source: the label recorded with it (default: the source's).
             checked_ms: how long reading and validating it took, for the log.
 
         Returns:
@@ -286,7 +296,9 @@ class Publisher:
                 offset = _layout.plan_offset(header, len(payload))
                 self.segment.ensure_capacity(offset + len(payload))
                 buffer = self.segment.buffer
-                generation = header.generation + 1
+                # After a restart the new segment starts at 0: continue
+                # from the history's last generation (docs/design.md).
+                generation = max(header.generation, self.history.last_generation) + 1
                 # The workers that owe this generation: those there before it.
                 waiting = [w.pid for w in _layout.read_workers(buffer)]
                 published_at = time.time()
@@ -300,7 +312,7 @@ class Publisher:
                     length=len(payload),
                     crc=crc,
                     published_at=published_at,
-                    source=self.source.label,
+                    source=source or self.source.label,
                     writer_pid=os.getpid(),
                 )
             self._digest = digest
@@ -309,7 +321,7 @@ class Publisher:
             _logger.info(
                 "hotcfg: published generation %d from %s (%d bytes, content %s%s)",
                 generation,
-                self.source.path,
+                source or self.source.path,
                 len(payload),
                 digest.hex(),
                 ""
@@ -318,7 +330,51 @@ class Publisher:
             )
         self.convergence.published(generation, published_at, waiting)
         self._notify()
+        # After the hint: workers need not wait for a file write.
+        self.history.add(
+            _history.Entry.of(
+                generation,
+                payload,
+                published_at=published_at,
+                source=source or self.source.label,
+            )
+        )
         return generation
+
+    def republish(self, entry: _history.Entry, *, timeout_s: float) -> int | None:
+        """Publish a recorded generation's payload again, as a new generation
+        (``hotcfg rollback``). It is validated as any document is today.
+
+        Returns:
+            The new generation, or None when that content is live already.
+
+        Raises:
+            HotcfgError: busy for ``timeout_s`` (a publish or a validator is
+                running), or the payload is refused now.
+        """
+        if not self._active:
+            raise HotcfgError("not the publishing process")
+        if not self._serial.acquire(timeout=timeout_s):
+            raise HotcfgError("busy publishing (a validator may be running); retry")
+        try:
+            data = _payload.decode_payload(entry.payload).to_dict()
+            label = f"rollback:{entry.generation} {self.source.label}"
+            generation = self.publish(self._validate(data), source=label)
+        finally:
+            self._serial.release()
+        if generation is not None:
+            _logger.warning(
+                "hotcfg: rolled back to the content of generation %d as generation "
+                "%d; %s still holds newer content, published again at its next change",
+                entry.generation,
+                generation,
+                self.source.path,
+            )
+        return generation
+
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Call ``closer`` first thing in :meth:`close` (the control socket)."""
+        self._closers.append(closer)
 
     def _accept(self) -> None:
         if self._last_error is not None:
@@ -409,6 +465,11 @@ class Publisher:
         self.convergence.stop()
         _metrics.stop(self._metrics)
         self._metrics = None
+        for closer in self._closers:
+            try:
+                closer()
+            except Exception:
+                _logger.exception("hotcfg: closing %r failed", closer)
         if self._watcher is not None:
             self._watcher.stop()
             self._watcher = None

@@ -36,6 +36,9 @@ HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
 HOTCFG_APPLIER             Gunicorn workers switch when    true
                            hinted (false: at their next
                            request only)
+HOTCFG_HISTORY             good generations the master     10
+                           keeps for ``hotcfg history`` and
+                           ``rollback`` (0: none, no file)
 =========================  ==============================  ===================
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
@@ -111,6 +114,7 @@ class Settings:
     worker_nice: int | None = None
     metrics: str | None = None
     applier: bool = True
+    history: int = 10
 
     @classmethod
     def resolve(
@@ -272,6 +276,13 @@ def _nice(raw: str) -> int | None:
     return nice
 
 
+def _history_length(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 1000:
+        raise ValueError("expected a number of generations from 0 to 1000")
+    return value
+
+
 def _import_spec(raw: str) -> str | None:
     spec = raw.strip()
     if not spec:
@@ -330,6 +341,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_nice": _nice,
     "metrics": lambda raw: _address(raw) if raw.strip() else None,
     "applier": _boolean,
+    "history": _history_length,
 }
 
 

@@ -18,6 +18,20 @@ from ._errors import ConfigError, NotConfiguredError, SourceError
 from ._settings import Settings
 
 
+def read_fd(fd: int, *, max_bytes: int) -> bytes:
+    """Read ``fd`` to its end, but at most one byte more than ``max_bytes``
+    (which proves the file grew past the cap)."""
+    chunks = []
+    remaining = max_bytes + 1
+    while remaining > 0:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
 def read_capped(path: str, *, max_bytes: int) -> bytes:
     """Read a regular file of at most ``max_bytes``.
 
@@ -43,19 +57,11 @@ def read_capped(path: str, *, max_bytes: int) -> bytes:
                 f"file is {info.st_size} bytes, over the {max_bytes}-byte limit",
                 source=path,
             )
-        chunks = []
-        remaining = max_bytes + 1  # one more byte proves the file grew past the cap
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
+        content = read_fd(fd, max_bytes=max_bytes)
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror}", source=path) from exc
     finally:
         os.close(fd)
-    content = b"".join(chunks)
     if len(content) > max_bytes:
         raise SourceError(f"file is over the {max_bytes}-byte limit", source=path)
     return content

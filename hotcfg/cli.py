@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import _layout, _payload
+from . import _control, _diff, _layout, _payload
 from ._errors import HotcfgError
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
@@ -322,7 +322,171 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "hotcfg dump > live.json",
         "0 printed; 2 no service found, or usage.",
     ),
+    "history": (
+        "list the generations the master keeps",
+        "Lists the last good generations the master keeps (HOTCFG_HISTORY,\n"
+        "kept across restarts): generation, publish time, size, content\n"
+        "hash and source; * marks the live one. Asks the running master\n"
+        "through its control socket.",
+        "hotcfg history --json",
+        "0 listed; 2 no service found, the master cannot be reached, or usage.",
+    ),
+    "diff": (
+        "changed key paths between two generations, or a file and the live one",
+        "Names the key paths added (+), removed (-) and changed (~) between\n"
+        "two kept generations (default: the live one and the one before),\n"
+        "or between FILE, checked as the master would, and the live\n"
+        "generation. Values may be secrets: they are shown only with\n"
+        "--values.",
+        "hotcfg diff config.new.yaml",
+        "0 compared (with or without differences); 1 FILE is invalid, or no\n"
+        "generation to compare with; 2 no service found, or usage.",
+    ),
+    "rollback": (
+        "publish a kept generation's content again, as a new one",
+        "Publishes the content of generation G (default: the one before the\n"
+        "live one) as a new generation, validated and hinted to every worker\n"
+        "like any change. The source still holds the newer content: its next\n"
+        "change, or a HUP of the master, publishes that again.",
+        "hotcfg rollback --to 41 && hotcfg wait",
+        "0 published; 2 no service found, G is not kept, the master is busy,\n"
+        "or usage.",
+    ),
 }
+
+
+# -- history, diff, rollback: through the master's control socket -------------
+
+
+def _control_socket(args: argparse.Namespace) -> str | None:
+    """The control socket of the running master the arguments select."""
+    try:
+        paths = _segment_paths(args)
+    except OSError as exc:  # the directory is private to the service's user
+        raise HotcfgError(f"cannot reach the service: {exc}") from exc
+    for path in paths:
+        view = SegmentView.open(path)
+        try:
+            header = _layout.read_header(view.buffer, pause=os.sched_yield)
+        finally:
+            view.close()
+        if args.segment or _alive(header.writer_pid):
+            return _control.socket_path(path)
+    print(NOT_RUNNING, file=sys.stderr)
+    return None
+
+
+def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any] | None:
+    path = _control_socket(args)
+    return None if path is None else _control.request(path, message)
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "history"})
+    if answer is None:
+        return 2
+    live = answer["live"]
+    entries = [{**e, "live": e["generation"] == live} for e in answer["entries"]]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    if not entries:
+        print(f"no history (HOTCFG_HISTORY={answer['keep']}); live generation {live}")
+        return 0
+    print(
+        f"  {'generation':>10}  {'published':<19}  {'bytes':>8}  {'hash':<32}  source"
+    )
+    for e in reversed(entries):
+        mark = "*" if e["live"] else " "
+        print(
+            f"{mark} {e['generation']:>10}  {_when(e['published_at']):<19}  "
+            f"{e['size']:>8}  {e['hash']:<32}  {e['source']}"
+        )
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    message: dict[str, Any] = {"cmd": "rollback", "to": args.to}
+    answer = _ask(args, message)
+    if answer is None:
+        return 2
+    print(
+        f"generation {answer['generation']} is live: the content of generation "
+        f"{answer['from']}.\n"
+        f"{answer['path']} still holds the newer content; it is published again "
+        "at its next change (or at a HUP of the master)."
+    )
+    return 0
+
+
+def _generation_data(args: argparse.Namespace, generation: int) -> dict[str, Any]:
+    answer = _ask(args, {"cmd": "payload", "generation": generation})
+    if answer is None:
+        raise HotcfgError(NOT_RUNNING)
+    return _payload.decode_payload(answer["entry"]["payload"]).to_dict()
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    if args.file:
+        if args.from_ is not None or args.to is not None:
+            print("give a FILE or --from/--to, not both", file=sys.stderr)
+            return 2
+        live = _load_live(args)
+        if live is None:
+            return 2
+        settings = Settings.resolve(source=args.file, format=args.format)
+        try:
+            data, _ = validate_source(settings)
+        except HotcfgError as exc:
+            print(f"invalid: {exc}", file=sys.stderr)
+            return 1
+        old, new = live.to_dict(), data
+        names = (f"live generation {live.generation}", args.file)
+    else:
+        history = _ask(args, {"cmd": "history"})
+        if history is None:
+            return 2
+        to = args.to if args.to is not None else history["live"]
+        if args.from_ is not None:
+            from_ = args.from_
+        else:
+            older = [
+                e["generation"] for e in history["entries"] if e["generation"] < to
+            ]
+            if not older:
+                print(f"no generation before {to} in the history", file=sys.stderr)
+                return 1
+            from_ = older[-1]
+        old, new = _generation_data(args, from_), _generation_data(args, to)
+        names = (f"generation {from_}", f"generation {to}")
+    changes = _diff.diff(old, new)
+    print(f"--- {names[0]}\n+++ {names[1]}")
+    for line in _diff.render(changes, values=args.values):
+        print(line)
+    if not changes:
+        print("no differences")
+    return 0
+
+
+def _add_history_commands(sub: Any) -> None:
+    p = _subcommand(sub, "history", _cmd_history)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = _subcommand(sub, "diff", _cmd_diff)
+    p.add_argument("file", nargs="?", help="config file, checked as the master would")
+    p.add_argument("--format", choices=["yaml", "json", "toml"])
+    p.add_argument(
+        "--from", dest="from_", type=int, help="older generation (default: before --to)"
+    )
+    p.add_argument("--to", type=int, help="newer generation (default: the live one)")
+    p.add_argument(
+        "--values", action="store_true", help="show values too (they may be secrets)"
+    )
+
+    p = _subcommand(sub, "rollback", _cmd_rollback)
+    p.add_argument(
+        "--to", type=int, help="generation to go back to (default: the one before)"
+    )
 
 
 def _subcommand(
@@ -375,6 +539,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _subcommand(sub, "get", _cmd_get)
     p.add_argument("key", help="dotted path, e.g. db.timeout")
     _subcommand(sub, "dump", _cmd_dump)
+    _add_history_commands(sub)
     return parser
 
 

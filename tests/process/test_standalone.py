@@ -30,7 +30,9 @@ AT_EXIT = textwrap.dedent(
     import os
     import hotcfg
 
-    print(hotcfg.get("value"), len(os.listdir(os.environ["HOTCFG_SEGMENT_DIR"])))
+    value = hotcfg.get("value")
+    names = os.listdir(os.environ["HOTCFG_SEGMENT_DIR"])
+    print(value, sorted(name.rsplit(".", 1)[1] for name in names))
     """
 )
 
@@ -38,5 +40,8 @@ AT_EXIT = textwrap.dedent(
 def test_segment_is_removed_at_interpreter_exit(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("value: one\n")
-    assert run_script(AT_EXIT, config) == "one 1"  # the segment while running
-    assert list(Path(os.environ["HOTCFG_SEGMENT_DIR"]).iterdir()) == []
+    # The segment and its control socket while running; the history stays
+    # for the next start, and nothing else.
+    assert run_script(AT_EXIT, config) == "one ['history', 'seg', 'sock']"
+    left = [p.name for p in Path(os.environ["HOTCFG_SEGMENT_DIR"]).iterdir()]
+    assert left == ["hotcfg.history"]

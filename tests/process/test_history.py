@@ -1,0 +1,261 @@
+"""The master's history file, numbering across restarts, rollback through
+the publisher, and the control socket (its protocol and its uid check)."""
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hotcfg import _control, _payload
+from hotcfg._errors import ControlError
+from hotcfg._publisher import Publisher
+from hotcfg._segment import Segment
+from hotcfg._settings import Settings
+from hotcfg._sources import FileSource
+
+NOBODY = 65534
+
+
+def start(config, segments, **settings):
+    cfg = Settings.resolve(source=str(config), segment_dir=str(segments), **settings)
+    segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
+    publisher = Publisher(FileSource.from_settings(cfg), segment, cfg)
+    publisher.publish_from_source(raise_errors=True)
+    return publisher
+
+
+def live(publisher):
+    return _payload.decode(publisher.segment.buffer)
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("value: one\n")
+    return path
+
+
+def test_history_survives_a_restart_and_numbering_continues(config, tmp_path):
+    segments = tmp_path / "segments"
+    first = start(config, segments)
+    config.write_text("value: two\n")
+    first.publish_from_source()
+    first.close()
+    history_file = segments / "hotcfg.history"
+    assert history_file.stat().st_mode & 0o777 == 0o600
+
+    second = start(config, segments)
+    try:
+        assert [e.generation for e in second.history.entries] == [1, 2, 3]
+        assert second.generation == 3  # not 1: the new segment continues
+        assert live(second).generation == 3
+        assert second.history.entries[1].payload == _payload.encode({"value": "two"})
+    finally:
+        second.close()
+
+
+def test_history_keeps_the_newest_and_zero_keeps_no_file(config, tmp_path):
+    publisher = start(config, tmp_path / "segments", history=2)
+    for n in range(5):
+        config.write_text(f"value: {n}\n")
+        publisher.publish_from_source()
+    assert [e.generation for e in publisher.history.entries] == [5, 6]
+    publisher.close()
+    none = start(config, tmp_path / "other", history=0)
+    none.close()
+    assert not (tmp_path / "other" / "hotcfg.history").exists()
+
+
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncated", "world-readable", "symlink"]
+)
+def test_an_untrusted_history_file_is_refused_with_its_reason(
+    config, tmp_path, caplog, damage
+):
+    segments = tmp_path / "segments"
+    start(config, segments).close()
+    path = segments / "hotcfg.history"
+    if damage == "garbage":
+        path.write_bytes(b"\x93not a history")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:-3])
+    elif damage == "world-readable":
+        path.chmod(0o644)
+    else:
+        target = tmp_path / "elsewhere"
+        target.write_bytes(path.read_bytes())
+        target.chmod(0o600)
+        path.unlink()
+        path.symlink_to(target)
+    with caplog.at_level(logging.WARNING, logger="hotcfg"):
+        publisher = start(config, segments)
+    try:
+        assert "ignoring the history file" in caplog.text
+        assert publisher.generation == 1  # started afresh
+        assert [e.generation for e in publisher.history.entries] == [1]
+    finally:
+        publisher.close()
+
+
+def test_rollback_publishes_a_new_generation_and_the_next_save_wins(config, tmp_path):
+    publisher = start(config, tmp_path / "segments")
+    try:
+        config.write_text("value: two\n")
+        assert publisher.publish_from_source() == 2
+        entry = publisher.history.find(1)
+        assert publisher.republish(entry, timeout_s=1) == 3
+        assert live(publisher)["value"] == "one"
+        assert live(publisher).source.startswith("rollback:1 ")
+        assert publisher.history.entries[-1].hash == entry.hash
+        # The source still holds "two": reading it again must publish it,
+        # although "two" was published before (its digest is not the live one).
+        assert publisher.publish_from_source() == 4
+        assert live(publisher)["value"] == "two"
+    finally:
+        publisher.close()
+
+
+@pytest.fixture
+def served(config, tmp_path):
+    publisher = start(config, tmp_path / "segments")
+    server = _control.start(publisher)
+    yield publisher, server
+    publisher.close()
+
+
+def test_control_socket_answers_history_payload_and_rollback(served, config):
+    publisher, server = served
+    assert Path(server.path).stat().st_mode & 0o777 == 0o600
+    config.write_text("value: two\n")
+    publisher.publish_from_source()
+    answer = _control.request(server.path, {"cmd": "history"})
+    assert answer["live"] == 2
+    assert [e["generation"] for e in answer["entries"]] == [1, 2]
+    assert set(answer["entries"][0]) == {
+        "generation", "published_at", "source", "size", "hash"
+    }  # fmt: skip
+    entry = _control.request(server.path, {"cmd": "payload", "generation": 1})["entry"]
+    assert _payload.decode_payload(entry["payload"])["value"] == "one"
+    rolled = _control.request(server.path, {"cmd": "rollback", "to": None})
+    assert (rolled["generation"], rolled["from"]) == (3, 1)
+    assert live(publisher)["value"] == "one"
+    for bad, reason in [
+        ({"cmd": "payload", "generation": 99}, "not in the history"),
+        ({"cmd": "rollback", "to": 3}, "live one already"),
+        ({"cmd": "rollback", "to": 1}, "live already"),
+        ({"cmd": "payload", "generation": "1"}, "positive integer"),
+        ({"cmd": "nope"}, "unknown command"),
+    ]:
+        with pytest.raises(ControlError, match=reason):
+            _control.request(server.path, bad)
+
+
+def test_a_broken_client_is_answered_and_does_not_block_others(served):
+    _, server = served
+    with socket.socket(socket.AF_UNIX) as raw, _control._address(server.path) as at:
+        raw.connect(at)
+        raw.sendall(b"\xff\xff\xff\xff")  # announces 4 GiB
+        raw.settimeout(5)
+        reply = _control.recv_message(raw, max_bytes=1 << 16)
+    assert reply == {"ok": False, "error": reply["error"]}
+    assert "exceeds" in reply["error"]
+    silent = socket.socket(socket.AF_UNIX)
+    with _control._address(server.path) as at:
+        silent.connect(at)  # says nothing; its thread waits for it alone
+    try:
+        assert _control.request(server.path, {"cmd": "history"})["live"] == 1
+    finally:
+        silent.close()
+
+
+def test_the_socket_is_removed_on_close(config, tmp_path):
+    publisher = start(config, tmp_path / "segments")
+    server = _control.start(publisher)
+    assert os.path.exists(server.path)
+    publisher.close()
+    assert not os.path.exists(server.path)
+    with pytest.raises(ControlError, match="cannot talk to the master"):
+        _control.request(server.path, {"cmd": "history"})
+
+
+FORKED = textwrap.dedent(
+    """
+    import os, sys
+    from hotcfg import _api, _control
+    publisher = _api.ensure_publisher(start_watching=True)
+    server = _control.start(publisher)
+    listening = server._listener.fileno()
+    pid = os.fork()
+    if pid == 0:
+        # The child holds no listening socket, and its server is inert.
+        held = os.path.exists(f"/proc/self/fd/{listening}")
+        os._exit(10 + held + 2 * (server._listener is not None))
+    _, status = os.waitpid(pid, 0)
+    answer = _control.request(server.path, {"cmd": "history"})
+    print(os.waitstatus_to_exitcode(status), answer["live"])
+    """
+)
+
+
+def test_a_forked_child_does_not_keep_the_listening_socket(config):
+    from . import run_script
+
+    assert run_script(FORKED, config) == "10 1"
+
+
+CONNECT_AS = textwrap.dedent(
+    """
+    import os, sys
+    from hotcfg import _control
+    # Imported as root (nobody may not read the interpreter's files), then
+    # connect as nobody: the kernel reports the connecting process's uid.
+    os.setgroups([])
+    os.setgid(%(uid)d)
+    os.setuid(%(uid)d)
+    try:
+        _control.request(sys.argv[1], {"cmd": "history"}, timeout_s=10)
+    except Exception as exc:
+        print(type(exc).__name__, exc)
+    else:
+        print("served")
+    """
+) % {"uid": NOBODY}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as nobody")
+def test_another_uid_is_refused_by_the_server(config, tmp_path):
+    # The real socket's directory is 0700, so nobody cannot even reach it;
+    # to test the uid check itself, this server listens where nobody can.
+    publisher = start(config, tmp_path / "segments")
+    base = Path(tempfile.mkdtemp(prefix="hotcfg-ctl-"))
+    try:
+        base.chmod(0o755)
+        server = _control.ControlServer(str(base / "open.sock"), publisher)
+        server.start()
+        os.chmod(server.path, 0o666)
+        root = ROOT_PATH
+        env = dict(os.environ, PYTHONPATH=str(root))
+        out = subprocess.run(
+            [sys.executable, "-c", CONNECT_AS, server.path],
+            env=env, cwd="/", capture_output=True, text=True,
+            timeout=30, check=False,
+        )  # fmt: skip
+        assert out.stdout.strip() == (
+            "ControlError uid 65534 is not the service's uid 0; refused"
+        ), out.stderr
+        # The same request as the master's own uid is served.
+        assert _control.request(server.path, {"cmd": "history"})["live"] == 1
+        server.close()
+    finally:
+        publisher.close()
+        shutil.rmtree(base)
+
+
+ROOT_PATH = Path(__file__).resolve().parents[2]

@@ -1,0 +1,90 @@
+"""The history file's codec: what was written reads back, and any other
+bytes are refused (CorruptHistoryError), never half-trusted."""
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hotcfg import _history
+from hotcfg._errors import ConfigError, CorruptHistoryError
+from hotcfg._history import Entry, decode_entries, encode_entries, trim
+from hotcfg._settings import Settings
+
+
+@st.composite
+def histories(draw):
+    gens = sorted(draw(st.sets(st.integers(1, 2**63 - 1), max_size=8)))
+    return [
+        Entry.of(
+            g,
+            draw(st.binary(max_size=200)),
+            published_at=draw(st.floats(0, 4e9)),
+            source=draw(st.text(max_size=40)),
+        )
+        for g in gens
+    ]
+
+
+@given(histories())
+def test_entries_round_trip(entries):
+    assert decode_entries(encode_entries(entries)) == entries
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400))
+def test_any_bytes_give_entries_or_a_corrupt_history_error(data):
+    try:
+        entries = decode_entries(data)
+    except CorruptHistoryError:
+        return
+    assert all(isinstance(e, Entry) for e in entries)
+
+
+@given(histories().filter(bool), st.data())
+def test_truncation_and_flipped_bytes_are_refused(entries, data):
+    encoded = encode_entries(entries)
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    with pytest.raises(CorruptHistoryError):
+        decode_entries(encoded[:cut])
+    # A flipped byte inside a payload fails its hash. Each entry's payload is
+    # its map's last value: the key "payload", a bin8 header, the bytes.
+    index = data.draw(st.integers(0, len(entries) - 1))
+    if entries[index].payload:
+        starts, at = [], -1
+        while (at := encoded.find(b"\xa7payload", at + 1)) >= 0:
+            starts.append(at + 8 + 2)
+        at = starts[index] + data.draw(st.integers(0, entries[index].size - 1))
+        flipped = bytearray(encoded)
+        flipped[at] ^= 0x01
+        with pytest.raises(CorruptHistoryError, match="does not match"):
+            decode_entries(bytes(flipped))
+
+
+def test_out_of_order_generations_and_foreign_documents_are_refused():
+    a = Entry.of(2, b"\x80", published_at=1.0, source="s")
+    b = Entry.of(1, b"\x80", published_at=2.0, source="s")
+    with pytest.raises(CorruptHistoryError, match="increasing"):
+        decode_entries(encode_entries([a, b]))
+    with pytest.raises(CorruptHistoryError, match="not a hotcfg history"):
+        decode_entries(msgpack.packb({"entries": []}))
+    with pytest.raises(CorruptHistoryError, match="version"):
+        decode_entries(msgpack.packb({"format": _history.FORMAT, "version": 99}))
+    with pytest.raises(CorruptHistoryError, match="more than"):
+        decode_entries(b"\x00" * 11, max_bytes=10)
+
+
+def test_trim_keeps_the_newest_within_count_and_size():
+    entries = [Entry.of(g, bytes(100), published_at=0, source="") for g in range(1, 8)]
+    assert [e.generation for e in trim(entries, keep=3)] == [5, 6, 7]
+    assert trim(entries, keep=0) == []
+    assert [e.generation for e in trim(entries, keep=10, max_bytes=500)] == [6, 7]
+
+
+def test_history_setting_is_parsed_with_the_others():
+    assert Settings.resolve({}).history == 10
+    assert Settings.resolve({"HOTCFG_HISTORY": "3"}).history == 3
+    assert Settings.resolve({}, history=0).history == 0
+    for bad in ("-1", "ten", "1001"):
+        with pytest.raises(ConfigError, match=r"^HOTCFG_HISTORY: invalid value"):
+            Settings.resolve({"HOTCFG_HISTORY": bad})
