@@ -17,6 +17,7 @@ disposed. Each answer shows the pool serving it and the counts.
 import json
 import os
 import time
+import weakref
 from urllib.parse import parse_qs
 
 from sqlalchemy import Engine, create_engine, text
@@ -36,13 +37,18 @@ def make_engine(db):
     )
 
 
-disposed: set[int] = set()  # ids of disposed engines, to prove none is used after
+# Disposed engines, to prove none is used after; weakly held, since an id
+# (an address) is reused once a disposed engine is gone.
+disposed: weakref.WeakSet[Engine] = weakref.WeakSet()
+disposed_count = 0
 
 
 def dispose(db: Engine) -> None:
     """The close: runs once no request holds the replaced engine."""
+    global disposed_count
     db.dispose()
-    disposed.add(id(db))
+    disposed.add(db)
+    disposed_count += 1
 
 
 engine = hotcfg.resource("db", make_engine, dispose)
@@ -55,7 +61,7 @@ def app(environ, start_response):
         # ?hold_ms=N stands for a slow query: the engine stays in use meanwhile.
         hold_ms = parse_qs(environ.get("QUERY_STRING", "")).get("hold_ms", ["0"])[0]
         time.sleep(min(int(hold_ms), 1000) / 1000)
-        if id(db) in disposed:
+        if db in disposed:
             raise RuntimeError("served by a disposed engine")
     stats = engine.stats()
     body = {
@@ -65,7 +71,7 @@ def app(environ, start_response):
         "pool_size": pool_size,
         "built": stats.built,
         "closed": stats.closed,
-        "disposed": len(disposed),
+        "disposed": disposed_count,
         "in_use": stats.in_use,
     }
     start_response("200 OK", [("Content-Type", "application/json")])
