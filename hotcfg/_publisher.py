@@ -118,7 +118,9 @@ class Publisher:
         self._owner_pid = os.getpid()
         self._serial = threading.RLock()  # one publish at a time
         self._write_lock = threading.Lock()  # held across segment writes; quiesces fork
-        self._digest: bytes | None = None
+        self._digest: bytes | None = None  # of the live payload
+        self._source_digest: bytes | None = None  # of the source's, last read
+        self._force = False  # the next read publishes even what was read before
         self._last_error: str | None = None
         self._watcher: Watcher | None = None
         self._busy = threading.Condition()
@@ -160,6 +162,15 @@ class Publisher:
     def publish_from_source(self, *, raise_errors: bool = False) -> int | None:
         """Read the source and publish it if it is valid and changed.
 
+        Changed means: unlike what the source held at its previous read
+        (and unlike the live generation). So after a rollback, re-reading
+        the file (a watcher's confirming read, a touch, a save of the same
+        text) does not undo it; a new content of the file does, and so does
+        a reload (:meth:`request_publish`, Gunicorn's HUP).
+
+        Args:
+            raise_errors: raise a rejection instead of only recording it.
+
         Returns:
             The new generation, or None (unchanged, rejected, or not the master).
 
@@ -173,7 +184,8 @@ class Publisher:
                 started = time.monotonic()
                 data = self._validate(self.source.load())
                 checked_ms = (time.monotonic() - started) * 1000.0
-                return self.publish(data, checked_ms=checked_ms)
+                force, self._force = self._force, False
+                return self.publish(data, checked_ms=checked_ms, source_read=not force)
             except HotcfgError as exc:
                 self._reject(exc)
                 if raise_errors:
@@ -267,6 +279,7 @@ class Publisher:
         *,
         source: str | None = None,
         checked_ms: float | None = None,
+        source_read: bool | None = None,
     ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
@@ -277,6 +290,9 @@ class Publisher:
             data: the mapping.
             source: the label recorded with it (default: the source's).
             checked_ms: how long reading and validating it took, for the log.
+            source_read: set when ``data`` was just read from the source
+                (``publish_from_source``); True: published only if it also
+                differs from the source's previous read; False: a reload.
 
         Returns:
             The new generation, or None when the content did not change.
@@ -287,7 +303,10 @@ class Publisher:
             payload = _payload.encode(data, source=self.source.path)
             _payload.decode_payload(payload)
             digest = hashlib.blake2b(payload, digest_size=16).digest()
-            if digest == self._digest:
+            read_before = source_read is True and digest == self._source_digest
+            if source_read is not None:
+                self._source_digest = digest
+            if digest == self._digest or read_before:
                 self._accept()
                 _logger.debug("hotcfg: %s unchanged; no publish", self.source.label)
                 return None
@@ -448,6 +467,7 @@ class Publisher:
         """
         if not self._active:
             return
+        self._force = True  # what the source holds, even after a rollback
         if self._watcher is not None:
             self._watcher.notice()
         else:

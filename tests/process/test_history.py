@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_for
+
 from hotcfg import _control, _payload
 from hotcfg._errors import ControlError
 from hotcfg._publisher import Publisher
@@ -114,10 +116,40 @@ def test_rollback_publishes_a_new_generation_and_the_next_save_wins(config, tmp_
         assert live(publisher)["value"] == "one"
         assert live(publisher).source.startswith("rollback:1 ")
         assert publisher.history.entries[-1].hash == entry.hash
-        # The source still holds "two": reading it again must publish it,
-        # although "two" was published before (its digest is not the live one).
-        assert publisher.publish_from_source() == 4
+        # Reading the file again finds what the last read found: the rollback
+        # stays (a watcher's confirming read, a touch, the same text saved).
+        assert publisher.publish_from_source() is None
+        assert live(publisher)["value"] == "one"
+        # A reload (Gunicorn's HUP) publishes what the source holds.
+        publisher.request_publish()
+        assert publisher.generation == 4
         assert live(publisher)["value"] == "two"
+        # And so does a new content of the file.
+        config.write_text("value: three\n")
+        assert publisher.publish_from_source() == 5
+    finally:
+        publisher.close()
+
+
+def test_a_rollback_survives_the_watchers_next_stat_tick(config, tmp_path):
+    """A rollback made right after a save is not undone by the watcher
+    reading that save once more at its next stat tick."""
+    segments = tmp_path / "segments"
+    publisher = start(config, segments, poll_interval_ms=50, debounce_ms=0)
+    publisher.start_watching()
+    try:
+        config.write_text("value: two\n")
+        wait_for(lambda: publisher.generation == 2, "the save published")
+        assert publisher.republish(publisher.history.find(1), timeout_s=5) == 3
+        # Several ticks: each one stats the file, and the first re-reads it.
+        watcher, ticks = publisher._watcher, []
+        tick = watcher._tick
+        watcher._tick = lambda: (tick(), ticks.append(1))
+        wait_for(lambda: len(ticks) >= 3, "three stat ticks")
+        assert publisher.generation == 3
+        assert live(publisher)["value"] == "one"
+        config.write_text("value: three\n")
+        wait_for(lambda: publisher.generation == 4, "the next save")
     finally:
         publisher.close()
 
