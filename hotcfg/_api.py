@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from . import _control
-from ._applier import Applier
+from ._applier import Applier, mode_for
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
 from ._publisher import Publisher
 from ._reader import ChangeCallback, ChangeCallbacks, Reader
@@ -237,14 +237,17 @@ def running_publisher() -> Publisher | None:
     return _publisher
 
 
-def start_applier() -> Applier:
+def start_applier(signum: int) -> Applier:
     """Start this worker's applier thread (Gunicorn: ``post_worker_init``,
-    after the fork, the app load and gevent's monkey-patching)."""
+    in the main thread, after the fork, the app load and gevent's
+    monkey-patching), taking the hint signal ``signum`` itself where it can
+    (``_applier.mode_for``)."""
     global _applier
     with _lock:
         if _applier is not None:
             _applier.close()
-        _applier = Applier(_apply_latest).start()
+        own = signum if mode_for(signum) == "signal" else None
+        _applier = Applier(_apply_latest, signum=own).start()
         return _applier
 
 

@@ -18,6 +18,23 @@ non-blocking descriptor: a plain system call, never a gevent switch (which
 a signal handler that interrupted the hub could not make), and a full
 buffer (``EAGAIN``) already means a wake-up is pending.
 
+Two ways to wait, chosen by :func:`mode_for`:
+
+* ``signal`` (threads: sync, gthread, asgi workers): the hint signal is
+  blocked in the worker's main thread, so every thread started later
+  inherits the block, and the applier thread takes it with ``sigwait``. The
+  kernel delivers it to that thread at once, whatever the others are doing:
+  a main thread blocked in a ``recv`` that Gunicorn restarts after signals
+  (``SA_RESTART``: a client connected but silent) would run a Python
+  handler only when its data arrives, and no request ever sees an
+  ``EINTR``. A thread the application started before (at import) may still
+  take the signal: the Python handler then runs in the main thread and
+  wakes the applier with ``pthread_kill``. Only for a signal whose default
+  action is to ignore it (``SIGURG``, ``SIGWINCH``), because child
+  processes inherit the block.
+* ``socket`` (gevent, or another hint signal): the handler writes a byte to
+  the socket pair, as above.
+
 Fork story: an applier belongs to the process that started it. A forked
 child inherits its descriptors but not its thread, so the child closes the
 inherited pair and forgets the applier (``os.register_at_fork``); a
@@ -31,10 +48,34 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 import weakref
 from collections.abc import Callable
+
+# Signals whose default action is to ignore them: blocking one in a process
+# (and so in the children it starts) changes nothing for it.
+_IGNORED_BY_DEFAULT = frozenset(
+    int(getattr(signal, name))
+    for name in ("SIGURG", "SIGWINCH")
+    if hasattr(signal, name)
+)
+
+
+def mode_for(signum: int) -> str:
+    """``"signal"`` where the applier can take the hint signal itself, else
+    ``"socket"`` (gevent's patched threads are greenlets of one thread: a
+    ``sigwait`` there would stop the hub)."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    patched = gevent_monkey is not None and gevent_monkey.is_module_patched("threading")
+    if patched or signum not in _IGNORED_BY_DEFAULT:
+        return "socket"
+    if not hasattr(signal, "sigwait") or not hasattr(signal, "pthread_kill"):
+        return "socket"
+    return "signal"
+
 
 _logger = logging.getLogger(__name__)
 
@@ -53,9 +94,14 @@ class Applier:
     """
 
     def __init__(
-        self, apply: Callable[[], object], *, name: str = "hotcfg-applier"
+        self,
+        apply: Callable[[], object],
+        *,
+        signum: int | None = None,
+        name: str = "hotcfg-applier",
     ) -> None:
         self._apply = apply
+        self._signum = signum  # set: wait for this signal (blocked here first)
         self._pid = os.getpid()
         self._receive, self._send = socket.socketpair()
         self._send.setblocking(False)
@@ -65,6 +111,10 @@ class Applier:
         _LIVE.add(self)
 
     def start(self) -> Applier:
+        if self._signum is not None:
+            # Blocked in the calling (main) thread before the applier starts,
+            # so it and every thread started later inherit the block.
+            signal.pthread_sigmask(signal.SIG_BLOCK, {self._signum})
         self._thread.start()
         return self
 
@@ -77,6 +127,12 @@ class Applier:
         non-blocking ``write``, nothing else."""
         if self._closed:
             return
+        if self._signum is not None:
+            ident = self._thread.ident
+            if ident is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    signal.pthread_kill(ident, self._signum)
+            return
         try:
             os.write(self._send_fd, b"\0")
         except (BlockingIOError, InterruptedError):
@@ -84,14 +140,19 @@ class Applier:
         except OSError:
             pass  # closed meanwhile (shutdown); nothing left to wake
 
+    def _wait(self) -> bool:
+        """Block until woken; False when the applier is closing."""
+        if self._signum is not None:
+            signal.sigwait({self._signum})
+            return not self._closed
+        try:
+            data = self._receive.recv(4096)
+        except OSError:
+            return False  # closed under us
+        return bool(data) and not self._closed
+
     def _run(self) -> None:
-        while True:
-            try:
-                data = self._receive.recv(4096)
-            except OSError:
-                return  # closed under us
-            if not data or self._closed:
-                return
+        while self._wait():
             try:
                 self._apply()
             # The apply function runs user callbacks (logged by the reader);
@@ -105,6 +166,9 @@ class Applier:
         if self._closed:
             return
         self._closed = True
+        if self._signum is not None and self._thread.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                signal.pthread_kill(self._thread.ident or 0, self._signum)
         # Shutting the sending side down ends the thread's recv() with b"";
         # the receiving socket is closed by the thread's owner only after
         # that, so the thread never reads a descriptor number reused since.
@@ -117,8 +181,11 @@ class Applier:
             self._receive.close()
 
     def _forget_in_child(self) -> None:
-        # No thread in the child: close the inherited descriptors only.
+        # No thread in the child: close the inherited descriptors only, and
+        # give the child back the signal the applier was taking.
         self._closed = True
+        if self._signum is not None:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {self._signum})
         for sock in (self._send, self._receive):
             fd = sock.detach()
             if fd >= 0:

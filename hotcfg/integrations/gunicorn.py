@@ -175,7 +175,7 @@ def post_worker_init(worker: Worker) -> None:
             # After the fork (threads do not cross it) and after gevent's
             # monkey-patching (its thread is then a greenlet, its socket
             # cooperative): see _applier.
-            _api.start_applier()
+            _api.start_applier(signum)
         signal.signal(signum, _on_hint)
         signal.siginterrupt(signum, False)
 

@@ -4,6 +4,7 @@ generation inside a pinned request."""
 
 import os
 import signal
+import textwrap
 import threading
 import time
 
@@ -17,6 +18,7 @@ from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import FileSource
 from hotcfg.testing import use_config
+from tests.process import run_script
 
 TIMEOUT_S = 20
 
@@ -141,7 +143,8 @@ def test_hint_wakes_the_started_applier():
         changes = []
         hotcfg.on_change("value")(lambda old, new: changes.append(new))
         hotcfg.get("value")  # start the reader
-        applier = _api.start_applier()
+        # A signal the applier does not take itself: nothing is blocked here.
+        applier = _api.start_applier(signal.SIGUSR2)
         try:
             config.set({"value": 1})
             _api.hint()
@@ -203,3 +206,55 @@ def test_the_signal_handler_wakes_the_applier_without_applying_itself(published)
         signal.signal(signal.SIGURG, previous)
         applier.close()
         reader.close()
+
+
+BLOCKED_MAIN = textwrap.dedent(
+    """
+    import os, signal, socket, sys, threading, time
+    from hotcfg import _applier
+
+    mode = sys.argv[1]
+    applied = threading.Event()
+    own = signal.SIGURG if mode == "signal" else None
+    applier = _applier.Applier(applied.set, signum=own).start()
+    signal.signal(signal.SIGURG, lambda signum, frame: applier.wake())
+    signal.siginterrupt(signal.SIGURG, False)  # as under Gunicorn
+    # The main thread waits for a client that connected but sends nothing,
+    # in a recv that signals do not interrupt (SA_RESTART). The client sends
+    # only once the switch happened, or after 3 s without it.
+    quiet, client = socket.socketpair()
+    seen = []
+
+    def client_side():
+        seen.append(applied.wait(3))
+        client.send(b"x")
+
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGURG)).start()
+    threading.Thread(target=client_side).start()
+    quiet.recv(1)
+    blocked = signal.SIGURG in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    print(mode, seen[0], blocked)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("signal", "signal True True"),  # taken by the applier at once
+        ("socket", "socket False False"),  # the handler waits for the recv
+    ],
+)
+def test_a_main_thread_blocked_in_a_restarted_recv_does_not_delay_the_switch(
+    mode, expected, tmp_path
+):
+    config = tmp_path / "unused.yaml"
+    config.write_text("{}\n")
+    assert run_script(BLOCKED_MAIN, config, mode) == expected
+
+
+def test_the_mode_takes_the_signal_only_where_blocking_it_is_harmless():
+    assert _applier.mode_for(signal.SIGURG) == "signal"
+    assert (
+        _applier.mode_for(signal.SIGUSR1) == "socket"
+    )  # children would keep it blocked

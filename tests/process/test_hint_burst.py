@@ -81,7 +81,9 @@ def test_burst_of_publishes_leaves_one_pending_hint(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("value: -1\n")
     burst = 2000
-    result = json.loads(run_script(SCRIPT, config, burst))
+    # SIGUSR2: a signal the applier does not take itself (it would take
+    # SIGURG with sigwait, test_applier.py), so the handler sees the burst.
+    result = json.loads(run_script(SCRIPT, config, burst, HOTCFG_SIGNAL="SIGUSR2"))
     first, second = result["first"], result["second"]
     assert first["pending"]
     assert first["calls"] == 1  # 2000 hints, one handler run
