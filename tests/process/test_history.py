@@ -13,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.waiting import wait_for
-
 from hotcfg import _control, _payload
 from hotcfg._errors import ControlError
 from hotcfg._publisher import Publisher
 from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import FileSource
+from tests.waiting import wait_for
 
 NOBODY = 65534
 
