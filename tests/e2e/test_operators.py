@@ -148,10 +148,25 @@ def test_a_stopped_worker_is_named_warned_about_measured_and_catches_up(
         lambda: "every worker applied generation 3" in svc.log.read_text(),
         "the catch-up logged",
     )
+    caught = scrape(port)
+    assert caught["hotcfg_apply_seconds_count"] == 2
+    assert caught['hotcfg_apply_seconds_bucket{le="+Inf"}'] == 2
+    assert caught["hotcfg_apply_seconds_sum"] >= 0.3  # the stopped worker's wait
+
+    # A rollback: a publish like any other, counted and measured.
+    rolled = hotcfg(svc, "rollback")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "generation 4 is live: the content of generation 2" in rolled.stdout
+    assert hotcfg(svc, "wait", "--timeout", "20").returncode == 0
+    svc.wait_until(
+        lambda: scrape(port)["hotcfg_apply_seconds_count"] == 3, "the rollback measured"
+    )
     final = scrape(port)
-    assert final["hotcfg_apply_seconds_count"] == 2
-    assert final['hotcfg_apply_seconds_bucket{le="+Inf"}'] == 2
-    assert final["hotcfg_apply_seconds_sum"] >= 0.3  # the stopped worker's wait
+    assert final["hotcfg_generation"] == 4
+    assert final["hotcfg_publishes_total"] == 4
+    assert final["hotcfg_workers_behind"] == 0
+    assert final['hotcfg_rejections_total{reason="parse"}'] >= 1
+    assert all_applied(svc, 4)
 
     # The endpoint is the master's alone: no worker holds the port.
     listening = listening_socket_inodes(port)
