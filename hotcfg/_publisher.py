@@ -304,9 +304,9 @@ class Publisher:
             _payload.decode_payload(payload)
             digest = hashlib.blake2b(payload, digest_size=16).digest()
             read_before = source_read is True and digest == self._source_digest
-            if source_read is not None:
-                self._source_digest = digest
             if digest == self._digest or read_before:
+                if source_read is not None:
+                    self._source_digest = digest
                 self._accept()
                 _logger.debug("hotcfg: %s unchanged; no publish", self.source.label)
                 return None
@@ -335,6 +335,10 @@ class Publisher:
                     writer_pid=os.getpid(),
                 )
             self._digest = digest
+            if source_read is not None:
+                # Only once published: a publish that failed is tried again
+                # at the next read of the same content.
+                self._source_digest = digest
             self._last_error = None
             self.publishes += 1
             _logger.info(
