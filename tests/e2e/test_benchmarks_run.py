@@ -117,7 +117,8 @@ def test_memory():
     out = run("memory.py", "--workers", "1", "--sizes", "10000")
     rss, pss, extra, _times, segment = row(out, "10", "KB", "0.0", "hotcfg")
     assert rss >= pss > 0, out
-    assert extra >= 0, out
+    # Extra RSS is a difference of two medians: near 0 for 10 KB, either sign.
+    assert abs(extra) < rss, out
     assert segment > 0, out  # the worker maps the segment
     assert row(out, "10", "KB", "0.0", "hup")[-1] is None, out  # hup has none
 

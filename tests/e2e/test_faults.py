@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+from http.client import HTTPException
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,9 @@ class Load:
         while not self._stop.is_set():
             try:
                 self.answers.append(self.svc.get())
-            except (OSError, urllib.error.URLError, ValueError) as exc:
+            # A worker killed mid-answer cuts the response short: an
+            # IncompleteRead (an HTTPException, neither OSError nor ValueError).
+            except (OSError, urllib.error.URLError, ValueError, HTTPException) as exc:
                 self.errors.append(repr(exc))
 
     def stop(self):
