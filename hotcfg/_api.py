@@ -177,8 +177,15 @@ def configure_from(values: Mapping[str, Any]) -> None:
         )
 
 
-def ensure_publisher(*, start_watching: bool = True) -> Publisher:
+def ensure_publisher(
+    *, start_watching: bool = True, keep_history: bool = False
+) -> Publisher:
     """The publisher of this process, created (and first published) if needed.
+
+    Args:
+        start_watching: start the watcher (and the control socket) too.
+        keep_history: keep the history file (the Gunicorn master only; see
+            :class:`~hotcfg._publisher.Publisher`), when it is created here.
 
     Raises:
         ConfigError: the source is missing or invalid at start, unless
@@ -192,7 +199,7 @@ def ensure_publisher(*, start_watching: bool = True) -> Publisher:
             source = FileSource.from_settings(cfg)
             segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
             try:
-                publisher = Publisher(source, segment, cfg)
+                publisher = Publisher(source, segment, cfg, keep_history=keep_history)
             except BaseException:
                 segment.close(unlink=True)
                 raise

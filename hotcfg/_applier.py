@@ -66,10 +66,15 @@ _IGNORED_BY_DEFAULT = frozenset(
 
 def mode_for(signum: int) -> str:
     """``"signal"`` where the applier can take the hint signal itself, else
-    ``"socket"`` (gevent's patched threads are greenlets of one thread: a
-    ``sigwait`` there would stop the hub)."""
+    ``"socket"`` (gevent's and eventlet's patched threads are green threads
+    of one OS thread: a ``sigwait`` there would stop the hub)."""
     gevent_monkey = sys.modules.get("gevent.monkey")
     patched = gevent_monkey is not None and gevent_monkey.is_module_patched("threading")
+    # eventlet (Gunicorn up to 25): green threads too, and one OS thread.
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    patched = patched or (
+        eventlet_patcher is not None and eventlet_patcher.is_monkey_patched("thread")
+    )
     if patched or signum not in _IGNORED_BY_DEFAULT:
         return "socket"
     if not hasattr(signal, "sigwait") or not hasattr(signal, "pthread_kill"):

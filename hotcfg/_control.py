@@ -41,6 +41,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -82,9 +83,15 @@ def socket_path(segment_path: str) -> str:
 # -- framing -----------------------------------------------------------------
 
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """``n`` bytes, all by ``deadline`` (monotonic): a client trickling a
+    byte now and then cannot hold a thread past it."""
     chunks, remaining = [], n
     while remaining:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ControlError("the message did not arrive in time")
+        sock.settimeout(left)
         chunk = sock.recv(min(remaining, 1 << 20))
         if not chunk:
             raise ControlError("connection closed mid-message")
@@ -109,10 +116,11 @@ def recv_message(sock: socket.socket, *, max_bytes: int) -> dict[str, Any]:
         ControlError: closed early, too large, or not a map.
         OSError: the socket failed or timed out.
     """
-    (length,) = _LENGTH.unpack(_recv_exactly(sock, _LENGTH.size))
+    deadline = time.monotonic() + (sock.gettimeout() or IO_TIMEOUT_S)
+    (length,) = _LENGTH.unpack(_recv_exactly(sock, _LENGTH.size, deadline))
     if length > max_bytes:
         raise ControlError(f"message of {length} bytes exceeds {max_bytes}")
-    body = _recv_exactly(sock, length)
+    body = _recv_exactly(sock, length, deadline)
     try:
         message = msgpack.unpackb(body, raw=False, strict_map_key=True)
     # msgpack documents no narrower base class for unpacking errors.
@@ -326,11 +334,14 @@ class ControlServer:
             return {"ok": False, "error": reason}
         try:
             request = recv_message(conn, max_bytes=REQUEST_MAX_BYTES)
-            return {"ok": True, **handle(self.publisher, request)}
         except HotcfgError as exc:
             return {"ok": False, "error": str(exc)}
         except OSError as exc:
             return {"ok": False, "error": f"reading the request failed: {exc}"}
+        try:
+            return {"ok": True, **handle(self.publisher, request)}
+        except HotcfgError as exc:
+            return {"ok": False, "error": str(exc)}
         except Exception as exc:  # never kill the thread; say what happened
             _logger.exception("hotcfg: control request failed")
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}

@@ -1,6 +1,6 @@
 """The master's record of its last good generations, kept across restarts.
 
-Owns the history file: ``<segment dir>/<name>.history``, beside the
+Owns the history file: ``<segment dir>/<name>-<tag>.history``, beside the
 segments, in the same private (``0700``) directory. The codec
 (:func:`encode_entries`, :func:`decode_entries`) is pure: bytes in, entries
 out, or :class:`CorruptHistoryError`. The file functions (:func:`load`,
@@ -58,9 +58,15 @@ _TMP_GRACE_S = 60.0
 _FIELDS = ("generation", "published_at", "source", "size", "hash", "payload")
 
 
+def digest(payload: bytes) -> bytes:
+    """The BLAKE2b (16-byte) digest of a payload: how the publisher tells
+    contents apart, and what the history records."""
+    return hashlib.blake2b(payload, digest_size=16).digest()
+
+
 def content_hash(payload: bytes) -> str:
-    """The hex BLAKE2b (16-byte digest) of a payload: the publisher's digest."""
-    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+    """:func:`digest` in hex."""
+    return digest(payload).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +195,13 @@ def trim(
     return kept
 
 
-def path_for(directory: str, name: str) -> str:
-    """Where the history of the service called ``name`` lives."""
-    return os.path.join(directory, name + SUFFIX)
+def path_for(directory: str, name: str, source: str) -> str:
+    """Where the history of the service called ``name`` reading ``source``
+    lives. The source is part of the name: two services that share a
+    ``HOTCFG_NAME`` (the default, ``hotcfg``) and a directory never share a
+    history, so a rollback never publishes another service's content."""
+    tag = hashlib.blake2b(source.encode("utf-8", "surrogateescape"), digest_size=4)
+    return os.path.join(directory, f"{name}-{tag.hexdigest()}{SUFFIX}")
 
 
 def load(path: str, *, max_bytes: int = MAX_FILE_BYTES) -> list[Entry]:
@@ -281,8 +291,8 @@ class History:
         self.path = path
         self.keep = keep
         self._entries: list[Entry] = []
-        # Publishes add after notifying workers, outside the publisher's
-        # lock, so two may arrive out of order; this orders the file writes.
+        # Callers hold the publisher's lock already; this one keeps the file
+        # writes ordered whoever calls.
         self._lock = threading.Lock()
         _LIVE.add(self)
 

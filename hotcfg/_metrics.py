@@ -14,7 +14,8 @@ Needs the ``metrics`` extra (``prometheus_client``), imported only when
 Fork story: Gunicorn forks workers from the master while the endpoint
 listens. The serving thread does not exist in a child, but the listening
 socket would: a child closes its copy (``os.register_at_fork``), so a
-worker never holds the port.
+worker never holds the port. A scrape connection open at the moment of a
+fork stays open in that child until it exits (one descriptor, rare).
 """
 
 from __future__ import annotations
@@ -52,9 +53,12 @@ class _Collector:
         publisher = self._publisher()
         if publisher is None:
             return
-        buffer = publisher.segment.buffer
-        header = _layout.read_header(buffer)
-        workers = _layout.read_workers(buffer)
+        # Under the publisher's write lock: a publish that grows the segment
+        # closes the old mapping, which must not be in use (BufferError).
+        with publisher.write_lock:
+            buffer = publisher.segment.buffer
+            header = _layout.read_header(buffer)
+            workers = _layout.read_workers(buffer)
         behind = sum(w.generation < header.generation for w in workers)
         yield GaugeMetricFamily(
             "hotcfg_generation", "The live generation.", value=header.generation

@@ -23,7 +23,6 @@ and never removes the master's segment.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -96,6 +95,10 @@ class Publisher:
         segment: the segment this process created.
         settings: the resolved settings (validators, watching, debounce).
         notify: called after each new generation (Gunicorn: hint the workers).
+        keep_history: keep ``settings.history`` generations in the history
+            file (the Gunicorn master); off for one-process uses (a script,
+            a management command, tests), which must not write the file of
+            the service they share a source with.
 
     Raises:
         ConfigError: a validator, schema or model named in ``settings``
@@ -109,6 +112,7 @@ class Publisher:
         settings: Settings,
         *,
         notify: Callable[[], None] = _no_notify,
+        keep_history: bool = True,
     ) -> None:
         self.source = source
         self.segment = segment
@@ -136,10 +140,18 @@ class Publisher:
         )
         self._closers: list[Callable[[], None]] = []
         self.history = _history.History.open(
-            _history.path_for(os.path.dirname(segment.path), settings.name),
-            keep=settings.history,
+            _history.path_for(
+                os.path.dirname(segment.path), settings.name, source.label
+            ),
+            keep=settings.history if keep_history else 0,
         )
         _LIVE.add(self)
+
+    @property
+    def write_lock(self) -> threading.Lock:
+        """Held while the segment is written or grown; a reader of the
+        master's own mapping from another thread (metrics) holds it too."""
+        return self._write_lock
 
     @property
     def _active(self) -> bool:
@@ -302,7 +314,7 @@ class Publisher:
         with self._serial:
             payload = _payload.encode(data, source=self.source.path)
             _payload.decode_payload(payload)
-            digest = hashlib.blake2b(payload, digest_size=16).digest()
+            digest = _history.digest(payload)
             read_before = source_read is True and digest == self._source_digest
             if digest == self._digest or read_before:
                 if source_read is not None:

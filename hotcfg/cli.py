@@ -66,7 +66,7 @@ def _segment_paths(args: argparse.Namespace) -> list[str]:
     paths = list_segments(directory)
     name = getattr(args, "name", None)
     if name:
-        paths = [p for p in paths if os.path.basename(p).startswith(f"{name}-")]
+        paths = [p for p in paths if os.path.basename(p).rsplit("-", 2)[0] == name]
     pid = getattr(args, "pid", None)
     if pid:
         paths = [
@@ -187,7 +187,11 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _one_live_service(args: argparse.Namespace) -> str | None:
     """The one running service the options select; None (said why) otherwise."""
-    live = [p for p in _segment_paths(args) if _describe(p)["master_alive"]]
+    try:
+        paths = _segment_paths(args)
+    except OSError as exc:  # the directory is private to the service's user
+        raise HotcfgError(f"cannot reach the service: {exc}") from exc
+    live = [p for p in paths if _describe(p)["master_alive"]]
     if len(live) == 1:
         return live[0]
     if not live:
@@ -359,21 +363,10 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
 
 
 def _control_socket(args: argparse.Namespace) -> str | None:
-    """The control socket of the running master the arguments select."""
-    try:
-        paths = _segment_paths(args)
-    except OSError as exc:  # the directory is private to the service's user
-        raise HotcfgError(f"cannot reach the service: {exc}") from exc
-    for path in paths:
-        view = SegmentView.open(path)
-        try:
-            header = _layout.read_header(view.buffer, pause=os.sched_yield)
-        finally:
-            view.close()
-        if args.segment or _alive(header.writer_pid):
-            return _control.socket_path(path)
-    print(NOT_RUNNING, file=sys.stderr)
-    return None
+    """The control socket of the one running master the arguments select
+    (several: refused, so a rollback never reaches the wrong service)."""
+    path = args.segment or _one_live_service(args)
+    return None if path is None else _control.socket_path(path)
 
 
 def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any] | None:

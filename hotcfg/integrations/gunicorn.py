@@ -124,7 +124,7 @@ def on_starting(server: Arbiter) -> None:
         # A relative HOTCFG_SOURCE is relative to where Gunicorn runs (its
         # --chdir), whatever directory a preloaded app has moved to since.
         settings = _api.resolve_settings(base_dir=server.cfg.chdir)
-        publisher = _api.ensure_publisher(start_watching=False)
+        publisher = _api.ensure_publisher(start_watching=False, keep_history=True)
     except HotcfgError as exc:
         # Gunicorn prints a RuntimeError from the arbiter's start as
         # "Error: ..." and exits 1, instead of a traceback.

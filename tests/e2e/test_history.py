@@ -77,8 +77,12 @@ def test_history_survives_a_master_restart(start_service, tmp_path):
     before = history(first)
     first.stop()
 
+    # The same service started again: same source, same segment directory.
     (tmp_path / "b").mkdir()
-    second = start_service(tmp_path / "b", config="value: three\n")
+    first.config.write_text("value: three\n")
+    second = start_service(
+        tmp_path / "b", env_extra={"HOTCFG_SOURCE": str(first.config)}
+    )
     second.all_workers_answer("three")
     after = history(second)
     assert [e["generation"] for e in after] == [1, 2, 3]
@@ -93,6 +97,10 @@ REFUSED = textwrap.dedent(
     """
     import os, sys
     from hotcfg import cli
+    # Everything imported while the interpreter's own files are readable
+    # (under /root they are not, for nobody): argparse loads gettext and
+    # locale only when it first builds a parser.
+    cli._parser().format_help()
     os.setgroups([])
     os.setgid(%(uid)d)
     os.setuid(%(uid)d)

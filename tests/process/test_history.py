@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hotcfg import _control, _payload
+from hotcfg import _control, _history, _payload
 from hotcfg._errors import ControlError
 from hotcfg._publisher import Publisher
 from hotcfg._segment import Segment
@@ -22,6 +22,11 @@ from hotcfg._sources import FileSource
 from tests.waiting import wait_for
 
 NOBODY = 65534
+
+
+def history_path(segments, config):
+    """The history file of the service reading ``config``."""
+    return Path(_history.path_for(str(segments), "hotcfg", f"file:{config}"))
 
 
 def start(config, segments, **settings):
@@ -49,7 +54,7 @@ def test_history_survives_a_restart_and_numbering_continues(config, tmp_path):
     config.write_text("value: two\n")
     first.publish_from_source()
     first.close()
-    history_file = segments / "hotcfg.history"
+    history_file = history_path(segments, config)
     assert history_file.stat().st_mode & 0o777 == 0o600
 
     second = start(config, segments)
@@ -71,7 +76,7 @@ def test_history_keeps_the_newest_and_zero_keeps_no_file(config, tmp_path):
     publisher.close()
     none = start(config, tmp_path / "other", history=0)
     none.close()
-    assert not (tmp_path / "other" / "hotcfg.history").exists()
+    assert not list((tmp_path / "other").glob("*.history"))
 
 
 @pytest.mark.parametrize(
@@ -82,7 +87,7 @@ def test_an_untrusted_history_file_is_refused_with_its_reason(
 ):
     segments = tmp_path / "segments"
     start(config, segments).close()
-    path = segments / "hotcfg.history"
+    path = history_path(segments, config)
     if damage == "garbage":
         path.write_bytes(b"\x93not a history")
     elif damage == "truncated":
@@ -140,8 +145,10 @@ def test_a_rollback_survives_the_watchers_next_stat_tick(config, tmp_path):
         config.write_text("value: two\n")
         wait_for(lambda: publisher.generation == 2, "the save published")
         assert publisher.republish(publisher.history.find(1), timeout_s=5) == 3
-        # Several ticks: each one stats the file, and the first re-reads it.
+        # Several ticks: each one stats the file, and the first re-reads it
+        # (forced, in case the save's own confirming read came earlier).
         watcher, ticks = publisher._watcher, []
+        watcher._confirm = True
         tick = watcher._tick
         watcher._tick = lambda: (tick(), ticks.append(1))
         wait_for(lambda: len(ticks) >= 3, "three stat ticks")
@@ -290,3 +297,28 @@ def test_another_uid_is_refused_by_the_server(config, tmp_path):
 
 
 ROOT_PATH = Path(__file__).resolve().parents[2]
+
+
+def test_services_sharing_a_name_and_a_directory_keep_their_own_history(tmp_path):
+    segments = tmp_path / "segments"
+    first_config, second_config = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first_config.write_text("value: first\n")
+    second_config.write_text("value: second\n")
+    first, second = start(first_config, segments), start(second_config, segments)
+    try:
+        second_config.write_text("value: second-2\n")
+        assert second.publish_from_source() == 2
+        assert history_path(segments, first_config) != history_path(
+            segments, second_config
+        )
+        assert [e.generation for e in first.history.entries] == [1]
+        assert [e.generation for e in second.history.entries] == [1, 2]
+    finally:
+        first.close()
+        second.close()
+    restarted = start(first_config, segments)
+    try:  # the first service's own history, not the second's
+        assert [e.generation for e in restarted.history.entries] == [1, 2]
+        assert restarted.history.entries[0].hash == first.history.entries[0].hash
+    finally:
+        restarted.close()
