@@ -419,6 +419,7 @@ class EtcdWatch:
             }
         }
         cap = source.max_bytes * 4 // 3 + 65536
+        silence_s = source.timeout_s  # until the stream has begun
         try:
             conn = _connect(endpoint, source.timeout_s)
         except OSError as exc:
@@ -435,7 +436,8 @@ class EtcdWatch:
                 raise Unavailable(f"{where}: {_error_message(response.read(65536))}")
             assert conn.sock is not None
             # Longer than the progress interval: a silent stream is a dead one.
-            conn.sock.settimeout(source.progress_s * 1.5 + source.timeout_s)
+            silence_s = source.progress_s * 1.5 + source.timeout_s
+            conn.sock.settimeout(silence_s)
             while True:
                 line = response.readline(cap)
                 if not line:
@@ -447,9 +449,7 @@ class EtcdWatch:
                 if self._handle(json.loads(line), where):
                     return
         except TimeoutError as exc:
-            raise Unavailable(
-                f"{where}: no word for {source.progress_s * 1.5:.0f} s"
-            ) from exc
+            raise Unavailable(f"{where}: no word for {silence_s:.1f} s") from exc
         except (OSError, http.client.HTTPException) as exc:
             raise Unavailable(f"{where}: {exc or type(exc).__name__}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -14,7 +14,7 @@ import pytest
 PROGRESS_MS = 500
 
 
-def _free_port():
+def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -29,8 +29,8 @@ class Etcd:
         directory.mkdir(parents=True, exist_ok=True)
         self.data_dir = directory / "data"
         self.log_path = directory / "etcd.log"
-        self.client_port = _free_port()
-        self.peer_port = _free_port()
+        self.client_port = free_port()
+        self.peer_port = free_port()
         self.proc = None
         self._log = None
 

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import signal
+import time
 
 import pytest
 
@@ -12,7 +14,7 @@ from hotcfg._reader import Reader
 from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
-from tests.etcd import PROGRESS_MS
+from tests.etcd import PROGRESS_MS, free_port
 from tests.waiting import wait_for
 
 KEY = "/app/config.yaml"
@@ -142,7 +144,7 @@ def test_compaction_while_disconnected_reads_the_key_in_full(etcd, followed, cap
     outage = etcd.client_port
     etcd.stop()
     wait_for(lambda: "etcd unreachable" in followed.error(), "unreachable recorded")
-    etcd.client_port = etcd.peer_port + 1000 if etcd.peer_port < 64000 else 20000
+    etcd.client_port = free_port()
     etcd.start()
     for n in range(5):
         revision = etcd.put(KEY, f"value: put-{n}\n")
@@ -154,3 +156,24 @@ def test_compaction_while_disconnected_reads_the_key_in_full(etcd, followed, cap
     assert "compacted" in caplog.text
     assert f"read {etcd.source(KEY)} in full at revision {revision}" in caplog.text
     assert source.revision >= revision
+
+
+def test_progress_notifications_keep_a_quiet_watch_and_a_silent_one_is_left(
+    etcd, followed, caplog
+):
+    caplog.set_level(logging.INFO, logger="hotcfg")
+    # Quiet for longer than the stream's read timeout (1.5 x 500 ms + 2 s):
+    # etcd's progress notifications keep it alive.
+    time.sleep(3.5)
+    assert "lost the etcd watch" not in caplog.text
+    assert followed.error() == ""
+    # A member that stops answering (frozen, not closed: no FIN) is left
+    # once the read timeout passes, and the reason recorded.
+    os.kill(etcd.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: "etcd unreachable" in followed.error(), "silence noticed")
+        assert "no word for" in caplog.text
+    finally:
+        os.kill(etcd.proc.pid, signal.SIGCONT)
+    etcd.put(KEY, "value: thawed\n")
+    followed.wait_value("thawed")
