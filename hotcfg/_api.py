@@ -38,7 +38,7 @@ from ._resource import Resource
 from ._segment import Segment
 from ._settings import Settings
 from ._snapshot import MISSING, Snapshot
-from ._sources import FileSource
+from ._sources import source_for
 
 _logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def ensure_publisher(
     with _lock:
         if _publisher is None:
             cfg = settings()
-            source = FileSource.from_settings(cfg)
+            source = source_for(cfg)
             segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
             try:
                 publisher = Publisher(source, segment, cfg, keep_history=keep_history)

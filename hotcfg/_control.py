@@ -179,7 +179,7 @@ def handle(publisher: Publisher, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "live": publisher.generation,
             "keep": history.keep,
-            "source": publisher.source.path,
+            "source": publisher.source.location,
             "entries": [e.describe() for e in history.entries],
         }
     if command == "payload":
@@ -208,7 +208,7 @@ def handle(publisher: Publisher, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "generation": new,
             "from": entry.generation,
-            "path": publisher.source.path,
+            "path": publisher.source.location,
         }
     raise ControlError(f"unknown command {command!r}")
 

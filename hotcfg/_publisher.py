@@ -37,8 +37,7 @@ from ._convergence import Convergence
 from ._errors import ConfigError, HotcfgError, ParseError, SourceError, ValidationError
 from ._segment import Segment
 from ._settings import Settings
-from ._sources import FileSource, validators_for
-from ._watch import Watcher
+from ._sources import Source, Watching, source_for, validators_for
 
 _logger = logging.getLogger(__name__)
 
@@ -68,11 +67,11 @@ def validate_source(settings: Settings) -> tuple[dict[str, Any], bytes]:
         NotConfiguredError: no source in ``settings``.
         ConfigError: with the file, the place and the reason.
     """
-    source = FileSource.from_settings(settings)
+    source = source_for(settings)
     data = _validate.run_validators(
-        source.load(), validators_for(settings), source=source.path
+        source.load(), validators_for(settings), source=source.location
     )
-    payload = _payload.encode(data, source=source.path)
+    payload = _payload.encode(data, source=source.location)
     _payload.decode_payload(payload)
     return data, payload
 
@@ -91,7 +90,7 @@ class Publisher:
     """Publishes a source's documents into a segment.
 
     Args:
-        source: where documents come from.
+        source: where documents come from (any kind: a file, etcd).
         segment: the segment this process created.
         settings: the resolved settings (validators, watching, debounce).
         notify: called after each new generation (Gunicorn: hint the workers).
@@ -107,7 +106,7 @@ class Publisher:
 
     def __init__(
         self,
-        source: FileSource,
+        source: Source,
         segment: Segment,
         settings: Settings,
         *,
@@ -126,7 +125,7 @@ class Publisher:
         self._source_digest: bytes | None = None  # of the source's, last read
         self._force = False  # the next read publishes even what was read before
         self._last_error: str | None = None
-        self._watcher: Watcher | None = None
+        self._watcher: Watching | None = None
         self._busy = threading.Condition()
         self._validating: Validating | None = None
         self._monitor: threading.Thread | None = None
@@ -223,7 +222,7 @@ class Publisher:
             return _validate.run_validators(
                 data,
                 self.validators,
-                source=self.source.path,
+                source=self.source.location,
                 started=self._started,
                 interruptible=threading.current_thread() is threading.main_thread(),
             )
@@ -278,7 +277,7 @@ class Publisher:
                 _logger.warning(
                     "hotcfg: validating %s since %s (%.0f s) in %s; generation %d "
                     "keeps serving, and the newest content is validated next",
-                    self.source.path,
+                    self.source.location,
                     time.strftime("%H:%M:%S", time.localtime(busy.since)),
                     now - busy.started,
                     busy.name,
@@ -312,7 +311,7 @@ class Publisher:
         if not self._active:
             return None
         with self._serial:
-            payload = _payload.encode(data, source=self.source.path)
+            payload = _payload.encode(data, source=self.source.location)
             _payload.decode_payload(payload)
             digest = _history.digest(payload)
             read_before = source_read is True and digest == self._source_digest
@@ -356,7 +355,7 @@ class Publisher:
             _logger.info(
                 "hotcfg: published generation %d from %s (%d bytes, content %s%s)",
                 generation,
-                source or self.source.path,
+                source or self.source.location,
                 len(payload),
                 digest.hex(),
                 ""
@@ -403,7 +402,7 @@ class Publisher:
                 "%d; %s still holds newer content, published again at its next change",
                 entry.generation,
                 generation,
-                self.source.path,
+                self.source.location,
             )
         return generation
 
@@ -418,7 +417,7 @@ class Publisher:
                 _layout.clear_error(self.segment.buffer)
             _logger.info(
                 "hotcfg: %s is valid again (unchanged); generation %d stays",
-                self.source.path,
+                self.source.location,
                 self.generation,
             )
 
@@ -437,7 +436,7 @@ class Publisher:
         if isinstance(exc, ConfigError):
             reason = str(exc)  # starts with the path and the place
         else:
-            reason = f"{self.source.path}: {type(exc).__name__}: {exc}"
+            reason = f"{self.source.location}: {type(exc).__name__}: {exc}"
         with self._write_lock:
             _layout.record_error(self.segment.buffer, reason, at=time.time())
         if reason != self._last_error:
@@ -464,14 +463,7 @@ class Publisher:
         """Watch the source and publish on change (idempotent; returns at once)."""
         if not self._active or self._watcher is not None:
             return
-        self._watcher = Watcher(
-            self.source.path,
-            debounce_ms=self.settings.debounce_ms,
-            on_change=self.publish_from_source,
-            poll_interval_ms=self.settings.poll_interval_ms,
-            mode=self.settings.watch,
-        )
-        self._watcher.start()
+        self._watcher = self.source.watch(self.publish_from_source, self.settings)
         if self.settings.metrics:
             self._metrics = _metrics.serve(self, self.settings.metrics)
 

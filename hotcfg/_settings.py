@@ -10,7 +10,8 @@ at every publish. Everything else receives a :class:`Settings`.
 =========================  ==============================  ===================
 environment variable       meaning                         default
 =========================  ==============================  ===================
-HOTCFG_SOURCE              path of the config file         (required)
+HOTCFG_SOURCE              path of the config file, or     (required)
+                           ``etcd://host:port[,...]/key``
 HOTCFG_FORMAT              yaml, json or toml              from the suffix
 HOTCFG_DEBOUNCE_MS         quiet time after file events    100
 HOTCFG_SIGNAL              hint signal name, or ``none``   SIGURG
@@ -39,12 +40,18 @@ HOTCFG_APPLIER             Gunicorn workers switch when    true
 HOTCFG_HISTORY             good generations the master     10
                            keeps for ``hotcfg history`` and
                            ``rollback`` (0: none, no file)
+HOTCFG_ETCD_TIMEOUT_MS     etcd: connecting, and each      5000
+                           request but the watch stream
+HOTCFG_ETCD_PROGRESS_MS    etcd: the cluster's progress    600000 (etcd's)
+                           notification interval; a watch
+                           silent longer is reconnected
 =========================  ==============================  ===================
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
 resolved, against the directory given (Gunicorn's ``--chdir``) or the
 current one: an application that changes directory later must not move the
-watched file.
+watched file. An ``etcd://`` source is kept as written (endpoints checked);
+its format comes from ``HOTCFG_FORMAT`` or the key's suffix.
 """
 
 from __future__ import annotations
@@ -115,6 +122,8 @@ class Settings:
     metrics: str | None = None
     applier: bool = True
     history: int = 10
+    etcd_timeout_ms: float = 5000.0
+    etcd_progress_ms: float = 600000.0
 
     @classmethod
     def resolve(
@@ -164,12 +173,15 @@ class Settings:
         }
         source = values.get("source")
         if source is not None:
-            values["source"] = os.path.abspath(
-                os.path.join(base_dir or os.getcwd(), source)
-            )
+            if source.startswith(ETCD_SCHEME):
+                name = parse_etcd(source).key
+            else:
+                name = values["source"] = os.path.abspath(
+                    os.path.join(base_dir or os.getcwd(), source)
+                )
             if values.get("format") is None:
                 try:
-                    values["format"] = format_for(values["source"])
+                    values["format"] = format_for(name)
                 except ConfigError as exc:
                     raise ConfigError(exc.reason, source="HOTCFG_SOURCE") from None
         return replace(self, **values)
@@ -212,6 +224,51 @@ class Settings:
     @property
     def resolved_segment_dir(self) -> str:
         return self.segment_dir or default_segment_dir()
+
+
+ETCD_SCHEME = "etcd://"
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdTarget:
+    """What an ``etcd://host:port[,host:port...]/key`` source names."""
+
+    endpoints: tuple[tuple[str, int], ...]
+    key: str
+
+
+def parse_etcd(source: str) -> EtcdTarget:
+    """``etcd://a:2379,b:2379/app/config.yaml`` -> its endpoints and key.
+
+    A port may be left out (2379); an IPv6 host is written in brackets.
+
+    Raises:
+        ConfigError: not that form, naming ``HOTCFG_SOURCE``.
+    """
+    try:
+        return _etcd_target(source)
+    except ValueError as exc:
+        raise ConfigError(
+            f"invalid etcd source {source!r}: {exc}", source="HOTCFG_SOURCE"
+        ) from None
+
+
+def _etcd_target(source: str) -> EtcdTarget:
+    rest = source[len(ETCD_SCHEME) :] if source.startswith(ETCD_SCHEME) else ""
+    hosts, slash, key = rest.partition("/")
+    if not slash or not key.strip("/"):
+        raise ValueError("expected etcd://host:port[,host:port...]/key")
+    if "@" in hosts or "?" in key or "#" in key:
+        raise ValueError("credentials and options are not supported yet")
+    endpoints = []
+    for item in hosts.split(","):
+        text = item.strip()
+        if text.endswith("]") or (text and not text.rpartition(":")[2].isdigit()):
+            text += ":2379"
+        if not text or text.startswith(":"):
+            raise ValueError(f"endpoint {item!r} has no host")
+        endpoints.append(parse_address(text))
+    return EtcdTarget(tuple(endpoints), "/" + key)
 
 
 def variable(name: str) -> str:
@@ -315,6 +372,12 @@ def _text(raw: str) -> str | None:
     return raw or None
 
 
+def _source(raw: str) -> str | None:
+    if raw.startswith(ETCD_SCHEME):
+        _etcd_target(raw)  # refused at startup, not at the first read
+    return raw or None
+
+
 def _name(raw: str) -> str:
     name = raw.strip()
     if not name or "/" in name or name.startswith("."):
@@ -323,7 +386,7 @@ def _name(raw: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "source": _text,
+    "source": _source,
     "format": lambda raw: _format(raw) if raw.strip() else None,
     "debounce_ms": _milliseconds(positive=False),
     "hint_signal": parse_signal,
@@ -342,6 +405,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "metrics": lambda raw: _address(raw) if raw.strip() else None,
     "applier": _boolean,
     "history": _history_length,
+    "etcd_timeout_ms": _milliseconds(positive=True),
+    "etcd_progress_ms": _milliseconds(positive=True),
 }
 
 

@@ -1,4 +1,9 @@
-"""Reading a configuration file: path -> bytes -> validated mapping.
+"""Where documents come from: the :class:`Source` interface, and files.
+
+A source reads once, then watches (or polls) and reports changes and
+failures; the publisher holds a :class:`Source` and does not know which kind
+(docs/design.md, "Sources"). :func:`source_for` picks one from the settings:
+a file (here), or etcd (``_etcd``, imported only when named).
 
 The only module that opens configuration files. It reads with a size cap and
 refuses anything but a regular file (a FIFO or a device would block or never
@@ -10,12 +15,72 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from . import _loaders, _typed, _validate
 from ._errors import ConfigError, NotConfiguredError, SourceError
-from ._settings import Settings
+from ._settings import ETCD_SCHEME, Settings
+
+
+class Watching(Protocol):
+    """A source being watched, from :meth:`Source.watch`."""
+
+    def notice(self) -> None:
+        """Call ``on_change`` again soon, even with nothing new (a reload)."""
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop watching; no ``on_change`` call starts after it returns."""
+
+
+class Source(Protocol):
+    """Where the publisher's documents come from.
+
+    Attributes:
+        label: names the source in the segment, the history and ``status``.
+        location: names it in errors and logs (a path, an etcd URL).
+        fmt: ``yaml``, ``json`` or ``toml``.
+    """
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def location(self) -> str: ...
+
+    @property
+    def fmt(self) -> str: ...
+
+    def load(self) -> dict[str, Any]:
+        """The source's current document, parsed (not yet validated).
+
+        Raises:
+            ConfigError: with the place and the reason (missing, unreachable,
+                empty, not parsable); the publisher keeps the last good one.
+        """
+
+    def watch(self, on_change: Callable[[], object], settings: Settings) -> Watching:
+        """Start watching: ``on_change`` is called from a thread of the
+        source's own after each change or failure; it then calls
+        :meth:`load`. Returns at once.
+
+        Raises:
+            SourceError: watching cannot start.
+        """
+
+
+def source_for(settings: Settings) -> Source:
+    """The source ``settings`` name.
+
+    Raises:
+        NotConfiguredError: no source given.
+    """
+    if settings.source and settings.source.startswith(ETCD_SCHEME):
+        from ._etcd import EtcdSource  # only a master watching etcd needs it
+
+        return EtcdSource.from_settings(settings)
+    return FileSource.from_settings(settings)
 
 
 def read_fd(fd: int, *, max_bytes: int) -> bytes:
@@ -115,6 +180,10 @@ class FileSource:
     def label(self) -> str:
         return f"file:{self.path}"
 
+    @property
+    def location(self) -> str:
+        return self.path
+
     def load(self) -> dict[str, Any]:
         """Read and parse the file now.
 
@@ -123,6 +192,21 @@ class FileSource:
         """
         content = read_capped(self.path, max_bytes=self.max_bytes)
         return load_document(content, fmt=self.fmt, source=self.path)
+
+    def watch(self, on_change: Callable[[], object], settings: Settings) -> Watching:
+        """Watch the file's directory (``_watch``), with the settings'
+        debounce, poll interval and mode."""
+        from ._watch import Watcher  # watchdog: only where a file is watched
+
+        watcher = Watcher(
+            self.path,
+            debounce_ms=settings.debounce_ms,
+            on_change=on_change,
+            poll_interval_ms=settings.poll_interval_ms,
+            mode=settings.watch,
+        )
+        watcher.start()
+        return watcher
 
 
 def validators_for(settings: Settings) -> tuple[_validate.NamedValidator, ...]:

@@ -86,3 +86,17 @@ def fresh_hotcfg(monkeypatch):
     monkeypatch.setattr(_api, "_callbacks", ChangeCallbacks())
     with _api.isolated(None):
         yield FreshHotcfg()
+
+
+@pytest.fixture
+def etcd(tmp_path):
+    """A real etcd member on free 127.0.0.1 ports, data in ``tmp_path``,
+    stopped at teardown (also when the test fails); skips without etcd."""
+    from tests.etcd import Etcd, etcd_binary
+
+    server = Etcd(tmp_path / "etcd", etcd_binary())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

@@ -132,7 +132,7 @@ def on_starting(server: Arbiter) -> None:
     publisher.notify = partial(_hint_workers, server, settings.hint_signal)
     server.log.info(
         "hotcfg: source %s (%s), segment %s, generation %d",
-        publisher.source.path,
+        publisher.source.location,
         publisher.source.fmt,
         publisher.segment.path,
         publisher.generation,

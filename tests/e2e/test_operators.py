@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from .conftest import free_port
+from .conftest import free_port, socket_inodes_of
 
 pytestmark = pytest.mark.e2e
 
@@ -51,19 +51,6 @@ def listening_socket_inodes(port):
             if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
                 inodes.add(fields[9])
     return inodes
-
-
-def socket_inodes_of(pid):
-    found = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        match = re.fullmatch(r"socket:\[(\d+)\]", target)
-        if match:
-            found.add(match.group(1))
-    return found
 
 
 def all_applied(svc, generation):

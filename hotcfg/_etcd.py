@@ -1,0 +1,519 @@
+"""Master side: one etcd v3 key as a source, over etcd's JSON gateway.
+
+The client is Python's ``http.client`` speaking to the gateway every etcd
+3.4+ member serves under ``/v3/`` (docs/design.md, "etcd: the client"):
+``POST /v3/kv/range`` reads the key and the store's revision, ``POST
+/v3/watch`` streams newline-separated JSON watch responses; keys and values
+are base64. No gRPC, no new dependency.
+
+Following the key:
+
+* read it (``range``), then watch from that revision + 1;
+* apply each watch response whole (its last event is the key's state at its
+  revision), then hand the change to the publisher's thread;
+* on a broken stream, an error (``etcdserver: no leader``: every request
+  asks for a leader, so a member cut off from quorum ends the watch) or no
+  word for longer than the progress interval: reconnect to the next
+  endpoint after a jittered exponential backoff, from the last applied
+  revision + 1;
+* on compaction or a cancelled watch: read the key again in full and watch
+  anew, and log it.
+
+A deleted key, an empty value or an unreachable cluster is a rejection with
+its reason (:meth:`EtcdSource.load` raises ``SourceError``): the publisher
+keeps the last good generation and ``hotcfg status`` shows why.
+
+Fork story: connections live only inside one call (a read) or in the
+watcher thread (the stream); the source holds no client object. A worker
+forked meanwhile inherits the socket's descriptor, which would keep the
+master's stream (and etcd's watch) open after the master closed it: the
+child closes its copies at once (``os.register_at_fork``), and the threads
+do not exist in a child.
+
+Must not be imported by the worker's request path; ``_sources`` imports it
+only when the source is ``etcd://``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._errors import SourceError
+from ._settings import EtcdTarget, Settings, parse_etcd
+from ._sources import load_document
+
+_logger = logging.getLogger(__name__)
+
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 3.0
+
+# "hasleader" is etcd's require-leader gRPC metadata; the gateway passes
+# Grpc-Metadata-* headers on as metadata. A watch made with it is ended with
+# "etcdserver: no leader" when the member loses its leader.
+_HEADERS = {"Content-Type": "application/json", "Grpc-Metadata-hasleader": "true"}
+
+# Sockets open now, closed in a forked child (see the module docstring).
+_OPEN: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+
+class Unavailable(Exception):
+    """This endpoint cannot be followed now (connection, timeout, etcd error)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _endpoint_text(endpoint: tuple[str, int]) -> str:
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        reply = json.loads(body)
+        error = reply.get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+        return str(reply.get("message") or message or "no reason given")
+    except (ValueError, AttributeError):
+        return "no reason given"
+
+
+def _connect(endpoint: tuple[str, int], timeout_s: float) -> http.client.HTTPConnection:
+    conn = http.client.HTTPConnection(*endpoint, timeout=timeout_s)
+    conn.connect()
+    sock = conn.sock
+    assert sock is not None
+    _OPEN.add(sock)
+    # A peer that vanished without a FIN (a host down, a cut network) is
+    # found by keepalive probes within about 20 s, whatever the stream does.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 2)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    return conn
+
+
+def _close(conn: http.client.HTTPConnection) -> None:
+    if conn.sock is not None:
+        _OPEN.discard(conn.sock)
+    conn.close()
+
+
+class EtcdSource:
+    """One etcd key holding a YAML, JSON or TOML document.
+
+    Args:
+        target: the endpoints and the key.
+        fmt: the document's format.
+        max_bytes: largest value accepted.
+        timeout_s: connecting, and each request but the watch stream.
+        progress_s: the cluster's progress-notification interval; a watch
+            stream silent for longer (plus ``timeout_s``) is reconnected.
+    """
+
+    def __init__(
+        self,
+        target: EtcdTarget,
+        fmt: str,
+        max_bytes: int,
+        *,
+        timeout_s: float = 5.0,
+        progress_s: float = 600.0,
+    ) -> None:
+        self.target = target
+        self._fmt = fmt
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+        self.progress_s = progress_s
+        self._lock = threading.Lock()
+        self._revision = 0  # last applied; 0: never read
+        self._value: bytes | None = None  # None: no such key
+        self._deleted_at = 0
+        self._problem: str | None = None  # why etcd cannot be followed now
+        self._watching = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EtcdSource:
+        assert settings.source is not None
+        assert settings.format is not None
+        return cls(
+            parse_etcd(settings.source),
+            settings.format,
+            settings.max_bytes,
+            timeout_s=settings.etcd_timeout_ms / 1000.0,
+            progress_s=settings.etcd_progress_ms / 1000.0,
+        )
+
+    @property
+    def label(self) -> str:
+        return self.location
+
+    @property
+    def location(self) -> str:
+        hosts = ",".join(_endpoint_text(e) for e in self.target.endpoints)
+        return f"etcd://{hosts}{self.target.key}"
+
+    @property
+    def fmt(self) -> str:
+        return self._fmt
+
+    @property
+    def revision(self) -> int:
+        """The etcd revision of the key's state held now (0: never read)."""
+        return self._revision
+
+    def load(self) -> dict[str, Any]:
+        """The key's document: read now, or while watching the last applied.
+
+        Raises:
+            SourceError: etcd unreachable, the key absent or deleted, the
+                value empty or too large.
+            ConfigError: the value does not parse.
+        """
+        if not self._watching:
+            self.read()
+        with self._lock:
+            problem, value, deleted_at = self._problem, self._value, self._deleted_at
+        if problem is not None:
+            raise SourceError(problem, source=self.location)
+        key = self.target.key
+        if value is None:
+            if deleted_at:
+                raise SourceError(
+                    f"key {key} was deleted at revision {deleted_at}",
+                    source=self.location,
+                )
+            raise SourceError(f"key {key} does not exist", source=self.location)
+        if not value.strip():
+            raise SourceError(f"key {key} holds an empty value", source=self.location)
+        if len(value) > self.max_bytes:
+            raise SourceError(
+                f"value is {len(value)} bytes, over the {self.max_bytes}-byte limit",
+                source=self.location,
+            )
+        return load_document(value, fmt=self._fmt, source=self.location)
+
+    def read(self) -> None:
+        """Read the key from the first endpoint that answers, recording the
+        failure of all of them as the source's problem."""
+        reasons = []
+        for endpoint in self.target.endpoints:
+            try:
+                self.read_from(endpoint)
+                return
+            except Unavailable as exc:
+                reasons.append(str(exc))
+        self.fail("; ".join(reasons))
+
+    def read_from(self, endpoint: tuple[str, int]) -> None:
+        """Read the key's value and the store's revision from ``endpoint``.
+
+        Raises:
+            Unavailable: no answer, or an error from etcd.
+        """
+        body = json.dumps({"key": _b64(self.target.key.encode())}).encode()
+        cap = self.max_bytes * 4 // 3 + 65536  # base64 and the JSON around it
+        try:
+            conn = _connect(endpoint, self.timeout_s)
+            try:
+                conn.request("POST", "/v3/kv/range", body, _HEADERS)
+                response = conn.getresponse()
+                raw = response.read(cap + 1)
+            finally:
+                _close(conn)
+            if response.status != 200:
+                raise Unavailable(f"{_endpoint_text(endpoint)}: {_error_message(raw)}")
+            if len(raw) > cap:
+                raise Unavailable(f"{_endpoint_text(endpoint)}: value over the limit")
+            reply = json.loads(raw)
+            revision = int(reply["header"]["revision"])
+            kvs = reply.get("kvs") or []
+            value = base64.b64decode(kvs[0].get("value", "")) if kvs else None
+        except (OSError, http.client.HTTPException) as exc:
+            reason = str(exc) or type(exc).__name__
+            raise Unavailable(f"{_endpoint_text(endpoint)}: {reason}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise Unavailable(
+                f"{_endpoint_text(endpoint)}: not an etcd v3 answer"
+            ) from exc
+        with self._lock:
+            self._revision = revision
+            self._value = value
+            self._deleted_at = 0
+            self._problem = None
+
+    def fail(self, reason: str) -> None:
+        with self._lock:
+            self._problem = f"etcd unreachable: {reason}"
+
+    def recovered(self) -> bool:
+        """Forget the problem; whether there was one."""
+        with self._lock:
+            had, self._problem = self._problem is not None, None
+        return had
+
+    def apply(self, result: dict[str, Any]) -> bool:
+        """Apply one watch response whole; whether the key changed.
+
+        Several events of one response (a watch catching up) leave the key
+        as its last one says; a response with none is a progress
+        notification: everything up to its revision has been sent.
+        """
+        events = result.get("events") or []
+        with self._lock:
+            if not events:
+                revision = int(result.get("header", {}).get("revision", 0))
+                self._revision = max(self._revision, revision)
+                return False
+            last = events[-1]
+            kv = last.get("kv", {})
+            self._revision = int(kv.get("mod_revision", self._revision))
+            if last.get("type") == "DELETE":
+                self._value, self._deleted_at = None, self._revision
+            else:
+                self._value = base64.b64decode(kv.get("value", ""))
+                self._deleted_at = 0
+            return True
+
+    def watch(self, on_change: Callable[[], object], settings: Settings) -> EtcdWatch:
+        """Follow the key from the revision read last (or read it first)."""
+        watching = EtcdWatch(self, on_change)
+        self._watching = True
+        watching.start()
+        return watching
+
+
+class EtcdWatch:
+    """Two threads: one follows etcd, one calls ``on_change`` (the publisher,
+    whose validators may take long) with the newest state, so a slow publish
+    never stalls the stream."""
+
+    def __init__(self, source: EtcdSource, on_change: Callable[[], object]) -> None:
+        self.source = source
+        self._on_change = on_change
+        self._cond = threading.Condition()
+        self._pending = False
+        self._stopping = False
+        self._stream: http.client.HTTPConnection | None = None
+        self._failures = 0  # in a row, since the last watch was created
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for target, name in (
+            (self._follow, "hotcfg-etcd"),
+            (self._publish, "hotcfg-publisher"),
+        ):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            self._threads.append(thread)
+            thread.start()
+        _logger.info(
+            "hotcfg: watching %s from revision %d",
+            self.source.location,
+            self.source.revision + 1,
+        )
+
+    def notice(self) -> None:
+        with self._cond:
+            self._pending = True
+            self._cond.notify_all()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            stream, self._stream = self._stream, None
+            self._cond.notify_all()
+        if stream is not None and stream.sock is not None:
+            with contextlib.suppress(OSError):  # wakes the watcher from its read
+                stream.sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout_s)
+        self.source._watching = False
+
+    def _publish(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                self._pending = False
+            try:
+                self._on_change()
+            except BaseException:  # never the main thread: log, keep watching
+                _logger.exception(
+                    "hotcfg: error while handling a change to %s", self.source.location
+                )
+
+    def _follow(self) -> None:
+        source = self.source
+        endpoints = source.target.endpoints
+        index = 0
+        reread = source.revision == 0
+        while not self._stopping:
+            endpoint = endpoints[index]
+            try:
+                if reread:
+                    source.read_from(endpoint)
+                    reread = False
+                    _logger.info(
+                        "hotcfg: read %s in full at revision %d",
+                        source.location,
+                        source.revision,
+                    )
+                    self._failures = 0
+                    self.notice()
+                self._watch(endpoint)
+                reread = True  # compacted or cancelled: read in full at once
+            except Unavailable as exc:
+                if self._stopping:
+                    return
+                self._failures += 1
+                failures = self._failures
+                index = (index + 1) % len(endpoints)
+                delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(failures, 16))
+                delay *= random.uniform(0.5, 1.0)
+                if failures == 1:
+                    _logger.warning(
+                        "hotcfg: lost the etcd watch of %s (%s); reconnecting to "
+                        "%s from revision %d",
+                        source.location,
+                        exc,
+                        _endpoint_text(endpoints[index]),
+                        source.revision + 1,
+                    )
+                if failures == len(endpoints):
+                    # Every endpoint failed in a row: say so in status.
+                    source.fail(str(exc))
+                    self.notice()
+                with self._cond:
+                    if not self._stopping:
+                        self._cond.wait(delay)
+            except Exception:
+                _logger.exception("hotcfg: error following %s", source.location)
+                with self._cond:
+                    self._cond.wait(BACKOFF_MAX_S)
+
+    def _watch(self, endpoint: tuple[str, int]) -> None:
+        """Stream watch responses from ``endpoint`` until compaction or
+        cancellation (returns) or a failure (raises :class:`Unavailable`)."""
+        source = self.source
+        where = _endpoint_text(endpoint)
+        request = {
+            "create_request": {
+                "key": _b64(source.target.key.encode()),
+                "start_revision": source.revision + 1,
+                "progress_notify": True,
+            }
+        }
+        cap = source.max_bytes * 4 // 3 + 65536
+        silence_s = source.timeout_s  # until the stream has begun
+        try:
+            conn = _connect(endpoint, source.timeout_s)
+        except OSError as exc:
+            raise Unavailable(f"{where}: {exc.strerror or exc}") from exc
+        with self._cond:
+            if self._stopping:
+                _close(conn)
+                return
+            self._stream = conn
+        try:
+            conn.request("POST", "/v3/watch", json.dumps(request).encode(), _HEADERS)
+            response = conn.getresponse()
+            if response.status != 200:
+                raise Unavailable(f"{where}: {_error_message(response.read(65536))}")
+            assert conn.sock is not None
+            # Longer than the progress interval: a silent stream is a dead one.
+            silence_s = source.progress_s * 1.5 + source.timeout_s
+            conn.sock.settimeout(silence_s)
+            while True:
+                line = response.readline(cap)
+                if not line:
+                    raise Unavailable(f"{where}: the watch stream ended")
+                if not line.endswith(b"\n"):
+                    if len(line) < cap:  # cut off by the end of the stream
+                        raise Unavailable(f"{where}: the watch stream ended")
+                    raise Unavailable(f"{where}: a watch response over the limit")
+                if self._handle(json.loads(line), where):
+                    return
+        except TimeoutError as exc:
+            raise Unavailable(f"{where}: no word for {silence_s:.1f} s") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise Unavailable(f"{where}: {exc or type(exc).__name__}") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise Unavailable(f"{where}: not an etcd v3 watch response") from exc
+        finally:
+            with self._cond:
+                if self._stream is conn:
+                    self._stream = None
+            _close(conn)
+
+    def _handle(self, message: dict[str, Any], where: str) -> bool:
+        """One watch response; True when the key must be read in full again."""
+        source = self.source
+        if "error" in message:
+            raise Unavailable(
+                f"{where}: {_error_message(json.dumps(message).encode())}"
+            )
+        result = message["result"]
+        compacted = int(result.get("compact_revision") or 0)
+        if compacted:
+            _logger.warning(
+                "hotcfg: etcd compacted %s past revision %d (to %d); reading it "
+                "in full again",
+                source.location,
+                source.revision,
+                compacted,
+            )
+            return True
+        if result.get("canceled"):
+            _logger.warning(
+                "hotcfg: etcd cancelled the watch of %s (%s); reading it in full again",
+                source.location,
+                result.get("cancel_reason") or "no reason given",
+            )
+            return True
+        if result.get("created"):
+            self._failures = 0
+            if source.recovered():
+                _logger.info(
+                    "hotcfg: following %s again at %s from revision %d",
+                    source.location,
+                    where,
+                    source.revision + 1,
+                )
+                self.notice()
+            return False
+        if source.apply(result):
+            _logger.debug(
+                "hotcfg: %s changed at revision %d", source.location, source.revision
+            )
+            self.notice()
+        return False
+
+
+def _after_fork_in_child() -> None:
+    for sock in list(_OPEN):
+        # Close the child's descriptor only, never shutdown(): the master's
+        # stream must stay up. detach() first: close() waits for the
+        # response's file object, and a socket object left holding the number
+        # would close whatever reuses it later.
+        fd = sock.detach()
+        if fd >= 0:
+            os.close(fd)
+    _OPEN.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,179 @@
+"""The etcd source and a real publisher against a real etcd member."""
+
+import logging
+import os
+import signal
+import time
+
+import pytest
+
+from hotcfg import _layout
+from hotcfg._errors import ConfigError
+from hotcfg._publisher import Publisher
+from hotcfg._reader import Reader
+from hotcfg._segment import Segment
+from hotcfg._settings import Settings
+from hotcfg._sources import source_for
+from tests.etcd import PROGRESS_MS, free_port
+from tests.waiting import wait_for
+
+KEY = "/app/config.yaml"
+
+
+class Followed:
+    """A publisher watching ``KEY`` on ``etcd`` and a reader on its segment."""
+
+    def __init__(self, etcd):
+        self.settings = Settings.resolve(
+            {},
+            source=etcd.source(KEY),
+            etcd_progress_ms=PROGRESS_MS,
+            etcd_timeout_ms=2000,
+        )
+        self.source = source_for(self.settings)
+        self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="e")
+        self.publisher = Publisher(
+            self.source, self.segment, self.settings, keep_history=False
+        )
+        self.publisher.publish_from_source(raise_errors=True)
+        self.publisher.start_watching()
+        self.reader = Reader(self.segment.view())
+
+    def value(self):
+        return self.reader.refresh().get("value")
+
+    def wait_value(self, value):
+        wait_for(lambda: self.value() == value, f"value={value}")
+
+    def error(self):
+        return _layout.read_header(self.segment.buffer).error or ""
+
+    def close(self):
+        self.reader.close()
+        self.publisher.close()
+
+
+@pytest.fixture
+def followed(etcd):
+    etcd.put(KEY, "value: one\n")
+    followed = Followed(etcd)
+    yield followed
+    followed.close()
+
+
+def test_settings_name_the_endpoints_the_key_and_its_format():
+    settings = Settings.resolve(
+        {"HOTCFG_SOURCE": "etcd://10.0.0.1:2379,[::1],etcd-2/app/config"},
+        format="json",
+    )
+    source = source_for(settings)
+    assert source.target.endpoints == (
+        ("10.0.0.1", 2379),
+        ("::1", 2379),
+        ("etcd-2", 2379),
+    )
+    assert source.target.key == "/app/config"
+    assert source.fmt == "json"
+    assert source.location == "etcd://10.0.0.1:2379,[::1]:2379,etcd-2:2379/app/config"
+    assert Settings.resolve({}, source="etcd://h/app/c.toml").format == "toml"
+    with pytest.raises(ConfigError, match="HOTCFG_SOURCE"):
+        Settings.resolve({}, source="etcd://h/app/config")  # no format
+    with pytest.raises(ConfigError, match="not supported yet"):
+        Settings.resolve({}, source="etcd://user:pw@h/app/c.yaml")
+
+
+def test_a_put_is_published_and_a_delete_keeps_the_last_good(etcd, followed):
+    assert followed.value() == "one"
+    etcd.put(KEY, "value: two\n")
+    followed.wait_value("two")
+    generation = followed.publisher.generation
+
+    deleted_at = etcd.ctl("del", KEY) and etcd.revision()
+    wait_for(lambda: "deleted" in followed.error(), "the deletion recorded")
+    assert f"key {KEY} was deleted at revision {deleted_at}" in followed.error()
+    assert followed.value() == "two"
+    assert followed.publisher.generation == generation
+
+    etcd.put(KEY, "")
+    wait_for(lambda: "empty" in followed.error(), "the empty value recorded")
+    assert followed.value() == "two"
+
+    etcd.put(KEY, "value: three\n")
+    followed.wait_value("three")
+    assert followed.error() == ""
+
+
+def test_invalid_yaml_is_rejected_and_the_last_good_kept(etcd, followed):
+    etcd.put(KEY, "value: [unclosed\n")
+    wait_for(lambda: followed.error(), "the rejection recorded")
+    assert followed.error().startswith(etcd.source(KEY))
+    assert followed.value() == "one"
+    etcd.put(KEY, "value: fixed\n")
+    followed.wait_value("fixed")
+
+
+def test_a_missing_key_or_an_unreachable_cluster_refuses_the_first_read(etcd):
+    settings = Settings.resolve({}, source=etcd.source("/nothing.yaml"))
+    with pytest.raises(ConfigError, match=r"key /nothing\.yaml does not exist"):
+        source_for(settings).load()
+    port = etcd.client_port
+    etcd.stop()
+    with pytest.raises(ConfigError, match=f"etcd unreachable: 127.0.0.1:{port}"):
+        source_for(settings).load()
+
+
+def test_a_restarted_etcd_is_followed_again_from_the_last_revision(
+    etcd, followed, caplog
+):
+    caplog.set_level(logging.INFO, logger="hotcfg")
+    etcd.stop()
+    wait_for(lambda: "etcd unreachable" in followed.error(), "unreachable recorded")
+    assert followed.value() == "one"
+    etcd.start()
+    etcd.put(KEY, "value: after\n")
+    followed.wait_value("after")
+    assert followed.error() == ""
+    assert "following etcd://" in caplog.text
+
+
+def test_compaction_while_disconnected_reads_the_key_in_full(etcd, followed, caplog):
+    caplog.set_level(logging.INFO, logger="hotcfg")
+    # Disconnected: the source cannot reach etcd, so its stream misses what
+    # happens meanwhile (the member is up, for etcdctl, on another port).
+    source = followed.source
+    outage = etcd.client_port
+    etcd.stop()
+    wait_for(lambda: "etcd unreachable" in followed.error(), "unreachable recorded")
+    etcd.client_port = free_port()
+    etcd.start()
+    for n in range(5):
+        revision = etcd.put(KEY, f"value: put-{n}\n")
+    etcd.ctl("compact", str(revision))
+    etcd.stop()
+    etcd.client_port = outage
+    etcd.start()
+    followed.wait_value("put-4")
+    assert "compacted" in caplog.text
+    assert f"read {etcd.source(KEY)} in full at revision {revision}" in caplog.text
+    assert source.revision >= revision
+
+
+def test_progress_notifications_keep_a_quiet_watch_and_a_silent_one_is_left(
+    etcd, followed, caplog
+):
+    caplog.set_level(logging.INFO, logger="hotcfg")
+    # Quiet for longer than the stream's read timeout (1.5 x 500 ms + 2 s):
+    # etcd's progress notifications keep it alive.
+    time.sleep(3.5)
+    assert "lost the etcd watch" not in caplog.text
+    assert followed.error() == ""
+    # A member that stops answering (frozen, not closed: no FIN) is left
+    # once the read timeout passes, and the reason recorded.
+    os.kill(etcd.proc.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: "etcd unreachable" in followed.error(), "silence noticed")
+        assert "no word for" in caplog.text
+    finally:
+        os.kill(etcd.proc.pid, signal.SIGCONT)
+    etcd.put(KEY, "value: thawed\n")
+    followed.wait_value("thawed")
