@@ -189,7 +189,9 @@ def ensure_publisher(
 
     Raises:
         ConfigError: the source is missing or invalid at start, unless
-            ``HOTCFG_START_EMPTY`` allows starting with an empty mapping.
+            its store is unreachable and the master's cache file holds the
+            last good payload, or ``HOTCFG_START_EMPTY`` allows starting with
+            an empty mapping.
         SegmentError: the shared segment cannot be created.
     """
     global _publisher
@@ -204,7 +206,7 @@ def ensure_publisher(
                 segment.close(unlink=True)
                 raise
             try:
-                publisher.publish_from_source(raise_errors=not cfg.start_empty)
+                publisher.start(start_empty=cfg.start_empty)
             except BaseException:
                 publisher.close()  # removes the segment
                 raise

@@ -6,6 +6,7 @@ builtin that callers already catch::
     HotcfgError
      ├── ConfigError (ValueError)          a document was rejected; the live one stays
      │    ├── SourceError                  cannot be read: missing, too big, not a file
+ │    │    └── UnreachableError         the store (etcd) cannot be reached
      │    ├── ParseError                   not valid YAML / JSON / TOML
      │    └── ValidationError              parsed, but wrong shape, type or value
      ├── CorruptSegmentError (ValueError)  bytes that are not a consistent segment
@@ -69,6 +70,11 @@ class ConfigError(HotcfgError, ValueError):
 
 class SourceError(ConfigError):
     """The source could not be read (missing, too large, not a regular file)."""
+
+
+class UnreachableError(SourceError):
+    """The store holding the source (etcd) cannot be reached now; a master
+    starting meanwhile may serve its cache (``_cache``)."""
 
 
 class ParseError(ConfigError):

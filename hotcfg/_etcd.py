@@ -49,7 +49,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._errors import SourceError
+from ._errors import SourceError, UnreachableError
 from ._settings import EtcdTarget, Settings, parse_etcd
 from ._sources import load_document
 
@@ -187,7 +187,7 @@ class EtcdSource:
         with self._lock:
             problem, value, deleted_at = self._problem, self._value, self._deleted_at
         if problem is not None:
-            raise SourceError(problem, source=self.location)
+            raise UnreachableError(problem, source=self.location)
         key = self.target.key
         if value is None:
             if deleted_at:

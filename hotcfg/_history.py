@@ -104,10 +104,11 @@ class Entry:
         }
 
 
-def encode_entries(entries: Sequence[Entry]) -> bytes:
-    """The file's bytes for ``entries`` (oldest first)."""
+def encode_entries(entries: Sequence[Entry], *, kind: str = FORMAT) -> bytes:
+    """The file's bytes for ``entries`` (oldest first); ``kind`` is the
+    ``format`` field (``_cache`` keeps one entry in a file of its own kind)."""
     doc = {
-        "format": FORMAT,
+        "format": kind,
         "version": VERSION,
         "entries": [{name: getattr(e, name) for name in _FIELDS} for e in entries],
     }
@@ -143,8 +144,10 @@ def _entry(raw: object, index: int) -> Entry:
     return Entry(generation, published_at, source, size, digest, payload)
 
 
-def decode_entries(data: bytes, *, max_bytes: int = MAX_FILE_BYTES) -> list[Entry]:
-    """Entries from a history file's bytes.
+def decode_entries(
+    data: bytes, *, max_bytes: int = MAX_FILE_BYTES, kind: str = FORMAT
+) -> list[Entry]:
+    """Entries from a history file's bytes (or a file of another ``kind``).
 
     Any bytes give either a list of entries or a CorruptHistoryError, never
     anything else.
@@ -166,8 +169,8 @@ def decode_entries(data: bytes, *, max_bytes: int = MAX_FILE_BYTES) -> list[Entr
     # msgpack documents no narrower base class for unpacking errors.
     except Exception as exc:
         raise CorruptHistoryError(f"not msgpack: {type(exc).__name__}") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CorruptHistoryError("not a hotcfg history file")
+    if not isinstance(doc, dict) or doc.get("format") != kind:
+        raise CorruptHistoryError(f"not a {kind.replace('-', ' ')} file")
     if doc.get("version") != VERSION:
         raise CorruptHistoryError(f"unsupported history version {doc.get('version')!r}")
     raw_entries = doc.get("entries")
@@ -195,27 +198,26 @@ def trim(
     return kept
 
 
-def path_for(directory: str, name: str, source: str) -> str:
+def path_for(directory: str, name: str, source: str, *, suffix: str = SUFFIX) -> str:
     """Where the history of the service called ``name`` reading ``source``
     lives. The source is part of the name: two services that share a
     ``HOTCFG_NAME`` (the default, ``hotcfg``) and a directory never share a
     history, so a rollback never publishes another service's content."""
     tag = hashlib.blake2b(source.encode("utf-8", "surrogateescape"), digest_size=4)
-    return os.path.join(directory, f"{name}-{tag.hexdigest()}{SUFFIX}")
+    return os.path.join(directory, f"{name}-{tag.hexdigest()}{suffix}")
 
 
-def load(path: str, *, max_bytes: int = MAX_FILE_BYTES) -> list[Entry]:
-    """The entries recorded at ``path``; none if there is no file.
+def read_private(path: str, *, max_bytes: int = MAX_FILE_BYTES) -> bytes | None:
+    """The bytes of the private file at ``path``; None if there is none.
 
     Raises:
         CorruptHistoryError: the file is not to be trusted (a symlink, not a
-            regular file, not ours, readable by others, too large) or not
-            a history file; the caller logs the reason and starts afresh.
+            regular file, not ours, readable by others, too large).
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
-        return []
+        return None
     except OSError as exc:
         raise CorruptHistoryError(f"cannot open {path}: {exc}") from exc
     try:
@@ -224,11 +226,24 @@ def load(path: str, *, max_bytes: int = MAX_FILE_BYTES) -> list[Entry]:
             raise CorruptHistoryError(
                 f"{path} has {info.st_size} bytes, more than {max_bytes}"
             )
-        data = read_fd(fd, max_bytes=max_bytes)
+        return read_fd(fd, max_bytes=max_bytes)
     except SegmentError as exc:
         raise CorruptHistoryError(str(exc)) from exc
     finally:
         os.close(fd)
+
+
+def load(path: str, *, max_bytes: int = MAX_FILE_BYTES) -> list[Entry]:
+    """The entries recorded at ``path``; none if there is no file.
+
+    Raises:
+        CorruptHistoryError: the file is not to be trusted (see
+            :func:`read_private`) or not a history file; the caller logs the
+            reason and starts afresh.
+    """
+    data = read_private(path, max_bytes=max_bytes)
+    if data is None:
+        return []
     try:
         return decode_entries(data, max_bytes=max_bytes)
     except CorruptHistoryError as exc:
@@ -241,6 +256,17 @@ def save(path: str, entries: Sequence[Entry]) -> None:
     Raises:
         OSError: the file cannot be written (the old one stays).
     """
+    write_private(path, encode_entries(entries))
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Replace the file at ``path`` with ``data``, atomically, as a ``0600``
+    file: written whole under a temporary name made with ``O_EXCL |
+    O_NOFOLLOW``, then renamed over the old one.
+
+    Raises:
+        OSError: the file cannot be written (the old one stays).
+    """
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -248,7 +274,7 @@ def save(path: str, entries: Sequence[Entry]) -> None:
     try:
         try:
             os.fchmod(fd, 0o600)  # whatever the umask
-            view = memoryview(encode_entries(entries))
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             # No fsync: the file has to outlive the master, not the machine

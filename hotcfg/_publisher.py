@@ -32,12 +32,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import _history, _layout, _metrics, _payload, _validate
+from . import _cache, _history, _layout, _metrics, _payload, _validate
 from ._convergence import Convergence
-from ._errors import ConfigError, HotcfgError, ParseError, SourceError, ValidationError
+from ._errors import (
+    ConfigError,
+    HotcfgError,
+    ParseError,
+    SourceError,
+    UnreachableError,
+    ValidationError,
+)
 from ._segment import Segment
 from ._settings import Settings
-from ._sources import Source, Watching, source_for, validators_for
+from ._sources import FileSource, Source, Watching, source_for, validators_for
 
 _logger = logging.getLogger(__name__)
 
@@ -46,6 +53,7 @@ _LIVE: weakref.WeakSet[Publisher] = weakref.WeakSet()
 # The rejection kinds counted for ``hotcfg_rejections_total{reason=...}``.
 _REJECTION_KINDS: dict[type[BaseException], str] = {
     SourceError: "source",
+    UnreachableError: "source",
     ParseError: "parse",
     ValidationError: "validation",
 }
@@ -144,6 +152,13 @@ class Publisher:
             ),
             keep=settings.history if keep_history else 0,
         )
+        self.cache_path: str | None = None
+        if keep_history and not isinstance(source, FileSource):
+            self.cache_path = _cache.path_for(
+                os.path.dirname(segment.path), settings.name, source.label
+            )
+            _history.remove_stale_temps(self.cache_path)
+        self.from_cache: _history.Entry | None = None  # serving it since start
         _LIVE.add(self)
 
     @property
@@ -169,6 +184,86 @@ class Publisher:
     def validating(self) -> Validating | None:
         """The validator running now, if any."""
         return self._validating
+
+    def start(self, *, start_empty: bool = False) -> int | None:
+        """The first publish: the source's content, or else the cache.
+
+        When the source cannot be read because its store is unreachable
+        (:class:`UnreachableError`), the cached payload (``_cache``) is
+        validated and published instead, and the reason, with the cache's
+        age, is recorded as the last error until the store answers again
+        (the watcher then publishes the live content). Any other failure, or
+        no usable cache, refuses, unless ``start_empty``.
+
+        Returns:
+            The generation published, or None (started empty).
+
+        Raises:
+            ConfigError: the source is bad at start and there is no cache to
+                fall back on (without ``start_empty``).
+        """
+        try:
+            return self.publish_from_source(raise_errors=True)
+        except UnreachableError as exc:
+            generation = self._start_from_cache(exc)
+            if generation is not None or start_empty:
+                return generation
+            raise
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            if start_empty:
+                return None
+            raise
+
+    def _start_from_cache(self, unreachable: UnreachableError) -> int | None:
+        """Publish the cached payload; None when there is none to trust."""
+        if self.cache_path is None:
+            return None
+        entry = _cache.load(self.cache_path)
+        if entry is None:
+            _logger.error(
+                "hotcfg: %s and no cache file (%s) to start from",
+                unreachable,
+                self.cache_path,
+            )
+            return None
+        try:
+            with self._serial:
+                data = _payload.decode_payload(entry.payload).to_dict()
+                generation = self.publish(
+                    self._validate(data),
+                    source=f"cache:{self.source.label}",
+                    cache=False,
+                )
+        except HotcfgError as exc:
+            _logger.error(
+                "hotcfg: %s, and the cache file %s is refused now: %s",
+                unreachable,
+                self.cache_path,
+                exc,
+            )
+            return None
+        self.from_cache = entry
+        _logger.warning(
+            "hotcfg: %s%s (generation %d then); the live content is published "
+            "when the store answers",
+            unreachable,
+            self._cache_note(),
+            entry.generation,
+        )
+        self._last_error = str(unreachable)  # logged once, just above
+        self._reject(unreachable)  # recorded for status, with the cache's age
+        return generation
+
+    def _cache_note(self) -> str:
+        """What a rejection adds while the cache is served, its age now."""
+        entry = self.from_cache
+        if entry is None:
+            return ""
+        age = max(0.0, time.time() - entry.published_at)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.published_at))
+        return f"; serving the cache from {when} (age {age:.0f} s)"
 
     def publish_from_source(self, *, raise_errors: bool = False) -> int | None:
         """Read the source and publish it if it is valid and changed.
@@ -196,7 +291,11 @@ class Publisher:
                 data = self._validate(self.source.load())
                 checked_ms = (time.monotonic() - started) * 1000.0
                 force, self._force = self._force, False
-                return self.publish(data, checked_ms=checked_ms, source_read=not force)
+                generation = self.publish(
+                    data, checked_ms=checked_ms, source_read=not force
+                )
+                self.from_cache = None  # the source answered: live content now
+                return generation
             except HotcfgError as exc:
                 self._reject(exc)
                 if raise_errors:
@@ -291,6 +390,7 @@ class Publisher:
         source: str | None = None,
         checked_ms: float | None = None,
         source_read: bool | None = None,
+        cache: bool = True,
     ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
@@ -304,6 +404,8 @@ class Publisher:
             source_read: set when ``data`` was just read from the source
                 (``publish_from_source``); True: published only if it also
                 differs from the source's previous read; False: a reload.
+            cache: write it to the cache file too (not when it came from
+                there: the cache keeps its own time).
 
         Returns:
             The new generation, or None when the content did not change.
@@ -365,14 +467,15 @@ class Publisher:
         self.convergence.published(generation, published_at, waiting)
         self._notify()
         # After the hint: workers need not wait for a file write.
-        self.history.add(
-            _history.Entry.of(
-                generation,
-                payload,
-                published_at=published_at,
-                source=source or self.source.label,
-            )
+        entry = _history.Entry.of(
+            generation,
+            payload,
+            published_at=published_at,
+            source=source or self.source.label,
         )
+        self.history.add(entry)
+        if cache and self.cache_path is not None:
+            _cache.save(self.cache_path, entry)
         return generation
 
     def republish(self, entry: _history.Entry, *, timeout_s: float) -> int | None:
@@ -437,12 +540,16 @@ class Publisher:
             reason = str(exc)  # starts with the path and the place
         else:
             reason = f"{self.source.location}: {type(exc).__name__}: {exc}"
+        # Started from the cache and the store is still away: say so (the
+        # log line is deduplicated without the note, whose age changes).
+        note = self._cache_note() if isinstance(exc, UnreachableError) else ""
         with self._write_lock:
-            _layout.record_error(self.segment.buffer, reason, at=time.time())
+            _layout.record_error(self.segment.buffer, reason + note, at=time.time())
         if reason != self._last_error:
             _logger.error(
-                "hotcfg: rejected %s (keeping generation %d)",
+                "hotcfg: rejected %s%s (keeping generation %d)",
                 reason,
+                note,
                 self.generation,
                 exc_info=exc if unexpected else None,
             )

@@ -177,3 +177,82 @@ def test_progress_notifications_keep_a_quiet_watch_and_a_silent_one_is_left(
         os.kill(etcd.proc.pid, signal.SIGCONT)
     etcd.put(KEY, "value: thawed\n")
     followed.wait_value("thawed")
+
+
+def _master(etcd, name="cold"):
+    """A publisher as the Gunicorn master starts one (history and cache kept)."""
+    settings = Settings.resolve(
+        {}, source=etcd.source(KEY), etcd_progress_ms=PROGRESS_MS, etcd_timeout_ms=1000
+    )
+    segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name=name)
+    return Publisher(source_for(settings), segment, settings, keep_history=True)
+
+
+def test_a_master_started_while_etcd_is_down_serves_its_cache(etcd, caplog):
+    caplog.set_level(logging.INFO, logger="hotcfg")
+    etcd.put(KEY, "value: cached\n")
+    first = _master(etcd)
+    assert first.start() == 1
+    cache = first.cache_path
+    assert cache is not None
+    assert cache.endswith(".cache")
+    assert os.stat(cache).st_mode & 0o777 == 0o600
+    first.close()
+    etcd.stop()
+
+    master = _master(etcd)
+    try:
+        assert master.start() is not None
+        master.start_watching()
+        reader = Reader(master.segment.view())
+        assert reader.refresh().get("value") == "cached"
+        header = _layout.read_header(master.segment.buffer)
+        assert header.source == f"cache:{etcd.source(KEY)}"
+        assert "etcd unreachable" in header.error
+        assert "serving the cache from" in header.error
+        assert "(age " in header.error
+        assert "serving the cache from" in caplog.text
+        assert "the live content is published when the store answers" in caplog.text
+        # The watcher's own failures keep saying the cache is served.
+        time.sleep(0.5)
+        assert "serving the cache" in _layout.read_header(master.segment.buffer).error
+
+        etcd.start()  # same data directory and ports
+        etcd.put(KEY, "value: live\n")
+        wait_for(lambda: reader.refresh().get("value") == "live", "the live value")
+        assert not _layout.read_header(master.segment.buffer).error
+        assert master.from_cache is None
+        reader.close()
+    finally:
+        master.close()
+
+
+def test_a_master_started_while_etcd_is_down_without_a_cache_refuses(etcd):
+    etcd.stop()
+    master = _master(etcd)
+    try:
+        with pytest.raises(ConfigError, match="etcd unreachable"):
+            master.start()
+        assert master.start(start_empty=True) is None
+        error = _layout.read_header(master.segment.buffer).error
+        assert "etcd unreachable" in error
+        assert "serving" not in error
+    finally:
+        master.close()
+
+
+def test_a_corrupt_or_foreign_cache_is_not_trusted(etcd, caplog):
+    etcd.put(KEY, "value: cached\n")
+    first = _master(etcd)
+    first.start()
+    cache = first.cache_path
+    first.close()
+    etcd.stop()
+    os.chmod(cache, 0o644)  # readable by others: not ours to trust
+    master = _master(etcd)
+    try:
+        with pytest.raises(ConfigError, match="etcd unreachable"):
+            master.start()
+        assert "ignoring the cache file" in caplog.text
+    finally:
+        master.close()

@@ -1,0 +1,68 @@
+"""The master's copy of its last good payload, for a cold start with the
+store down.
+
+Owns the cache file: ``<segment dir>/<name>-<tag>.cache``, beside the
+segment and the history file, named per service and source like it
+(``_history.path_for``). It holds one entry in the history's format (the
+payload as published, when, from where, its size and hash), under its own
+``format`` name, ``hotcfg-cache``; the history's file functions read and
+write it (``0600``, ``O_EXCL`` temporary then rename, read without following
+symlinks, owner and mode checked, size capped, msgpack only).
+
+Kept only for a source that can be unreachable (etcd): a file source that
+is missing at boot refuses to start, as it always did, so it has no cache.
+The publisher writes the file after each publish; ``_api`` reads it only
+when the first read of the source failed because the store was unreachable
+(``UnreachableError``).
+
+Must not import ``_publisher``, ``_control`` or anything above them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import _history
+from ._errors import CorruptHistoryError
+
+_logger = logging.getLogger(__name__)
+
+FORMAT = "hotcfg-cache"
+SUFFIX = ".cache"
+
+
+def path_for(directory: str, name: str, source: str) -> str:
+    """Where the cache of the service ``name`` reading ``source`` lives."""
+    return _history.path_for(directory, name, source, suffix=SUFFIX)
+
+
+def save(path: str, entry: _history.Entry) -> None:
+    """Replace the cache with ``entry`` (a failure is logged: publishing
+    never depends on the cache)."""
+    if entry.size > _history.MAX_FILE_BYTES // 2:
+        return  # never written larger than it may be read back
+    try:
+        _history.write_private(path, _history.encode_entries([entry], kind=FORMAT))
+    except OSError as exc:
+        _logger.warning("hotcfg: cannot write the cache file %s: %s", path, exc)
+
+
+def load(path: str) -> _history.Entry | None:
+    """The entry cached at ``path``; None when there is none, or when the
+    file is not to be trusted (logged with the reason).
+
+    Trusted means: a regular ``0600`` file of ours, not a symlink, no larger
+    than the cap, of the cache format, its payload matching its hash.
+    """
+    try:
+        data = _history.read_private(path)
+        if data is None:
+            return None
+        entries = _history.decode_entries(data, kind=FORMAT)
+    except CorruptHistoryError as exc:
+        _logger.warning("hotcfg: ignoring the cache file: %s", exc)
+        return None
+    if len(entries) != 1:
+        _logger.warning("hotcfg: ignoring the cache file %s: not one entry", path)
+        return None
+    return entries[0]
