@@ -47,13 +47,15 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from ._errors import SourceError, UnreachableError
 from ._settings import EtcdTarget, Settings, parse_etcd
 from ._sources import load_document
 
 _logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BACKOFF_FIRST_S = 0.05
 BACKOFF_MAX_S = 3.0
@@ -109,6 +111,166 @@ def _close(conn: http.client.HTTPConnection) -> None:
     if conn.sock is not None:
         _OPEN.discard(conn.sock)
     conn.close()
+
+
+def _call(
+    endpoint: tuple[str, int],
+    path: str,
+    request: dict[str, Any],
+    *,
+    timeout_s: float,
+    max_bytes: int,
+) -> dict[str, Any]:
+    """One unary gateway call (``/v3/kv/range``, ``/v3/kv/txn``): its JSON
+    answer.
+
+    Raises:
+        Unavailable: no answer, an error from etcd, or not an etcd answer.
+    """
+    where = _endpoint_text(endpoint)
+    cap = max_bytes * 4 // 3 + 65536  # base64 and the JSON around it
+    try:
+        conn = _connect(endpoint, timeout_s)
+        try:
+            conn.request("POST", path, json.dumps(request).encode(), _HEADERS)
+            response = conn.getresponse()
+            raw = response.read(cap + 1)
+        finally:
+            _close(conn)
+    except (OSError, http.client.HTTPException) as exc:
+        raise Unavailable(f"{where}: {str(exc) or type(exc).__name__}") from exc
+    if response.status != 200:
+        raise Unavailable(f"{where}: {_error_message(raw)}")
+    if len(raw) > cap:
+        raise Unavailable(f"{where}: value over the limit")
+    try:
+        reply = json.loads(raw)
+    except ValueError as exc:
+        raise Unavailable(f"{where}: not an etcd v3 answer") from exc
+    if not isinstance(reply, dict):
+        raise Unavailable(f"{where}: not an etcd v3 answer")
+    return reply
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """A key as read: its value (None: no such key), the revision it was
+    last written at (0: no such key) and the store's revision."""
+
+    value: bytes | None
+    mod_revision: int
+    revision: int
+
+
+def read_key_from(
+    endpoint: tuple[str, int], key: str, *, timeout_s: float, max_bytes: int
+) -> KeyState:
+    """Read ``key`` from ``endpoint`` (``/v3/kv/range``).
+
+    Raises:
+        Unavailable: no answer, or an error from etcd.
+    """
+    reply = _call(
+        endpoint,
+        "/v3/kv/range",
+        {"key": _b64(key.encode())},
+        timeout_s=timeout_s,
+        max_bytes=max_bytes,
+    )
+    try:
+        revision = int(reply["header"]["revision"])
+        kvs = reply.get("kvs") or []
+        if not kvs:
+            return KeyState(None, 0, revision)
+        value = base64.b64decode(kvs[0].get("value", ""))
+        return KeyState(value, int(kvs[0]["mod_revision"]), revision)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Unavailable(f"{_endpoint_text(endpoint)}: not an etcd v3 answer") from exc
+
+
+def _first_answer(target: EtcdTarget, call: Callable[[tuple[str, int]], T]) -> T:
+    """``call`` on each endpoint in turn until one answers.
+
+    Raises:
+        UnreachableError: none answered (every endpoint's reason).
+    """
+    reasons = []
+    for endpoint in target.endpoints:
+        try:
+            return call(endpoint)
+        except Unavailable as exc:
+            reasons.append(str(exc))
+    raise UnreachableError(f"etcd unreachable: {'; '.join(reasons)}", source=target.key)
+
+
+def read_key(target: EtcdTarget, *, timeout_s: float, max_bytes: int) -> KeyState:
+    """Read the target's key from the first endpoint that answers.
+
+    Raises:
+        UnreachableError: no endpoint answered.
+    """
+    return _first_answer(
+        target,
+        lambda endpoint: read_key_from(
+            endpoint, target.key, timeout_s=timeout_s, max_bytes=max_bytes
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """A compare-and-swap's outcome: ``written``, and the key's revision now
+    (the new one, or the one that was there instead of the expected one)."""
+
+    written: bool
+    mod_revision: int
+
+
+def put_if(
+    target: EtcdTarget, value: bytes, *, mod_revision: int, timeout_s: float
+) -> PutResult:
+    """Write ``value`` at the key only if it was last written at
+    ``mod_revision`` (0: only if the key does not exist), in one
+    ``/v3/kv/txn``, tried on the next endpoint when one fails. A member that
+    timed out after the write landed makes the retry report a conflict
+    (naming the revision written), never a second write.
+
+    Raises:
+        UnreachableError: no endpoint answered.
+    """
+    key = _b64(target.key.encode())
+    request = {
+        "compare": [
+            {
+                "target": "MOD",
+                "result": "EQUAL",
+                "key": key,
+                "mod_revision": str(mod_revision),
+            }
+        ],
+        "success": [{"request_put": {"key": key, "value": _b64(value)}}],
+        "failure": [{"request_range": {"key": key}}],
+    }
+
+    def txn(endpoint: tuple[str, int]) -> PutResult:
+        reply = _call(
+            endpoint,
+            "/v3/kv/txn",
+            request,
+            timeout_s=timeout_s,
+            max_bytes=len(value) * 2 + 65536,
+        )
+        try:
+            if reply.get("succeeded"):
+                return PutResult(True, int(reply["header"]["revision"]))
+            responses = reply.get("responses") or [{}]
+            kvs = responses[0].get("response_range", {}).get("kvs") or []
+            return PutResult(False, int(kvs[0]["mod_revision"]) if kvs else 0)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            where = _endpoint_text(endpoint)
+            raise Unavailable(f"{where}: not an etcd v3 answer") from exc
+
+    return _first_answer(target, txn)
 
 
 class EtcdSource:
@@ -223,34 +385,15 @@ class EtcdSource:
         Raises:
             Unavailable: no answer, or an error from etcd.
         """
-        body = json.dumps({"key": _b64(self.target.key.encode())}).encode()
-        cap = self.max_bytes * 4 // 3 + 65536  # base64 and the JSON around it
-        try:
-            conn = _connect(endpoint, self.timeout_s)
-            try:
-                conn.request("POST", "/v3/kv/range", body, _HEADERS)
-                response = conn.getresponse()
-                raw = response.read(cap + 1)
-            finally:
-                _close(conn)
-            if response.status != 200:
-                raise Unavailable(f"{_endpoint_text(endpoint)}: {_error_message(raw)}")
-            if len(raw) > cap:
-                raise Unavailable(f"{_endpoint_text(endpoint)}: value over the limit")
-            reply = json.loads(raw)
-            revision = int(reply["header"]["revision"])
-            kvs = reply.get("kvs") or []
-            value = base64.b64decode(kvs[0].get("value", "")) if kvs else None
-        except (OSError, http.client.HTTPException) as exc:
-            reason = str(exc) or type(exc).__name__
-            raise Unavailable(f"{_endpoint_text(endpoint)}: {reason}") from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise Unavailable(
-                f"{_endpoint_text(endpoint)}: not an etcd v3 answer"
-            ) from exc
+        state = read_key_from(
+            endpoint,
+            self.target.key,
+            timeout_s=self.timeout_s,
+            max_bytes=self.max_bytes,
+        )
         with self._lock:
-            self._revision = revision
-            self._value = value
+            self._revision = state.revision
+            self._value = state.value
             self._deleted_at = 0
             self._problem = None
 

@@ -44,7 +44,14 @@ from ._errors import (
 )
 from ._segment import Segment
 from ._settings import Settings
-from ._sources import FileSource, Source, Watching, source_for, validators_for
+from ._sources import (
+    FileSource,
+    Source,
+    Watching,
+    load_document,
+    source_for,
+    validators_for,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -63,10 +70,16 @@ def _no_notify() -> None:
     pass
 
 
-def validate_source(settings: Settings) -> tuple[dict[str, Any], bytes]:
+def validate_source(
+    settings: Settings, *, content: bytes | None = None
+) -> tuple[dict[str, Any], bytes]:
     """Everything a publish checks, without publishing: load, validate,
     encode and decode back as a worker will (``hotcfg validate``, framework
     checks).
+
+    Args:
+        content: the source's bytes, read already (``hotcfg push`` checks
+            exactly the bytes it writes); default: read the source now.
 
     Returns:
         The validated mapping and its encoded payload.
@@ -76,8 +89,13 @@ def validate_source(settings: Settings) -> tuple[dict[str, Any], bytes]:
         ConfigError: with the file, the place and the reason.
     """
     source = source_for(settings)
+    document = (
+        source.load()
+        if content is None
+        else load_document(content, fmt=source.fmt, source=source.location)
+    )
     data = _validate.run_validators(
-        source.load(), validators_for(settings), source=source.location
+        document, validators_for(settings), source=source.location
     )
     payload = _payload.encode(data, source=source.location)
     _payload.decode_payload(payload)

@@ -13,15 +13,18 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _control, _diff, _layout, _payload
-from ._errors import HotcfgError
+from ._errors import ConfigError, HotcfgError, UnreachableError
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
-from ._settings import Settings
+from ._settings import ETCD_SCHEME, Settings, parse_etcd
 from ._snapshot import Snapshot, thaw
-from ._sources import dumps
+from ._sources import dumps, load_document, read_capped
+
+if TYPE_CHECKING:
+    from ._etcd import KeyState
 
 NOT_RUNNING = "no running hotcfg service found (no live segment; see --dir)"
 
@@ -36,21 +39,126 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _file_settings(args: argparse.Namespace) -> Settings:
+    """The settings that check FILE as the master would (``validate``,
+    ``push``): its format, and the checks given here or by ``HOTCFG_*``."""
+    return Settings.resolve(
+        source=args.file,
+        format=args.format,
+        schema=args.schema,
+        validator=args.validator,
+        model=args.model,
+    )
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     try:
-        settings = Settings.resolve(
-            source=args.file,
-            format=args.format,
-            schema=args.schema,
-            validator=args.validator,
-            model=args.model,
-        )
+        settings = _file_settings(args)
         data, payload = validate_source(settings)
     except HotcfgError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
     print(f"ok: {args.file} ({len(data)} top-level keys, {len(payload)} bytes packed)")
     return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    """Validate FILE as the master would, then write it to the etcd key with
+    a compare-and-swap on the revision read (or ``--expect-revision``)."""
+    from . import _etcd  # only this command speaks to etcd
+
+    if not args.url.startswith(ETCD_SCHEME):
+        print(f"not an etcd key: {args.url} (etcd://host:port/key)", file=sys.stderr)
+        return 2
+    try:
+        target = parse_etcd(args.url)
+        key_format = Settings.resolve(source=args.url, format=args.format).format
+    except ConfigError as exc:
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return 2
+    try:
+        settings = _file_settings(args)
+        # The bytes checked are the bytes written.
+        content = read_capped(
+            settings.source or args.file, max_bytes=settings.max_bytes
+        )
+        data, _ = validate_source(settings, content=content)
+    except HotcfgError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    if key_format != settings.format:
+        print(
+            f"{args.file} is {settings.format}, but the master reads {target.key} "
+            f"as {key_format}: give a {key_format} file",
+            file=sys.stderr,
+        )
+        return 2
+    timeout_s = settings.etcd_timeout_ms / 1000.0
+    try:
+        state = _etcd.read_key(
+            target, timeout_s=timeout_s, max_bytes=settings.max_bytes
+        )
+        expected = state.mod_revision
+        if args.expect_revision is not None:
+            expected = args.expect_revision
+        if args.dry_run:
+            return _push_diff(args, state, data, key_format or "yaml")
+        result = _etcd.put_if(
+            target, content, mod_revision=expected, timeout_s=timeout_s
+        )
+    except UnreachableError as exc:
+        print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
+        return 2
+    if not result.written:
+        now = (
+            f"at revision {result.mod_revision}"
+            if result.mod_revision
+            else "deleted (no such key)"
+        )
+        wanted = f"revision {expected}" if expected else "no such key"
+        print(
+            f"conflict: {args.url} is {now}; this push expected {wanted} "
+            "(someone wrote in between); nothing written. Review with "
+            "--dry-run and push again.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"pushed {args.file} to {args.url}: revision {result.mod_revision}")
+    return 0
+
+
+def _push_diff(
+    args: argparse.Namespace, state: KeyState, new: dict[str, Any], key_format: str
+) -> int:
+    """``push --dry-run``: the key paths FILE changes; nothing written."""
+    old: dict[str, Any] = {}
+    if state.value is None:
+        print(f"{args.url} does not exist; it would be created")
+    else:
+        try:
+            old = load_document(state.value, fmt=key_format, source=args.url)
+        except ConfigError as exc:
+            print(f"{args.url} holds no valid document now ({exc.reason})")
+    _print_diff(
+        old, new, (f"{args.url} at revision {state.mod_revision}", args.file), args
+    )
+    print("dry run: nothing written")
+    return 0
+
+
+def _print_diff(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    names: tuple[str, str],
+    args: argparse.Namespace,
+) -> None:
+    """The changed key paths, values only with ``--values``."""
+    changes = _diff.diff(old, new)
+    print(f"--- {names[0]}\n+++ {names[1]}")
+    for line in _diff.render(changes, values=args.values):
+        print(line)
+    if not changes:
+        print("no differences")
 
 
 def _segment_paths(args: argparse.Namespace) -> list[str]:
@@ -346,6 +454,19 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "0 compared (with or without differences); 1 FILE is invalid, or no\n"
         "generation to compare with; 2 no service found, or usage.",
     ),
+    "push": (
+        "validate a file and write it to an etcd key, compare-and-swap",
+        "Checks FILE as the master would (format by its suffix or --format,\n"
+        "the validator, JSON Schema and model given here or by\n"
+        "HOTCFG_VALIDATOR, HOTCFG_SCHEMA and HOTCFG_MODEL), then writes its\n"
+        "bytes to the etcd key only if nobody wrote the key since it was read\n"
+        "(or since --expect-revision N, the revision you reviewed; 0: the key\n"
+        "must not exist). --dry-run prints the key paths that would change.",
+        "hotcfg push config.yaml etcd://10.0.0.1:2379/app/config.yaml",
+        "0 written (the new revision is printed), or --dry-run shown; 1 FILE\n"
+        "is invalid, or a conflict (someone wrote in between: the revision\n"
+        "there now is named; nothing written); 2 etcd unreachable, or usage.",
+    ),
     "rollback": (
         "publish a kept generation's content again, as a new one",
         "Publishes the content of generation G (default: the one before the\n"
@@ -452,12 +573,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             from_ = older[-1]
         old, new = _generation_data(args, from_), _generation_data(args, to)
         names = (f"generation {from_}", f"generation {to}")
-    changes = _diff.diff(old, new)
-    print(f"--- {names[0]}\n+++ {names[1]}")
-    for line in _diff.render(changes, values=args.values):
-        print(line)
-    if not changes:
-        print("no differences")
+    _print_diff(old, new, names, args)
     return 0
 
 
@@ -533,6 +649,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("key", help="dotted path, e.g. db.timeout")
     _subcommand(sub, "dump", _cmd_dump)
     _add_history_commands(sub)
+
+    p = _subcommand(sub, "push", _cmd_push, selects=False)
+    p.add_argument("file", help="config file, checked as the master would")
+    p.add_argument("url", metavar="etcd://HOST:PORT[,...]/KEY")
+    p.add_argument("--format", choices=["yaml", "json", "toml"])
+    p.add_argument("--schema", help="JSON Schema file")
+    p.add_argument("--validator", help="module:function")
+    p.add_argument("--model", help="module:Class, a dataclass or pydantic model")
+    p.add_argument(
+        "--expect-revision",
+        type=int,
+        metavar="N",
+        help="write only if the key is still at revision N (0: must not exist)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the changed key paths only"
+    )
+    p.add_argument(
+        "--values", action="store_true", help="with --dry-run, show values too"
+    )
     return parser
 
 
