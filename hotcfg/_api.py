@@ -241,11 +241,6 @@ def attach_worker(*, slot: int | None) -> Reader:
         return _reader
 
 
-def running_publisher() -> Publisher | None:
-    """The publisher of this process if there is one; never creates it."""
-    return _publisher
-
-
 def start_applier(signum: int) -> Applier:
     """Start this worker's applier thread (Gunicorn: ``post_worker_init``,
     in the main thread, after the fork, the app load and gevent's
@@ -361,11 +356,6 @@ class RequestScope:
     def __init__(self) -> None:
         self._token = pin_once()
         self.snapshot = current()
-
-    @property
-    def pinned_here(self) -> bool:
-        """Whether this scope made the pin (and :meth:`close` will end it)."""
-        return self._token is not None
 
     def close(self) -> None:
         token, self._token = self._token, None

@@ -355,16 +355,15 @@ def _cmd_wait(args: argparse.Namespace) -> int:
 
 
 def _load_live(args: argparse.Namespace) -> Snapshot | None:
-    for path in _segment_paths(args):
-        view = SegmentView.open(path)
-        try:
-            header = _layout.read_header(view.buffer, pause=os.sched_yield)
-            if args.segment or _alive(header.writer_pid):
-                return _payload.decode(view.buffer)
-        finally:
-            view.close()
-    print(NOT_RUNNING, file=sys.stderr)
-    return None
+    """The live configuration of the one service the options select."""
+    path = args.segment or _one_live_service(args)
+    if path is None:
+        return None
+    view = SegmentView.open(path)
+    try:
+        return _payload.decode(view.buffer)
+    finally:
+        view.close()
 
 
 def _cmd_get(args: argparse.Namespace) -> int:

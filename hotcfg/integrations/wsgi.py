@@ -44,10 +44,10 @@ class HotcfgMiddleware:
     def __call__(
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        scope = _api.RequestScope()
-        if not scope.pinned_here:  # Gunicorn's pre_request hook pinned it
+        if _api.pinned() is not None:  # Gunicorn's pre_request hook pinned it
             # The body goes back untouched (Gunicorn's sendfile needs its type).
             return self.app(environ, start_response)
+        scope = _api.RequestScope()
         try:
             body = self.app(environ, start_response)
         except BaseException:

@@ -175,6 +175,12 @@ def test_status_and_wait_with_two_services_in_one_directory(start_service, tmp_p
     ambiguous = hotcfg(first, "wait", "--timeout", "1")
     assert ambiguous.returncode == 2
     assert "2 running services" in ambiguous.stderr
+    # get, dump, history, diff and rollback pick their service the same way.
+    unpicked = hotcfg(first, "get", "value")
+    assert unpicked.returncode == 2
+    assert "2 running services" in unpicked.stderr
+    picked = hotcfg(first, "get", "value", "--name", "beta")
+    assert (picked.returncode, picked.stdout.strip()) == (0, '"one"')
     by_pid = hotcfg(first, "status", "--json", "--pid", str(second.proc.pid))
     assert [r["master_pid"] for r in json.loads(by_pid.stdout)] == [second.proc.pid]
     by_name = hotcfg(first, "wait", "--name", "alpha", "--timeout", "20")

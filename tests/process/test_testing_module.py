@@ -24,7 +24,7 @@ def test_set_change_and_reset(tmp_path):
         assert os.listdir(segment_dir)
     assert changes == [(True, False)]
     assert not os.path.exists(segment_dir)
-    assert _api.running_publisher() is None
+    assert _api._publisher is None
     assert _api._reader is None
 
 
