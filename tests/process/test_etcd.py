@@ -15,7 +15,7 @@ from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
 from tests.etcd import PROGRESS_MS, free_port
-from tests.waiting import wait_for
+from tests.waiting import rejected_count, wait_for
 
 KEY = "/app/config.yaml"
 
@@ -214,14 +214,19 @@ def test_a_master_started_while_etcd_is_down_serves_its_cache(etcd, caplog):
         assert "serving the cache from" in caplog.text
         assert "the live content is published when the store answers" in caplog.text
         # The watcher's own failures keep saying the cache is served.
-        time.sleep(0.5)
+        failures = rejected_count(master.segment.buffer)
+        wait_for(
+            lambda: rejected_count(master.segment.buffer) > failures,
+            "the watcher's next failure recorded",
+        )
         assert "serving the cache" in _layout.read_header(master.segment.buffer).error
 
         etcd.start()  # same data directory and ports
         etcd.put(KEY, "value: live\n")
         wait_for(lambda: reader.refresh().get("value") == "live", "the live value")
+        # Cleared just after the publish returns, in the watcher's thread.
+        wait_for(lambda: master.from_cache is None, "the cache no longer served")
         assert not _layout.read_header(master.segment.buffer).error
-        assert master.from_cache is None
         reader.close()
     finally:
         master.close()
