@@ -45,6 +45,25 @@ HOTCFG_ETCD_TIMEOUT_MS     etcd: connecting, and each      5000
 HOTCFG_ETCD_PROGRESS_MS    etcd: the cluster's progress    600000 (etcd's)
                            notification interval; a watch
                            silent longer is reconnected
+HOTCFG_ETCD_USER           etcd: user name (etcd auth)     none
+HOTCFG_ETCD_PASSWORD_FILE  etcd: file holding the user's   none
+                           password (never the password)
+HOTCFG_ETCD_CA_FILE        etcd: CA bundle; setting it or  none (plain HTTP)
+                           a client certificate means TLS
+HOTCFG_ETCD_CERT_FILE      etcd: client certificate (PEM)  none
+HOTCFG_ETCD_KEY_FILE       etcd: its private key (PEM)     none
+HOTCFG_FLEET               etcd: the master keeps a record true
+                           under a lease for
+                           ``hotcfg status --fleet``
+HOTCFG_FLEET_TTL_MS        etcd: that lease's time to      10000
+                           live (a dead host's record
+                           goes this long after)
+HOTCFG_HTTP_TIMEOUT_MS     HTTP source: each fetch's total 5000
+                           deadline
+HOTCFG_HTTP_TOKEN_FILE     HTTP source: file holding a     none
+                           bearer token
+HOTCFG_HTTP_CA_FILE        HTTP source: CA bundle for      the system's
+                           https
 =========================  ==============================  ===================
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
@@ -124,6 +143,16 @@ class Settings:
     history: int = 10
     etcd_timeout_ms: float = 5000.0
     etcd_progress_ms: float = 600000.0
+    etcd_user: str | None = None
+    etcd_password_file: str | None = None
+    etcd_ca_file: str | None = None
+    etcd_cert_file: str | None = None
+    etcd_key_file: str | None = None
+    fleet: bool = True
+    fleet_ttl_ms: float = 10000.0
+    http_timeout_ms: float = 5000.0
+    http_token_file: str | None = None
+    http_ca_file: str | None = None
 
     @classmethod
     def resolve(
@@ -173,12 +202,7 @@ class Settings:
         }
         source = values.get("source")
         if source is not None:
-            if source.startswith(ETCD_SCHEME):
-                name = parse_etcd(source).key
-            else:
-                name = values["source"] = os.path.abspath(
-                    os.path.join(base_dir or os.getcwd(), source)
-                )
+            values["source"], name = normalise_source(source, base_dir=base_dir)
             if values.get("format") is None:
                 try:
                     values["format"] = format_for(name)
@@ -269,6 +293,19 @@ def _etcd_target(source: str) -> EtcdTarget:
             raise ValueError(f"endpoint {item!r} has no host")
         endpoints.append(parse_address(text))
     return EtcdTarget(tuple(endpoints), "/" + key)
+
+
+def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
+    """One source as it is kept, and the name its format is guessed from.
+
+    A file is made absolute against ``base_dir`` (default: the current
+    directory, now); an ``etcd://`` source is kept as written and named by
+    its key.
+    """
+    if source.startswith(ETCD_SCHEME):
+        return source, parse_etcd(source).key
+    path = os.path.abspath(os.path.join(base_dir or os.getcwd(), source))
+    return path, path
 
 
 def variable(name: str) -> str:
@@ -378,6 +415,13 @@ def _source(raw: str) -> str | None:
     return raw or None
 
 
+def _fleet_ttl(raw: str) -> float:
+    value = _milliseconds(positive=True)(raw)
+    if value < 2000:
+        raise ValueError("etcd leases last at least 2000 ms")
+    return value
+
+
 def _name(raw: str) -> str:
     name = raw.strip()
     if not name or "/" in name or name.startswith("."):
@@ -407,6 +451,16 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "history": _history_length,
     "etcd_timeout_ms": _milliseconds(positive=True),
     "etcd_progress_ms": _milliseconds(positive=True),
+    "etcd_user": lambda raw: raw.strip() or None,
+    "etcd_password_file": _text,
+    "etcd_ca_file": _text,
+    "etcd_cert_file": _text,
+    "etcd_key_file": _text,
+    "fleet": _boolean,
+    "fleet_ttl_ms": _fleet_ttl,
+    "http_timeout_ms": _milliseconds(positive=True),
+    "http_token_file": _text,
+    "http_ca_file": _text,
 }
 
 
