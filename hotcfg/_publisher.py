@@ -435,7 +435,10 @@ class Publisher:
             _payload.decode_payload(payload)
             digest = _history.digest(payload)
             read_before = source_read is True and digest == self._source_digest
-            if digest == self._digest or read_before:
+            # The cache's content confirmed by the live source is published
+            # once more, so the segment and status name the live source.
+            confirms_cache = source_read is not None and self.from_cache is not None
+            if (digest == self._digest or read_before) and not confirms_cache:
                 if source_read is not None:
                     self._source_digest = digest
                 self._accept()

@@ -228,6 +228,29 @@ def test_a_master_started_while_etcd_is_down_serves_its_cache(etcd, caplog):
         master.close()
 
 
+def test_the_cache_confirmed_by_etcd_is_published_under_the_live_source(etcd):
+    etcd.put(KEY, "value: same\n")
+    first = _master(etcd)
+    assert first.start() == 1
+    first.close()
+    etcd.stop()
+
+    master = _master(etcd)
+    try:
+        cached = master.start()
+        assert cached is not None
+        assert _layout.read_header(master.segment.buffer).source.startswith("cache:")
+        master.start_watching()
+        etcd.start()  # the key still holds the cached content
+        wait_for(lambda: master.from_cache is None, "the cache no longer served")
+        header = _layout.read_header(master.segment.buffer)
+        assert header.source == etcd.source(KEY)
+        assert header.generation == cached + 1
+        assert not header.error
+    finally:
+        master.close()
+
+
 def test_a_master_started_while_etcd_is_down_without_a_cache_refuses(etcd):
     etcd.stop()
     master = _master(etcd)
