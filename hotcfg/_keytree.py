@@ -76,23 +76,20 @@ def nest(values: Mapping[str, Any], *, prefix: str, source: str) -> dict[str, An
     one nested mapping.
 
     Keys are taken in sorted order, so the error for a set of keys is always
-    the same one.
+    the same one, and a key comes before every key it is the parent of (it
+    is the start of theirs): a value met on the way down is a conflict.
 
     Raises:
         SourceError: a key has no place in a mapping (:func:`path_of`), or
             holds a value and is also the parent of another key (both named).
     """
     leaves: dict[tuple[str, ...], str] = {}  # path -> the key holding a value there
-    parents: dict[tuple[str, ...], str] = {}  # path -> the first key below it
     for key in sorted(values):
         path = path_of(key, prefix=prefix, source=source)
         for depth in range(1, len(path)):
-            above = path[:depth]
-            if above in leaves:
-                raise _conflict(leaves[above], key, source)
-            parents.setdefault(above, key)
-        if path in parents:
-            raise _conflict(key, parents[path], source)
+            holder = leaves.get(path[:depth])
+            if holder is not None:
+                raise _conflict(holder, key, source)
         leaves[path] = key
     root: dict[str, Any] = {}
     for path, key in leaves.items():
