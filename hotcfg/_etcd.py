@@ -1,4 +1,5 @@
-"""Master side: one etcd v3 key as a source, over etcd's JSON gateway.
+"""Master side: one etcd v3 key, or every key under a prefix, as a source,
+over etcd's JSON gateway.
 
 The client is Python's ``http.client`` speaking to the gateway every etcd
 3.4+ member serves under ``/v3/`` (docs/design.md, "etcd: the client"):
@@ -22,6 +23,13 @@ Following the key:
 A deleted key, an empty value or an unreachable cluster is a rejection with
 its reason (:meth:`EtcdSource.load` raises ``SourceError``): the publisher
 keeps the last good generation and ``hotcfg status`` shows why.
+
+A prefix (a source key ending in ``/``, :class:`EtcdPrefixSource`) is
+followed the same way over the range ``[prefix, range_end(prefix))``: it
+holds every key under the prefix and its value, applies each watch response
+(every event of a revision: a txn putting several keys) before the change
+is handed on, and ``load()`` parses each value and nests the keys
+(``_keytree``). No keys under the prefix is a rejection like a deleted key.
 
 Fork story: connections live only inside one call (a read) or in the
 watcher thread (the stream); the source holds no client object. A worker
@@ -50,6 +58,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from . import _keytree, _loaders, _validate
 from ._errors import SourceError, UnreachableError
 from ._settings import EtcdTarget, Settings, parse_etcd
 from ._sources import load_document
@@ -188,6 +197,49 @@ def read_key_from(
         raise Unavailable(f"{_endpoint_text(endpoint)}: not an etcd v3 answer") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class PrefixState:
+    """The keys under a prefix as read (whole key -> value) and the store's
+    revision."""
+
+    values: dict[str, bytes]
+    revision: int
+
+
+def _key_text(encoded: str) -> str:
+    """A base64 key from the gateway as text; bytes that are not UTF-8 stay
+    as surrogates, for ``_keytree`` to refuse by name."""
+    return base64.b64decode(encoded).decode("utf-8", "surrogateescape")
+
+
+def read_prefix_from(
+    endpoint: tuple[str, int], prefix: str, *, timeout_s: float, max_bytes: int
+) -> PrefixState:
+    """Read every key under ``prefix`` from ``endpoint`` (``/v3/kv/range``
+    with etcd's prefix ``range_end``).
+
+    Raises:
+        Unavailable: no answer, or an error from etcd.
+    """
+    start = prefix.encode()
+    reply = _call(
+        endpoint,
+        "/v3/kv/range",
+        {"key": _b64(start), "range_end": _b64(_keytree.range_end(start))},
+        timeout_s=timeout_s,
+        max_bytes=max_bytes,
+    )
+    try:
+        revision = int(reply["header"]["revision"])
+        values = {
+            _key_text(kv["key"]): base64.b64decode(kv.get("value", ""))
+            for kv in reply.get("kvs") or []
+        }
+        return PrefixState(values, revision)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Unavailable(f"{_endpoint_text(endpoint)}: not an etcd v3 answer") from exc
+
+
 def _first_answer(target: EtcdTarget, call: Callable[[tuple[str, int]], T]) -> T:
     """``call`` on each endpoint in turn until one answers.
 
@@ -308,10 +360,13 @@ class EtcdSource:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EtcdSource:
+        """The key or the prefix (:class:`EtcdPrefixSource`) ``settings`` name."""
         assert settings.source is not None
         assert settings.format is not None
-        return cls(
-            parse_etcd(settings.source),
+        target = parse_etcd(settings.source)
+        kind = EtcdPrefixSource if target.is_prefix else cls
+        return kind(
+            target,
             settings.format,
             settings.max_bytes,
             timeout_s=settings.etcd_timeout_ms / 1000.0,
@@ -335,6 +390,15 @@ class EtcdSource:
     def revision(self) -> int:
         """The etcd revision of the key's state held now (0: never read)."""
         return self._revision
+
+    @property
+    def answer_bytes(self) -> int:
+        """The most a read or one watch response may carry, before base64."""
+        return self.max_bytes
+
+    def watched(self) -> dict[str, str]:
+        """The key (and range) a watch's ``create_request`` names."""
+        return {"key": _b64(self.target.key.encode())}
 
     def load(self) -> dict[str, Any]:
         """The key's document: read now, or while watching the last applied.
@@ -436,6 +500,120 @@ class EtcdSource:
         self._watching = True
         watching.start()
         return watching
+
+
+class EtcdPrefixSource(EtcdSource):
+    """Every key under a prefix (``target.key`` ends in ``/``), each value one
+    document, nested into one mapping: ``/app/config/db/timeout`` is
+    ``{"db": {"timeout": ...}}`` (docs/design.md, "etcd: a prefix as a
+    mapping").
+
+    ``max_bytes`` caps the sum of the values.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """The arguments of :class:`EtcdSource`."""
+        super().__init__(*args, **kwargs)
+        # Replaced whole, never changed in place: load() uses it unlocked.
+        self._values: dict[str, bytes] = {}
+        self._emptied_at = 0  # the revision that deleted the last key
+
+    @property
+    def answer_bytes(self) -> int:
+        # Keys and etcd's fields around each value come on top of the
+        # values' own bytes; the values' sum is checked against
+        # max_bytes in load(), where the reason can be given.
+        return 2 * self.max_bytes
+
+    def watched(self) -> dict[str, str]:
+        start = self.target.key.encode()
+        return {"key": _b64(start), "range_end": _b64(_keytree.range_end(start))}
+
+    def load(self) -> dict[str, Any]:
+        """The keys under the prefix as one mapping: read now, or while
+        watching the last applied state.
+
+        Raises:
+            SourceError: etcd unreachable, no keys under the prefix, a key
+                with an empty value or without a place in the mapping, or
+                the values together too large.
+            ConfigError: a value does not parse.
+        """
+        if not self._watching:
+            self.read()
+        with self._lock:
+            problem, values = self._problem, self._values
+            emptied_at = self._emptied_at
+        if problem is not None:
+            raise UnreachableError(problem, source=self.location)
+        prefix = self.target.key
+        if not values:
+            since = f" (the last was deleted at revision {emptied_at})"
+            raise SourceError(
+                f"no keys under {prefix}{since if emptied_at else ''}",
+                source=self.location,
+            )
+        total = sum(len(value) for value in values.values())
+        if total > self.max_bytes:
+            raise SourceError(
+                f"the values under {prefix} are {total} bytes together, over "
+                f"the {self.max_bytes}-byte limit",
+                source=self.location,
+            )
+        parsed: dict[str, Any] = {}
+        for key, value in sorted(values.items()):
+            where = self.location[: -len(prefix)] + key  # etcd://hosts/key
+            if not value.strip():
+                raise SourceError(f"key {key} holds an empty value", source=where)
+            parsed[key] = _loaders.parse(value, fmt=self._fmt, source=where)
+        data = _keytree.nest(parsed, prefix=prefix, source=self.location)
+        return _validate.check_document(data, source=self.location)
+
+    def read_from(self, endpoint: tuple[str, int]) -> None:
+        """Read every key under the prefix and the store's revision from
+        ``endpoint``; what was held before is replaced, not merged (a key
+        deleted meanwhile is gone).
+
+        Raises:
+            Unavailable: no answer, or an error from etcd.
+        """
+        state = read_prefix_from(
+            endpoint,
+            self.target.key,
+            timeout_s=self.timeout_s,
+            max_bytes=self.answer_bytes,
+        )
+        with self._lock:
+            self._revision = state.revision
+            self._values = state.values
+            self._emptied_at = 0
+            self._problem = None
+
+    def apply(self, result: dict[str, Any]) -> bool:
+        """Apply one watch response whole; whether a key changed.
+
+        etcd never splits one revision's events across responses, so every
+        key a txn wrote is applied here before the change is handed on: the
+        publisher sees all of them or none.
+        """
+        events = result.get("events") or []
+        with self._lock:
+            if not events:
+                revision = int(result.get("header", {}).get("revision", 0))
+                self._revision = max(self._revision, revision)
+                return False
+            values = dict(self._values)
+            for event in events:
+                kv = event.get("kv", {})
+                key = _key_text(kv.get("key", ""))
+                if event.get("type") == "DELETE":
+                    values.pop(key, None)
+                else:
+                    values[key] = base64.b64decode(kv.get("value", ""))
+                self._revision = int(kv.get("mod_revision", self._revision))
+            self._values = values
+            self._emptied_at = 0 if values else self._revision
+            return True
 
 
 class EtcdWatch:
@@ -556,12 +734,12 @@ class EtcdWatch:
         where = _endpoint_text(endpoint)
         request = {
             "create_request": {
-                "key": _b64(source.target.key.encode()),
+                **source.watched(),
                 "start_revision": source.revision + 1,
                 "progress_notify": True,
             }
         }
-        cap = source.max_bytes * 4 // 3 + 65536
+        cap = source.answer_bytes * 4 // 3 + 65536
         silence_s = source.timeout_s  # until the stream has begun
         try:
             conn = _connect(endpoint, source.timeout_s)

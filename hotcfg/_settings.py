@@ -12,6 +12,8 @@ environment variable       meaning                         default
 =========================  ==============================  ===================
 HOTCFG_SOURCE              path of the config file, or     (required)
                            ``etcd://host:port[,...]/key``
+                           (or ``/prefix/``: every key
+                           under it, as one mapping)
 HOTCFG_FORMAT              yaml, json or toml              from the suffix
 HOTCFG_DEBOUNCE_MS         quiet time after file events    100
 HOTCFG_SIGNAL              hint signal name, or ``none``   SIGURG
@@ -70,7 +72,9 @@ A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
 resolved, against the directory given (Gunicorn's ``--chdir``) or the
 current one: an application that changes directory later must not move the
 watched file. An ``etcd://`` source is kept as written (endpoints checked);
-its format comes from ``HOTCFG_FORMAT`` or the key's suffix.
+its format comes from ``HOTCFG_FORMAT`` or the key's suffix, and is YAML
+for a prefix (a key ending in ``/`` has no suffix; YAML reads ``5`` as a
+number).
 """
 
 from __future__ import annotations
@@ -205,7 +209,7 @@ class Settings:
             values["source"], name = normalise_source(source, base_dir=base_dir)
             if values.get("format") is None:
                 try:
-                    values["format"] = format_for(name)
+                    values["format"] = _format_of(values["source"], name)
                 except ConfigError as exc:
                     raise ConfigError(exc.reason, source="HOTCFG_SOURCE") from None
         return replace(self, **values)
@@ -260,6 +264,11 @@ class EtcdTarget:
     endpoints: tuple[tuple[str, int], ...]
     key: str
 
+    @property
+    def is_prefix(self) -> bool:
+        """The key ends in ``/``: it names every key under it (one mapping)."""
+        return self.key.endswith("/")
+
 
 def parse_etcd(source: str) -> EtcdTarget:
     """``etcd://a:2379,b:2379/app/config.yaml`` -> its endpoints and key.
@@ -306,6 +315,15 @@ def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
         return source, parse_etcd(source).key
     path = os.path.abspath(os.path.join(base_dir or os.getcwd(), source))
     return path, path
+
+
+def _format_of(source: str, name: str) -> str:
+    """The format of a source given without ``HOTCFG_FORMAT``: its name's
+    suffix, or YAML for an etcd prefix, whose values are small documents
+    (``5``, ``on``, ``{a: 1}``) and whose name has no suffix."""
+    if source.startswith(ETCD_SCHEME) and name.endswith("/"):
+        return "yaml"
+    return format_for(name)
 
 
 def variable(name: str) -> str:

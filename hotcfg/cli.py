@@ -72,6 +72,14 @@ def _cmd_push(args: argparse.Namespace) -> int:
         return 2
     try:
         target = parse_etcd(args.url)
+        if target.is_prefix:
+            print(
+                f"hotcfg push writes one key, and {args.url} names a prefix (it "
+                "ends in /): write the keys under it with etcdctl (several at "
+                "once with etcdctl txn)",
+                file=sys.stderr,
+            )
+            return 2
         key_format = Settings.resolve(source=args.url, format=args.format).format
     except ConfigError as exc:
         print(f"hotcfg: {exc}", file=sys.stderr)
@@ -460,7 +468,8 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "HOTCFG_VALIDATOR, HOTCFG_SCHEMA and HOTCFG_MODEL), then writes its\n"
         "bytes to the etcd key only if nobody wrote the key since it was read\n"
         "(or since --expect-revision N, the revision you reviewed; 0: the key\n"
-        "must not exist). --dry-run prints the key paths that would change.",
+        "must not exist). --dry-run prints the key paths that would change.\n"
+        "One key only: a prefix source (etcd://.../app/config/) is refused.",
         "hotcfg push config.yaml etcd://10.0.0.1:2379/app/config.yaml",
         "0 written (the new revision is printed), or --dry-run shown; 1 FILE\n"
         "is invalid, or a conflict (someone wrote in between: the revision\n"

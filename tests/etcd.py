@@ -92,11 +92,13 @@ class Etcd:
         if self._log is not None:
             self._log.close()
 
-    def ctl(self, *args):
-        """Run ``etcdctl`` against this member; its output."""
+    def ctl(self, *args, stdin=None):
+        """Run ``etcdctl`` against this member (``stdin``: text it reads, as
+        ``txn`` does); its output."""
         etcdctl = shutil.which("etcdctl") or "etcdctl"
         done = subprocess.run(
             [etcdctl, f"--endpoints={self.endpoint}", *args],
+            input=stdin,
             capture_output=True,
             text=True,
             env=dict(os.environ, ETCDCTL_API="3"),
@@ -109,6 +111,13 @@ class Etcd:
     def put(self, key, value):
         """Put ``value`` at ``key``; the new revision."""
         self.ctl("put", "--", key, value)
+        return self.revision()
+
+    def txn(self, *operations):
+        """Run ``operations`` (``"put /k v"``, ``"del /k"``) as one etcd
+        transaction, so they land at one revision; the new revision."""
+        out = self.ctl("txn", stdin="\n" + "\n".join(operations) + "\n\n\n")
+        assert out.startswith("SUCCESS"), out
         return self.revision()
 
     def revision(self):

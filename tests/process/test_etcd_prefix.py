@@ -1,0 +1,196 @@
+"""An etcd prefix as one nested mapping, followed by a real publisher
+against a real etcd member."""
+
+import logging
+import os
+
+import pytest
+
+from hotcfg import _layout
+from hotcfg._errors import ConfigError
+from hotcfg._publisher import Publisher
+from hotcfg._reader import Reader
+from hotcfg._segment import Segment
+from hotcfg._settings import Settings
+from hotcfg._sources import source_for
+from tests.etcd import PROGRESS_MS, free_port
+from tests.waiting import wait_for
+
+PREFIX = "/app/config/"
+
+
+class Followed:
+    """A publisher watching ``PREFIX`` on ``etcd`` and a reader on its segment."""
+
+    def __init__(self, etcd):
+        self.settings = Settings.resolve(
+            {},
+            source=etcd.source(PREFIX),
+            etcd_progress_ms=PROGRESS_MS,
+            etcd_timeout_ms=2000,
+        )
+        self.source = source_for(self.settings)
+        self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="p")
+        self.publisher = Publisher(
+            self.source, self.segment, self.settings, keep_history=False
+        )
+        self.publisher.publish_from_source(raise_errors=True)
+        self.publisher.start_watching()
+        self.reader = Reader(self.segment.view())
+
+    def snapshot(self):
+        return self.reader.refresh()
+
+    def wait(self, predicate, what):
+        """The first snapshot that satisfies ``predicate``."""
+        seen = []
+
+        def check():
+            snapshot = self.snapshot()
+            seen[:] = [snapshot]
+            return predicate(snapshot)
+
+        wait_for(check, what)
+        return seen[0]
+
+    def error(self):
+        return _layout.read_header(self.segment.buffer).error or ""
+
+    def close(self):
+        self.reader.close()
+        self.publisher.close()
+
+
+@pytest.fixture
+def followed(etcd):
+    etcd.put("/app/config/db/host", "db.local")
+    etcd.put("/app/config/db/timeout", "5")
+    etcd.put("/app/config/name", "svc")
+    etcd.put("/app/config/limits", "{rps: 100, burst: 20}")
+    # Beside the prefix, not under it: never read.
+    etcd.put("/app/config", "outside: true")
+    etcd.put("/app/configx/name", "outside")
+    followed = Followed(etcd)
+    yield followed
+    followed.close()
+
+
+def test_the_keys_under_the_prefix_are_one_nested_mapping(followed):
+    assert followed.source.fmt == "yaml"
+    assert followed.snapshot().to_dict() == {
+        "db": {"host": "db.local", "timeout": 5},
+        "name": "svc",
+        "limits": {"rps": 100, "burst": 20},
+    }
+
+
+def test_a_txn_writing_two_keys_is_one_publish(etcd, followed):
+    before = followed.publisher.generation
+    etcd.txn("put /app/config/db/timeout 30", "put /app/config/name svc-2")
+    snapshot = followed.wait(
+        lambda s: s.get("name") == "svc-2", "the txn's second key published"
+    )
+    # Both keys are new in the one snapshot that has either, and nothing
+    # was published between the txn's two writes.
+    assert snapshot.get("db.timeout") == 30
+    assert snapshot.generation == before + 1
+    assert followed.publisher.generation == before + 1
+
+
+def test_a_deleted_key_leaves_the_mapping(etcd, followed):
+    etcd.ctl("del", "/app/config/db/host")
+    snapshot = followed.wait(
+        lambda s: "host" not in s.get("db"), "the deleted key gone"
+    )
+    assert snapshot.get("db") == {"timeout": 5}
+    assert followed.error() == ""
+
+
+def test_a_key_that_is_a_value_and_a_parent_is_refused_naming_both(etcd, followed):
+    generation = followed.publisher.generation
+    etcd.put("/app/config/db", "postgres")
+    wait_for(lambda: "parent" in followed.error(), "the conflict recorded")
+    assert followed.error() == (
+        f"{etcd.source(PREFIX)}: key /app/config/db holds a value and is also the "
+        "parent of key /app/config/db/host: a key is either a value or a folder "
+        "of keys; delete or move one of them"
+    )
+    assert followed.snapshot().get("db.host") == "db.local"
+    assert followed.publisher.generation == generation
+
+    etcd.ctl("del", "/app/config/db")
+    wait_for(lambda: followed.error() == "", "the conflict gone")
+    assert followed.publisher.generation == generation  # the same content
+
+
+def test_no_keys_under_the_prefix_keeps_the_last_good(etcd, followed):
+    generation = followed.publisher.generation
+    etcd.ctl("del", "--prefix", PREFIX)
+    emptied_at = etcd.revision()
+    wait_for(lambda: "no keys" in followed.error(), "the empty prefix recorded")
+    assert followed.error() == (
+        f"{etcd.source(PREFIX)}: no keys under {PREFIX} (the last was deleted at "
+        f"revision {emptied_at})"
+    )
+    assert followed.snapshot().get("name") == "svc"
+    assert followed.publisher.generation == generation
+    assert etcd.ctl("get", "/app/config", "--print-value-only") == "outside: true\n"
+
+    etcd.put("/app/config/name", "back")
+    snapshot = followed.wait(lambda s: s.get("name") == "back", "the new key")
+    assert snapshot.to_dict() == {"name": "back"}
+    assert followed.error() == ""
+
+
+def test_a_bad_value_is_refused_naming_its_key(etcd, followed):
+    etcd.put("/app/config/limits", "{rps: [unclosed")
+    wait_for(lambda: followed.error(), "the rejection recorded")
+    assert followed.error().startswith(f"{etcd.source('/app/config/limits')}:")
+    etcd.put("/app/config/limits", "")
+    wait_for(lambda: "empty" in followed.error(), "the empty value recorded")
+    assert "key /app/config/limits holds an empty value" in followed.error()
+    assert followed.snapshot().get("limits.rps") == 100
+
+
+def test_the_cap_is_over_the_sum_of_the_values(etcd):
+    for n in range(4):
+        etcd.put(f"/app/config/part{n}", "x" * 20)  # 80 bytes together
+
+    def load(max_bytes):
+        settings = Settings.resolve({}, source=etcd.source(PREFIX), max_bytes=max_bytes)
+        return source_for(settings).load()
+
+    with pytest.raises(ConfigError) as info:
+        load(79)
+    assert info.value.reason == (
+        f"the values under {PREFIX} are 80 bytes together, over the 79-byte limit"
+    )
+    assert load(80) == {f"part{n}": "x" * 20 for n in range(4)}
+
+
+def test_no_keys_at_the_first_read_refuses(etcd):
+    settings = Settings.resolve({}, source=etcd.source("/nothing/"))
+    with pytest.raises(ConfigError) as info:
+        source_for(settings).load()
+    assert info.value.reason == "no keys under /nothing/"
+
+
+def test_compaction_while_disconnected_reads_the_prefix_in_full(etcd, followed, caplog):
+    caplog.set_level(logging.INFO, logger="hotcfg")
+    # Disconnected (the member answers etcdctl on another port meanwhile):
+    # a key deleted then, and compacted away, must not stay in the mapping.
+    outage = etcd.client_port
+    etcd.stop()
+    wait_for(lambda: "etcd unreachable" in followed.error(), "unreachable recorded")
+    etcd.client_port = free_port()
+    etcd.start()
+    etcd.ctl("del", "/app/config/limits")
+    revision = etcd.put("/app/config/name", "after")
+    etcd.ctl("compact", str(revision))
+    etcd.stop()
+    etcd.client_port = outage
+    etcd.start()
+    snapshot = followed.wait(lambda s: s.get("name") == "after", "the re-read")
+    assert "limits" not in snapshot
+    assert "compacted" in caplog.text
+    assert f"read {etcd.source(PREFIX)} in full at revision {revision}" in caplog.text
