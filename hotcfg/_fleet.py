@@ -18,8 +18,9 @@ only if its content changed, and it renews the lease every third of its
 TTL. A lease etcd no longer knows (a keep-alive answered without a TTL:
 it expired while etcd was out of reach, or the cluster was restored
 without it) is replaced by a new one and the record put again; a put
-refused for such a lease is retried after that keep-alive. While etcd is unreachable it retries with backoff and logs the
-loss once and the recovery once; publishing never waits for it.
+refused for such a lease is retried after that keep-alive. While etcd is
+unreachable it retries with backoff and logs the loss once and the
+recovery once; publishing never waits for it.
 
 Every etcd call goes through :meth:`FleetRecord._call` (and
 :func:`read_fleet` for the command line), over ``_etcd``'s JSON gateway
@@ -31,6 +32,9 @@ call is open closes its copy of the socket (``_etcd``'s at-fork hook), and
 a keeper inherited by a child is inert there (its pid check, and
 ``os.register_at_fork`` gives it a fresh condition): a worker never puts,
 renews or revokes the master's record.
+
+Imported only by a master following etcd (``_api.keep_fleet_record``) and
+by ``hotcfg status --fleet``; never on a worker's request path.
 """
 
 from __future__ import annotations

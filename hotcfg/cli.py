@@ -275,14 +275,18 @@ def _status_fleet(args: argparse.Namespace) -> int:
         print(f"not an etcd key: {url} (etcd://host:port/key)", file=sys.stderr)
         return 2
     try:
+        key = parse_etcd(url).key
+    except ConfigError as exc:
+        print(f"hotcfg: --fleet: {exc.reason}", file=sys.stderr)
+        return 2
+    try:
         fleet = _fleet.read_fleet(url, Settings.resolve())
     except UnreachableError as exc:
         print(f"hotcfg: {url}: {exc.reason}", file=sys.stderr)
         return 2
-    except ConfigError as exc:
+    except ConfigError as exc:  # a bad HOTCFG_* variable
         print(f"hotcfg: {exc}", file=sys.stderr)
         return 2
-    key = parse_etcd(url).key
     if fleet.unreadable:
         print(
             f"hotcfg: {fleet.unreadable} value(s) under {_fleet.prefix_for(key)} "
