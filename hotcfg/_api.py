@@ -36,7 +36,7 @@ from ._publisher import Publisher
 from ._reader import ChangeCallback, ChangeCallbacks, Reader
 from ._resource import Resource
 from ._segment import Segment
-from ._settings import Settings
+from ._settings import ETCD_SCHEME, Settings
 from ._snapshot import MISSING, Snapshot
 from ._sources import source_for
 
@@ -215,6 +215,20 @@ def ensure_publisher(
             _publisher.start_watching()
             _start_control(_publisher)
         return _publisher
+
+
+def keep_fleet_record() -> None:
+    """Keep this master's record in etcd for ``hotcfg status --fleet`` (the
+    Gunicorn master, once watching; an etcd source with ``HOTCFG_FLEET``
+    on). Its thread stops, and its lease is revoked, when the publisher
+    closes."""
+    publisher = _publisher
+    if publisher is not None and (publisher.settings.source or "").startswith(
+        ETCD_SCHEME
+    ):
+        from . import _fleet  # only a master following etcd needs it
+
+        _fleet.start(publisher)
 
 
 def _start_control(publisher: Publisher) -> None:

@@ -273,7 +273,53 @@ def _print_service(r: dict[str, Any]) -> None:
         )
 
 
+def _status_fleet(args: argparse.Namespace) -> int:
+    """``status --fleet URL``: every master following the key, from the
+    records they keep in etcd (``_fleet``), not from this host's segments."""
+    from . import _fleet, _fleet_view  # only this command reads the fleet
+
+    url = args.fleet
+    if not url.startswith(ETCD_SCHEME):
+        print(f"not an etcd key: {url} (etcd://host:port/key)", file=sys.stderr)
+        return 2
+    try:
+        key = parse_etcd(url).key
+    except ConfigError as exc:
+        print(f"hotcfg: --fleet: {exc.reason}", file=sys.stderr)
+        return 2
+    try:
+        fleet = _fleet.read_fleet(url, Settings.resolve())
+    except UnreachableError as exc:
+        print(f"hotcfg: {url}: {exc.reason}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # a bad HOTCFG_* variable
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return 2
+    if fleet.unreadable:
+        print(
+            f"hotcfg: {fleet.unreadable} value(s) under {_fleet.prefix_for(key)} "
+            "are not fleet records; skipped",
+            file=sys.stderr,
+        )
+    if args.json:
+        report = {
+            "key": key,
+            "key_revision": fleet.key_revision,
+            "revision": fleet.revision,
+            "records": fleet.records,
+        }
+        print(json.dumps(report, indent=2))
+        return 0
+    lines = _fleet_view.render(
+        url, fleet.records, key_revision=fleet.key_revision, now=time.time()
+    )
+    print("\n".join(lines))
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
+    if args.fleet:
+        return _status_fleet(args)
     paths = _segment_paths(args)
     if not paths:
         print(NOT_RUNNING, file=sys.stderr)
@@ -412,9 +458,18 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "For each service on this host: the master, the live generation and\n"
         "when it was published, the source, the last rejection, a validator\n"
         "running now, and every worker with the generation it applied, when,\n"
-        "and for how long it has been behind the live generation.",
-        "hotcfg status --name myapp --json",
-        "0 shown; 2 no service found, or usage.",
+        "and for how long it has been behind the live generation.\n"
+        "\n"
+        "With --fleet etcd://HOST:PORT/KEY: every master on any host that\n"
+        "follows KEY, from the records they keep in etcd under a lease: host,\n"
+        "master pid, service, the etcd revision followed, the live generation,\n"
+        "its workers (those behind as pid:generation) and the record's age;\n"
+        "then which masters are behind the key's last revision. A master that\n"
+        "died drops out when its lease expires (HOTCFG_FLEET_TTL_MS), one that\n"
+        "stopped at once.",
+        "hotcfg status --name myapp --json\n"
+        "  hotcfg status --fleet etcd://10.0.0.1:2379/app/config.yaml",
+        "0 shown; 2 no service found, etcd unreachable (--fleet), or usage.",
     ),
     "wait": (
         "wait until every live worker applied a generation",
@@ -646,6 +701,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "status", _cmd_status)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--fleet",
+        metavar="etcd://HOST:PORT[,...]/KEY",
+        help="every host following this etcd key, from etcd (not this host)",
+    )
 
     p = _subcommand(sub, "wait", _cmd_wait)
     p.add_argument(

@@ -13,7 +13,8 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
   already start current. hotcfg's log records are routed to Gunicorn's
   error log there (:func:`route_logs`), and workers inherit that.
 * ``when_ready`` starts the watcher thread (still before any fork; forks are
-  made safe by ``os.register_at_fork`` in ``_publisher``).
+  made safe by ``os.register_at_fork`` in ``_publisher``), and with an etcd
+  source the thread that keeps the master's fleet record (``_fleet``).
 * ``pre_fork`` gives the worker a slot of the worker table.
 * ``post_fork`` applies ``HOTCFG_WORKER_NICE`` first thing in the worker, so
   every thread the worker and its app start inherits it.
@@ -141,6 +142,7 @@ def on_starting(server: Arbiter) -> None:
 
 def when_ready(server: Arbiter) -> None:
     _api.ensure_publisher(start_watching=True)
+    _api.keep_fleet_record()
 
 
 def pre_fork(server: Arbiter, worker: Worker) -> None:
