@@ -101,6 +101,21 @@ def _error_message(body: bytes) -> str:
         return "no reason given"
 
 
+def _last_words(line: bytes) -> str:
+    """Why a watch stream ended, from its last line, cut off by the end.
+
+    The gateway ends a stream with etcd's error (``etcdserver: no leader``)
+    and no newline after it; anything else there is no message.
+    """
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return "the watch stream ended"
+    if isinstance(message, dict) and "error" in message:
+        return _error_message(line)
+    return "the watch stream ended"
+
+
 def _connect(endpoint: tuple[str, int], timeout_s: float) -> http.client.HTTPConnection:
     conn = http.client.HTTPConnection(*endpoint, timeout=timeout_s)
     conn.connect()
@@ -683,6 +698,7 @@ class EtcdWatch:
         endpoints = source.target.endpoints
         index = 0
         reread = source.revision == 0
+        reasons: list[str] = []  # of the failures in a row, one per endpoint
         while not self._stopping:
             endpoint = endpoints[index]
             try:
@@ -703,6 +719,9 @@ class EtcdWatch:
                     return
                 self._failures += 1
                 failures = self._failures
+                if failures == 1:
+                    reasons.clear()
+                reasons.append(str(exc))
                 index = (index + 1) % len(endpoints)
                 delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(failures, 16))
                 delay *= random.uniform(0.5, 1.0)
@@ -716,8 +735,9 @@ class EtcdWatch:
                         source.revision + 1,
                     )
                 if failures == len(endpoints):
-                    # Every endpoint failed in a row: say so in status.
-                    source.fail(str(exc))
+                    # Every endpoint failed in a row: say so in status, with
+                    # each one's reason (the first is why the watch was left).
+                    source.fail("; ".join(reasons))
                     self.notice()
                 with self._cond:
                     if not self._stopping:
@@ -764,9 +784,9 @@ class EtcdWatch:
                 if not line:
                     raise Unavailable(f"{where}: the watch stream ended")
                 if not line.endswith(b"\n"):
-                    if len(line) < cap:  # cut off by the end of the stream
-                        raise Unavailable(f"{where}: the watch stream ended")
-                    raise Unavailable(f"{where}: a watch response over the limit")
+                    if len(line) >= cap:
+                        raise Unavailable(f"{where}: a watch response over the limit")
+                    raise Unavailable(f"{where}: {_last_words(line)}")
                 if self._handle(json.loads(line), where):
                     return
         except TimeoutError as exc:

@@ -100,3 +100,18 @@ def etcd(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def etcd_cluster(tmp_path):
+    """A real 3-member etcd cluster on free 127.0.0.1 ports, data in
+    ``tmp_path``, every member stopped at teardown (also when the test
+    fails); skips without etcd."""
+    from tests.etcd import EtcdCluster, etcd_binary
+
+    cluster = EtcdCluster(tmp_path / "etcd-cluster", etcd_binary())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,5 +1,7 @@
-"""A real etcd server for tests: one member on free 127.0.0.1 ports."""
+"""Real etcd servers for tests on free 127.0.0.1 ports: one member
+(:class:`Etcd`), or a cluster of three (:class:`EtcdCluster`)."""
 
+import json
 import os
 import shutil
 import signal
@@ -22,10 +24,17 @@ def free_port():
 
 class Etcd:
     """One etcd member with its data in ``directory``; ``stop()`` and
-    ``start()`` again keep the data and the ports."""
+    ``start()`` again keep the data and the ports.
 
-    def __init__(self, directory, binary):
+    Alone by default; a member of a cluster gets its ``name``, extra
+    ``flags`` and, before its first start, ``initial_cluster``.
+    """
+
+    def __init__(self, directory, binary, *, name="test", flags=()):
         self.binary = binary
+        self.name = name
+        self.flags = list(flags)
+        self.initial_cluster = None  # "name=peer-url,...": None, this one alone
         directory.mkdir(parents=True, exist_ok=True)
         self.data_dir = directory / "data"
         self.log_path = directory / "etcd.log"
@@ -42,28 +51,44 @@ class Etcd:
         """The ``HOTCFG_SOURCE`` of ``key`` (which starts with ``/``)."""
         return f"etcd://{self.endpoint}{key}"
 
+    @property
+    def peer_url(self):
+        return f"http://127.0.0.1:{self.peer_port}"
+
     def start(self):
-        peer = f"http://127.0.0.1:{self.peer_port}"
+        self.launch()
+        self.wait_healthy()
+
+    def launch(self):
+        """Start the process without waiting for it to answer (the members
+        of a new cluster answer only once enough of them run)."""
+        peer = self.peer_url
         client = f"http://{self.endpoint}"
+        cluster = self.initial_cluster or f"{self.name}={peer}"
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
                 self.binary,
-                "--name=test",
+                f"--name={self.name}",
                 f"--data-dir={self.data_dir}",
                 f"--listen-client-urls={client}",
                 f"--advertise-client-urls={client}",
                 f"--listen-peer-urls={peer}",
                 f"--initial-advertise-peer-urls={peer}",
-                f"--initial-cluster=test={peer}",
+                f"--initial-cluster={cluster}",
                 f"--experimental-watch-progress-notify-interval={PROGRESS_MS}ms",
                 "--logger=zap",
                 "--log-outputs=stderr",
+                *self.flags,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def wait_healthy(self):
+        """Wait until the member answers ``/health`` (it has a leader)."""
+        client = f"http://{self.endpoint}"
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -78,11 +103,12 @@ class Etcd:
             assert time.monotonic() < deadline, "etcd did not answer in 30 s"
             time.sleep(0.05)
 
-    def stop(self):
+    def stop(self, sig=signal.SIGTERM):
+        """Stop the process (``SIGKILL``: no leadership transfer, no goodbye)."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            os.kill(self.proc.pid, sig)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -126,6 +152,93 @@ class Etcd:
             if line.startswith('"Revision"'):
                 return int(line.split(":")[1])
         raise AssertionError(out)
+
+
+class EtcdCluster:
+    """Three etcd members on free ports, started together, each stoppable and
+    startable again (by pid, keeping its data and ports).
+
+    Elections are quick (50 ms heartbeats, 500 ms election timeout), and the
+    progress-notification interval is :data:`PROGRESS_MS` as for one member.
+    """
+
+    FLAGS = ("--heartbeat-interval=50", "--election-timeout=500")
+
+    def __init__(self, directory, binary, size=3):
+        self.members = [
+            Etcd(directory / f"m{n}", binary, name=f"m{n}", flags=self.FLAGS)
+            for n in range(size)
+        ]
+        cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        for member in self.members:
+            member.initial_cluster = cluster
+
+    def start(self, *members):
+        """Start ``members`` (default: all) together, then wait until each
+        answers."""
+        members = members or self.members
+        for member in members:
+            member.launch()
+        for member in members:
+            member.wait_healthy()
+
+    def stop(self):
+        for member in self.members:
+            member.stop()
+
+    def running(self):
+        return [m for m in self.members if m.proc is not None]
+
+    def source(self, key, members=None):
+        """The ``HOTCFG_SOURCE`` of ``key`` on ``members`` (default: all, in
+        this order)."""
+        endpoints = ",".join(m.endpoint for m in members or self.members)
+        return f"etcd://{endpoints}{key}"
+
+    def ctl(self, *args, check=True):
+        """Run ``etcdctl`` against the running members; its output (with
+        ``check=False``: the finished process)."""
+        etcdctl = shutil.which("etcdctl") or "etcdctl"
+        endpoints = ",".join(m.endpoint for m in self.running())
+        done = subprocess.run(
+            [etcdctl, f"--endpoints={endpoints}", *args],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, ETCDCTL_API="3"),
+            check=False,
+            timeout=20,
+        )
+        if not check:
+            return done
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def put(self, key, value):
+        """Put ``value`` at ``key``; the new revision."""
+        reply = json.loads(self.ctl("put", "--write-out=json", "--", key, value))
+        return int(reply["header"]["revision"])
+
+    def mod_revision(self, key):
+        """The revision ``key`` was last written at (0: no such key)."""
+        reply = json.loads(self.ctl("get", "--write-out=json", "--", key))
+        kvs = reply.get("kvs") or []
+        return int(kvs[0]["mod_revision"]) if kvs else 0
+
+    def leader(self):
+        """The running member that is the leader, or None (none elected, or
+        the members do not agree yet)."""
+        done = self.ctl("endpoint", "status", "--write-out=json", check=False)
+        if done.returncode != 0:
+            return None
+        ids = {}
+        leaders = set()
+        for status in json.loads(done.stdout):
+            ids[status["Status"]["header"]["member_id"]] = status["Endpoint"]
+            leaders.add(status["Status"]["leader"])
+        if len(leaders) != 1:
+            return None
+        endpoint = ids.get(leaders.pop())
+        return next((m for m in self.running() if m.endpoint == endpoint), None)
 
 
 def etcd_binary():
