@@ -13,10 +13,10 @@ that is once a generation is in its segment. Forked from one parent that
 has imported everything, the children share its pages: each costs its own
 threads, sockets and the pages it writes, not an interpreter.
 
-The parent stays until its standard input closes (or SIGTERM), then stops
-every child still there by pid. Parent and children ask the kernel for
-SIGTERM when their own parent dies, so none outlives a benchmark that was
-killed outright.
+The parent stays until its standard input closes (or SIGTERM, SIGINT),
+then stops every child still there by pid. Parent and children ask the
+kernel for SIGTERM when their own parent dies, so none outlives a benchmark
+that was killed outright.
 """
 
 from __future__ import annotations
@@ -98,10 +98,12 @@ def main() -> None:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)  # Ctrl-C reaches the whole group
     for index in range(int(count)):
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
                 child(index, endpoint, key, directory, record, progress)
             finally:
