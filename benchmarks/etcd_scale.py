@@ -2,6 +2,7 @@
 etcd spends on them.
 
     .venv/bin/python benchmarks/etcd_scale.py [--sizes 10 50 200] [--puts 30]
+        [--calls 5]
     .venv/bin/python benchmarks/etcd_scale.py --quick
 
 One etcd member (benchmarks/etcd_server.py: free 127.0.0.1 ports, data in a
@@ -26,9 +27,15 @@ pages; each appends ``<pid> <value> <CLOCK_MONOTONIC ns>`` to one
   part (the put itself: raft, the WAL's fsync, the gateway) and a part per
   watcher (the fan-out, through the JSON gateway, whose encoding of each
   event for each stream is included).
-- **etcd RSS** (``VmRSS`` of ``/proc/<pid>/status``) after the puts, and
+- **etcd RSS** (``VmRSS`` of ``/proc/<pid>/status``) after the puts (and
+  its growth per watcher added, from the smallest size to the largest), and
   the watchers' PSS (``/proc/<pid>/smaps_rollup``: shared pages split
   between the processes that map them), median per watcher.
+- **Single calls**, once the watchers are gone: a range, a put and a lease
+  keepalive (``/v3/lease/keepalive``, what a fleet record's lease costs),
+  each made one after another on one kept-open connection for ``--calls``
+  seconds; etcd's CPU per call over that time. The gateway's own work (HTTP,
+  JSON, a loopback gRPC call) is in every figure.
 
 On this machine's two cores the watchers themselves share the CPU with etcd
 (each parses, validates, encodes and publishes): the put -> all published
@@ -52,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etcd_convergence import Records
-from etcd_server import TICKS_PER_S, Etcd, exit_on_sigterm, pss_kb, summed
+from etcd_server import TICKS_PER_S, Etcd, b64, exit_on_sigterm, pss_kb, summed
 from harness import ROOT, config_text, p95
 
 KEY = "/bench/config.yaml"
@@ -180,6 +187,26 @@ def fit(results: list[Result]) -> tuple[float, float] | None:
     return my - slope * mx, slope * 1000
 
 
+def unary_costs(etcd: Etcd, seconds: float) -> list[tuple[str, float, float]]:
+    """(call, calls per second, etcd CPU us per call) for gateway calls made
+    one after another on one kept-open connection for ``seconds`` each."""
+    lease = etcd.call("/v3/lease/grant", {"TTL": 60})["ID"]
+    calls = {
+        "range": ("/v3/kv/range", {"key": b64(KEY.encode())}),
+        "put": ("/v3/kv/put", {"key": b64(b"/bench/unary"), "value": b64(b"x")}),
+        "keepalive": ("/v3/lease/keepalive", {"ID": lease}),
+    }
+    costs = []
+    for name, (path, request) in calls.items():
+        count, cpu_before, began = 0, etcd.cpu_seconds(), time.monotonic()
+        while time.monotonic() - began < seconds:
+            etcd.call(path, request)
+            count += 1
+        elapsed, cpu = time.monotonic() - began, etcd.cpu_seconds() - cpu_before
+        costs.append((name, count / elapsed, cpu / count * 1e6))
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true",
@@ -193,9 +220,11 @@ def main() -> None:
                         help="etcd's progress-notification interval")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=60.0,
                         help="seconds to start; for a put to reach all")  # fmt: skip
+    parser.add_argument("--calls", type=float, default=5.0,
+                        help="seconds of each kind of single gateway call")  # fmt: skip
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.puts = [10, 20], 5
+        args.sizes, args.puts, args.calls = [10, 20], 5, 1.0
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     exit_on_sigterm()
     print(f"one etcd member, one 1 KB YAML key; per size that many hotcfg watcher "
@@ -225,14 +254,27 @@ def main() -> None:
                       f"{r.cpu_pct:>11.1f} {r.cpu_ms_per_put:>11.2f} "
                       f"{r.us_per_put_watcher:>15.1f} {r.etcd_rss_mb:>12.1f} "
                       f"{r.watcher_pss_mb:>15.2f}")  # fmt: skip
+            # The watchers are gone: one client, one call at a time.
+            costs = unary_costs(etcd, args.calls)
     line = fit(results)
     if line is not None:
         fixed, per_watcher = line
         print(f"least squares over the sizes: etcd CPU per put = {fixed:.2f} ms "
               f"+ {per_watcher:.1f} us x watchers")  # fmt: skip
+        low, high = results[0], results[-1]
+        grown = (high.etcd_rss_mb - low.etcd_rss_mb) * 1024
+        print(f"etcd RSS from {low.watchers} to {high.watchers} watchers: "
+              f"{grown / (high.watchers - low.watchers):.0f} KB per watcher "
+              "added")  # fmt: skip
     print(f"applied: puts (of {args.puts}) that reached every watcher within "
           f"{args.timeout:g} s; CPU figures have the kernel's {TICKS_PER_S} Hz tick "
           "as resolution")  # fmt: skip
+    print()
+    print(f"single gateway calls, one after another on one kept-open connection "
+          f"for {args.calls:g} s each, no watcher: etcd CPU per call")  # fmt: skip
+    print(f"{'call':<10} {'calls/s':>8} {'etcd us/call':>13}")
+    for name, rate, us in costs:
+        print(f"{name:<10} {rate:>8.0f} {us:>13.0f}")
 
 
 if __name__ == "__main__":

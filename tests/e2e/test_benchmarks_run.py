@@ -180,3 +180,7 @@ def test_etcd_scale():
         assert rss > 0, out
         assert pss > 0, out
     assert re.search(r"etcd CPU per put = -?[\d.]+ ms \+ -?[\d.]+ us x watchers", out)
+    for call in ("range", "put", "keepalive"):
+        rate, us = row(out, call)
+        assert rate > 0, out
+        assert us >= 0, out
