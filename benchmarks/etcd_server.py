@@ -256,7 +256,7 @@ def pss_kb(pid: int) -> int:
 
 def socket_inodes(pid: int) -> set[str]:
     """The inodes of the sockets ``pid`` holds open."""
-    found = set()
+    found: set[str] = set()
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:

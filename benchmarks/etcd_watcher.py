@@ -70,6 +70,7 @@ def child(
     )
     fd = os.open(record, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     source = RecordingSource.from_settings(settings)
+    assert isinstance(source, RecordingSource)  # from_settings builds a cls
 
     def notify() -> None:
         line = f"{os.getpid()} {source.value} {time.monotonic_ns()}\n"
