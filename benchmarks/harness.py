@@ -138,8 +138,8 @@ class Server:
             HOTCFG_SEGMENT_DIR=str(config.parent / "seg"),
             HOTCFG_MAX_BYTES=str(max(8 << 20, 2 * size)),
             HOTCFG_WORKER_NICE="" if worker_nice is None else str(worker_nice),
-            **(env or {}),
         )
+        full_env.update(env or {})  # may replace HOTCFG_SOURCE (an etcd key)
         cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers),
                "-b", f"127.0.0.1:{self.port}", "--no-control-socket"]  # fmt: skip
         if hotcfg:
@@ -151,7 +151,11 @@ class Server:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:  # Ctrl-C while starting: stop it all the same
+            self.stop()
+            raise
 
     @property
     def segment_dir(self) -> Path:

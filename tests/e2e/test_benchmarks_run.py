@@ -133,3 +133,54 @@ def test_applier():
     # Without the applier an idle worker never switches: the row says so.
     off = r"\b2\s+idle\s+off\s+-.*\b0\s+1\s+not converged within 2 s"
     assert re.search(off, out), out
+
+
+needs_etcd = pytest.mark.skipif(
+    shutil.which("etcd") is None, reason="no etcd (apt-get install etcd-server)"
+)
+
+
+@needs_etcd
+@pytest.mark.timeout(300)
+def test_etcd_convergence():
+    out = run("etcd_convergence.py", "--quick", timeout=300)
+    peers = ("hotcfg", "poll", "watch")
+    rows = {peer: row(out, peer) for peer in peers}
+    base = rows["hotcfg"][0]
+    for cells in rows.values():
+        median, p95, times, put, applied, conns, watchers, got, sent, cpu = cells
+        assert 0 < median <= p95, out
+        assert_ratio(times, median, base, out, decimals=1, inputs=1)
+        assert put > 0, out
+        assert applied == 5, out  # --quick: every put reached every worker
+        assert conns >= 1, out
+        assert min(watchers, got, sent, cpu) >= 0, out
+    # Per host: the master's one watch against one per worker (4).
+    assert rows["hotcfg"][6] == 1, out
+    assert rows["watch"][6] == 4, out
+    assert rows["poll"][6] == 0, out
+    assert rows["hotcfg"][5] < rows["watch"][5] == 4, out
+    assert rows["poll"][7] > 0, out  # polling asks even when nothing changes
+    assert "idle poll, by method" in out, out
+
+
+@needs_etcd
+@pytest.mark.timeout(300)
+def test_etcd_scale():
+    out = run("etcd_scale.py", "--quick", timeout=300)
+    for watchers in (10, 20):
+        median, p95, applied, cpu, cpu_ms, per_watcher, rss, pss = row(
+            out, str(watchers)
+        )
+        assert 0 < median <= p95, out
+        assert applied == 5, out
+        assert min(cpu, cpu_ms, per_watcher) >= 0, out
+        # us per put and watcher = ms per put x 1000 / watchers
+        assert_ratio(per_watcher / 1000, cpu_ms, watchers, out, decimals=4, inputs=2)
+        assert rss > 0, out
+        assert pss > 0, out
+    assert re.search(r"etcd CPU per put = -?[\d.]+ ms \+ -?[\d.]+ us x watchers", out)
+    for call in ("range", "put", "keepalive"):
+        rate, us = row(out, call)
+        assert rate > 0, out
+        assert us >= 0, out
