@@ -4,7 +4,7 @@ HOTCFG_SET__ overrides and what ``hotcfg get --explain`` prints."""
 import copy
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from hotcfg._errors import ConfigError, ParseError, ValidationError
@@ -39,6 +39,16 @@ DOCS = st.recursive(
     max_leaves=8,
 )
 LAYERS = st.lists(DOCS, min_size=1, max_size=4)
+# Documents that agree on which keys hold mappings ("m", "n") and which hold
+# values ("a", "b"), each key there about half the time: no layer replaces a
+# mapping with a value, and layers overlap often.
+SHAPED = st.recursive(
+    st.fixed_dictionaries({}, optional={"a": LEAVES, "b": LEAVES}),
+    lambda inner: st.fixed_dictionaries(
+        {}, optional={"a": LEAVES, "b": LEAVES, "m": inner, "n": inner}
+    ),
+    max_leaves=8,
+)
 PATHS = st.lists(KEYS, min_size=1, max_size=4).map(tuple)
 # No timing in the tests: the machine running them may be busy.
 untimed = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -68,12 +78,28 @@ def leaves_of(document):
 # -- merging ------------------------------------------------------------------
 
 
-@untimed
-@given(DOCS, DOCS, DOCS)
+@settings(untimed, max_examples=300)
+@given(SHAPED, SHAPED, SHAPED)
+@example({"m": {"a": 0}}, {"m": {}}, {"m": {"a": 2}})  # a key the middle lacks
 def test_merge_is_associative_on_mappings(a, b, c):
     left = merge([merge([a, b]), c])
     assert left == merge([a, merge([b, c])])
     assert left == merge([a, b, c])
+
+
+@untimed
+@given(DOCS, DOCS, DOCS)
+def test_merging_layers_is_a_left_fold(a, b, c):
+    assert merge([a, b, c]) == merge([merge([a, b]), c])
+
+
+def test_grouping_matters_once_a_layer_replaces_a_mapping_with_a_value():
+    # b resets "a" to a value and c makes it a mapping again: merged left to
+    # right, a's keys are gone; b and c merged first forget the reset. So
+    # hotcfg merges in the documented order, left to right, never in groups.
+    a, b, c = {"a": {"x": 1}}, {"a": None}, {"a": {}}
+    assert merge([merge([a, b]), c]) == merge([a, b, c]) == {"a": {}}
+    assert merge([a, merge([b, c])]) == {"a": {"x": 1}}
 
 
 @untimed
