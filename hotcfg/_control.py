@@ -1,5 +1,5 @@
-"""The control socket: how ``hotcfg history``, ``diff`` and ``rollback``
-talk to the running master.
+"""The control socket: how ``hotcfg history``, ``diff``, ``rollback`` and
+``get --explain`` talk to the running master.
 
 A Unix stream socket beside the segment, in the same private (``0700``)
 directory, named after it (``<name>-<pid>-<random>.sock``), mode ``0600``.

@@ -480,7 +480,7 @@ def _source(raw: str) -> str | None:
     return raw or None
 
 
-def _sources(raw: str) -> str | None:
+def _source_layers(raw: str) -> str | None:
     """``a | b | c``: each layer checked as one source is (:func:`_source`)."""
     parts = split_sources(raw)
     for number, part in enumerate(parts, 1):
@@ -508,7 +508,7 @@ def _name(raw: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "source": _sources,
+    "source": _source_layers,
     "format": lambda raw: _format(raw) if raw.strip() else None,
     "debounce_ms": _milliseconds(positive=False),
     "hint_signal": parse_signal,
