@@ -1,5 +1,5 @@
-"""The control socket: how ``hotcfg history``, ``diff`` and ``rollback``
-talk to the running master.
+"""The control socket: how ``hotcfg history``, ``diff``, ``rollback`` and
+``get --explain`` talk to the running master.
 
 A Unix stream socket beside the segment, in the same private (``0700``)
 directory, named after it (``<name>-<pid>-<random>.sock``), mode ``0600``.
@@ -17,6 +17,8 @@ request gets ``{"ok": True, ...}`` or ``{"ok": False, "error": reason}``::
     {"cmd": "history"}                  -> {"live": G, "keep": K, "entries": [...]}
     {"cmd": "payload", "generation": G} -> {"entry": {..., "payload": bytes}}
     {"cmd": "rollback", "to": G | None} -> {"generation": new, "from": G, "path": src}
+    {"cmd": "explain", "path": "a.b"}   -> {"generation": G, "value": v, "from": [...],
+                                            "layers": [...], ...} (``_layers.explain``)
 
 The server is a daemon thread in the master that accepts and hands each
 connection to a short-lived thread (at most :data:`MAX_CLIENTS` at once,
@@ -48,10 +50,11 @@ from typing import Any
 
 import msgpack
 
-from . import _history
+from . import _history, _layers, _payload
 from ._errors import ControlError, HotcfgError
 from ._publisher import Publisher
 from ._segment import SUFFIX as SEGMENT_SUFFIX
+from ._snapshot import split_path
 
 _logger = logging.getLogger(__name__)
 
@@ -210,7 +213,49 @@ def handle(publisher: Publisher, request: dict[str, Any]) -> dict[str, Any]:
             "from": entry.generation,
             "path": publisher.source.location,
         }
+    if command == "explain":
+        return _explain(publisher, request.get("path"))
     raise ControlError(f"unknown command {command!r}")
+
+
+EXPLAIN_ATTEMPTS = 5
+
+
+def _explain(publisher: Publisher, path: object) -> dict[str, Any]:
+    """Where the live value at ``path`` comes from: the layers' documents
+    the publisher kept for the live generation, else the one thing it was
+    published from (a rollback, the cache, the source)."""
+    if not isinstance(path, str):
+        raise ControlError("'path' must be a dotted key path")
+    for _ in range(EXPLAIN_ATTEMPTS):
+        live = publisher.live_layers
+        snapshot = _payload.decode(publisher.segment.buffer)
+        # The record is set just after the commit; another generation here
+        # means a publish went through in between: look again.
+        if live is not None and live[0] == snapshot.generation:
+            break
+        if live is None and snapshot.generation == 0:
+            raise ControlError("nothing is published yet")
+        time.sleep(0.01)
+    else:
+        raise ControlError("busy publishing; ask again")
+    assert live is not None
+    data = snapshot.to_dict()
+    layers = live[1]
+    if layers is None:
+        layers = (_layers.Layer(_origin(publisher, snapshot.source), data),)
+    answer = _layers.explain(layers, split_path(path), data)
+    answer["generation"] = snapshot.generation
+    return answer
+
+
+def _origin(publisher: Publisher, label: str) -> str:
+    """How ``--explain`` names a generation published from one thing."""
+    if label.startswith("rollback:"):
+        return f"rollback to generation {label[len('rollback:') :].split(' ', 1)[0]}"
+    if label.startswith("cache:"):
+        return f"the cache file {publisher.cache_path} (published at start)"
+    return publisher.source.location
 
 
 def _not_kept(generation: int, history: _history.History) -> str:

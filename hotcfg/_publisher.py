@@ -42,6 +42,8 @@ from ._errors import (
     UnreachableError,
     ValidationError,
 )
+from ._layered import LayeredSource
+from ._layers import Layer
 from ._segment import Segment
 from ._settings import Settings
 from ._sources import (
@@ -177,6 +179,11 @@ class Publisher:
             )
             _history.remove_stale_temps(self.cache_path)
         self.from_cache: _history.Entry | None = None  # serving it since start
+        # The live generation and, when a LayeredSource's load made it, the
+        # layers' documents (``hotcfg get --explain``); None for a rollback,
+        # the cache, or one plain source. Set after the commit: a reader that
+        # finds another generation in the segment asks again.
+        self.live_layers: tuple[int, tuple[Layer, ...] | None] | None = None
         _LIVE.add(self)
 
     @property
@@ -306,11 +313,17 @@ class Publisher:
         with self._serial:
             try:
                 started = time.monotonic()
-                data = self._validate(self.source.load())
+                loaded = self.source.load()
+                layers = (
+                    self.source.loaded
+                    if isinstance(self.source, LayeredSource)
+                    else None
+                )
+                data = self._validate(loaded)
                 checked_ms = (time.monotonic() - started) * 1000.0
                 force, self._force = self._force, False
                 generation = self.publish(
-                    data, checked_ms=checked_ms, source_read=not force
+                    data, checked_ms=checked_ms, source_read=not force, layers=layers
                 )
                 self.from_cache = None  # the source answered: live content now
                 return generation
@@ -409,6 +422,7 @@ class Publisher:
         checked_ms: float | None = None,
         source_read: bool | None = None,
         cache: bool = True,
+        layers: tuple[Layer, ...] | None = None,
     ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
@@ -424,6 +438,8 @@ class Publisher:
                 differs from the source's previous read; False: a reload.
             cache: write it to the cache file too (not when it came from
                 there: the cache keeps its own time).
+            layers: the layers' documents ``data`` was merged from (a
+                ``LayeredSource``), kept while it is live.
 
         Returns:
             The new generation, or None when the content did not change.
@@ -441,6 +457,9 @@ class Publisher:
             if (digest == self._digest or read_before) and not confirms_cache:
                 if source_read is not None:
                     self._source_digest = digest
+                if digest == self._digest and layers is not None:
+                    # The same content, now made by these layers' documents.
+                    self.live_layers = (self.generation, layers)
                 self._accept()
                 _logger.debug("hotcfg: %s unchanged; no publish", self.source.label)
                 return None
@@ -468,6 +487,7 @@ class Publisher:
                     source=source or self.source.label,
                     writer_pid=os.getpid(),
                 )
+                self.live_layers = (generation, layers)
             self._digest = digest
             if source_read is not None:
                 # Only once published: a publish that failed is tried again

@@ -13,8 +13,11 @@ environment variable       meaning                         default
 HOTCFG_SOURCE              path of the config file, or     (required)
                            ``etcd://host:port[,...]/key``
                            (or ``/prefix/``: every key
-                           under it, as one mapping)
+                           under it, as one mapping);
+                           several, merged in order, with
+                           `` | `` between them
 HOTCFG_FORMAT              yaml, json or toml              from the suffix
+                           (layers: of those without one)
 HOTCFG_DEBOUNCE_MS         quiet time after file events    100
 HOTCFG_SIGNAL              hint signal name, or ``none``   SIGURG
 HOTCFG_VALIDATOR           ``module:function`` validator   none
@@ -75,6 +78,14 @@ watched file. An ``etcd://`` source is kept as written (endpoints checked);
 its format comes from ``HOTCFG_FORMAT`` or the key's suffix, and is YAML
 for a prefix (a key ending in ``/`` has no suffix; YAML reads ``5`` as a
 number).
+
+Layers (``HOTCFG_SOURCE='base.yaml | etcd://h:2379/app/c.yaml'``, see
+``_layers``): each part is checked and normalised as a single source is,
+and each layer's format is its own suffix's; ``HOTCFG_FORMAT`` is then the
+format of the layers whose name has no known suffix (one variable cannot
+name several formats, and it must not make a ``.json`` layer read as TOML).
+``HOTCFG_SET__*`` overrides are not settings: the source reads them
+(``_sources.source_for``).
 """
 
 from __future__ import annotations
@@ -88,6 +99,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ._errors import ConfigError
+from ._layers import join_sources, layer_name, split_sources
 from ._loaders import FORMATS, format_for
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -190,7 +202,8 @@ class Settings:
     def updated(self, *, base_dir: str | None = None, **changes: Any) -> Settings:
         """These settings with ``changes`` (field names, values as text or as
         their type; ``None`` changes nothing), parsed as :meth:`resolve` does.
-        A new source without a new format gets the format of its suffix.
+        A new source without a new format gets the format of its suffix;
+        with several layers, each gets its own (:func:`layer_settings`).
 
         Raises:
             ConfigError: a value cannot be understood, naming its variable.
@@ -205,7 +218,10 @@ class Settings:
             if value is not None
         }
         source = values.get("source")
-        if source is not None:
+        if source is not None and len(split_sources(source)) > 1:
+            values["source"] = _normalise_layers(source, values.get("format"), base_dir)
+            values["format"] = values.get("format")  # of layers without a suffix
+        elif source is not None:
             values["source"], name = normalise_source(source, base_dir=base_dir)
             if values.get("format") is None:
                 try:
@@ -326,6 +342,56 @@ def _format_of(source: str, name: str) -> str:
     return format_for(name)
 
 
+def _normalise_layers(source: str, fmt: str | None, base_dir: str | None) -> str:
+    """Several sources, each normalised as one is, and each with a format.
+
+    Raises:
+        ConfigError: a layer's format cannot be told, naming the layer.
+    """
+    parts = split_sources(source)
+    kept = []
+    for number, part in enumerate(parts, 1):
+        path, name = normalise_source(part, base_dir=base_dir)
+        try:
+            _layer_format(path, name, fmt)
+        except ConfigError as exc:
+            where = layer_name(number, len(parts), part)
+            raise ConfigError(
+                f"{where}: {exc.reason}", source="HOTCFG_SOURCE"
+            ) from None
+        kept.append(path)
+    return join_sources(kept)
+
+
+def _layer_format(source: str, name: str, fmt: str | None) -> str:
+    """A layer's format: its suffix's, else ``fmt`` (``HOTCFG_FORMAT``),
+    else YAML for an etcd prefix."""
+    try:
+        return format_for(name)
+    except ConfigError:
+        if fmt is not None:
+            return fmt
+        return _format_of(source, name)
+
+
+def layer_settings(settings: Settings) -> list[Settings]:
+    """The settings of each layer of ``settings.source`` (resolved), each
+    with its one source and its format; ``[settings]`` for one source."""
+    parts = split_sources(settings.source) if settings.source else []
+    if len(parts) < 2:
+        return [settings]
+    return [
+        replace(
+            settings,
+            source=part,
+            format=_layer_format(
+                *normalise_source(part, base_dir=None), settings.format
+            ),
+        )
+        for part in parts
+    ]
+
+
 def variable(name: str) -> str:
     """The ``HOTCFG_*`` variable of a :class:`Settings` field."""
     return "HOTCFG_SIGNAL" if name == "hint_signal" else f"HOTCFG_{name.upper()}"
@@ -433,6 +499,19 @@ def _source(raw: str) -> str | None:
     return raw or None
 
 
+def _source_layers(raw: str) -> str | None:
+    """``a | b | c``: each layer checked as one source is (:func:`_source`)."""
+    parts = split_sources(raw)
+    for number, part in enumerate(parts, 1):
+        try:
+            _source(part)
+        except ValueError as exc:
+            if len(parts) == 1:
+                raise
+            raise ValueError(f"{layer_name(number, len(parts), part)}: {exc}") from exc
+    return raw or None
+
+
 def _fleet_ttl(raw: str) -> float:
     value = _milliseconds(positive=True)(raw)
     if value < 2000:
@@ -448,7 +527,7 @@ def _name(raw: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "source": _source,
+    "source": _source_layers,
     "format": lambda raw: _format(raw) if raw.strip() else None,
     "debounce_ms": _milliseconds(positive=False),
     "hint_signal": parse_signal,

@@ -3,7 +3,8 @@
 A source reads once, then watches (or polls) and reports changes and
 failures; the publisher holds a :class:`Source` and does not know which kind
 (docs/design.md, "Sources"). :func:`source_for` picks one from the settings:
-a file (here), or etcd (``_etcd``, imported only when named).
+a file (here), or etcd (``_etcd``, imported only when named); several, or
+any ``HOTCFG_SET__*`` override, make a ``_layered.LayeredSource`` of them.
 
 The only module that opens configuration files. It reads with a size cap and
 refuses anything but a regular file (a FIFO or a device would block or never
@@ -15,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import _loaders, _typed, _validate
 from ._errors import ConfigError, NotConfiguredError, SourceError
+from ._layers import overrides_from, split_sources
 from ._settings import ETCD_SCHEME, Settings
 
 
@@ -70,12 +72,24 @@ class Source(Protocol):
         """
 
 
-def source_for(settings: Settings) -> Source:
+def source_for(
+    settings: Settings, *, environ: Mapping[str, str] | None = None
+) -> Source:
     """The source ``settings`` name.
+
+    Several sources (``a | b``), or ``HOTCFG_SET__*`` overrides in
+    ``environ`` (default ``os.environ``, read now: a master reads them once,
+    when it builds its source), give a ``LayeredSource`` of them.
 
     Raises:
         NotConfiguredError: no source given.
+        ConfigError: an override cannot be understood, naming its variable.
     """
+    overrides = overrides_from(os.environ if environ is None else environ)
+    if overrides or len(split_sources(settings.source or "")) > 1:
+        from ._layered import LayeredSource  # it builds its layers here
+
+        return LayeredSource.from_settings(settings, overrides)
     if settings.source and settings.source.startswith(ETCD_SCHEME):
         from ._etcd import EtcdSource  # only a master watching etcd needs it
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import _control, _diff, _layout, _payload
+from . import _control, _diff, _layers, _layout, _payload
 from ._errors import ConfigError, HotcfgError, UnreachableError
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
@@ -421,6 +421,8 @@ def _load_live(args: argparse.Namespace) -> Snapshot | None:
 
 
 def _cmd_get(args: argparse.Namespace) -> int:
+    if args.explain:
+        return _explain(args)
     snap = _load_live(args)
     if snap is None:
         return 2
@@ -431,6 +433,29 @@ def _cmd_get(args: argparse.Namespace) -> int:
         return 1
     print(dumps(thaw(value)))
     return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """``get --explain``: the master keeps the layers, so ask it."""
+    path = _control_socket(args)
+    if path is None:
+        return 2
+    if not os.path.exists(path):
+        print(
+            f"no control socket at {path}: --explain asks the master, which keeps "
+            "the layers of the live generation, and this service's master does "
+            "not serve one (only a master that watches its source does)",
+            file=sys.stderr,
+        )
+        return 2
+    answer = _control.request(path, {"cmd": "explain", "path": args.key})
+    answer.pop("ok", None)
+    if args.json:
+        print(json.dumps(answer, indent=2, ensure_ascii=False))
+    else:
+        for line in _layers.render(answer):
+            print(line)
+    return 0 if answer["found"] else 1
 
 
 def _cmd_dump(args: argparse.Namespace) -> int:
@@ -485,9 +510,14 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
     ),
     "get": (
         "print one value of the live configuration as JSON",
-        "Prints the value at a dotted path of the live generation.",
-        "hotcfg get db.timeout",
-        "0 printed; 1 no such key; 2 no service found, or usage.",
+        "Prints the value at a dotted path of the live generation. With\n"
+        "--explain, asks the master where it comes from: the layer that gave\n"
+        "it (a file, etcd, a HOTCFG_SET__ variable, a rollback) and what the\n"
+        "other layers hold there; for a mapping, which layers were merged\n"
+        "into it.",
+        "hotcfg get --explain db.timeout",
+        "0 printed; 1 no such key; 2 no service found, its master cannot be\n"
+        "reached (--explain), or usage.",
     ),
     "dump": (
         "print the live configuration as JSON",
@@ -715,6 +745,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "get", _cmd_get)
     p.add_argument("key", help="dotted path, e.g. db.timeout")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="where the value comes from (asks the master)",
+    )
+    p.add_argument("--json", action="store_true", help="with --explain: as JSON")
     _subcommand(sub, "dump", _cmd_dump)
     _add_history_commands(sub)
 
