@@ -369,7 +369,8 @@ def test_push_with_a_password_over_tls_and_with_a_wrong_one(
         new.write_text("value: refused\n")
         assert cli.main(["push", str(new), etcd.source(KEY)]) == 2
         out = capsys.readouterr()
-        assert f"etcd {etcd.endpoint}: authentication failed for user 'app'" in out.err
+        reason = f"etcd {etcd.endpoint}: authentication failed for user 'app'"
+        assert f"hotcfg: {etcd.source(KEY)}: {reason}" in out.err
         for secret in (PASSWORD, "wrong-password-x9"):
             assert secret not in out.out + out.err
             assert secret not in pushed.out + pushed.err
