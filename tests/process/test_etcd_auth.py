@@ -125,8 +125,11 @@ def test_a_key_is_read_and_watched_with_a_password_over_tls(
                 assert secret.encode() not in segment
                 assert secret not in repr(access)
                 assert secret not in followed.source.location
+            watcher = followed.publisher._watcher
         finally:
             followed.close()
+        # Closing wakes the watcher from its read on the TLS stream.
+        assert not any(thread.is_alive() for thread in watcher._threads)
 
 
 def test_a_member_requiring_client_certificates_is_followed_with_one(
