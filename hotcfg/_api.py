@@ -223,9 +223,7 @@ def keep_fleet_record() -> None:
     on). Its thread stops, and its lease is revoked, when the publisher
     closes."""
     publisher = _publisher
-    if publisher is not None and (publisher.settings.source or "").startswith(
-        ETCD_SCHEME
-    ):
+    if publisher is not None and ETCD_SCHEME in (publisher.settings.source or ""):
         from . import _fleet  # only a master following etcd needs it
 
         _fleet.start(publisher)

@@ -31,12 +31,23 @@ holds every key under the prefix and its value, applies each watch response
 is handed on, and ``load()`` parses each value and nests the keys
 (``_keytree``). No keys under the prefix is a rejection like a deleted key.
 
+Auth and TLS (``_etcd_access``): every connection is made with the
+source's :class:`EtcdAccess` (``https`` with its context when TLS), and
+every request and the watch carry its auth token; a token etcd refuses
+(expired, or the member restarted) is replaced by authenticating again,
+once per request. A refusal (a wrong password, no permission, an untrusted
+certificate) is :class:`AccessDenied`: not "unreachable", since the store
+answered, so a master does not start from its cache on it.
+
 Fork story: connections live only inside one call (a read) or in the
 watcher thread (the stream); the source holds no client object. A worker
 forked meanwhile inherits the socket's descriptor, which would keep the
 master's stream (and etcd's watch) open after the master closed it: the
 child closes its copies at once (``os.register_at_fork``), and the threads
-do not exist in a child.
+do not exist in a child. A TLS socket is handled the same way: its
+``detach()`` is the plain socket's, and CPython sends a TLS close_notify
+only from ``unwrap()``, so the child neither closes nor shuts down the
+master's TLS session; it also forgets the token (``_etcd_access``).
 
 Must not be imported by the worker's request path; ``_sources`` imports it
 only when the source is ``etcd://``.
@@ -52,6 +63,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import threading
 import weakref
 from collections.abc import Callable
@@ -59,7 +71,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from . import _keytree, _loaders, _validate
-from ._errors import SourceError, UnreachableError
+from ._errors import ConfigError, SourceError, UnreachableError
+from ._etcd_access import EtcdAccess
 from ._settings import EtcdTarget, Settings, parse_etcd
 from ._sources import load_document
 
@@ -76,10 +89,24 @@ _HEADERS = {"Content-Type": "application/json", "Grpc-Metadata-hasleader": "true
 
 # Sockets open now, closed in a forked child (see the module docstring).
 _OPEN: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+# Held by fork() (``_before_fork``) and while a socket is wrapped in TLS.
+_HANDOVER = threading.Lock()
 
 
 class Unavailable(Exception):
     """This endpoint cannot be followed now (connection, timeout, etcd error)."""
+
+
+class AccessDenied(Unavailable):
+    """This endpoint answered, and refused us (authentication, permission)
+    or we refused it (its certificate): no retry helps until a setting, a
+    file or etcd's users change."""
+
+
+class TokenRefused(Unavailable):
+    """etcd refused the auth token sent (it expired, or the member
+    restarted and forgot it); it is forgotten, and authenticating again may
+    help."""
 
 
 def _b64(data: bytes) -> str:
@@ -116,19 +143,135 @@ def _last_words(line: bytes) -> str:
     return "the watch stream ended"
 
 
-def _connect(endpoint: tuple[str, int], timeout_s: float) -> http.client.HTTPConnection:
-    conn = http.client.HTTPConnection(*endpoint, timeout=timeout_s)
-    conn.connect()
-    sock = conn.sock
-    assert sock is not None
-    _OPEN.add(sock)
+def _error_code(body: bytes) -> int | None:
+    """The gRPC status code of an etcd error answer, if it has one."""
+    try:
+        code = json.loads(body).get("code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
+
+
+# gRPC codes etcd answers with: UNAUTHENTICATED (an invalid or expired
+# token), PERMISSION_DENIED (the user's roles do not cover the key).
+_UNAUTHENTICATED = 16
+_PERMISSION_DENIED = 7
+
+# etcd 3.4.10+ answers this in plain text to a client certificate with a
+# CommonName on its JSON gateway while auth is on (CVE-2020-15136).
+_GATEWAY_CN = b"CommonName of client sending a request against gateway"
+
+
+def _refusal(
+    where: str, status: int, body: bytes, token: str | None, access: EtcdAccess
+) -> Unavailable:
+    """The exception for a non-200 answer to a request sent with ``token``
+    (forgotten here if etcd refused it)."""
+    code = _error_code(body)
+    message = _error_message(body)
+    if token is not None and (status == 401 or code == _UNAUTHENTICATED):
+        access.forget(token)
+        return TokenRefused(f"{where}: {message}")
+    if status == 403 or code == _PERMISSION_DENIED or status == 401:
+        return AccessDenied(f"{where}: {message}")
+    if "user name is empty" in message:
+        return AccessDenied(
+            f"{where}: {message} (auth is enabled: set HOTCFG_ETCD_USER)"
+        )
+    if body.startswith(_GATEWAY_CN):
+        return AccessDenied(
+            f"{where}: etcd's JSON gateway refuses a client certificate with a "
+            "CommonName while auth is enabled (CVE-2020-15136): use one without"
+        )
+    return Unavailable(f"{where}: {message}")
+
+
+def _tls_failure(where: str, exc: ssl.SSLError, access: EtcdAccess) -> Unavailable:
+    """A TLS failure. A certificate refused either way (a verification
+    failure here, an alert from the member) is a denial; the rest (a member
+    going away mid-session) is unavailability. Under TLS 1.3 a member
+    refusing a missing client certificate may close before its alert is
+    read: both name ``HOTCFG_ETCD_CERT_FILE`` then."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return AccessDenied(
+            f"{where}: TLS: certificate verify failed: {exc.verify_message}"
+        )
+    reason = exc.reason or exc.strerror or type(exc).__name__
+    alert = "ALERT" in reason
+    if (alert or isinstance(exc, ssl.SSLEOFError)) and not access.client_cert:
+        reason += " (no client certificate given: see HOTCFG_ETCD_CERT_FILE)"
+    if alert:
+        return AccessDenied(f"{where}: TLS: refused by the member: {reason}")
+    return Unavailable(f"{where}: TLS: {reason}")
+
+
+def _connect(
+    endpoint: tuple[str, int], timeout_s: float, *, access: EtcdAccess
+) -> http.client.HTTPConnection:
+    """A connection to ``endpoint``, over TLS when ``access`` says so (the
+    handshake done: a refused certificate raises ``ssl.SSLError`` here).
+
+    Raises:
+        OSError: no connection.
+    """
+    sock = _open_socket(endpoint, timeout_s, access)
     # A peer that vanished without a FIN (a host down, a cut network) is
     # found by keepalive probes within about 20 s, whatever the stream does.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 2)):
         if hasattr(socket, name):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    conn = http.client.HTTPConnection(*endpoint, timeout=timeout_s)
+    conn.sock = sock
     return conn
+
+
+def _open_socket(
+    endpoint: tuple[str, int], timeout_s: float, access: EtcdAccess
+) -> socket.socket:
+    """A connected socket (TLS: handshaken), in ``_OPEN`` from before it
+    connects: a worker forked while it connects or handshakes (Gunicorn
+    spawns its workers just as the watcher connects) must close its copy
+    too, or it would hold the master's stream open."""
+    host, port = endpoint
+    last: OSError | None = None
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        _OPEN.add(sock)
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(address)
+            if access.context is None:
+                return sock
+            return _handshake(sock, host, access.context)
+        except BaseException as exc:
+            _OPEN.discard(sock)
+            sock.close()  # nothing if wrapped: the TLS socket owns it now
+            if not isinstance(exc, OSError) or isinstance(exc, ssl.SSLError):
+                raise
+            last = exc
+    raise last or OSError(f"no address for {host}")
+
+
+def _handshake(
+    sock: socket.socket, host: str, context: ssl.SSLContext
+) -> ssl.SSLSocket:
+    # wrap_socket() moves the descriptor to a new object: fork() must not
+    # fall between that and registering it (a few bytecodes, no I/O).
+    with _HANDOVER:
+        tls = context.wrap_socket(
+            sock, server_hostname=host, do_handshake_on_connect=False
+        )
+        _OPEN.add(tls)
+    try:
+        tls.do_handshake()
+    except BaseException:
+        _OPEN.discard(tls)
+        tls.close()
+        raise
+    return tls
 
 
 def _close(conn: http.client.HTTPConnection) -> None:
@@ -137,34 +280,135 @@ def _close(conn: http.client.HTTPConnection) -> None:
     conn.close()
 
 
+def _headers(token: str | None) -> dict[str, str]:
+    return _HEADERS if token is None else {**_HEADERS, "Authorization": token}
+
+
+def _post(
+    endpoint: tuple[str, int],
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    access: EtcdAccess,
+    timeout_s: float,
+    cap: int,
+) -> tuple[int, bytes]:
+    """One POST on a connection of its own: the status, and at most
+    ``cap + 1`` bytes of the answer.
+
+    Raises:
+        Unavailable: no answer (:class:`AccessDenied`: a certificate refused).
+    """
+    where = _endpoint_text(endpoint)
+    try:
+        conn = _connect(endpoint, timeout_s, access=access)
+        try:
+            conn.request("POST", path, body, headers)
+            response = conn.getresponse()
+            return response.status, response.read(cap + 1)
+        finally:
+            _close(conn)
+    except ssl.SSLError as exc:
+        raise _tls_failure(where, exc, access) from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise Unavailable(f"{where}: {str(exc) or type(exc).__name__}") from exc
+
+
+def _authenticate(
+    endpoint: tuple[str, int], access: EtcdAccess, timeout_s: float
+) -> str | None:
+    """A new token from ``endpoint`` (``/v3/auth/authenticate``), with the
+    password file read now; None when the cluster has auth disabled.
+
+    Raises:
+        AccessDenied: a wrong user or password, or no password to send.
+        Unavailable: no answer.
+    """
+    where = _endpoint_text(endpoint)
+    try:
+        password = access.password()
+    except ConfigError as exc:
+        raise AccessDenied(f"{where}: {exc}") from None
+    body = json.dumps({"name": access.user, "password": password}).encode()
+    status, raw = _post(
+        endpoint,
+        "/v3/auth/authenticate",
+        body,
+        _HEADERS,
+        access=access,
+        timeout_s=timeout_s,
+        cap=65536,
+    )
+    if status == 200:
+        try:
+            token = json.loads(raw).get("token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise Unavailable(f"{where}: not an etcd v3 answer")
+        return token
+    message = _error_message(raw)
+    if "authentication is not enabled" in message:
+        return None  # anyone may read: go on without a token
+    if "authentication failed" in message:
+        raise AccessDenied(
+            f"{where}: authentication failed for user {access.user!r} ({message})"
+        )
+    raise _refusal(where, status, raw, None, access)
+
+
+def _token_for(
+    endpoint: tuple[str, int], access: EtcdAccess, timeout_s: float
+) -> str | None:
+    """The token to send: the one held, or a new one (None: no user, or
+    auth disabled on the cluster)."""
+    if access.user is None:
+        return None
+    token = access.token
+    if token is None:
+        token = _authenticate(endpoint, access, timeout_s)
+        if token is not None:
+            access.remember(token)
+    return token
+
+
 def _call(
     endpoint: tuple[str, int],
     path: str,
     request: dict[str, Any],
     *,
+    access: EtcdAccess,
     timeout_s: float,
     max_bytes: int,
 ) -> dict[str, Any]:
     """One unary gateway call (``/v3/kv/range``, ``/v3/kv/txn``): its JSON
-    answer.
+    answer. Sent with the access's token; a token etcd refuses is replaced
+    once by authenticating again.
 
     Raises:
-        Unavailable: no answer, an error from etcd, or not an etcd answer.
+        Unavailable: no answer, an error from etcd, or not an etcd answer
+            (:class:`AccessDenied`: refused).
     """
     where = _endpoint_text(endpoint)
     cap = max_bytes * 4 // 3 + 65536  # base64 and the JSON around it
-    try:
-        conn = _connect(endpoint, timeout_s)
-        try:
-            conn.request("POST", path, json.dumps(request).encode(), _HEADERS)
-            response = conn.getresponse()
-            raw = response.read(cap + 1)
-        finally:
-            _close(conn)
-    except (OSError, http.client.HTTPException) as exc:
-        raise Unavailable(f"{where}: {str(exc) or type(exc).__name__}") from exc
-    if response.status != 200:
-        raise Unavailable(f"{where}: {_error_message(raw)}")
+    body = json.dumps(request).encode()
+    for last_try in (False, True):
+        token = _token_for(endpoint, access, timeout_s)
+        status, raw = _post(
+            endpoint,
+            path,
+            body,
+            _headers(token),
+            access=access,
+            timeout_s=timeout_s,
+            cap=cap,
+        )
+        if status == 200:
+            break
+        refusal = _refusal(where, status, raw, token, access)
+        if last_try or not isinstance(refusal, TokenRefused):
+            raise refusal
     if len(raw) > cap:
         raise Unavailable(f"{where}: value over the limit")
     try:
@@ -187,7 +431,12 @@ class KeyState:
 
 
 def read_key_from(
-    endpoint: tuple[str, int], key: str, *, timeout_s: float, max_bytes: int
+    endpoint: tuple[str, int],
+    key: str,
+    *,
+    access: EtcdAccess,
+    timeout_s: float,
+    max_bytes: int,
 ) -> KeyState:
     """Read ``key`` from ``endpoint`` (``/v3/kv/range``).
 
@@ -198,6 +447,7 @@ def read_key_from(
         endpoint,
         "/v3/kv/range",
         {"key": _b64(key.encode())},
+        access=access,
         timeout_s=timeout_s,
         max_bytes=max_bytes,
     )
@@ -228,7 +478,12 @@ def _key_text(encoded: str) -> str:
 
 
 def read_prefix_from(
-    endpoint: tuple[str, int], prefix: str, *, timeout_s: float, max_bytes: int
+    endpoint: tuple[str, int],
+    prefix: str,
+    *,
+    access: EtcdAccess,
+    timeout_s: float,
+    max_bytes: int,
 ) -> PrefixState:
     """Read every key under ``prefix`` from ``endpoint`` (``/v3/kv/range``
     with etcd's prefix ``range_end``).
@@ -241,6 +496,7 @@ def read_prefix_from(
         endpoint,
         "/v3/kv/range",
         {"key": _b64(start), "range_end": _b64(_keytree.range_end(start))},
+        access=access,
         timeout_s=timeout_s,
         max_bytes=max_bytes,
     )
@@ -255,31 +511,53 @@ def read_prefix_from(
         raise Unavailable(f"{_endpoint_text(endpoint)}: not an etcd v3 answer") from exc
 
 
+def _summary(failures: list[Unavailable]) -> tuple[str, bool]:
+    """Every endpoint's failure in one reason, and whether one of them
+    refused (the store answered: not "unreachable")."""
+    denied = any(isinstance(failure, AccessDenied) for failure in failures)
+    return "; ".join(str(failure) for failure in failures), denied
+
+
+def _problem_text(reason: str, *, denied: bool) -> str:
+    return f"etcd {reason}" if denied else f"etcd unreachable: {reason}"
+
+
 def _first_answer(target: EtcdTarget, call: Callable[[tuple[str, int]], T]) -> T:
     """``call`` on each endpoint in turn until one answers.
 
     Raises:
         UnreachableError: none answered (every endpoint's reason).
+        SourceError: none answered, and one refused (auth, TLS).
     """
-    reasons = []
+    failures = []
     for endpoint in target.endpoints:
         try:
             return call(endpoint)
         except Unavailable as exc:
-            reasons.append(str(exc))
-    raise UnreachableError(f"etcd unreachable: {'; '.join(reasons)}", source=target.key)
+            failures.append(exc)
+    reason, denied = _summary(failures)
+    if denied:
+        raise SourceError(_problem_text(reason, denied=True), source=target.key)
+    raise UnreachableError(_problem_text(reason, denied=False), source=target.key)
 
 
-def read_key(target: EtcdTarget, *, timeout_s: float, max_bytes: int) -> KeyState:
+def read_key(
+    target: EtcdTarget, *, access: EtcdAccess, timeout_s: float, max_bytes: int
+) -> KeyState:
     """Read the target's key from the first endpoint that answers.
 
     Raises:
         UnreachableError: no endpoint answered.
+        SourceError: no endpoint answered, and one refused (auth, TLS).
     """
     return _first_answer(
         target,
         lambda endpoint: read_key_from(
-            endpoint, target.key, timeout_s=timeout_s, max_bytes=max_bytes
+            endpoint,
+            target.key,
+            access=access,
+            timeout_s=timeout_s,
+            max_bytes=max_bytes,
         ),
     )
 
@@ -294,7 +572,12 @@ class PutResult:
 
 
 def put_if(
-    target: EtcdTarget, value: bytes, *, mod_revision: int, timeout_s: float
+    target: EtcdTarget,
+    value: bytes,
+    *,
+    access: EtcdAccess,
+    mod_revision: int,
+    timeout_s: float,
 ) -> PutResult:
     """Write ``value`` at the key only if it was last written at
     ``mod_revision`` (0: only if the key does not exist), in one
@@ -304,6 +587,7 @@ def put_if(
 
     Raises:
         UnreachableError: no endpoint answered.
+        SourceError: no endpoint answered, and one refused (auth, TLS).
     """
     key = _b64(target.key.encode())
     request = {
@@ -324,6 +608,7 @@ def put_if(
             endpoint,
             "/v3/kv/txn",
             request,
+            access=access,
             timeout_s=timeout_s,
             max_bytes=len(value) * 2 + 65536,
         )
@@ -350,6 +635,7 @@ class EtcdSource:
         timeout_s: connecting, and each request but the watch stream.
         progress_s: the cluster's progress-notification interval; a watch
             stream silent for longer (plus ``timeout_s``) is reconnected.
+        access: TLS, the user and its token (default: plain, anonymous).
     """
 
     def __init__(
@@ -360,8 +646,10 @@ class EtcdSource:
         *,
         timeout_s: float = 5.0,
         progress_s: float = 600.0,
+        access: EtcdAccess | None = None,
     ) -> None:
         self.target = target
+        self.access = access if access is not None else EtcdAccess()
         self._fmt = fmt
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
@@ -371,11 +659,18 @@ class EtcdSource:
         self._value: bytes | None = None  # None: no such key
         self._deleted_at = 0
         self._problem: str | None = None  # why etcd cannot be followed now
+        self._denied = False  # the problem is a refusal, not unreachability
         self._watching = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EtcdSource:
-        """The key or the prefix (:class:`EtcdPrefixSource`) ``settings`` name."""
+        """The key or the prefix (:class:`EtcdPrefixSource`) ``settings``
+        name, with its access checked now.
+
+        Raises:
+            ConfigError: an etcd auth or TLS setting is incomplete or its
+                file unusable, naming the variable.
+        """
         assert settings.source is not None
         assert settings.format is not None
         target = parse_etcd(settings.source)
@@ -386,6 +681,7 @@ class EtcdSource:
             settings.max_bytes,
             timeout_s=settings.etcd_timeout_ms / 1000.0,
             progress_s=settings.etcd_progress_ms / 1000.0,
+            access=EtcdAccess.from_settings(settings),
         )
 
     @property
@@ -419,15 +715,20 @@ class EtcdSource:
         """The key's document: read now, or while watching the last applied.
 
         Raises:
-            SourceError: etcd unreachable, the key absent or deleted, the
-                value empty or too large.
+            UnreachableError: no endpoint answers.
+            SourceError: etcd refused access (or its certificate was
+                refused), the key absent or deleted, the value empty or too
+                large.
             ConfigError: the value does not parse.
         """
         if not self._watching:
             self.read()
         with self._lock:
             problem, value, deleted_at = self._problem, self._value, self._deleted_at
+            denied = self._denied
         if problem is not None:
+            if denied:
+                raise SourceError(problem, source=self.location)
             raise UnreachableError(problem, source=self.location)
         key = self.target.key
         if value is None:
@@ -449,14 +750,15 @@ class EtcdSource:
     def read(self) -> None:
         """Read the key from the first endpoint that answers, recording the
         failure of all of them as the source's problem."""
-        reasons = []
+        failures = []
         for endpoint in self.target.endpoints:
             try:
                 self.read_from(endpoint)
                 return
             except Unavailable as exc:
-                reasons.append(str(exc))
-        self.fail("; ".join(reasons))
+                failures.append(exc)
+        reason, denied = _summary(failures)
+        self.fail(reason, denied=denied)
 
     def read_from(self, endpoint: tuple[str, int]) -> None:
         """Read the key's value and the store's revision from ``endpoint``.
@@ -467,6 +769,7 @@ class EtcdSource:
         state = read_key_from(
             endpoint,
             self.target.key,
+            access=self.access,
             timeout_s=self.timeout_s,
             max_bytes=self.max_bytes,
         )
@@ -475,15 +778,20 @@ class EtcdSource:
             self._value = state.value
             self._deleted_at = 0
             self._problem = None
+            self._denied = False
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, *, denied: bool = False) -> None:
+        """Record why etcd cannot be followed now; ``denied``: it refused
+        us, or we refused its certificate."""
         with self._lock:
-            self._problem = f"etcd unreachable: {reason}"
+            self._problem = _problem_text(reason, denied=denied)
+            self._denied = denied
 
     def recovered(self) -> bool:
         """Forget the problem; whether there was one."""
         with self._lock:
             had, self._problem = self._problem is not None, None
+            self._denied = False
         return had
 
     def apply(self, result: dict[str, Any]) -> bool:
@@ -595,6 +903,7 @@ class EtcdPrefixSource(EtcdSource):
         state = read_prefix_from(
             endpoint,
             self.target.key,
+            access=self.access,
             timeout_s=self.timeout_s,
             max_bytes=self.answer_bytes,
         )
@@ -699,6 +1008,7 @@ class EtcdWatch:
         index = 0
         reread = source.revision == 0
         reasons: list[str] = []  # of the failures in a row, one per endpoint
+        denied = False  # one of them was a refusal (the store answered)
         while not self._stopping:
             endpoint = endpoints[index]
             try:
@@ -721,7 +1031,9 @@ class EtcdWatch:
                 failures = self._failures
                 if failures == 1:
                     reasons.clear()
+                    denied = False
                 reasons.append(str(exc))
+                denied = denied or isinstance(exc, AccessDenied)
                 index = (index + 1) % len(endpoints)
                 delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(failures, 16))
                 delay *= random.uniform(0.5, 1.0)
@@ -737,7 +1049,7 @@ class EtcdWatch:
                 if failures == len(endpoints):
                     # Every endpoint failed in a row: say so in status, with
                     # each one's reason (the first is why the watch was left).
-                    source.fail("; ".join(reasons))
+                    source.fail("; ".join(reasons), denied=denied)
                     self.notice()
                 with self._cond:
                     if not self._stopping:
@@ -749,8 +1061,23 @@ class EtcdWatch:
 
     def _watch(self, endpoint: tuple[str, int]) -> None:
         """Stream watch responses from ``endpoint`` until compaction or
-        cancellation (returns) or a failure (raises :class:`Unavailable`)."""
+        cancellation (returns) or a failure (raises :class:`Unavailable`).
+        A token refused when the watch is created (it expired while the
+        last stream was open, or the member restarted) is replaced by
+        authenticating again, once."""
+        try:
+            self._watch_once(endpoint)
+        except TokenRefused as exc:
+            if self._stopping:
+                return
+            _logger.info(
+                "hotcfg: etcd refused the auth token (%s); authenticating again", exc
+            )
+            self._watch_once(endpoint)
+
+    def _watch_once(self, endpoint: tuple[str, int]) -> None:
         source = self.source
+        access = source.access
         where = _endpoint_text(endpoint)
         request = {
             "create_request": {
@@ -761,8 +1088,11 @@ class EtcdWatch:
         }
         cap = source.answer_bytes * 4 // 3 + 65536
         silence_s = source.timeout_s  # until the stream has begun
+        token = _token_for(endpoint, access, source.timeout_s)
         try:
-            conn = _connect(endpoint, source.timeout_s)
+            conn = _connect(endpoint, source.timeout_s, access=access)
+        except ssl.SSLError as exc:
+            raise _tls_failure(where, exc, access) from exc
         except OSError as exc:
             raise Unavailable(f"{where}: {exc.strerror or exc}") from exc
         with self._cond:
@@ -771,10 +1101,12 @@ class EtcdWatch:
                 return
             self._stream = conn
         try:
-            conn.request("POST", "/v3/watch", json.dumps(request).encode(), _HEADERS)
+            body = json.dumps(request).encode()
+            conn.request("POST", "/v3/watch", body, _headers(token))
             response = conn.getresponse()
             if response.status != 200:
-                raise Unavailable(f"{where}: {_error_message(response.read(65536))}")
+                answer = response.read(65536)
+                raise _refusal(where, response.status, answer, token, access)
             assert conn.sock is not None
             # Longer than the progress interval: a silent stream is a dead one.
             silence_s = source.progress_s * 1.5 + source.timeout_s
@@ -787,10 +1119,12 @@ class EtcdWatch:
                     if len(line) >= cap:
                         raise Unavailable(f"{where}: a watch response over the limit")
                     raise Unavailable(f"{where}: {_last_words(line)}")
-                if self._handle(json.loads(line), where):
+                if self._handle(json.loads(line), where, token):
                     return
         except TimeoutError as exc:
             raise Unavailable(f"{where}: no word for {silence_s:.1f} s") from exc
+        except ssl.SSLError as exc:
+            raise _tls_failure(where, exc, access) from exc
         except (OSError, http.client.HTTPException) as exc:
             raise Unavailable(f"{where}: {exc or type(exc).__name__}") from exc
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -801,8 +1135,13 @@ class EtcdWatch:
                     self._stream = None
             _close(conn)
 
-    def _handle(self, message: dict[str, Any], where: str) -> bool:
-        """One watch response; True when the key must be read in full again."""
+    def _handle(self, message: dict[str, Any], where: str, token: str | None) -> bool:
+        """One watch response; True when the key must be read in full again.
+
+        Raises:
+            TokenRefused: the watch was not created: ``token`` expired.
+            AccessDenied: the watch was not created: the user may not read.
+        """
         source = self.source
         if "error" in message:
             raise Unavailable(
@@ -820,6 +1159,13 @@ class EtcdWatch:
             )
             return True
         if result.get("canceled"):
+            reason = str(result.get("cancel_reason") or "")
+            # A refused watch is answered "created" and "canceled" at once.
+            if token is not None and "invalid auth token" in reason:
+                source.access.forget(token)
+                raise TokenRefused(f"{where}: {reason}")
+            if "permission denied" in reason:
+                raise AccessDenied(f"{where}: {reason}")
             _logger.warning(
                 "hotcfg: etcd cancelled the watch of %s (%s); reading it in full again",
                 source.location,
@@ -850,11 +1196,22 @@ def _after_fork_in_child() -> None:
         # Close the child's descriptor only, never shutdown(): the master's
         # stream must stay up. detach() first: close() waits for the
         # response's file object, and a socket object left holding the number
-        # would close whatever reuses it later.
+        # would close whatever reuses it later. An SSLSocket's detach() is
+        # the plain socket's: no TLS close_notify (CPython sends one only in
+        # unwrap()), and the TLS state left in the child is freed unused.
         fd = sock.detach()
         if fd >= 0:
             os.close(fd)
     _OPEN.clear()
+    _HANDOVER.release()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _before_fork() -> None:
+    _HANDOVER.acquire()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_HANDOVER.release,
+    after_in_child=_after_fork_in_child,
+)

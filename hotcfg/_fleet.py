@@ -56,7 +56,8 @@ from urllib.parse import quote
 
 from . import _etcd, _layout
 from ._errors import UnreachableError
-from ._settings import ETCD_SCHEME, EtcdTarget, Settings, parse_etcd
+from ._etcd_access import EtcdAccess
+from ._settings import EtcdTarget, Settings, parse_etcd
 
 if TYPE_CHECKING:
     from ._publisher import Publisher
@@ -175,6 +176,7 @@ class FleetRecord:
 
     Args:
         target: the etcd endpoints and the config key.
+        access: TLS and credentials, the source's own.
         content: the record's content now (:func:`build_record`); called
             from the thread.
         host: this host's name, in the key.
@@ -187,11 +189,13 @@ class FleetRecord:
         target: EtcdTarget,
         content: Callable[[], dict[str, Any]],
         *,
+        access: EtcdAccess,
         host: str,
         ttl_s: float,
         timeout_s: float,
     ) -> None:
         self.target = target
+        self.access = access
         self.key = record_key(target.key, host, os.getpid())
         self._content = content
         self._ttl = max(1, math.ceil(ttl_s))
@@ -297,6 +301,7 @@ class FleetRecord:
                 endpoint,
                 path,
                 request,
+                access=self.access,
                 timeout_s=self._timeout_s,
                 max_bytes=65536,
             ),
@@ -371,7 +376,9 @@ class FleetRecord:
 def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
     """The record of ``publisher``'s master now: the segment's live
     generation and worker table, read under the write lock (a publish that
-    grows the segment closes the old mapping), and the source's revision."""
+    grows the segment closes the old mapping), and the revision its etcd
+    source (or etcd layer) has followed the key to."""
+    followed = etcd_source_of(publisher.source)
     with publisher.write_lock:
         buffer = publisher.segment.buffer
         header = _layout.read_header(buffer)
@@ -381,7 +388,7 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
         pid=os.getpid(),
         service=publisher.settings.name,
         source=publisher.source.location,
-        revision=int(getattr(publisher.source, "revision", 0)),
+        revision=followed.revision if followed is not None else 0,
         generation=header.generation,
         published_at=header.published_at,
         workers=[(w.pid, w.generation) for w in workers],
@@ -389,20 +396,33 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
     )
 
 
+def etcd_source_of(source: object) -> _etcd.EtcdSource | None:
+    """The etcd source a master follows: its source, or the first etcd layer
+    of a layered one (the fleet record names that key); None without one."""
+    if isinstance(source, _etcd.EtcdSource):
+        return source
+    for layer in getattr(source, "sources", ()):
+        if isinstance(layer, _etcd.EtcdSource):
+            return layer
+    return None
+
+
 def start(publisher: Publisher) -> FleetRecord | None:
     """Keep ``publisher``'s record (idempotent), stopped and revoked when the
     publisher closes. Only for an etcd source with ``HOTCFG_FLEET`` on, and
     only in the process that created the publisher."""
     settings = publisher.settings
-    if not settings.fleet or not (settings.source or "").startswith(ETCD_SCHEME):
+    followed = etcd_source_of(publisher.source)
+    if not settings.fleet or followed is None:
         return None
     existing = _BY_PUBLISHER.get(publisher)
     if existing is not None or os.getpid() != publisher.segment.owner_pid:
         return existing
     host = socket.gethostname()
     keeper = FleetRecord(
-        parse_etcd(settings.source or ""),
+        followed.target,
         lambda: publisher_content(publisher, host=host),
+        access=followed.access,
         host=host,
         ttl_s=settings.fleet_ttl_ms / 1000.0,
         timeout_s=settings.etcd_timeout_ms / 1000.0,
@@ -441,6 +461,7 @@ def read_fleet(url: str, settings: Settings) -> Fleet:
         UnreachableError: no endpoint answered.
     """
     target = parse_etcd(url)
+    access = EtcdAccess.from_settings(settings)
     prefix = prefix_for(target.key)
     request = {
         "success": [
@@ -454,6 +475,7 @@ def read_fleet(url: str, settings: Settings) -> Fleet:
             endpoint,
             "/v3/kv/txn",
             request,
+            access=access,
             timeout_s=settings.etcd_timeout_ms / 1000.0,
             max_bytes=LIST_MAX_BYTES,
         )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _control, _diff, _layers, _layout, _payload
-from ._errors import ConfigError, HotcfgError, UnreachableError
+from ._errors import ConfigError, HotcfgError, SourceError, UnreachableError
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
 from ._settings import ETCD_SCHEME, Settings, parse_etcd
@@ -65,7 +65,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     """Validate FILE as the master would, then write it to the etcd key with
     a compare-and-swap on the revision read (or ``--expect-revision``)."""
-    from . import _etcd  # only this command speaks to etcd
+    from . import _etcd, _etcd_access  # only this command speaks to etcd
 
     if not args.url.startswith(ETCD_SCHEME):
         print(f"not an etcd key: {args.url} (etcd://host:port/key)", file=sys.stderr)
@@ -101,10 +101,15 @@ def _cmd_push(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        access = _etcd_access.EtcdAccess.from_settings(settings)  # HOTCFG_ETCD_*
+    except ConfigError as exc:
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return 2
     timeout_s = settings.etcd_timeout_ms / 1000.0
     try:
         state = _etcd.read_key(
-            target, timeout_s=timeout_s, max_bytes=settings.max_bytes
+            target, access=access, timeout_s=timeout_s, max_bytes=settings.max_bytes
         )
         expected = state.mod_revision
         if args.expect_revision is not None:
@@ -112,9 +117,13 @@ def _cmd_push(args: argparse.Namespace) -> int:
         if args.dry_run:
             return _push_diff(args, state, data, key_format or "yaml")
         result = _etcd.put_if(
-            target, content, mod_revision=expected, timeout_s=timeout_s
+            target,
+            content,
+            access=access,
+            mod_revision=expected,
+            timeout_s=timeout_s,
         )
-    except UnreachableError as exc:
+    except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
         return 2
     if not result.written:
@@ -554,11 +563,15 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "bytes to the etcd key only if nobody wrote the key since it was read\n"
         "(or since --expect-revision N, the revision you reviewed; 0: the key\n"
         "must not exist). --dry-run prints the key paths that would change.\n"
-        "One key only: a prefix source (etcd://.../app/config/) is refused.",
+        "One key only: a prefix source (etcd://.../app/config/) is refused.\n"
+        "etcd auth and TLS come from HOTCFG_ETCD_USER,\n"
+        "HOTCFG_ETCD_PASSWORD_FILE, HOTCFG_ETCD_CA_FILE, HOTCFG_ETCD_CERT_FILE\n"
+        "and HOTCFG_ETCD_KEY_FILE, as for the master.",
         "hotcfg push config.yaml etcd://10.0.0.1:2379/app/config.yaml",
         "0 written (the new revision is printed), or --dry-run shown; 1 FILE\n"
         "is invalid, or a conflict (someone wrote in between: the revision\n"
-        "there now is named; nothing written); 2 etcd unreachable, or usage.",
+        "there now is named; nothing written); 2 etcd unreachable or refused\n"
+        "access (authentication, TLS), or usage.",
     ),
     "rollback": (
         "publish a kept generation's content again, as a new one",

@@ -1,11 +1,14 @@
 """Real etcd servers for tests on free 127.0.0.1 ports: one member
-(:class:`Etcd`), or a cluster of three (:class:`EtcdCluster`)."""
+(:class:`Etcd`), over plain HTTP or TLS, with or without client
+certificates and auth, or a cluster of three (:class:`EtcdCluster`)."""
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -14,6 +17,9 @@ import pytest
 
 #: etcd's progress-notification interval in the tests (its default is 10 min).
 PROGRESS_MS = 500
+
+#: etcd's root user's password once :meth:`Etcd.enable_auth` ran.
+ROOT_PASSWORD = "root-secret-7f3a"
 
 
 def free_port():
@@ -28,9 +34,31 @@ class Etcd:
 
     Alone by default; a member of a cluster gets its ``name``, extra
     ``flags`` and, before its first start, ``initial_cluster``.
+
+    Args:
+        server_cert: an ``Issued`` certificate (``tests.etcd_certs``): the
+            member serves clients over TLS with it.
+        ca_file: the CA that ``ctl`` and the health check trust; with
+            ``client_cert_auth`` the member trusts it for client
+            certificates too.
+        client_cert: the ``Issued`` client certificate ``ctl`` presents.
+        client_cert_auth: the member requires a client certificate.
+        extra_args: more flags for etcd (``--auth-token-ttl=2``).
     """
 
-    def __init__(self, directory, binary, *, name="test", flags=()):
+    def __init__(
+        self,
+        directory,
+        binary,
+        *,
+        name="test",
+        flags=(),
+        server_cert=None,
+        ca_file=None,
+        client_cert=None,
+        client_cert_auth=False,
+        extra_args=(),
+    ):
         self.binary = binary
         self.name = name
         self.flags = list(flags)
@@ -40,8 +68,18 @@ class Etcd:
         self.log_path = directory / "etcd.log"
         self.client_port = free_port()
         self.peer_port = free_port()
+        self.server_cert = server_cert
+        self.ca_file = ca_file
+        self.client_cert = client_cert
+        self.client_cert_auth = client_cert_auth
+        self.flags += list(extra_args)
+        self.root_password = None  # set once auth is enabled
         self.proc = None
         self._log = None
+
+    @property
+    def scheme(self):
+        return "https" if self.server_cert is not None else "http"
 
     @property
     def endpoint(self):
@@ -55,6 +93,25 @@ class Etcd:
     def peer_url(self):
         return f"http://127.0.0.1:{self.peer_port}"
 
+    def _tls_flags(self):
+        flags = []
+        if self.server_cert is not None:
+            flags += [
+                f"--cert-file={self.server_cert.cert}",
+                f"--key-file={self.server_cert.key}",
+            ]
+        if self.client_cert_auth:
+            flags += ["--client-cert-auth", f"--trusted-ca-file={self.ca_file}"]
+        return flags
+
+    def _health_context(self):
+        if self.server_cert is None:
+            return None
+        context = ssl.create_default_context(cafile=self.ca_file)
+        if self.client_cert is not None:
+            context.load_cert_chain(self.client_cert.cert, self.client_cert.key)
+        return context
+
     def start(self):
         self.launch()
         self.wait_healthy()
@@ -63,7 +120,7 @@ class Etcd:
         """Start the process without waiting for it to answer (the members
         of a new cluster answer only once enough of them run)."""
         peer = self.peer_url
-        client = f"http://{self.endpoint}"
+        client = f"{self.scheme}://{self.endpoint}"
         cluster = self.initial_cluster or f"{self.name}={peer}"
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -79,6 +136,7 @@ class Etcd:
                 f"--experimental-watch-progress-notify-interval={PROGRESS_MS}ms",
                 "--logger=zap",
                 "--log-outputs=stderr",
+                *self._tls_flags(),
                 *self.flags,
             ],
             stdout=self._log,
@@ -88,14 +146,16 @@ class Etcd:
 
     def wait_healthy(self):
         """Wait until the member answers ``/health`` (it has a leader)."""
-        client = f"http://{self.endpoint}"
+        client = f"{self.scheme}://{self.endpoint}"
+        context = self._health_context()
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
                 log = self.log_path.read_text()[-2000:]
                 raise AssertionError(f"etcd exited: {log}")
             try:
-                with urllib.request.urlopen(f"{client}/health", timeout=1) as r:
+                url = f"{client}/health"
+                with urllib.request.urlopen(url, timeout=1, context=context) as r:
                     if b'"true"' in r.read():
                         return
             except OSError:
@@ -119,11 +179,22 @@ class Etcd:
             self._log.close()
 
     def ctl(self, *args, stdin=None):
-        """Run ``etcdctl`` against this member (``stdin``: text it reads, as
-        ``txn`` does); its output."""
+        """Run ``etcdctl`` against this member (over TLS, as root once auth
+        is on, as the member needs; ``stdin``: text it reads, as ``txn``
+        does); its output."""
         etcdctl = shutil.which("etcdctl") or "etcdctl"
+        flags = [f"--endpoints={self.scheme}://{self.endpoint}"]
+        if self.server_cert is not None:
+            flags.append(f"--cacert={self.ca_file}")
+        if self.client_cert is not None:
+            flags += [
+                f"--cert={self.client_cert.cert}",
+                f"--key={self.client_cert.key}",
+            ]
+        if self.root_password is not None:
+            flags.append(f"--user=root:{self.root_password}")
         done = subprocess.run(
-            [etcdctl, f"--endpoints={self.endpoint}", *args],
+            [etcdctl, *flags, *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -152,6 +223,25 @@ class Etcd:
             if line.startswith('"Revision"'):
                 return int(line.split(":")[1])
         raise AssertionError(out)
+
+    def enable_auth(self, user, password, prefix):
+        """Turn etcd auth on: a root user (:data:`ROOT_PASSWORD`), and
+        ``user`` with ``password`` and readwrite on the keys under
+        ``prefix``; ``ctl`` is root from now on."""
+        self.ctl("user", "add", f"root:{ROOT_PASSWORD}", "--interactive=false")
+        self.ctl("user", "add", f"{user}:{password}", "--interactive=false")
+        self.ctl("role", "add", "hotcfg-readers")
+        self.ctl(
+            "role",
+            "grant-permission",
+            "hotcfg-readers",
+            "--prefix=true",
+            "readwrite",
+            prefix,
+        )
+        self.ctl("user", "grant-role", user, "hotcfg-readers")
+        self.ctl("auth", "enable")
+        self.root_password = ROOT_PASSWORD
 
 
 class EtcdCluster:
@@ -239,6 +329,18 @@ class EtcdCluster:
             return None
         endpoint = ids.get(leaders.pop())
         return next((m for m in self.running() if m.endpoint == endpoint), None)
+
+
+@contextlib.contextmanager
+def running_etcd(directory, **options):
+    """An :class:`Etcd` member with ``options``, started, and stopped by pid
+    on leaving (also when the test fails); skips without etcd."""
+    server = Etcd(directory, etcd_binary(), **options)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
 
 
 def etcd_binary():

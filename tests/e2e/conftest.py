@@ -48,6 +48,7 @@ class Service:
         app="tests.apps.probe_app:app",
         config="value: one\n",
         cwd=None,
+        wait=True,
     ):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
@@ -88,7 +89,8 @@ class Service:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_until(lambda: len(self.worker_pids()) == workers, "workers up")
+        if wait:  # False: a service expected to refuse to start
+            self.wait_until(lambda: len(self.worker_pids()) == workers, "workers up")
 
     def get(self, path="/"):
         return json.loads(self.get_text(path))
