@@ -10,6 +10,7 @@ import socket
 import pytest
 
 from hotcfg import _fleet
+from hotcfg._etcd_access import EtcdAccess
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
 from hotcfg._segment import Segment
@@ -188,6 +189,7 @@ def test_an_unchanged_record_is_only_renewed_and_a_change_is_put(etcd):
     keeper = _fleet.FleetRecord(
         parse_etcd(etcd.source(KEY)),
         lambda: dict(content, host="h", pid=1, revision=1, workers=[]),
+        access=EtcdAccess(),
         host="h",
         ttl_s=2,
         timeout_s=1,
@@ -210,3 +212,16 @@ def test_an_unchanged_record_is_only_renewed_and_a_change_is_put(etcd):
         assert [r["generation"] for r in records] == [2]
     finally:
         keeper.stop()
+
+
+def test_a_layered_master_is_recorded_under_its_etcd_layer(etcd, tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("value: base\n")
+    settings = Settings.resolve(
+        {}, source=f"{base} | {etcd.source(KEY)}", etcd_progress_ms=PROGRESS_MS
+    )
+    followed = _fleet.etcd_source_of(source_for(settings, environ={}))
+    assert followed is not None
+    assert followed.target == parse_etcd(etcd.source(KEY))
+    plain = Settings.resolve({}, source=str(base))
+    assert _fleet.etcd_source_of(source_for(plain, environ={})) is None
