@@ -565,10 +565,12 @@ def read_key(
 @dataclass(frozen=True, slots=True)
 class PutResult:
     """A compare-and-swap's outcome: ``written``, and the key's revision now
-    (the new one, or the one that was there instead of the expected one)."""
+    (the new one, or the one that was there instead of the expected one);
+    ``already``: not written because the key holds these very bytes."""
 
     written: bool
     mod_revision: int
+    already: bool = False
 
 
 def put_if(
@@ -581,9 +583,10 @@ def put_if(
 ) -> PutResult:
     """Write ``value`` at the key only if it was last written at
     ``mod_revision`` (0: only if the key does not exist), in one
-    ``/v3/kv/txn``, tried on the next endpoint when one fails. A member that
-    timed out after the write landed makes the retry report a conflict
-    (naming the revision written), never a second write.
+    ``/v3/kv/txn``, tried on the next endpoint when one fails. A key that
+    already holds ``value`` is no conflict (``already``): nothing anyone
+    wrote is lost, and a member that timed out after the write landed makes
+    the retry find its own write there, never a second write.
 
     Raises:
         UnreachableError: no endpoint answered.
@@ -617,7 +620,10 @@ def put_if(
                 return PutResult(True, int(reply["header"]["revision"]))
             responses = reply.get("responses") or [{}]
             kvs = responses[0].get("response_range", {}).get("kvs") or []
-            return PutResult(False, int(kvs[0]["mod_revision"]) if kvs else 0)
+            if not kvs:
+                return PutResult(False, 0)
+            there = base64.b64decode(kvs[0].get("value", ""))
+            return PutResult(False, int(kvs[0]["mod_revision"]), there == value)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             where = _endpoint_text(endpoint)
             raise Unavailable(f"{where}: not an etcd v3 answer") from exc

@@ -126,6 +126,12 @@ def _cmd_push(args: argparse.Namespace) -> int:
     except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
         return 2
+    if result.already:
+        print(
+            f"{args.file} is at {args.url} already: revision "
+            f"{result.mod_revision}; nothing written"
+        )
+        return 0
     if not result.written:
         now = (
             f"at revision {result.mod_revision}"

@@ -78,6 +78,22 @@ def test_two_pushes_from_the_same_revision_one_wins_one_conflicts(
     assert etcd.ctl("get", "--print-value-only", KEY) == f"value: {winner}\n\n"
 
 
+def test_a_push_of_what_the_key_holds_already_is_no_conflict(etcd, tmp_path, capsys):
+    """A retry whose first attempt landed (or another operator's identical
+    push) finds its bytes there: exit 0, nothing written again."""
+    path = tmp_path / "config.yaml"
+    path.write_text("value: same\n")
+    first = etcd.put(KEY, "value: same\n")
+    assert cli.main(["push", str(path), etcd.source(KEY), "--expect-revision=1"]) == 0
+    out = capsys.readouterr().out
+    assert f"is at {etcd.source(KEY)} already: revision {first}" in out
+    assert etcd.revision() == first  # nothing written
+
+    path.write_text("value: other\n")
+    assert cli.main(["push", str(path), etcd.source(KEY), "--expect-revision=1"]) == 1
+    assert "conflict" in capsys.readouterr().err
+
+
 def test_a_push_without_a_pin_conflicts_with_a_key_that_should_not_exist(
     etcd, tmp_path, capsys
 ):
