@@ -10,8 +10,9 @@ at every publish. Everything else receives a :class:`Settings`.
 =========================  ==============================  ===================
 environment variable       meaning                         default
 =========================  ==============================  ===================
-HOTCFG_SOURCE              path of the config file, or     (required)
+HOTCFG_SOURCE              path of the config file,        (required)
                            ``etcd://host:port[,...]/key``
+                           or an ``http(s)://`` URL
 HOTCFG_FORMAT              yaml, json or toml              from the suffix
 HOTCFG_DEBOUNCE_MS         quiet time after file events    100
 HOTCFG_SIGNAL              hint signal name, or ``none``   SIGURG
@@ -70,7 +71,10 @@ A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
 resolved, against the directory given (Gunicorn's ``--chdir``) or the
 current one: an application that changes directory later must not move the
 watched file. An ``etcd://`` source is kept as written (endpoints checked);
-its format comes from ``HOTCFG_FORMAT`` or the key's suffix.
+its format comes from ``HOTCFG_FORMAT`` or the key's suffix. An
+``http://`` or ``https://`` URL is kept as written too (scheme, host and
+port checked; credentials in it refused); its format comes from
+``HOTCFG_FORMAT`` or the suffix of its path.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._errors import ConfigError
 from ._loaders import FORMATS, format_for
@@ -295,15 +300,74 @@ def _etcd_target(source: str) -> EtcdTarget:
     return EtcdTarget(tuple(endpoints), "/" + key)
 
 
+HTTP_SCHEMES = ("http://", "https://")
+
+
+def is_http(source: str) -> bool:
+    """Whether ``source`` is an ``http://`` or ``https://`` URL."""
+    return source[:8].lower().startswith(HTTP_SCHEMES)
+
+
+def check_http_url(source: str) -> None:
+    """Refuse an HTTP source that cannot be fetched as it is written.
+
+    The reasons never quote the URL: one with credentials in it would put
+    them in the error, and the error goes to the log.
+
+    Raises:
+        ValueError: not http(s), no host, a bad port, credentials, a
+            fragment, or spaces and control characters.
+    """
+    if any(c <= " " or c == "\x7f" for c in source):
+        raise ValueError("the URL holds spaces or control characters")
+    if not source.isascii():
+        raise ValueError(
+            "the URL holds non-ASCII characters; percent-encode them (and "
+            "write the host in punycode)"
+        )
+    parts = urlsplit(source)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("expected an http:// or https:// URL")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "credentials in the URL are refused (they would show in logs and "
+            "status); put a bearer token in HOTCFG_HTTP_TOKEN_FILE"
+        )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or over 65535
+        port = 0
+    if port == 0:
+        raise ValueError("the URL's port is not a number from 1 to 65535")
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    if parts.fragment or source.endswith("#"):
+        raise ValueError("a fragment (#...) is never sent to the server; remove it")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of a ``scheme://user:pass@host`` URL
+    replaced by ``***``, for error messages."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return text
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
     """One source as it is kept, and the name its format is guessed from.
 
     A file is made absolute against ``base_dir`` (default: the current
     directory, now); an ``etcd://`` source is kept as written and named by
-    its key.
+    its key; an ``http(s)://`` URL is kept as written and named by its path.
     """
     if source.startswith(ETCD_SCHEME):
         return source, parse_etcd(source).key
+    if is_http(source):
+        return source, urlsplit(source).path
     path = os.path.abspath(os.path.join(base_dir or os.getcwd(), source))
     return path, path
 
@@ -412,6 +476,8 @@ def _text(raw: str) -> str | None:
 def _source(raw: str) -> str | None:
     if raw.startswith(ETCD_SCHEME):
         _etcd_target(raw)  # refused at startup, not at the first read
+    elif is_http(raw):
+        check_http_url(raw)
     return raw or None
 
 
@@ -468,6 +534,7 @@ def _convert(name: str, raw: str) -> Any:
     try:
         return _PARSERS[name](raw)
     except ValueError as exc:
+        shown = redact_url(raw) if name == "source" else raw
         raise ConfigError(
-            f"invalid value {raw!r}: {exc}", source=variable(name)
+            f"invalid value {shown!r}: {exc}", source=variable(name)
         ) from exc
