@@ -30,7 +30,8 @@ HOTCFG_START_EMPTY         start with {} if the source is  false
                            bad at startup (else refuse)
 HOTCFG_WATCH               auto, events or poll            auto
 HOTCFG_POLL_INTERVAL_MS    how often the file is stat'ed   1000
-                           and the watcher checked (ms)
+                           and the watcher checked, or
+                           the URL fetched (ms)
 HOTCFG_METRICS             host:port of the master's       off
                            Prometheus endpoint
 HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
@@ -316,7 +317,7 @@ def check_http_url(source: str) -> None:
 
     Raises:
         ValueError: not http(s), no host, a bad port, credentials, a
-            fragment, or spaces and control characters.
+            fragment, spaces, control or non-ASCII characters.
     """
     if any(c <= " " or c == "\x7f" for c in source):
         raise ValueError("the URL holds spaces or control characters")

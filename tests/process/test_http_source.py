@@ -3,11 +3,13 @@
 import logging
 import os
 import textwrap
+import threading
 
 import pytest
 
 from hotcfg import _layout
 from hotcfg._errors import ConfigError, ParseError, SourceError, UnreachableError
+from hotcfg._http import HttpPoll, Polled
 from hotcfg._http_fetch import Attempt, FetchFailed
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
@@ -28,7 +30,7 @@ def settings_for(url, **extra):
     return Settings.resolve({}, source=url, **(values | extra))
 
 
-class Polled:
+class Polling:
     """A publisher polling ``url`` and a reader on its segment; ``loads``
     counts the documents read and parsed while polling (every call of
     ``on_change`` loads, and so parses, the source once)."""
@@ -79,7 +81,7 @@ class Polled:
 @pytest.fixture
 def polled(http_server):
     http_server.answer(good("value: one\n", etag='"v1"'))
-    polled = Polled(http_server.url())
+    polled = Polling(http_server.url())
     yield polled
     polled.close()
 
@@ -87,7 +89,7 @@ def polled(http_server):
 def test_an_etag_makes_polls_conditional_and_a_304_is_not_parsed(http_server):
     modified = "Wed, 21 Oct 2015 07:28:00 GMT"
     http_server.answer(good("value: one\n", etag='"v1"', last_modified=modified))
-    polled = Polled(http_server.url())
+    polled = Polling(http_server.url())
     try:
         assert polled.value() == "one"
         first = http_server.count()
@@ -114,7 +116,7 @@ def test_an_etag_makes_polls_conditional_and_a_304_is_not_parsed(http_server):
 def test_the_same_bytes_again_are_neither_parsed_nor_published(http_server):
     # No validators: every poll is a full 200.
     http_server.answer(good("value: one\n"))
-    polled = Polled(http_server.url())
+    polled = Polling(http_server.url())
     try:
         first = http_server.count()
         wait_for(lambda: http_server.count() >= first + 3, "three more polls")
@@ -196,7 +198,7 @@ BAD_ANSWERS = {
 def test_a_bad_answer_keeps_the_last_good_and_says_why(http_server, bad):
     reply, reason, kind = bad
     http_server.answer(good("value: one\n"))
-    polled = Polled(http_server.url(), max_bytes=BIG)
+    polled = Polling(http_server.url(), max_bytes=BIG)
     try:
         http_server.answer(reply)
         error = polled.wait_error(reason)
@@ -241,6 +243,52 @@ def test_failures_back_off(http_server, polled):
     polled.wait_value("back")
 
 
+def test_the_backoff_resets_after_a_success():
+    source = source_for(settings_for("http://127.0.0.1:9/app.yaml"))
+    polling = HttpPoll(source, on_change=lambda: None)  # not started: no thread
+    interval = INTERVAL_MS / 1000
+    failed = Polled(True, FetchFailed("HTTP 503", temporary=True))
+    delays = [polling._next_delay(failed) for _ in range(6)]
+    assert delays[5] >= interval * 2**6 / 2
+    assert polling._next_delay(Polled(True)) == interval
+    assert polling._next_delay(failed) <= interval * 2  # the first failure again
+
+
+def test_a_reload_fetches_at_once_and_reads_even_the_same_content(http_server, polled):
+    count = http_server.count()
+    polled.watching.notice()  # Gunicorn's HUP, through the publisher
+    wait_for(lambda: polled.loads == 1, "the reload read")
+    assert http_server.count() > count
+    assert polled.publisher.generation == 1
+
+
+def test_a_slow_publish_does_not_stall_polling(http_server):
+    release = threading.Event()
+    publishing = threading.Event()
+    http_server.answer(good("value: one\n"))
+    polled = Polling(http_server.url())
+    try:
+
+        def slow_publish():
+            publishing.set()
+            release.wait(30)  # a validator that takes its time
+            polled.publisher.publish_from_source()
+
+        polled.watching._on_change = slow_publish
+        http_server.answer(good("value: two\n"))
+        wait_for(publishing.is_set, "the publish started")
+        count = http_server.count()
+        wait_for(lambda: http_server.count() >= count + 3, "polls meanwhile")
+        http_server.answer(good("value: three\n"))
+        wait_for(lambda: http_server.count() >= count + 5, "the newest fetched")
+        release.set()
+        # The publish that was waiting reads the newest answer.
+        polled.wait_value("three")
+    finally:
+        release.set()
+        polled.close()
+
+
 def test_redirects_are_followed_five_times_and_a_loop_is_named(http_server):
     for n in range(5):
         http_server.answer(Reply(302, headers={"Location": f"/r{n + 1}"}), f"/r{n}")
@@ -267,7 +315,7 @@ def test_the_token_is_sent_read_at_each_fetch_and_never_shown(
     other = ScriptedServer()  # another origin: it never sees the token
     try:
         http_server.answer(good("value: one\n"))
-        polled = Polled(http_server.url(), http_token_file=str(token_file))
+        polled = Polling(http_server.url(), http_token_file=str(token_file))
         try:
             seen = http_server.requests()[-1].headers
             assert seen["authorization"] == "Bearer s3cret-t0ken"
@@ -410,7 +458,7 @@ def test_an_answer_that_says_no_at_start_refuses_even_with_a_cache(http_server, 
 
 def test_stopping_cuts_a_fetch_in_flight(http_server):
     http_server.answer(good("value: one\n"))
-    polled = Polled(http_server.url(), http_timeout_ms=30000)
+    polled = Polling(http_server.url(), http_timeout_ms=30000)
     try:
         http_server.answer(Reply(body=b"value: slow\n" * 100, trickle_s=0.2))
         count = http_server.count()
