@@ -460,9 +460,10 @@ def test_stopping_cuts_a_fetch_in_flight(http_server):
     http_server.answer(good("value: one\n"))
     polled = Polling(http_server.url(), http_timeout_ms=30000)
     try:
-        http_server.answer(Reply(body=b"value: slow\n" * 100, trickle_s=0.2))
+        # One byte, then silence: the fetch waits in recv with 30 s left.
+        http_server.answer(Reply(body=b"value: slow\n", trickle_s=30))
         count = http_server.count()
-        wait_for(lambda: http_server.count() > count, "a trickled fetch")
+        wait_for(lambda: http_server.count() > count, "a stalled fetch")
         polled.watching.stop(timeout_s=5.0)
         # The fetch had 30 s left: only a cancelled one lets the thread end.
         assert not any(t.is_alive() for t in polled.watching._threads)
