@@ -304,7 +304,7 @@ class HttpPoll:
             retry_after_s=retry,
             jitter=random.uniform(0.5, 1.0),
         )
-        if self._failures == 1 or retry is not None:
+        if self._failures == 1:  # once per outage; the publisher logs the reason
             _logger.info(
                 "hotcfg: polling %s again in %.1f s (%s)",
                 self.source.location,
