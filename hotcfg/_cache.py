@@ -9,7 +9,7 @@ payload as published, when, from where, its size and hash), under its own
 write it (``0600``, ``O_EXCL`` temporary then rename, read without following
 symlinks, owner and mode checked, size capped, msgpack only).
 
-Kept only for a source that can be unreachable (etcd): a file source that
+Kept only for a source that can be unreachable (etcd, HTTP): a file source that
 is missing at boot refuses to start, as it always did, so it has no cache.
 The publisher writes the file after each publish; ``_api`` reads it only
 when the first read of the source failed because the store was unreachable

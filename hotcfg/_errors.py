@@ -6,7 +6,7 @@ builtin that callers already catch::
     HotcfgError
      ├── ConfigError (ValueError)          a document was rejected; the live one stays
      │    ├── SourceError                  cannot be read: missing, too big, not a file
- │    │    └── UnreachableError         the store (etcd) cannot be reached
+ │    │    └── UnreachableError         the store (etcd, HTTP) cannot answer now
      │    ├── ParseError                   not valid YAML / JSON / TOML
      │    └── ValidationError              parsed, but wrong shape, type or value
      ├── CorruptSegmentError (ValueError)  bytes that are not a consistent segment
@@ -73,8 +73,9 @@ class SourceError(ConfigError):
 
 
 class UnreachableError(SourceError):
-    """The store holding the source (etcd) cannot be reached now; a master
-    starting meanwhile may serve its cache (``_cache``)."""
+    """The store holding the source (etcd, an HTTP server) cannot be reached
+    or cannot answer now; a master starting meanwhile may serve its cache
+    (``_cache``)."""
 
 
 class ParseError(ConfigError):

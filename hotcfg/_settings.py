@@ -10,10 +10,11 @@ at every publish. Everything else receives a :class:`Settings`.
 =========================  ==============================  ===================
 environment variable       meaning                         default
 =========================  ==============================  ===================
-HOTCFG_SOURCE              path of the config file, or     (required)
+HOTCFG_SOURCE              path of the config file,        (required)
                            ``etcd://host:port[,...]/key``
                            (or ``/prefix/``: every key
-                           under it, as one mapping);
+                           under it, as one mapping), or
+                           an ``http(s)://`` URL;
                            several, merged in order, with
                            `` | `` between them
 HOTCFG_FORMAT              yaml, json or toml              from the suffix
@@ -34,7 +35,8 @@ HOTCFG_START_EMPTY         start with {} if the source is  false
                            bad at startup (else refuse)
 HOTCFG_WATCH               auto, events or poll            auto
 HOTCFG_POLL_INTERVAL_MS    how often the file is stat'ed   1000
-                           and the watcher checked (ms)
+                           and the watcher checked, or
+                           the URL fetched (ms)
 HOTCFG_METRICS             host:port of the master's       off
                            Prometheus endpoint
 HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
@@ -77,7 +79,10 @@ current one: an application that changes directory later must not move the
 watched file. An ``etcd://`` source is kept as written (endpoints checked);
 its format comes from ``HOTCFG_FORMAT`` or the key's suffix, and is YAML
 for a prefix (a key ending in ``/`` has no suffix; YAML reads ``5`` as a
-number).
+number). An
+``http://`` or ``https://`` URL is kept as written too (scheme, host and
+port checked; credentials in it refused); its format comes from
+``HOTCFG_FORMAT`` or the suffix of its path.
 
 Layers (``HOTCFG_SOURCE='base.yaml | etcd://h:2379/app/c.yaml'``, see
 ``_layers``): each part is checked and normalised as a single source is,
@@ -97,6 +102,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._errors import ConfigError
 from ._layers import join_sources, layer_name, split_sources
@@ -320,15 +326,74 @@ def _etcd_target(source: str) -> EtcdTarget:
     return EtcdTarget(tuple(endpoints), "/" + key)
 
 
+HTTP_SCHEMES = ("http://", "https://")
+
+
+def is_http(source: str) -> bool:
+    """Whether ``source`` is an ``http://`` or ``https://`` URL."""
+    return source[:8].lower().startswith(HTTP_SCHEMES)
+
+
+def check_http_url(source: str) -> None:
+    """Refuse an HTTP source that cannot be fetched as it is written.
+
+    The reasons never quote the URL: one with credentials in it would put
+    them in the error, and the error goes to the log.
+
+    Raises:
+        ValueError: not http(s), no host, a bad port, credentials, a
+            fragment, spaces, control or non-ASCII characters.
+    """
+    if any(c <= " " or c == "\x7f" for c in source):
+        raise ValueError("the URL holds spaces or control characters")
+    if not source.isascii():
+        raise ValueError(
+            "the URL holds non-ASCII characters; percent-encode them (and "
+            "write the host in punycode)"
+        )
+    parts = urlsplit(source)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("expected an http:// or https:// URL")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "credentials in the URL are refused (they would show in logs and "
+            "status); put a bearer token in HOTCFG_HTTP_TOKEN_FILE"
+        )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or over 65535
+        port = 0
+    if port == 0:
+        raise ValueError("the URL's port is not a number from 1 to 65535")
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    if parts.fragment or source.endswith("#"):
+        raise ValueError("a fragment (#...) is never sent to the server; remove it")
+
+
+def redact_url(text: str) -> str:
+    """``text`` with the credentials of a ``scheme://user:pass@host`` URL
+    replaced by ``***``, for error messages."""
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return text
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return text
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+
+
 def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
     """One source as it is kept, and the name its format is guessed from.
 
     A file is made absolute against ``base_dir`` (default: the current
     directory, now); an ``etcd://`` source is kept as written and named by
-    its key.
+    its key; an ``http(s)://`` URL is kept as written and named by its path.
     """
     if source.startswith(ETCD_SCHEME):
         return source, parse_etcd(source).key
+    if is_http(source):
+        return source, urlsplit(source).path
     path = os.path.abspath(os.path.join(base_dir or os.getcwd(), source))
     return path, path
 
@@ -496,6 +561,8 @@ def _text(raw: str) -> str | None:
 def _source(raw: str) -> str | None:
     if raw.startswith(ETCD_SCHEME):
         _etcd_target(raw)  # refused at startup, not at the first read
+    elif is_http(raw):
+        check_http_url(raw)
     return raw or None
 
 
@@ -565,6 +632,7 @@ def _convert(name: str, raw: str) -> Any:
     try:
         return _PARSERS[name](raw)
     except ValueError as exc:
+        shown = redact_url(raw) if name == "source" else raw
         raise ConfigError(
-            f"invalid value {raw!r}: {exc}", source=variable(name)
+            f"invalid value {shown!r}: {exc}", source=variable(name)
         ) from exc

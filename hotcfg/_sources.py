@@ -3,8 +3,9 @@
 A source reads once, then watches (or polls) and reports changes and
 failures; the publisher holds a :class:`Source` and does not know which kind
 (docs/design.md, "Sources"). :func:`source_for` picks one from the settings:
-a file (here), or etcd (``_etcd``, imported only when named); several, or
-any ``HOTCFG_SET__*`` override, make a ``_layered.LayeredSource`` of them.
+a file (here), etcd (``_etcd``) or an http(s) URL (``_http``), each imported
+only when named; several, or any ``HOTCFG_SET__*`` override, make a
+``_layered.LayeredSource`` of them.
 
 The only module that opens configuration files. It reads with a size cap and
 refuses anything but a regular file (a FIFO or a device would block or never
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 from . import _loaders, _typed, _validate
 from ._errors import ConfigError, NotConfiguredError, SourceError
 from ._layers import overrides_from, split_sources
-from ._settings import ETCD_SCHEME, Settings
+from ._settings import ETCD_SCHEME, Settings, is_http
 
 
 class Watching(Protocol):
@@ -94,6 +95,10 @@ def source_for(
         from ._etcd import EtcdSource  # only a master watching etcd needs it
 
         return EtcdSource.from_settings(settings)
+    if settings.source and is_http(settings.source):
+        from ._http import HttpSource  # only a master polling a URL needs it
+
+        return HttpSource.from_settings(settings)
     return FileSource.from_settings(settings)
 
 

@@ -115,3 +115,17 @@ def etcd_cluster(tmp_path):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def http_server():
+    """A real, scriptable HTTP server on a free 127.0.0.1 port
+    (``tests/httpserver.py``), stopped at teardown (also when the test
+    fails)."""
+    from tests.httpserver import ScriptedServer
+
+    server = ScriptedServer()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,243 @@
+"""A real, scriptable HTTP server for the HTTP source's tests.
+
+A ``ThreadingHTTPServer`` on a free 127.0.0.1 port, in the test's own
+process. The test says what each path answers (:class:`Reply`), including
+the ways servers go wrong (a trickle, a body cut short, a broken chunked
+stream); the server records every request (path, headers, arrival time,
+and the status it answered). ``stop()`` ends the server and every handler
+thread; the ``http_server`` fixture calls it, also when the test fails.
+"""
+
+import contextlib
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+#: The path the tests serve the config at.
+PATH = "/app.yaml"
+
+
+@dataclass
+class Reply:
+    """What a path answers.
+
+    Attributes:
+        status: the status line's code.
+        body: the body sent (all of it, unless cut short).
+        content_type: the Content-Type header (None: none sent).
+        headers: any other headers.
+        etag: answer 304 when the request's If-None-Match is this.
+        last_modified: sent as Last-Modified; answer 304 when the request's
+            If-Modified-Since is this.
+        content_length: the Content-Length declared (default: the body's
+            length); a larger one with the connection then closed is a body
+            cut short.
+        chunked: send the body chunked, without Content-Length.
+        broken_chunks: chunked, and the stream ends without its last chunk.
+        trickle_s: send the body one byte at a time, this many seconds apart.
+    """
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str | None = "application/yaml"
+    headers: dict = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    content_length: int | None = None
+    chunked: bool = False
+    broken_chunks: bool = False
+    trickle_s: float = 0.0
+
+
+def good(text, **kwargs):
+    """A 200 with ``text`` as a YAML body."""
+    return Reply(body=text.encode(), **kwargs)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the server received it."""
+
+    at: float  # time.monotonic() when its headers had arrived
+    path: str
+    headers: dict  # names in lower case
+    status: int  # what the server answered
+
+
+class ScriptedServer:
+    """The server; ``answer(reply, path)`` sets what ``path`` answers from
+    now on (every other path: 404)."""
+
+    def __init__(self, tls_context=None):
+        self._lock = threading.Lock()
+        self._routes = {}
+        self._seen = []
+        self.stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = False  # server_close() joins them
+        self._server.scripted = self
+        self.scheme = "http"
+        if tls_context is not None:
+            self._server.socket = tls_context.wrap_socket(
+                self._server.socket, server_side=True
+            )
+            self.scheme = "https"
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="test-http-server",
+        )
+        self._thread.start()
+
+    def url(self, path=PATH, host="127.0.0.1"):
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def answer(self, reply, path=PATH):
+        with self._lock:
+            self._routes[path] = reply
+
+    def requests(self, path=None):
+        """The requests received so far (to ``path``, if given)."""
+        with self._lock:
+            return [s for s in self._seen if path is None or s.path == path]
+
+    def count(self, path=None):
+        return len(self.requests(path))
+
+    def _route(self, path, headers):
+        with self._lock:
+            reply = self._routes.get(path, Reply(404, b"not found\n", "text/plain"))
+            status = reply.status
+            if status == 200 and (
+                (reply.etag and headers.get("if-none-match") == reply.etag)
+                or (
+                    reply.last_modified
+                    and headers.get("if-modified-since") == reply.last_modified
+                )
+            ):
+                status = 304
+            self._seen.append(Seen(time.monotonic(), path, headers, status))
+            return reply, status
+
+    def stop(self):
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10  # an idle client does not hold a handler thread forever
+
+    def log_message(self, format, *args):
+        pass  # no stderr noise; the test reads .requests()
+
+    def do_GET(self):
+        scripted = self.server.scripted
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply, status = scripted._route(self.path.split("?")[0], headers)
+        self.close_connection = True
+        with contextlib.suppress(OSError):  # the client may give up first
+            self._send(scripted, reply, status)
+
+    def _send(self, scripted, reply, status):
+        self.send_response(status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if reply.etag:
+            self.send_header("ETag", reply.etag)
+        if reply.last_modified:
+            self.send_header("Last-Modified", reply.last_modified)
+        if status == 304:
+            self.end_headers()
+            return
+        if reply.content_type is not None:
+            self.send_header("Content-Type", reply.content_type)
+        body = reply.body
+        if reply.chunked or reply.broken_chunks:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+            if not reply.broken_chunks:
+                self.wfile.write(b"0\r\n\r\n")
+            return
+        length = len(body) if reply.content_length is None else reply.content_length
+        self.send_header("Content-Length", str(length))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if not reply.trickle_s:
+            self.wfile.write(body)
+            return
+        for i in range(len(body)):
+            self.wfile.write(body[i : i + 1])
+            self.wfile.flush()
+            if scripted.stopping.wait(reply.trickle_s):
+                return
+
+
+def tls_pair(directory):
+    """A CA (its PEM file in ``directory``) and a server context whose
+    certificate it signed, for 127.0.0.1 only (not localhost)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def built(builder, key):
+        return builder.sign(key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = built(
+        x509.CertificateBuilder()
+        .subject_name(name("hotcfg test CA"))
+        .issuer_name(name("hotcfg test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True),
+        ca_key,
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = built(
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            False,
+        ),
+        ca_key,
+    )
+    ca_file = directory / "ca.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain = directory / "server.pem"
+    chain.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return ca_file, context
