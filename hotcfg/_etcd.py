@@ -238,8 +238,9 @@ def _open_socket(
     for family, kind, proto, _, address in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM
     ):
-        sock = socket.socket(family, kind, proto)
-        _OPEN.add(sock)
+        with _HANDOVER:  # a fork never falls between these two
+            sock = socket.socket(family, kind, proto)
+            _OPEN.add(sock)
         try:
             sock.settimeout(timeout_s)
             sock.connect(address)
@@ -275,8 +276,17 @@ def _handshake(
 
 
 def _close(conn: http.client.HTTPConnection) -> None:
-    if conn.sock is not None:
-        _OPEN.discard(conn.sock)
+    """Close the connection's descriptor now, and forget it in one step a
+    fork cannot fall into. ``conn.close()`` alone leaves the descriptor open
+    while a response's file object still refers to the socket, unlisted in
+    ``_OPEN``: a worker forked then would hold the master's connection."""
+    sock = conn.sock
+    if sock is not None:
+        with _HANDOVER:
+            _OPEN.discard(sock)
+            fd = sock.detach()  # no TLS close_notify: see _after_fork_in_child
+            if fd >= 0:
+                os.close(fd)
     conn.close()
 
 
