@@ -97,6 +97,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -372,15 +373,13 @@ def check_http_url(source: str) -> None:
 
 
 def redact_url(text: str) -> str:
-    """``text`` with the credentials of a ``scheme://user:pass@host`` URL
-    replaced by ``***``, for error messages."""
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return text
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return text
-    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
+    """``text`` with the credentials of every ``scheme://user:pass@host``
+    in it (a layered source names several) replaced by ``***``, for error
+    messages."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@|\s]*@")
 
 
 def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
@@ -575,7 +574,8 @@ def _source_layers(raw: str) -> str | None:
         except ValueError as exc:
             if len(parts) == 1:
                 raise
-            raise ValueError(f"{layer_name(number, len(parts), part)}: {exc}") from exc
+            where = layer_name(number, len(parts), redact_url(part))
+            raise ValueError(f"{where}: {exc}") from exc
     return raw or None
 
 

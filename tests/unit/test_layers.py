@@ -261,6 +261,21 @@ def test_a_bad_layer_stops_startup_naming_it(source, message):
         Settings.resolve({"HOTCFG_SOURCE": source})
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "a.yaml | https://user:s3cret@h.example/x.yaml",
+        "etcd://h:2379/k.yaml | https://user:s3cret@h.example/x.yaml",
+        "a.yaml | etcd://user:s3cret@h:2379/k.yaml",
+    ],
+)
+def test_a_layer_refused_for_its_credentials_never_shows_them(source):
+    with pytest.raises(ConfigError) as refused:
+        Settings.resolve({"HOTCFG_SOURCE": source})
+    assert "s3cret" not in str(refused.value)
+    assert "***@h" in str(refused.value)
+
+
 # -- environment overrides ----------------------------------------------------
 
 ENV_KEY = st.from_regex(r"[a-z0-9]{1,4}(_[a-z0-9]{1,3}){0,2}", fullmatch=True)
