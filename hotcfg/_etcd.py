@@ -742,10 +742,7 @@ class EtcdSource:
         with self._lock:
             problem, value, deleted_at = self._problem, self._value, self._deleted_at
             denied = self._denied
-        if problem is not None:
-            if denied:
-                raise SourceError(problem, source=self.location)
-            raise UnreachableError(problem, source=self.location)
+        self._raise_problem(problem, denied=denied)
         key = self.target.key
         if value is None:
             if deleted_at:
@@ -762,6 +759,15 @@ class EtcdSource:
                 source=self.location,
             )
         return load_document(value, fmt=self._fmt, source=self.location)
+
+    def _raise_problem(self, problem: str | None, *, denied: bool) -> None:
+        """Why etcd cannot be followed now, raised: a refusal (the store
+        answered: no cache fallback) or unreachability; nothing if none."""
+        if problem is None:
+            return
+        if denied:
+            raise SourceError(problem, source=self.location)
+        raise UnreachableError(problem, source=self.location)
 
     def read(self) -> None:
         """Read the key from the first endpoint that answers, recording the
@@ -882,9 +888,8 @@ class EtcdPrefixSource(EtcdSource):
             self.read()
         with self._lock:
             problem, values = self._problem, self._values
-            emptied_at = self._emptied_at
-        if problem is not None:
-            raise UnreachableError(problem, source=self.location)
+            emptied_at, denied = self._emptied_at, self._denied
+        self._raise_problem(problem, denied=denied)
         prefix = self.target.key
         if not values:
             since = f" (the last was deleted at revision {emptied_at})"
@@ -928,6 +933,7 @@ class EtcdPrefixSource(EtcdSource):
             self._values = state.values
             self._emptied_at = 0
             self._problem = None
+            self._denied = False
 
     def apply(self, result: dict[str, Any]) -> bool:
         """Apply one watch response whole; whether a key changed.

@@ -378,3 +378,28 @@ def test_push_with_a_password_over_tls_and_with_a_wrong_one(
             assert secret not in out.out + out.err
             assert secret not in pushed.out + pushed.err
         assert etcd.ctl("get", "--print-value-only", KEY) == "value: pushed\n\n"
+
+
+def test_a_prefix_refused_access_is_a_refusal_not_unreachable(
+    tmp_path, certs, password_file
+):
+    """As for one key: a wrong password on a prefix (alone, or as a layer)
+    must not send the master to its cache."""
+    with _secure(tmp_path, certs) as etcd:
+        etcd.enable_auth(USER, PASSWORD, "/app/")
+        etcd.put("/app/conf/value", "one")
+        password_file.write_text("wrong-password-x9\n")
+        base = tmp_path / "base.yaml"
+        base.write_text("other: 1\n")
+        for source in (
+            etcd.source("/app/conf/"),
+            f"{base} | {etcd.source('/app/conf/')}",
+        ):
+            settings = _settings(
+                etcd, password_file, etcd_ca_file=certs.ca_file
+            ).updated(source=source)
+            with pytest.raises(SourceError) as refused:
+                source_for(settings, environ={}).load()
+            assert not isinstance(refused.value, UnreachableError), source
+            assert "authentication failed for user 'app'" in str(refused.value)
+            assert "wrong-password-x9" not in str(refused.value)
