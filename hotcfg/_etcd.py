@@ -161,6 +161,11 @@ _PERMISSION_DENIED = 7
 # CommonName on its JSON gateway while auth is on (CVE-2020-15136).
 _GATEWAY_CN = b"CommonName of client sending a request against gateway"
 
+# etcd refuses a token made before any change to its users or roles with
+# this (a JWT carries the revision for good): authenticate again, as etcd's
+# own client does.
+_STALE_AUTH = "revision of auth store is old"
+
 
 def _refusal(
     where: str, status: int, body: bytes, token: str | None, access: EtcdAccess
@@ -169,10 +174,14 @@ def _refusal(
     (forgotten here if etcd refused it)."""
     code = _error_code(body)
     message = _error_message(body)
-    if token is not None and (status == 401 or code == _UNAUTHENTICATED):
+    if token is not None and (
+        status == 401 or code == _UNAUTHENTICATED or _STALE_AUTH in message
+    ):
         access.forget(token)
         return TokenRefused(f"{where}: {message}")
     if status == 403 or code == _PERMISSION_DENIED or status == 401:
+        if token is not None:  # granted since, maybe: the next try asks anew
+            access.forget(token)
         return AccessDenied(f"{where}: {message}")
     if "user name is empty" in message:
         return AccessDenied(
@@ -1001,9 +1010,11 @@ class EtcdWatch:
             self._stopping = True
             stream, self._stream = self._stream, None
             self._cond.notify_all()
-        if stream is not None and stream.sock is not None:
+        # Read once: the watcher's own close may clear it meanwhile.
+        sock = stream.sock if stream is not None else None
+        if sock is not None:
             with contextlib.suppress(OSError):  # wakes the watcher from its read
-                stream.sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout_s)
@@ -1183,10 +1194,14 @@ class EtcdWatch:
         if result.get("canceled"):
             reason = str(result.get("cancel_reason") or "")
             # A refused watch is answered "created" and "canceled" at once.
-            if token is not None and "invalid auth token" in reason:
+            if token is not None and (
+                "invalid auth token" in reason or _STALE_AUTH in reason
+            ):
                 source.access.forget(token)
                 raise TokenRefused(f"{where}: {reason}")
             if "permission denied" in reason:
+                if token is not None:  # granted since, maybe: ask anew
+                    source.access.forget(token)
                 raise AccessDenied(f"{where}: {reason}")
             _logger.warning(
                 "hotcfg: etcd cancelled the watch of %s (%s); reading it in full again",

@@ -403,3 +403,22 @@ def test_a_prefix_refused_access_is_a_refusal_not_unreachable(
             assert not isinstance(refused.value, UnreachableError), source
             assert "authentication failed for user 'app'" in str(refused.value)
             assert "wrong-password-x9" not in str(refused.value)
+
+
+def test_a_token_older_than_a_change_of_users_is_replaced(
+    tmp_path, certs, password_file
+):
+    """Any change to etcd's users or roles makes older tokens stale
+    ("revision of auth store is old"): the next request authenticates again
+    instead of failing until a restart."""
+    with _secure(tmp_path, certs) as etcd:
+        etcd.enable_auth(USER, PASSWORD, "/app/")
+        etcd.put(KEY, "value: one\n")
+        settings = _settings(etcd, password_file, etcd_ca_file=certs.ca_file)
+        access = EtcdAccess.from_settings(settings)
+        target = source_for(settings).target
+        assert read_key(target, access=access, timeout_s=2, max_bytes=4096).value
+        etcd.ctl("user", "add", "someone-else:pw-x1", "--interactive=false")
+        etcd.put(KEY, "value: two\n")
+        state = read_key(target, access=access, timeout_s=2, max_bytes=4096)
+        assert state.value == b"value: two\n"
