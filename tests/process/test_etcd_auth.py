@@ -8,6 +8,8 @@ import socket
 import ssl
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from hotcfg import _layout, cli
 from hotcfg._errors import ConfigError, SourceError, UnreachableError
@@ -411,7 +413,24 @@ def test_a_token_older_than_a_change_of_users_is_replaced(
     """Any change to etcd's users or roles makes older tokens stale
     ("revision of auth store is old"): the next request authenticates again
     instead of failing until a restart."""
-    with _secure(tmp_path, certs) as etcd:
+    # JWT tokens carry the auth revision; simple tokens take the current one.
+    private, public = tmp_path / "jwt.key", tmp_path / "jwt.pub"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo,
+        )
+    )
+    jwt = f"--auth-token=jwt,pub-key={public},priv-key={private},sign-method=RS256"
+    with _secure(tmp_path, certs, extra_args=[jwt]) as etcd:
         etcd.enable_auth(USER, PASSWORD, "/app/")
         etcd.put(KEY, "value: one\n")
         settings = _settings(etcd, password_file, etcd_ca_file=certs.ca_file)
