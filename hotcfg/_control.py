@@ -229,23 +229,28 @@ def _explain(publisher: Publisher, path: object) -> dict[str, Any]:
         raise ControlError("'path' must be a dotted key path")
     for _ in range(EXPLAIN_ATTEMPTS):
         live = publisher.live_layers
-        snapshot = _payload.decode(publisher.segment.buffer)
+        # Under the write lock, copied out whole: a publish that grows the
+        # segment closes the mapping read here.
+        with publisher.write_lock:
+            snapshot = _payload.decode(publisher.segment.buffer)
+            generation, source = snapshot.generation, snapshot.source
+            data = snapshot.to_dict()
+            del snapshot
         # The record is set just after the commit; another generation here
         # means a publish went through in between: look again.
-        if live is not None and live[0] == snapshot.generation:
+        if live is not None and live[0] == generation:
             break
-        if live is None and snapshot.generation == 0:
+        if live is None and generation == 0:
             raise ControlError("nothing is published yet")
         time.sleep(0.01)
     else:
         raise ControlError("busy publishing; ask again")
     assert live is not None
-    data = snapshot.to_dict()
     layers = live[1]
     if layers is None:
-        layers = (_layers.Layer(_origin(publisher, snapshot.source), data),)
+        layers = (_layers.Layer(_origin(publisher, source), data),)
     answer = _layers.explain(layers, split_path(path), data)
-    answer["generation"] = snapshot.generation
+    answer["generation"] = generation
     return answer
 
 

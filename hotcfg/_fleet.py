@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from . import _etcd, _layout
+from . import _etcd, _keytree, _layout
 from ._errors import UnreachableError
 from ._etcd_access import EtcdAccess
 from ._settings import EtcdTarget, Settings, parse_etcd
@@ -158,10 +158,8 @@ def _b64(text: str) -> str:
 
 
 def _range_end(prefix: str) -> str:
-    # Every key that starts with the prefix: the prefix with its last byte
-    # plus one (it ends in "/", so no carry).
-    raw = prefix.encode()
-    return base64.b64encode(raw[:-1] + bytes([raw[-1] + 1])).decode("ascii")
+    """Every key that starts with ``prefix``, as the gateway takes it."""
+    return base64.b64encode(_keytree.range_end(prefix.encode())).decode("ascii")
 
 
 def _lease_gone(exc: BaseException) -> bool:
@@ -463,10 +461,18 @@ def read_fleet(url: str, settings: Settings) -> Fleet:
     target = parse_etcd(url)
     access = EtcdAccess.from_settings(settings)
     prefix = prefix_for(target.key)
+    config: dict[str, Any] = {"key": _b64(target.key), "keys_only": True}
+    if target.is_prefix:  # its last change: the newest key under it
+        config.update(
+            range_end=_range_end(target.key),
+            sort_order="DESCEND",
+            sort_target="MOD",
+            limit=1,
+        )
     request = {
         "success": [
             {"request_range": {"key": _b64(prefix), "range_end": _range_end(prefix)}},
-            {"request_range": {"key": _b64(target.key), "keys_only": True}},
+            {"request_range": config},
         ]
     }
 

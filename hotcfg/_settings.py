@@ -324,6 +324,10 @@ def _etcd_target(source: str) -> EtcdTarget:
         if not text or text.startswith(":"):
             raise ValueError(f"endpoint {item!r} has no host")
         endpoints.append(parse_address(text))
+    if ("/" + key).startswith("/hotcfg/"):
+        # A master following them would change what it follows with every
+        # record it puts.
+        raise ValueError("keys under /hotcfg/ are hotcfg's own (the fleet records)")
     return EtcdTarget(tuple(endpoints), "/" + key)
 
 

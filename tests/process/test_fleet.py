@@ -225,3 +225,11 @@ def test_a_layered_master_is_recorded_under_its_etcd_layer(etcd, tmp_path):
     assert followed.target == parse_etcd(etcd.source(KEY))
     plain = Settings.resolve({}, source=str(base))
     assert _fleet.etcd_source_of(source_for(plain, environ={})) is None
+
+
+def test_the_fleet_of_a_prefix_is_compared_with_its_newest_key(etcd):
+    etcd.put("/app/conf/a", "1")
+    newest = etcd.put("/app/conf/b", "2")
+    etcd.put("/app/other", "3")  # not under the prefix
+    fleet = _fleet.read_fleet(etcd.source("/app/conf/"), Settings.resolve({}))
+    assert fleet.key_revision == newest

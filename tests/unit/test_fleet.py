@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from hotcfg import _fleet, _fleet_view
+from hotcfg._errors import ConfigError
+from hotcfg._settings import Settings
 
 
 def record(host="web-1", pid=100, revision=42, generation=7, workers=None, **extra):
@@ -155,3 +159,11 @@ def test_the_view_module_is_pure():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout) == ["hotcfg._fleet_view"]
+
+
+@pytest.mark.parametrize(
+    "key", ["/hotcfg/", "/hotcfg/fleet/x.yaml", "/hotcfg/app.yaml"]
+)
+def test_a_source_under_hotcfgs_own_keys_is_refused(key):
+    with pytest.raises(ConfigError, match="hotcfg's own"):
+        Settings.resolve({"HOTCFG_SOURCE": f"etcd://127.0.0.1:2379{key}"})
