@@ -16,6 +16,13 @@ Fork story: no connection outlives one fetch (:class:`Attempt` closes its
 sockets when the fetch ends). A worker forked during a fetch inherits the
 socket's descriptor, which would keep the connection open after the master
 closed it: the child closes its copies at once (``os.register_at_fork``).
+For that, every descriptor must be listed in ``_OPEN`` from its creation to
+its close, also across the TLS wrap (which moves it to a new socket
+object): creating and listing, wrapping and listing the TLS socket,
+unlisting and closing are each one step under ``_HANDOVER``, which fork()
+takes too (``_etcd``'s way). The handshake itself runs after the wrap,
+outside the lock, on the listed TLS socket: a fork may fall into it, and
+:meth:`Attempt.cancel` cuts it.
 
 Name resolution is bounded by the system resolver's own timeouts only
 (``getaddrinfo`` cannot be interrupted).
@@ -56,6 +63,10 @@ _TOKEN_MAX_BYTES = 16384
 
 # Sockets open now, closed in a forked child (see the module docstring).
 _OPEN: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+# Held by fork() (``_before_fork``) and while a socket is created, wrapped
+# in TLS or closed, each with its listing in ``_OPEN``: a few bytecodes and
+# system calls that never block.
+_HANDOVER = threading.Lock()
 
 
 class FetchFailed(Exception):
@@ -85,8 +96,11 @@ class Attempt:
     """One fetch's deadline and the sockets it opened.
 
     :meth:`cancel` may be called from another thread (stopping the poll);
-    sockets are shut down and closed only under the lock, so a descriptor
-    number reused after a close is never shut down by mistake.
+    sockets are shut down and closed only under the attempt's lock, so a
+    descriptor number reused after a close is never shut down by mistake.
+    Sockets are created, wrapped and closed under ``_HANDOVER`` too (taken
+    first), so a fork never falls between a descriptor's change and its
+    listing (the module docstring).
     """
 
     def __init__(self, timeout_s: float) -> None:
@@ -110,22 +124,62 @@ class Attempt:
             raise TimeoutError("the fetch's deadline passed")
         return left
 
-    def own(self, sock: socket.socket) -> None:
-        """Close ``sock`` with this attempt (and in a forked child)."""
-        with self._lock:
+    def new_socket(self, family: int, kind: int, proto: int) -> socket.socket:
+        """A new socket, closed with this attempt (and in a forked child).
+
+        Raises:
+            FetchCancelled: cancelled.
+        """
+        with _HANDOVER, self._lock:  # a fork never falls between these
             if self.cancelled:
-                sock.close()
                 raise FetchCancelled
+            sock = socket.socket(family, kind, proto)
             self._socks.append(sock)
             _OPEN.add(sock)
+        return sock
+
+    def wrap(
+        self, sock: socket.socket, context: ssl.SSLContext, host: str
+    ) -> ssl.SSLSocket:
+        """``sock`` (one of this attempt's) wrapped in TLS, not yet
+        handshaken; the TLS socket takes its place in the lists.
+
+        ``wrap_socket`` moves the descriptor to a new object: a fork must not
+        fall between that and listing it, and the handshake must happen on a
+        listed socket that :meth:`cancel` can shut down.
+
+        Raises:
+            FetchCancelled: cancelled.
+        """
+        with _HANDOVER, self._lock:
+            if self.cancelled:
+                raise FetchCancelled
+            tls = context.wrap_socket(
+                sock, server_hostname=host, do_handshake_on_connect=False
+            )
+            self._socks[self._socks.index(sock)] = tls
+            _OPEN.discard(sock)
+            _OPEN.add(tls)
+        return tls
+
+    def forget(self, sock: socket.socket) -> None:
+        """Close one of this attempt's sockets now (a connect that failed)."""
+        with _HANDOVER, self._lock:
+            if sock in self._socks:
+                self._socks.remove(sock)
+                _close(sock)
 
     def cancel(self) -> None:
-        """Cut the fetch: its blocked read or write returns at once."""
+        """Cut the fetch: its blocked connect, handshake, read or write
+        returns at once."""
         with self._lock:
             self.cancelled = True
             for sock in self._socks:
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+                    # The plain socket's shutdown, also under TLS: it wakes
+                    # the fetch's thread without touching the TLS object
+                    # that thread is using (SSLSocket.shutdown drops it).
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def __enter__(self) -> Attempt:
         return self
@@ -135,11 +189,23 @@ class Attempt:
 
     def close(self) -> None:
         """Close the sockets (idempotent); the fetch is over."""
-        with self._lock:
+        with _HANDOVER, self._lock:
             socks, self._socks = self._socks, []
             for sock in socks:
-                _OPEN.discard(sock)
-                sock.close()
+                _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    """Unlist ``sock`` and close its descriptor; under ``_HANDOVER``.
+
+    ``detach()`` then ``os.close``: the socket object gives up its number
+    at once (whatever else still refers to it), and an SSLSocket's
+    ``detach()`` is the plain socket's (no TLS close_notify is sent).
+    """
+    _OPEN.discard(sock)
+    fd = sock.detach()
+    if fd >= 0:
+        os.close(fd)
 
 
 class _BoundedReader(io.RawIOBase):
@@ -195,8 +261,7 @@ def _open_socket(host: str, port: int, attempt: Attempt) -> socket.socket:
     for family, kind, proto, _, address in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM
     ):
-        sock = socket.socket(family, kind, proto)
-        attempt.own(sock)
+        sock = attempt.new_socket(family, kind, proto)
         try:
             sock.settimeout(attempt.left())
             sock.connect(address)
@@ -204,6 +269,7 @@ def _open_socket(host: str, port: int, attempt: Attempt) -> socket.socket:
         except TimeoutError:
             raise
         except OSError as exc:
+            attempt.forget(sock)
             error = exc
     raise error or OSError(f"no address for {host}")
 
@@ -229,10 +295,11 @@ class _Connection(http.client.HTTPConnection):
         attempt = self._attempt
         sock = _open_socket(self.host, self.port, attempt)
         if self._context is not None:
-            # The handshake is bounded as a whole by the socket's timeout.
+            sock = attempt.wrap(sock, self._context, self.host)
+            # The whole handshake is bounded by the socket's timeout (one
+            # deadline in CPython's do_handshake): the time left.
             sock.settimeout(attempt.left())
-            sock = self._context.wrap_socket(sock, server_hostname=self.host)
-            attempt.own(sock)
+            sock.do_handshake()
         # http.client uses only sendall, makefile and close (_BoundedSocket).
         self.sock = _BoundedSocket(sock, attempt)
 
@@ -518,11 +585,21 @@ def _after_fork_in_child() -> None:
     for sock in list(_OPEN):
         # Close the child's descriptor only, never shutdown(): the master's
         # fetch must go on. detach() first, so the socket object cannot close
-        # whatever reuses the number later.
+        # whatever reuses the number later (an SSLSocket's is the plain
+        # socket's: no TLS close_notify).
         fd = sock.detach()
         if fd >= 0:
             os.close(fd)
     _OPEN.clear()
+    _HANDOVER.release()
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _before_fork() -> None:
+    _HANDOVER.acquire()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_HANDOVER.release,
+    after_in_child=_after_fork_in_child,
+)

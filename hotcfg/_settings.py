@@ -89,6 +89,9 @@ Layers (``HOTCFG_SOURCE='base.yaml | etcd://h:2379/app/c.yaml'``, see
 and each layer's format is its own suffix's; ``HOTCFG_FORMAT`` is then the
 format of the layers whose name has no known suffix (one variable cannot
 name several formats, and it must not make a ``.json`` layer read as TOML).
+A token file (``HOTCFG_HTTP_TOKEN_FILE``) is refused with layers on more
+than one HTTP origin (scheme, host and port): every HTTP layer would send
+it, and a token is for one origin.
 ``HOTCFG_SET__*`` overrides are not settings: the source reads them
 (``_sources.source_for``).
 """
@@ -213,7 +216,8 @@ class Settings:
         with several layers, each gets its own (:func:`layer_settings`).
 
         Raises:
-            ConfigError: a value cannot be understood, naming its variable.
+            ConfigError: a value cannot be understood, naming its variable;
+                a token file with layers on several HTTP origins.
         """
         known = {f.name for f in fields(self)}
         unknown = sorted(set(changes) - known)
@@ -235,7 +239,9 @@ class Settings:
                     values["format"] = _format_of(values["source"], name)
                 except ConfigError as exc:
                     raise ConfigError(exc.reason, source="HOTCFG_SOURCE") from None
-        return replace(self, **values)
+        settings = replace(self, **values)
+        _check_token_origins(settings)
+        return settings
 
     @classmethod
     def from_mapping(
@@ -399,6 +405,42 @@ def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
         return source, urlsplit(source).path
     path = os.path.abspath(os.path.join(base_dir or os.getcwd(), source))
     return path, path
+
+
+def http_origin(url: str) -> str:
+    """An http(s) URL's origin as it is written in a message:
+    ``https://config.example``, with the port unless it is the scheme's.
+    Two URLs have the same origin when these are equal (scheme and host in
+    lower case, the scheme's port filled in: ``_http_rules.same_origin``'s
+    rule)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+
+
+def _check_token_origins(settings: Settings) -> None:
+    """Refuse a bearer token with layers on several HTTP origins: the one
+    token file would be sent to each of them, and a token belongs to one.
+
+    Raises:
+        ConfigError: naming ``HOTCFG_HTTP_TOKEN_FILE``.
+    """
+    if not settings.http_token_file or not settings.source:
+        return
+    origins = dict.fromkeys(
+        http_origin(part) for part in split_sources(settings.source) if is_http(part)
+    )
+    if len(origins) > 1:
+        raise ConfigError(
+            f"the layers name {len(origins)} HTTP origins ({', '.join(origins)}); "
+            "a token is sent to one origin only",
+            source="HOTCFG_HTTP_TOKEN_FILE",
+        )
 
 
 def _format_of(source: str, name: str) -> str:

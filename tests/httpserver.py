@@ -6,9 +6,12 @@ the ways servers go wrong (a trickle, a body cut short, a broken chunked
 stream); the server records every request (path, headers, arrival time,
 and the status it answered). ``stop()`` ends the server and every handler
 thread; the ``http_server`` fixture calls it, also when the test fails.
+:class:`SilentServer` accepts connections and never answers: a TLS
+handshake with it hangs.
 """
 
 import contextlib
+import socket
 import ssl
 import threading
 import time
@@ -127,6 +130,54 @@ class ScriptedServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+class SilentServer:
+    """A port that accepts TCP connections and never says a word: an
+    https client's handshake hangs there (its ClientHello is never
+    answered). ``hello_received()`` says when a client's first bytes have
+    arrived, so the client is inside its TLS handshake; ``stop()`` closes
+    every connection (the client sees the end of the stream)."""
+
+    def __init__(self):
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._conns = []
+        self._thread = threading.Thread(target=self._accept, name="test-silent")
+        self._thread.start()
+
+    def url(self, path=PATH):
+        return f"https://127.0.0.1:{self.port}{path}"
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:  # stop() closed the listener
+                return
+            with self._lock:
+                self._conns.append(conn)
+
+    def hello_received(self):
+        """Whether some client sent bytes (left unread: never answered)."""
+        with self._lock:
+            conns = list(self._conns)
+        for conn in conns:
+            with contextlib.suppress(BlockingIOError, OSError):
+                if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    return True
+        return False
+
+    def stop(self):
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        self._listener.close()
+        self._thread.join()
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -16,7 +16,7 @@ from hotcfg._reader import Reader
 from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
-from tests.httpserver import Reply, ScriptedServer, good, tls_pair
+from tests.httpserver import Reply, ScriptedServer, SilentServer, good, tls_pair
 from tests.waiting import wait_for
 
 from . import run_script
@@ -472,6 +472,40 @@ def test_stopping_cuts_a_fetch_in_flight(http_server):
         polled.close()
 
 
+@pytest.fixture
+def silent_server():
+    """A port whose TLS handshakes hang (``tests/httpserver.SilentServer``)."""
+    server = SilentServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_stopping_cuts_a_tls_handshake_in_flight(silent_server):
+    settings = settings_for(silent_server.url(), http_timeout_ms=30000)
+    source = source_for(settings)
+    watching = source.watch(lambda: None, settings)
+    try:
+        wait_for(silent_server.hello_received, "a handshake under way")
+        watching.stop(timeout_s=5.0)
+        # The handshake had 30 s left: only a cancelled one lets it end now.
+        assert not any(t.is_alive() for t in watching._threads)
+    finally:
+        watching.stop()
+
+
+def test_a_hanging_tls_handshake_ends_at_the_deadline(silent_server):
+    fetcher = source_for(settings_for(silent_server.url())).fetcher
+    with (
+        Attempt(TIMEOUT_MS / 1000) as attempt,
+        pytest.raises(FetchFailed, match=f"within {TIMEOUT_MS} ms") as raised,
+    ):
+        fetcher.fetch(attempt)
+    assert raised.value.temporary
+    assert silent_server.hello_received()  # it was the handshake that hung
+
+
 def test_a_deadline_bounds_the_whole_fetch(http_server):
     http_server.answer(Reply(body=b"value: slow\n" + b"#" * 150, trickle_s=0.2))
     fetcher = source_for(settings_for(http_server.url())).fetcher
@@ -490,7 +524,7 @@ FORK_SCRIPT = textwrap.dedent(
     from hotcfg._settings import Settings
     from hotcfg._sources import source_for
 
-    url, port = sys.argv[1], int(sys.argv[2])
+    url, port, until = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     source = source_for(Settings.resolve({}, source=url, http_timeout_ms=20000))
     attempt = Attempt(20.0)
 
@@ -518,8 +552,19 @@ FORK_SCRIPT = textwrap.dedent(
             rows = [line.split() for line in table.readlines()[1:]]
         return [r[9] for r in rows if r[2] == wanted and r[9] in inodes]
 
+    def hello_waiting():
+        # The server's end holds bytes it has not read: our ClientHello, so
+        # the fetch is inside its TLS handshake (the server never answers).
+        local = f"0100007F:{port:04X}"
+        with open("/proc/self/net/tcp") as table:
+            rows = [line.split() for line in table.readlines()[1:]]
+        return any(r[1] == local and int(r[4].split(":")[1], 16) for r in rows)
+
+    def ready():
+        return connections() and (until == "connected" or hello_waiting())
+
     deadline = time.monotonic() + 20
-    while not connections() and time.monotonic() < deadline:
+    while not ready() and time.monotonic() < deadline:
         time.sleep(0.01)
     parent = len(connections())
     pid = os.fork()
@@ -536,6 +581,23 @@ FORK_SCRIPT = textwrap.dedent(
 def test_a_worker_forked_during_a_fetch_holds_no_connection(http_server, tmp_path):
     http_server.answer(Reply(body=b"value: slow\n" * 100, trickle_s=0.2))
     output = run_script(
-        FORK_SCRIPT, tmp_path / "unused.yaml", http_server.url(), http_server.port
+        FORK_SCRIPT,
+        tmp_path / "unused.yaml",
+        http_server.url(),
+        http_server.port,
+        "connected",
+    )
+    assert output == "parent 1 child 0"
+
+
+def test_a_worker_forked_during_a_tls_handshake_holds_no_connection(
+    silent_server, tmp_path
+):
+    output = run_script(
+        FORK_SCRIPT,
+        tmp_path / "unused.yaml",
+        silent_server.url(),
+        silent_server.port,
+        "hello-sent",
     )
     assert output == "parent 1 child 0"

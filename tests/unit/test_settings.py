@@ -95,3 +95,44 @@ def test_updated_reparses_and_refinds_the_format(tmp_path):
     assert (moved.format, moved.debounce_ms) == ("json", 5.0)
     with pytest.raises(ConfigError, match="HOTCFG_WATCH"):
         settings.updated(watch="inotify")
+
+
+def test_a_token_with_layers_on_several_http_origins_is_refused(tmp_path):
+    token = str(tmp_path / "token")
+    two = "https://config.internal/base.yaml | https://other.example/team.yaml"
+    message = (
+        r"^HOTCFG_HTTP_TOKEN_FILE: the layers name 2 HTTP origins "
+        r"\(https://config\.internal, https://other\.example\); "
+        r"a token is sent to one origin only$"
+    )
+    with pytest.raises(ConfigError, match=message):
+        Settings.resolve({"HOTCFG_SOURCE": two, "HOTCFG_HTTP_TOKEN_FILE": token})
+    # Whichever is set last: the token on the layers, or the layers on it.
+    with pytest.raises(ConfigError, match=message):
+        Settings.resolve({}, source=two).updated(http_token_file=token)
+    with pytest.raises(ConfigError, match=message):
+        Settings.resolve({}, http_token_file=token).updated(source=two)
+    # Another port, or another scheme, is another origin; the scheme's own
+    # port written out is not.
+    for other in (
+        "https://config.internal:8443/b.yaml",
+        "http://config.internal/b.yaml",
+    ):
+        with pytest.raises(
+            ConfigError, match=r"^HOTCFG_HTTP_TOKEN_FILE: .* 2 HTTP origins"
+        ):
+            Settings.resolve(
+                {},
+                source=f"https://config.internal/a.yaml | {other}",
+                http_token_file=token,
+            )
+
+    # One origin (host names are case-insensitive), with files and etcd: fine.
+    fine = (
+        f"{tmp_path / 'base.yaml'} | https://Config.Internal/a.yaml"
+        " | etcd://127.0.0.1:2379/app/c.yaml | HTTPS://config.internal:443/b.json"
+    )
+    settings = Settings.resolve({}, source=fine, http_token_file=token)
+    assert settings.http_token_file == token
+    # Several origins without a token: fine too.
+    assert Settings.resolve({}, source=two).http_token_file is None
