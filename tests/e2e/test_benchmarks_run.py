@@ -184,3 +184,45 @@ def test_etcd_scale():
         rate, us = row(out, call)
         assert rate > 0, out
         assert us >= 0, out
+
+
+@pytest.mark.timeout(180)
+def test_http_polling():
+    out = run("http_polling.py", "--quick", timeout=150)
+    names = ("hotcfg", "plain", "plain-x4")
+    rows = {name: row(out, name) for name in names}
+    base = rows["hotcfg"]
+    for cells in rows.values():
+        requests, ok, modified, sent, got, parses, sent_x, both_x, parses_x, cpu = cells
+        assert min(requests, sent, got, cpu) > 0, out
+        assert abs(ok + modified - requests) < 0.2, out  # each to 0.1
+        assert_ratio(sent_x, sent, base[3], out, decimals=1, inputs=0)
+        assert_ratio(both_x, sent + got, base[3] + base[4], out, decimals=1, inputs=0)
+        # Config unchanged: hotcfg parses nothing, so no parse ratio.
+        assert parses_x is None, out
+    requests, ok, modified, _, _, parses, sent_x, both_x, _, _ = base
+    assert ok == 0, out  # every poll conditional, every answer a 304
+    assert modified == requests, out
+    assert parses == 0, out
+    assert sent_x == both_x == 1.0, out
+    for name in names[1:]:
+        requests, ok, modified, _, _, parses, sent_x, *_ = rows[name]
+        assert modified == 0, out
+        assert ok == requests, out
+        assert parses > 0, out  # one per 200 (the window may cut one off)
+        assert sent_x > 1, out
+    assert rows["plain-x4"][0] > rows["plain"][0], out
+    assert re.search(r"a 200 is \d+ bytes \(\d+ of body\), a 304 \d+ bytes", out)
+
+
+def test_layer_merge():
+    out = run("layer_merge.py", "--quick")
+    for step in ("parse", "load", "publish"):
+        single, single_p95, layered, layered_p95, ratio = row(out, step)
+        assert 0 < single <= single_p95, out
+        assert 0 < layered <= layered_p95, out
+        assert_ratio(ratio, layered, single, out, decimals=2, inputs=3)
+    single, single_p95, merge, merge_p95, ratio = row(out, "merge")
+    assert single is single_p95 is ratio is None, out  # merging is layered only
+    assert 0 < merge <= merge_p95, out
+    assert re.search(r"the merge \d+%, the three parses \d+%", out), out
