@@ -331,7 +331,25 @@ def _post(
     except ssl.SSLError as exc:
         raise _tls_failure(where, exc, access) from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise Unavailable(f"{where}: {str(exc) or type(exc).__name__}") from exc
+        raise Unavailable(f"{where}: {_cut_off(exc, access)}") from exc
+
+
+def _cut_off(exc: BaseException, access: EtcdAccess) -> str:
+    """Why a connection failed, noting the likely cause when a TLS member
+    drops it right after the handshake: under TLS 1.3 the client's
+    handshake ends before the member checks the client certificate, so a
+    refused (or missing) one shows as a broken pipe or a closed connection
+    on the first request."""
+    text = str(exc) or type(exc).__name__
+    dropped = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
+    if access.context is not None and not access.client_cert and isinstance(
+        exc, dropped
+    ):
+        text += (
+            " (TLS: the member may require a client certificate: see "
+            "HOTCFG_ETCD_CERT_FILE)"
+        )
+    return text
 
 
 def _authenticate(
