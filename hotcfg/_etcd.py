@@ -342,8 +342,10 @@ def _cut_off(exc: BaseException, access: EtcdAccess) -> str:
     on the first request."""
     text = str(exc) or type(exc).__name__
     dropped = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
-    if access.context is not None and not access.client_cert and isinstance(
-        exc, dropped
+    if (
+        access.context is not None
+        and not access.client_cert
+        and isinstance(exc, dropped)
     ):
         text += (
             " (TLS: the member may require a client certificate: see "
@@ -501,11 +503,12 @@ def read_key_from(
 
 @dataclass(frozen=True, slots=True)
 class PrefixState:
-    """The keys under a prefix as read (whole key -> value) and the store's
-    revision."""
+    """The keys under a prefix as read (whole key -> value), the store's
+    revision, and the newest key's ``mod_revision`` (0: no keys)."""
 
     values: dict[str, bytes]
     revision: int
+    changed_at: int = 0
 
 
 def _key_text(encoded: str) -> str:
@@ -539,11 +542,12 @@ def read_prefix_from(
     )
     try:
         revision = int(reply["header"]["revision"])
+        kvs = reply.get("kvs") or []
         values = {
-            _key_text(kv["key"]): base64.b64decode(kv.get("value", ""))
-            for kv in reply.get("kvs") or []
+            _key_text(kv["key"]): base64.b64decode(kv.get("value", "")) for kv in kvs
         }
-        return PrefixState(values, revision)
+        changed_at = max((int(kv["mod_revision"]) for kv in kvs), default=0)
+        return PrefixState(values, revision, changed_at)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Unavailable(f"{_endpoint_text(endpoint)}: not an etcd v3 answer") from exc
 
@@ -699,6 +703,7 @@ class EtcdSource:
         self.progress_s = progress_s
         self._lock = threading.Lock()
         self._revision = 0  # last applied; 0: never read
+        self._changed_at = 0  # the revision of the last change held
         self._value: bytes | None = None  # None: no such key
         self._deleted_at = 0
         self._problem: str | None = None  # why etcd cannot be followed now
@@ -744,6 +749,14 @@ class EtcdSource:
     def revision(self) -> int:
         """The etcd revision of the key's state held now (0: never read)."""
         return self._revision
+
+    @property
+    def changed_at(self) -> int:
+        """The revision of the last change to what is held: the key's (or,
+        for a prefix, the newest key's) ``mod_revision``, or a deletion's;
+        progress notifications leave it (0: nothing held yet). The fleet
+        record shows it, so a quiet store changes no record."""
+        return self._changed_at
 
     @property
     def answer_bytes(self) -> int:
@@ -824,6 +837,7 @@ class EtcdSource:
         )
         with self._lock:
             self._revision = state.revision
+            self._changed_at = state.mod_revision
             self._value = state.value
             self._deleted_at = 0
             self._problem = None
@@ -859,6 +873,7 @@ class EtcdSource:
             last = events[-1]
             kv = last.get("kv", {})
             self._revision = int(kv.get("mod_revision", self._revision))
+            self._changed_at = self._revision
             if last.get("type") == "DELETE":
                 self._value, self._deleted_at = None, self._revision
             else:
@@ -957,6 +972,7 @@ class EtcdPrefixSource(EtcdSource):
         )
         with self._lock:
             self._revision = state.revision
+            self._changed_at = state.changed_at
             self._values = state.values
             self._emptied_at = 0
             self._problem = None
@@ -985,6 +1001,7 @@ class EtcdPrefixSource(EtcdSource):
                     values[key] = base64.b64decode(kv.get("value", ""))
                 self._revision = int(kv.get("mod_revision", self._revision))
             self._values = values
+            self._changed_at = self._revision
             self._emptied_at = 0 if values else self._revision
             return True
 

@@ -6,7 +6,8 @@ lease (docs/design.md, "Fleet view")::
     /hotcfg/fleet/<the config key, percent-encoded>/<host>:<master pid>
 
 holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``),
-the source, the etcd revision the master has followed the key to, the live
+the source, the etcd revision of the key's last change the master holds
+(not moved by progress notifications: a quiet store changes no record), the live
 generation and when it was published, the last rejection (if the live
 generation is not the source's content), every worker's pid and applied
 generation, and when the record was written. A master that dies leaves its
@@ -374,8 +375,8 @@ class FleetRecord:
 def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
     """The record of ``publisher``'s master now: the segment's live
     generation and worker table, read under the write lock (a publish that
-    grows the segment closes the old mapping), and the revision its etcd
-    source (or etcd layer) has followed the key to."""
+    grows the segment closes the old mapping), and the revision of the last
+    change its etcd source (or etcd layer) holds."""
     followed = etcd_source_of(publisher.source)
     with publisher.write_lock:
         buffer = publisher.segment.buffer
@@ -386,7 +387,7 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
         pid=os.getpid(),
         service=publisher.settings.name,
         source=publisher.source.location,
-        revision=followed.revision if followed is not None else 0,
+        revision=followed.changed_at if followed is not None else 0,
         generation=header.generation,
         published_at=header.published_at,
         workers=[(w.pid, w.generation) for w in workers],

@@ -6,12 +6,12 @@ clock: the caller passes ``now``.
 
 Who is behind: the target is the config key's last change (its
 ``mod_revision``; the highest revision reported when the key is gone). A
-master is behind when it has not followed the key that far, when it
+master is behind when it holds an older change than that, when it
 rejected what it holds (its live generation is then an older content), or
 when one of its workers has not applied its live generation. A master's
-revision may be past the key's last change (progress notifications move it
-to the store's revision) without any difference in content, so "on the
-key's revision" means "at or past it".
+revision may be past the key's last change (it held a deletion of it, or a
+key of a prefix since deleted), so "on the key's revision" means "at or
+past it".
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def master_name(record: Mapping[str, Any]) -> str:
 
 
 def target_revision(records: Sequence[Mapping[str, Any]], key_revision: int) -> int:
-    """The revision every master should have followed the key to."""
+    """The revision of the change every master should hold."""
     if key_revision:
         return key_revision
     return max((int(r["revision"]) for r in records), default=0)

@@ -179,6 +179,21 @@ def test_progress_notifications_keep_a_quiet_watch_and_a_silent_one_is_left(
     followed.wait_value("thawed")
 
 
+def test_a_progress_notification_moves_the_revision_not_the_last_change(
+    etcd, followed
+):
+    """The fleet record shows ``changed_at``: a quiet key must not change it
+    however far the store moves (other keys, progress notifications)."""
+    changed = etcd.put(KEY, "value: two\n")
+    followed.wait_value("two")
+    assert followed.source.changed_at == changed
+    etcd.put("/elsewhere", "x")
+    wait_for(lambda: followed.source.revision > changed, "a progress notification")
+    assert followed.source.changed_at == changed
+    etcd.ctl("del", KEY)
+    wait_for(lambda: followed.source.changed_at > changed, "the deletion held")
+
+
 def _master(etcd, name="cold"):
     """A publisher as the Gunicorn master starts one (history and cache kept)."""
     settings = Settings.resolve(
