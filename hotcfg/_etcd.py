@@ -42,9 +42,9 @@ answered, so a master does not start from its cache on it.
 Fork story: connections live only inside one call (a read) or in the
 watcher thread (the stream); the source holds no client object. A worker
 forked meanwhile inherits the socket's descriptor, which would keep the
-master's stream (and etcd's watch) open after the master closed it: the
-child closes its copies at once (``os.register_at_fork``), and the threads
-do not exist in a child. A TLS socket is handled the same way: its
+master's stream (and etcd's watch) open after the master closed it: every
+socket is listed in ``_forksafe``, whose child closes its copies at once,
+and the threads do not exist in a child. A TLS socket is handled the same way: its
 ``detach()`` is the plain socket's, and CPython sends a TLS close_notify
 only from ``unwrap()``, so the child neither closes nor shuts down the
 master's TLS session; it also forgets the token (``_etcd_access``).
@@ -60,17 +60,15 @@ import contextlib
 import http.client
 import json
 import logging
-import os
 import random
 import socket
 import ssl
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from . import _keytree, _loaders, _validate
+from . import _forksafe, _keytree, _loaders, _validate
 from ._errors import ConfigError, SourceError, UnreachableError
 from ._etcd_access import EtcdAccess
 from ._settings import EtcdTarget, Settings, parse_etcd
@@ -87,10 +85,6 @@ BACKOFF_MAX_S = 3.0
 # "etcdserver: no leader" when the member loses its leader.
 _HEADERS = {"Content-Type": "application/json", "Grpc-Metadata-hasleader": "true"}
 
-# Sockets open now, closed in a forked child (see the module docstring).
-_OPEN: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-# Held by fork() (``_before_fork``) and while a socket is wrapped in TLS.
-_HANDOVER = threading.Lock()
 
 
 class Unavailable(Exception):
@@ -238,8 +232,8 @@ def _connect(
 def _open_socket(
     endpoint: tuple[str, int], timeout_s: float, access: EtcdAccess
 ) -> socket.socket:
-    """A connected socket (TLS: handshaken), in ``_OPEN`` from before it
-    connects: a worker forked while it connects or handshakes (Gunicorn
+    """A connected socket (TLS: handshaken), listed in ``_forksafe`` from
+    before it connects: a worker forked while it connects or handshakes (Gunicorn
     spawns its workers just as the watcher connects) must close its copy
     too, or it would hold the master's stream open."""
     host, port = endpoint
@@ -247,9 +241,7 @@ def _open_socket(
     for family, kind, proto, _, address in socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM
     ):
-        with _HANDOVER:  # a fork never falls between these two
-            sock = socket.socket(family, kind, proto)
-            _OPEN.add(sock)
+        sock = _forksafe.new_socket(family, kind, proto)
         try:
             sock.settimeout(timeout_s)
             sock.connect(address)
@@ -257,8 +249,8 @@ def _open_socket(
                 return sock
             return _handshake(sock, host, access.context)
         except BaseException as exc:
-            _OPEN.discard(sock)
-            sock.close()  # nothing if wrapped: the TLS socket owns it now
+            with _forksafe.HANDOVER:  # nothing if wrapped: the TLS socket's now
+                _forksafe.close(sock)
             if not isinstance(exc, OSError) or isinstance(exc, ssl.SSLError):
                 raise
             last = exc
@@ -270,16 +262,16 @@ def _handshake(
 ) -> ssl.SSLSocket:
     # wrap_socket() moves the descriptor to a new object: fork() must not
     # fall between that and registering it (a few bytecodes, no I/O).
-    with _HANDOVER:
+    with _forksafe.HANDOVER:
         tls = context.wrap_socket(
             sock, server_hostname=host, do_handshake_on_connect=False
         )
-        _OPEN.add(tls)
+        _forksafe.OPEN.add(tls)
     try:
         tls.do_handshake()
     except BaseException:
-        _OPEN.discard(tls)
-        tls.close()
+        with _forksafe.HANDOVER:
+            _forksafe.close(tls)
         raise
     return tls
 
@@ -287,15 +279,12 @@ def _handshake(
 def _close(conn: http.client.HTTPConnection) -> None:
     """Close the connection's descriptor now, and forget it in one step a
     fork cannot fall into. ``conn.close()`` alone leaves the descriptor open
-    while a response's file object still refers to the socket, unlisted in
-    ``_OPEN``: a worker forked then would hold the master's connection."""
+    while a response's file object still refers to the socket, unlisted:
+    a worker forked then would hold the master's connection."""
     sock = conn.sock
     if sock is not None:
-        with _HANDOVER:
-            _OPEN.discard(sock)
-            fd = sock.detach()  # no TLS close_notify: see _after_fork_in_child
-            if fd >= 0:
-                os.close(fd)
+        with _forksafe.HANDOVER:
+            _forksafe.close(sock)
     conn.close()
 
 
@@ -1261,29 +1250,3 @@ class EtcdWatch:
             )
             self.notice()
         return False
-
-
-def _after_fork_in_child() -> None:
-    for sock in list(_OPEN):
-        # Close the child's descriptor only, never shutdown(): the master's
-        # stream must stay up. detach() first: close() waits for the
-        # response's file object, and a socket object left holding the number
-        # would close whatever reuses it later. An SSLSocket's detach() is
-        # the plain socket's: no TLS close_notify (CPython sends one only in
-        # unwrap()), and the TLS state left in the child is freed unused.
-        fd = sock.detach()
-        if fd >= 0:
-            os.close(fd)
-    _OPEN.clear()
-    _HANDOVER.release()
-
-
-def _before_fork() -> None:
-    _HANDOVER.acquire()
-
-
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_HANDOVER.release,
-    after_in_child=_after_fork_in_child,
-)

@@ -15,14 +15,13 @@ translation of transport errors into reasons is here, at the boundary.
 Fork story: no connection outlives one fetch (:class:`Attempt` closes its
 sockets when the fetch ends). A worker forked during a fetch inherits the
 socket's descriptor, which would keep the connection open after the master
-closed it: the child closes its copies at once (``os.register_at_fork``).
-For that, every descriptor must be listed in ``_OPEN`` from its creation to
-its close, also across the TLS wrap (which moves it to a new socket
-object): creating and listing, wrapping and listing the TLS socket,
-unlisting and closing are each one step under ``_HANDOVER``, which fork()
-takes too (``_etcd``'s way). The handshake itself runs after the wrap,
-outside the lock, on the listed TLS socket: a fork may fall into it, and
-:meth:`Attempt.cancel` cuts it.
+closed it: the child closes its copies at once (``_forksafe``). For that,
+every descriptor is listed there from its creation to its close, also
+across the TLS wrap (which moves it to a new socket object): creating and
+listing, wrapping and listing the TLS socket, unlisting and closing are
+each one step under ``_forksafe.HANDOVER``, which fork() takes too. The
+handshake itself runs after the wrap, outside the lock, on the listed TLS
+socket: a fork may fall into it, and :meth:`Attempt.cancel` cuts it.
 
 Name resolution is bounded by the system resolver's own timeouts only
 (``getaddrinfo`` cannot be interrupted).
@@ -33,17 +32,15 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
-import os
 import socket
 import ssl
 import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import __version__
+from . import __version__, _forksafe
 from ._errors import SourceError
 from ._http_rules import (
     REDIRECT_STATUSES,
@@ -61,12 +58,6 @@ from ._sources import read_capped
 
 _TOKEN_MAX_BYTES = 16384
 
-# Sockets open now, closed in a forked child (see the module docstring).
-_OPEN: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-# Held by fork() (``_before_fork``) and while a socket is created, wrapped
-# in TLS or closed, each with its listing in ``_OPEN``: a few bytecodes and
-# system calls that never block.
-_HANDOVER = threading.Lock()
 
 
 class FetchFailed(Exception):
@@ -98,7 +89,7 @@ class Attempt:
     :meth:`cancel` may be called from another thread (stopping the poll);
     sockets are shut down and closed only under the attempt's lock, so a
     descriptor number reused after a close is never shut down by mistake.
-    Sockets are created, wrapped and closed under ``_HANDOVER`` too (taken
+    Sockets are created, wrapped and closed under ``_forksafe.HANDOVER`` (taken
     first), so a fork never falls between a descriptor's change and its
     listing (the module docstring).
     """
@@ -130,12 +121,12 @@ class Attempt:
         Raises:
             FetchCancelled: cancelled.
         """
-        with _HANDOVER, self._lock:  # a fork never falls between these
+        with _forksafe.HANDOVER, self._lock:  # a fork never falls between
             if self.cancelled:
                 raise FetchCancelled
             sock = socket.socket(family, kind, proto)
             self._socks.append(sock)
-            _OPEN.add(sock)
+            _forksafe.OPEN.add(sock)
         return sock
 
     def wrap(
@@ -151,23 +142,23 @@ class Attempt:
         Raises:
             FetchCancelled: cancelled.
         """
-        with _HANDOVER, self._lock:
+        with _forksafe.HANDOVER, self._lock:
             if self.cancelled:
                 raise FetchCancelled
             tls = context.wrap_socket(
                 sock, server_hostname=host, do_handshake_on_connect=False
             )
             self._socks[self._socks.index(sock)] = tls
-            _OPEN.discard(sock)
-            _OPEN.add(tls)
+            _forksafe.OPEN.discard(sock)
+            _forksafe.OPEN.add(tls)
         return tls
 
     def forget(self, sock: socket.socket) -> None:
         """Close one of this attempt's sockets now (a connect that failed)."""
-        with _HANDOVER, self._lock:
+        with _forksafe.HANDOVER, self._lock:
             if sock in self._socks:
                 self._socks.remove(sock)
-                _close(sock)
+                _forksafe.close(sock)
 
     def cancel(self) -> None:
         """Cut the fetch: its blocked connect, handshake, read or write
@@ -189,23 +180,10 @@ class Attempt:
 
     def close(self) -> None:
         """Close the sockets (idempotent); the fetch is over."""
-        with _HANDOVER, self._lock:
+        with _forksafe.HANDOVER, self._lock:
             socks, self._socks = self._socks, []
             for sock in socks:
-                _close(sock)
-
-
-def _close(sock: socket.socket) -> None:
-    """Unlist ``sock`` and close its descriptor; under ``_HANDOVER``.
-
-    ``detach()`` then ``os.close``: the socket object gives up its number
-    at once (whatever else still refers to it), and an SSLSocket's
-    ``detach()`` is the plain socket's (no TLS close_notify is sent).
-    """
-    _OPEN.discard(sock)
-    fd = sock.detach()
-    if fd >= 0:
-        os.close(fd)
+                _forksafe.close(sock)
 
 
 class _BoundedReader(io.RawIOBase):
@@ -579,27 +557,3 @@ class Fetcher:
                     f"the answer is over the {self.max_bytes}-byte limit",
                     temporary=False,
                 )
-
-
-def _after_fork_in_child() -> None:
-    for sock in list(_OPEN):
-        # Close the child's descriptor only, never shutdown(): the master's
-        # fetch must go on. detach() first, so the socket object cannot close
-        # whatever reuses the number later (an SSLSocket's is the plain
-        # socket's: no TLS close_notify).
-        fd = sock.detach()
-        if fd >= 0:
-            os.close(fd)
-    _OPEN.clear()
-    _HANDOVER.release()
-
-
-def _before_fork() -> None:
-    _HANDOVER.acquire()
-
-
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_HANDOVER.release,
-    after_in_child=_after_fork_in_child,
-)

@@ -62,7 +62,7 @@ class Master:
         generation = self.publisher.generation
         return mine is not None and (
             mine["generation"] == generation
-            and mine["revision"] == self.publisher.source.revision
+            and mine["revision"] == self.publisher.source.changed_at
             and mine["workers"] == [{"pid": os.getpid(), "generation": generation}]
         )
 
