@@ -86,7 +86,6 @@ BACKOFF_MAX_S = 3.0
 _HEADERS = {"Content-Type": "application/json", "Grpc-Metadata-hasleader": "true"}
 
 
-
 class Unavailable(Exception):
     """This endpoint cannot be followed now (connection, timeout, etcd error)."""
 

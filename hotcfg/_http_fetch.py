@@ -59,7 +59,6 @@ from ._sources import read_capped
 _TOKEN_MAX_BYTES = 16384
 
 
-
 class FetchFailed(Exception):
     """A fetch gave no document the source accepts.
 
