@@ -71,6 +71,7 @@ from typing import Any, TypeVar
 from . import _forksafe, _keytree, _loaders, _validate
 from ._errors import ConfigError, SourceError, UnreachableError
 from ._etcd_access import EtcdAccess
+from ._follower import Follower
 from ._settings import EtcdTarget, Settings, parse_etcd
 from ._sources import load_document
 
@@ -994,29 +995,19 @@ class EtcdPrefixSource(EtcdSource):
             return True
 
 
-class EtcdWatch:
-    """Two threads: one follows etcd, one calls ``on_change`` (the publisher,
-    whose validators may take long) with the newest state, so a slow publish
-    never stalls the stream."""
+class EtcdWatch(Follower):
+    """Two threads (``_follower``): one follows etcd, one calls
+    ``on_change`` with the newest state, so a slow publish never stalls the
+    stream."""
 
     def __init__(self, source: EtcdSource, on_change: Callable[[], object]) -> None:
+        super().__init__(source.location, on_change)
         self.source = source
-        self._on_change = on_change
-        self._cond = threading.Condition()
-        self._pending = False
-        self._stopping = False
         self._stream: http.client.HTTPConnection | None = None
         self._failures = 0  # in a row, since the last watch was created
-        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for target, name in (
-            (self._follow, "hotcfg-etcd"),
-            (self._publish, "hotcfg-publisher"),
-        ):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        self._start(self._follow, "hotcfg-etcd")
         _logger.info(
             "hotcfg: watching %s from revision %d",
             self.source.location,
@@ -1038,25 +1029,8 @@ class EtcdWatch:
         if sock is not None:
             with contextlib.suppress(OSError):  # wakes the watcher from its read
                 sock.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout_s)
+        self._join(timeout_s)
         self.source._watching = False
-
-    def _publish(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                self._pending = False
-            try:
-                self._on_change()
-            except BaseException:  # never the main thread: log, keep watching
-                _logger.exception(
-                    "hotcfg: error while handling a change to %s", self.source.location
-                )
 
     def _follow(self) -> None:
         source = self.source

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError, SourceError, UnreachableError
+from ._follower import Follower
 from ._http_fetch import Attempt, FetchCancelled, Fetcher, FetchFailed
 from ._http_rules import next_poll_s
 from ._settings import Settings
@@ -198,29 +199,19 @@ class HttpSource:
         return polling
 
 
-class HttpPoll:
-    """Two threads: one polls the server, one calls ``on_change`` (the
-    publisher, whose validators may take long) with the newest answer."""
+class HttpPoll(Follower):
+    """Two threads (``_follower``): one polls the server, one calls
+    ``on_change`` with the newest answer."""
 
     def __init__(self, source: HttpSource, on_change: Callable[[], object]) -> None:
+        super().__init__(source.location, on_change)
         self.source = source
-        self._on_change = on_change
-        self._cond = threading.Condition()
-        self._pending = False  # on_change is due
         self._reload = False  # poll at once, then call on_change (a HUP)
-        self._stopping = False
         self._attempt: Attempt | None = None
         self._failures = 0  # in a row
-        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for target, name in (
-            (self._poll, "hotcfg-http"),
-            (self._publish, "hotcfg-publisher"),
-        ):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            self._threads.append(thread)
-            thread.start()
+        self._start(self._poll, "hotcfg-http")
         _logger.info(
             "hotcfg: polling %s every %.0f ms",
             self.source.location,
@@ -239,25 +230,8 @@ class HttpPoll:
             self._cond.notify_all()
         if attempt is not None:
             attempt.cancel()  # a fetch in flight returns at once
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout_s)
+        self._join(timeout_s)
         self.source._watching = False
-
-    def _publish(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-                self._pending = False
-            try:
-                self._on_change()
-            except BaseException:  # never the main thread: log, keep polling
-                _logger.exception(
-                    "hotcfg: error while handling a change to %s", self.source.location
-                )
 
     def _poll(self) -> None:
         delay = self.source.interval_s
