@@ -825,12 +825,17 @@ class EtcdSource:
             max_bytes=self.max_bytes,
         )
         with self._lock:
-            self._revision = state.revision
-            self._changed_at = state.mod_revision
+            self._read(state.revision, state.mod_revision)
             self._value = state.value
             self._deleted_at = 0
-            self._problem = None
-            self._denied = False
+
+    def _read(self, revision: int, changed_at: int) -> None:
+        """A full read succeeded (the caller holds the lock): its revisions,
+        and no problem any more."""
+        self._revision = revision
+        self._changed_at = changed_at
+        self._problem = None
+        self._denied = False
 
     def fail(self, reason: str, *, denied: bool = False) -> None:
         """Record why etcd cannot be followed now; ``denied``: it refused
@@ -960,12 +965,9 @@ class EtcdPrefixSource(EtcdSource):
             max_bytes=self.answer_bytes,
         )
         with self._lock:
-            self._revision = state.revision
-            self._changed_at = state.changed_at
+            self._read(state.revision, state.changed_at)
             self._values = state.values
             self._emptied_at = 0
-            self._problem = None
-            self._denied = False
 
     def apply(self, result: dict[str, Any]) -> bool:
         """Apply one watch response whole; whether a key changed.

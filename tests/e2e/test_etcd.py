@@ -22,6 +22,13 @@ def etcd_connections(pid, port):
     return held
 
 
+def assert_only_the_master_holds_etcd(service, port):
+    """The master holds a connection to etcd; no worker holds one."""
+    assert etcd_connections(service.proc.pid, port)
+    for pid in service.worker_pids():
+        assert etcd_connections(pid, port) == [], pid
+
+
 def test_a_put_reaches_every_worker_and_no_worker_holds_etcd(
     etcd, start_service, tmp_path
 ):
@@ -37,8 +44,5 @@ def test_a_put_reaches_every_worker_and_no_worker_holds_etcd(
     etcd.put(KEY, "value: two\n")
     service.all_workers_answer("two")
 
-    # The master's watch stream was open when the workers forked: only the
-    # master holds it.
-    assert etcd_connections(service.proc.pid, etcd.client_port)
-    for pid in service.worker_pids():
-        assert etcd_connections(pid, etcd.client_port) == [], pid
+    # The master's watch stream was open when the workers forked.
+    assert_only_the_master_holds_etcd(service, etcd.client_port)

@@ -15,48 +15,24 @@ from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
 from tests.etcd import PROGRESS_MS, free_port
+from tests.following import Followed
 from tests.waiting import wait_for
 
 KEY = "/app/config.yaml"
 
 
-class Followed:
-    """A publisher watching ``KEY`` on ``etcd`` and a reader on its segment."""
-
-    def __init__(self, etcd):
-        self.settings = Settings.resolve(
+@pytest.fixture
+def followed(etcd):
+    etcd.put(KEY, "value: one\n")
+    followed = Followed(
+        Settings.resolve(
             {},
             source=etcd.source(KEY),
             etcd_progress_ms=PROGRESS_MS,
             etcd_timeout_ms=2000,
-        )
-        self.source = source_for(self.settings)
-        self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="e")
-        self.publisher = Publisher(
-            self.source, self.segment, self.settings, keep_history=False
-        )
-        self.publisher.publish_from_source(raise_errors=True)
-        self.publisher.start_watching()
-        self.reader = Reader(self.segment.view())
-
-    def value(self):
-        return self.reader.refresh().get("value")
-
-    def wait_value(self, value):
-        wait_for(lambda: self.value() == value, f"value={value}")
-
-    def error(self):
-        return _layout.read_header(self.segment.buffer).error or ""
-
-    def close(self):
-        self.reader.close()
-        self.publisher.close()
-
-
-@pytest.fixture
-def followed(etcd):
-    etcd.put(KEY, "value: one\n")
-    followed = Followed(etcd)
+        ),
+        name="e",
+    )
     yield followed
     followed.close()
 
@@ -179,9 +155,7 @@ def test_progress_notifications_keep_a_quiet_watch_and_a_silent_one_is_left(
     followed.wait_value("thawed")
 
 
-def test_a_progress_notification_moves_the_revision_not_the_last_change(
-    etcd, followed
-):
+def test_a_progress_notification_moves_the_revision_not_the_last_change(etcd, followed):
     """The fleet record shows ``changed_at``: a quiet key must not change it
     however far the store moves (other keys, progress notifications)."""
     changed = etcd.put(KEY, "value: two\n")

@@ -11,17 +11,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from hotcfg import _layout, cli
+from hotcfg import cli
 from hotcfg._errors import ConfigError, SourceError, UnreachableError
 from hotcfg._etcd import read_key
 from hotcfg._etcd_access import EtcdAccess
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
 from tests.etcd import PROGRESS_MS, running_etcd
 from tests.etcd_certs import etcd_certificates
+from tests.following import Followed
 from tests.waiting import wait_for
 
 KEY = "/app/config.yaml"
@@ -65,39 +63,6 @@ def _settings(etcd, password_file, **more):
     )
 
 
-class Followed:
-    """A publisher following ``KEY`` as the settings say, and a reader."""
-
-    def __init__(self, settings, *, start_empty=False, keep_history=False):
-        self.source = source_for(settings)
-        self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="auth")
-        self.publisher = Publisher(
-            self.source, self.segment, settings, keep_history=keep_history
-        )
-        self.reader = None
-        try:
-            self.publisher.start(start_empty=start_empty)
-        except BaseException:
-            self.publisher.close()
-            raise
-        self.publisher.start_watching()
-        self.reader = Reader(self.segment.view())
-
-    def value(self):
-        return self.reader.refresh().get("value")
-
-    def wait_value(self, value):
-        wait_for(lambda: self.value() == value, f"value={value}")
-
-    def error(self):
-        return _layout.read_header(self.segment.buffer).error or ""
-
-    def close(self):
-        if self.reader is not None:
-            self.reader.close()
-        self.publisher.close()
-
-
 def _expired(etcd, token):
     """Whether etcd has dropped ``token`` (its log says so; a request made
     to find out would keep it alive, since each use renews a simple token)."""
@@ -112,7 +77,7 @@ def test_a_key_is_read_and_watched_with_a_password_over_tls(
         etcd.enable_auth(USER, PASSWORD, "/app/")
         etcd.put(KEY, "value: one\n")
         settings = _settings(etcd, password_file, etcd_ca_file=certs.ca_file)
-        followed = Followed(settings)
+        followed = Followed(settings, name="auth")
         try:
             assert followed.value() == "one"
             etcd.put(KEY, "value: two\n")
@@ -149,7 +114,7 @@ def test_a_member_requiring_client_certificates_is_followed_with_one(
             etcd_cert_file=certs.client.cert,
             etcd_key_file=certs.client.key,
         )
-        followed = Followed(settings)
+        followed = Followed(settings, name="auth")
         try:
             etcd.put(KEY, "value: two\n")
             followed.wait_value("two")
@@ -182,7 +147,7 @@ def test_the_watch_outlives_its_token_and_authenticates_again(
         etcd.enable_auth(USER, PASSWORD, "/app/")
         etcd.put(KEY, "value: one\n")
         settings = _settings(etcd, password_file, etcd_ca_file=certs.ca_file)
-        followed = Followed(settings)
+        followed = Followed(settings, name="auth")
         try:
             access = followed.source.access
             first = access.token
@@ -219,13 +184,13 @@ def test_a_wrong_password_refuses_the_start_and_a_fixed_file_is_read_again(
         etcd.enable_auth(USER, PASSWORD, "/app/")
         etcd.put(KEY, "value: cached\n")
         settings = _settings(etcd, password_file, etcd_ca_file=certs.ca_file)
-        first = Followed(settings, keep_history=True)  # writes the cache
+        first = Followed(settings, name="auth", keep_history=True)  # writes the cache
         first.close()
 
         password_file.write_text("wrong-password-x9\n")
         # The store answered: not "unreachable", so no start from the cache.
         with pytest.raises(SourceError) as refused:
-            Followed(settings, keep_history=True)
+            Followed(settings, name="auth", keep_history=True)
         assert not isinstance(refused.value, UnreachableError)
         reason = (
             f"etcd {etcd.endpoint}: authentication failed for user 'app' "
@@ -233,7 +198,7 @@ def test_a_wrong_password_refuses_the_start_and_a_fixed_file_is_read_again(
         )
         assert reason in str(refused.value)
 
-        followed = Followed(settings, start_empty=True, keep_history=True)
+        followed = Followed(settings, name="auth", start_empty=True, keep_history=True)
         try:
             assert followed.value() is None
             assert reason in followed.error()
@@ -265,7 +230,7 @@ def test_a_server_certificate_from_another_ca_is_refused(
             refused.value
         )
 
-        followed = Followed(settings, start_empty=True)
+        followed = Followed(settings, name="auth", start_empty=True)
         try:
             etcd.put(KEY, "value: still-impostor\n")
             wait_for(lambda: "certificate verify failed" in followed.error(), "why")
@@ -281,7 +246,9 @@ def test_a_forked_child_closes_the_tls_stream_without_ending_it(
     with _secure(tmp_path, certs) as etcd:
         etcd.enable_auth(USER, PASSWORD, "/app/")
         etcd.put(KEY, "value: one\n")
-        followed = Followed(_settings(etcd, password_file, etcd_ca_file=certs.ca_file))
+        followed = Followed(
+            _settings(etcd, password_file, etcd_ca_file=certs.ca_file), name="auth"
+        )
         try:
             watcher = followed.publisher._watcher
             wait_for(lambda: watcher._stream is not None, "the stream open")

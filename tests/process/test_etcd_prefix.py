@@ -2,63 +2,17 @@
 against a real etcd member."""
 
 import logging
-import os
 
 import pytest
 
-from hotcfg import _layout
 from hotcfg._errors import ConfigError
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
 from tests.etcd import PROGRESS_MS, free_port
+from tests.following import Followed
 from tests.waiting import wait_for
 
 PREFIX = "/app/config/"
-
-
-class Followed:
-    """A publisher watching ``PREFIX`` on ``etcd`` and a reader on its segment."""
-
-    def __init__(self, etcd):
-        self.settings = Settings.resolve(
-            {},
-            source=etcd.source(PREFIX),
-            etcd_progress_ms=PROGRESS_MS,
-            etcd_timeout_ms=2000,
-        )
-        self.source = source_for(self.settings)
-        self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="p")
-        self.publisher = Publisher(
-            self.source, self.segment, self.settings, keep_history=False
-        )
-        self.publisher.publish_from_source(raise_errors=True)
-        self.publisher.start_watching()
-        self.reader = Reader(self.segment.view())
-
-    def snapshot(self):
-        return self.reader.refresh()
-
-    def wait(self, predicate, what):
-        """The first snapshot that satisfies ``predicate``."""
-        seen = []
-
-        def check():
-            snapshot = self.snapshot()
-            seen[:] = [snapshot]
-            return predicate(snapshot)
-
-        wait_for(check, what)
-        return seen[0]
-
-    def error(self):
-        return _layout.read_header(self.segment.buffer).error or ""
-
-    def close(self):
-        self.reader.close()
-        self.publisher.close()
 
 
 @pytest.fixture
@@ -70,7 +24,15 @@ def followed(etcd):
     # Beside the prefix, not under it: never read.
     etcd.put("/app/config", "outside: true")
     etcd.put("/app/configx/name", "outside")
-    followed = Followed(etcd)
+    followed = Followed(
+        Settings.resolve(
+            {},
+            source=etcd.source(PREFIX),
+            etcd_progress_ms=PROGRESS_MS,
+            etcd_timeout_ms=2000,
+        ),
+        name="p",
+    )
     yield followed
     followed.close()
 
