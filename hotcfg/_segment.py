@@ -37,6 +37,9 @@ import time
 from . import _layout
 from ._errors import CorruptSegmentError, SegmentError
 
+#: Header reads that only yield the CPU before they sleep between tries.
+HEADER_SPINS = 100
+
 SUFFIX = ".seg"
 _TMP_PREFIX = ".tmp-"
 _TMP_GRACE_S = 60.0
@@ -304,6 +307,28 @@ class SegmentView:
         except BaseException:
             os.close(fd)
             raise
+
+    def header(self) -> _layout.Header:
+        """The header, read as another process than the writer must: a
+        writer preempted in the middle of a header update (a busy host) is
+        waited for about a second, yielding the CPU for the first tries and
+        then sleeping a millisecond between them, before the segment is
+        called broken (a writer killed in the middle of one).
+
+        Raises:
+            CorruptSegmentError: as :func:`_layout.read_header`.
+        """
+        tries = 0
+
+        def pause() -> None:
+            nonlocal tries
+            tries += 1
+            if tries <= HEADER_SPINS:
+                os.sched_yield()
+            else:
+                time.sleep(0.001)
+
+        return _layout.read_header(self.buffer, attempts=1000, pause=pause)
 
     def remap_if_grown(self) -> bool:
         """Map the whole segment again if the writer announced a larger one.

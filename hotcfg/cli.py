@@ -209,7 +209,7 @@ def _segment_paths(args: argparse.Namespace) -> list[str]:
 def _describe(path: str) -> dict[str, Any]:
     view = SegmentView.open(path)
     try:
-        header = _layout.read_header(view.buffer, pause=os.sched_yield)
+        header = view.header()
         workers = _layout.read_workers(view.buffer)
     finally:
         view.close()
