@@ -96,15 +96,29 @@ def configure(
     metrics: str | None = None,
     applier: bool | None = None,
     history: int | None = None,
+    etcd_timeout_ms: float | None = None,
+    etcd_progress_ms: float | None = None,
+    etcd_user: str | None = None,
+    etcd_password_file: str | os.PathLike[str] | None = None,
+    etcd_ca_file: str | os.PathLike[str] | None = None,
+    etcd_cert_file: str | os.PathLike[str] | None = None,
+    etcd_key_file: str | os.PathLike[str] | None = None,
+    fleet: bool | None = None,
+    fleet_ttl_ms: float | None = None,
+    http_timeout_ms: float | None = None,
+    http_token_file: str | os.PathLike[str] | None = None,
+    http_ca_file: str | os.PathLike[str] | None = None,
 ) -> None:
     """Set this process's settings explicitly, before hotcfg is first used.
 
-    Each argument is the ``HOTCFG_*`` variable of the same name (``hint_signal``
-    is ``HOTCFG_SIGNAL``), parsed the same way, and wins over it; ``None``
+    There is one argument per ``HOTCFG_*`` variable (the settings table in
+    ``_settings``), of the same name in lower case (``hint_signal`` is
+    ``HOTCFG_SIGNAL``), parsed the same way, and winning over it; ``None``
     leaves it to the environment. A relative ``source`` is made absolute now.
 
     Args:
-        source: the config file (``HOTCFG_SOURCE``).
+        source: the config file, ``etcd://`` key or prefix, ``http(s)://``
+            URL, or several joined by `` | `` (``HOTCFG_SOURCE``).
         format: ``yaml``, ``json`` or ``toml`` (default: from the suffix).
         debounce_ms: quiet time after file events before reading the file.
         hint_signal: signal name or number telling workers to look, or ``"none"``.
@@ -114,32 +128,40 @@ def configure(
         validator_warn_ms: log a validator that runs longer than this, again
             each time as long passes, and show it in ``hotcfg status``.
         apply_warn_ms: log a worker that has not applied a publish this long.
-        max_bytes: largest config file accepted.
+        max_bytes: largest config document accepted.
         segment_dir: private directory of the shared segment.
         name: segment file name prefix.
         start_empty: start with an empty config when the source is bad.
         watch: ``auto``, ``events`` or ``poll``.
-        poll_interval_ms: how often the file is stat'ed.
+        poll_interval_ms: how often the file is stat'ed, or the URL fetched.
         worker_nice: nice value of Gunicorn workers.
         metrics: ``host:port`` where the master serves Prometheus metrics.
         applier: switch Gunicorn workers when hinted (default), not only
             at their next request.
         history: good generations kept for ``hotcfg history`` and ``rollback``.
+        etcd_timeout_ms: etcd: connecting, and each request but the watch.
+        etcd_progress_ms: etcd: the cluster's progress notification interval.
+        etcd_user: etcd: the user to authenticate as.
+        etcd_password_file: etcd: the file holding that user's password.
+        etcd_ca_file: etcd: CA bundle (PEM); setting it means TLS.
+        etcd_cert_file: etcd: client certificate (PEM).
+        etcd_key_file: etcd: the client certificate's private key (PEM).
+        fleet: etcd: keep this master's record for ``hotcfg status --fleet``.
+        fleet_ttl_ms: etcd: that record's lease time to live.
+        http_timeout_ms: HTTP source: each fetch's total deadline.
+        http_token_file: HTTP source: the file holding a bearer token.
+        http_ca_file: HTTP source: CA bundle (PEM) for ``https``.
 
     Raises:
         ConfigError: a value cannot be understood, naming its variable.
         HotcfgError: hotcfg is already running in this process.
     """
     global _settings
-    resolved = Settings.resolve(
-        source=source, format=format, debounce_ms=debounce_ms,
-        hint_signal=hint_signal, validator=validator, schema=schema, model=model,
-        validator_warn_ms=validator_warn_ms, apply_warn_ms=apply_warn_ms,
-        max_bytes=max_bytes,
-        segment_dir=segment_dir, name=name, start_empty=start_empty, watch=watch,
-        poll_interval_ms=poll_interval_ms, worker_nice=worker_nice,
-        metrics=metrics, applier=applier, history=history,
-    )  # fmt: skip
+    # Every parameter, by name: the keywords are typed for callers, and
+    # passing them on as a whole means none can be accepted and then dropped
+    # (a test checks that each row of the settings table is a parameter).
+    given = dict(locals())
+    resolved = Settings.resolve(**given)
     with _lock:
         if _publisher is not None or _reader is not None:
             raise HotcfgError("hotcfg is already running in this process")

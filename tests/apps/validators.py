@@ -42,3 +42,14 @@ def misbehaving(data):
                 break
             time.sleep(0.02)
     return data
+
+
+def not_listed(data):
+    """Refuses a ``value`` listed in the file named by ``REFUSED_VALUES``
+    (one a line), read at each call: rules that change while the master
+    runs, as an allow-list or a deny-list kept elsewhere does."""
+    with open(os.environ["REFUSED_VALUES"]) as f:
+        refused = set(f.read().split())
+    if data.get("value") in refused:
+        raise ValueError("value is on today's refused list")
+    return data

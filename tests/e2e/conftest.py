@@ -102,6 +102,14 @@ class Service:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.read().decode()
 
+    def cli(self, *args):
+        """``hotcfg ARGS --dir <this service's segments>``, run to its end."""
+        return subprocess.run(
+            [sys.executable, "-m", "hotcfg", *args, "--dir", str(self.segments)],
+            capture_output=True, text=True, timeout=60, check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )  # fmt: skip
+
     def status(self):
         out = subprocess.run(
             [

@@ -2,13 +2,8 @@
 changed layer by layer, with ``hotcfg get --explain`` naming the layer."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-
-from .conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -16,11 +11,7 @@ KEY = "/app/config.yaml"
 
 
 def hotcfg_cli(service, *args, code=0):
-    out = subprocess.run(
-        [sys.executable, "-m", "hotcfg", *args, "--dir", str(service.segments)],
-        capture_output=True, text=True, timeout=60, check=False,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
+    out = service.cli(*args)
     assert out.returncode == code, out.stderr
     return out.stdout
 

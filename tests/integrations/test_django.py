@@ -5,8 +5,7 @@ and the middleware with Django's test clients (sync and async), in the
 test's process."""
 
 import asyncio
-import contextlib
-import importlib
+import io
 import os
 import subprocess
 import sys
@@ -16,10 +15,11 @@ import pytest
 
 import hotcfg
 from hotcfg import _api
+from tests.etcd import free_port
+from tests.integrations.conftest import PROJECT
 from tests.process import ROOT
 
 django = pytest.importorskip("django")
-PROJECT = ROOT / "examples" / "django_project"
 
 
 def manage(tmp_path, *args, settings=None, source=None):
@@ -72,6 +72,74 @@ def test_check_reports_no_source(tmp_path):
     assert "(hotcfg.E001) no hotcfg configuration source" in out
 
 
+def unreachable(kind):
+    """An etcd or HTTP source on a free port: nothing listens there."""
+    if kind == "etcd":
+        return f"etcd://127.0.0.1:{free_port()}/app/config.yaml"
+    return f"http://127.0.0.1:{free_port()}/config.yaml"
+
+
+def check(**options):
+    """Django's ``check`` command in this process: its output, or the
+    ``SystemCheckError`` that carries its errors."""
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    out = io.StringIO()
+    try:
+        call_command("check", stdout=out, stderr=out, **options)
+    except SystemCheckError as exc:
+        return str(exc)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["etcd", "http"])
+def test_only_the_deploy_check_reads_the_network(kind, django_app):
+    """migrate, runserver and check run the default checks: a CI job
+    without etcd must pass them. check --deploy reads the store."""
+    source = unreachable(kind)
+    django_app(HOTCFG={"SOURCE": source, "ETCD_TIMEOUT_MS": 2000,
+                       "HTTP_TIMEOUT_MS": 2000})  # fmt: skip
+    assert "System check identified no issues" in check()
+    assert "System check identified no issues" in check(tags=["hotcfg"])
+    for options in ({"deploy": True}, {"deploy": True, "tags": ["hotcfg"]}):
+        out = check(**options)
+        assert "(hotcfg.E002)" in out, out
+        assert "unreachable" in out or "refused" in out, out
+
+
+def test_migrate_without_etcd_passes_and_check_deploy_fails(tmp_path):
+    sqlite = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db")}
+    source = unreachable("etcd")
+    code, out = manage(
+        tmp_path, "migrate", settings=f"DATABASES = {{'default': {sqlite!r}}}",
+        source=source,
+    )  # fmt: skip
+    assert (code, "hotcfg" in out) == (0, False), out
+    code, out = manage(tmp_path, "check", "--deploy", "--tag", "hotcfg", source=source)
+    assert code == 1
+    assert f"(hotcfg.E002) {source}: etcd unreachable" in out
+
+
+def test_the_default_check_reads_the_file_layers_beside_a_remote_one(
+    tmp_path, django_app
+):
+    bad = tmp_path / "base.yaml"
+    bad.write_text("password: hunter2\nlist: [1, 2\n")
+    layered = f"{bad} | {unreachable('etcd')}"
+    django_app(HOTCFG={"SOURCE": layered, "ETCD_TIMEOUT_MS": 2000})
+    out = check()
+    assert f"(hotcfg.E003) {bad}:" in out, out
+    assert "hunter2" not in out
+    assert "etcd" not in out  # not read: the file's own error only
+    bad.unlink()
+    assert f"(hotcfg.E002) {bad}: file not found" in check()
+    bad.write_text("list: [1, 2]\n")
+    assert "System check identified no issues" in check()
+    django_app(HOTCFG={"SOURCE": layered, "VALIDATOR": "tests.apps.nowhere:check"})
+    assert "(hotcfg.E003)" in check()  # a validator that cannot be imported
+
+
 def test_bad_hotcfg_setting_is_improperly_configured(tmp_path):
     code, out = manage(tmp_path, "check", settings="HOTCFG = {'SORCE': 'x.yaml'}")
     assert code == 1
@@ -91,43 +159,6 @@ def test_validate_command_exit_codes(tmp_path):
     code, out = manage(tmp_path, "hotcfg_validate")  # the configured source
     assert code == 0, out
     assert str(PROJECT / "config.yaml") in out
-
-
-@pytest.fixture
-def django_app(fresh_hotcfg, monkeypatch):
-    """``django_app(**settings)``: the example project's app and middleware
-    installed in this process, for the rest of the test, with ``settings``
-    overridden (``HOTCFG``, ``ROOT_URLCONF``, ...).
-
-    Django's settings are configured once per process, so each test installs
-    what it needs with ``override_settings``, Django's own way for tests:
-    installing the app runs its ``ready()`` again, inside the test's fresh
-    hotcfg, as ``django.setup()`` does at startup."""
-    from django.apps import apps
-    from django.conf import settings
-    from django.test.utils import override_settings
-
-    if not settings.configured:
-        settings.configure()
-    if not apps.ready:  # override_settings(INSTALLED_APPS=...) needs a registry
-        django.setup()
-    monkeypatch.syspath_prepend(str(PROJECT))
-    example = importlib.import_module("exampleproject.settings")
-    with contextlib.ExitStack() as stack:
-
-        def install(**overrides):
-            installed = overrides.pop("INSTALLED_APPS", example.INSTALLED_APPS)
-            stack.enter_context(override_settings(**{
-                "MIDDLEWARE": example.MIDDLEWARE,
-                "ALLOWED_HOSTS": example.ALLOWED_HOSTS,
-                **overrides,
-            }))  # fmt: skip
-            # Apart and after: override_settings installs apps before it sets
-            # the other settings, and ready() must see HOTCFG.
-            stack.enter_context(override_settings(INSTALLED_APPS=installed))
-            return settings
-
-        yield install
 
 
 def test_middleware_with_test_clients(tmp_path, fresh_hotcfg, django_app):

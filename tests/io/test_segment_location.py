@@ -4,7 +4,9 @@ Runs real files in a real directory. The tests that hand a file to another
 user need root (``chown``) and are skipped otherwise.
 """
 
+import contextlib
 import os
+import stat
 
 import pytest
 
@@ -81,6 +83,51 @@ def live_segment(tmp_path):
     segment = Segment.create(str(tmp_path / "segments"), name="hotcfg")
     yield segment
     segment.close(unlink=True)
+
+
+@contextlib.contextmanager
+def umask(mask):
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o022, 0o077], ids=oct)
+def test_a_new_segment_is_a_private_regular_file_of_ours(tmp_path, mask):
+    """0600 whatever the umask (0: nothing narrows a wider mode), ours, a
+    regular file, in a 0700 directory; no temporary name left behind."""
+    directory = tmp_path / "segments"
+    with umask(mask):
+        segment = Segment.create(str(directory), name="hotcfg")
+    try:
+        info = os.lstat(segment.path)
+        assert stat.S_ISREG(info.st_mode)
+        assert oct(stat.S_IMODE(info.st_mode)) == oct(0o600)
+        assert info.st_uid == os.geteuid()
+        assert oct(stat.S_IMODE(directory.stat().st_mode)) == oct(0o700)
+        assert [p.name for p in directory.iterdir()] == [os.path.basename(segment.path)]
+    finally:
+        segment.close(unlink=True)
+
+
+def test_a_file_of_another_uid_is_refused_on_open_root_or_not(tmp_path):
+    """The owner check, with a file that is not ours: one given away (root),
+    or one of root's (anyone else)."""
+    if os.geteuid() == 0:
+        theirs = tmp_path / "hotcfg-1-theirs.seg"
+        theirs.write_bytes(bytes(4096))
+        theirs.chmod(0o600)
+        os.chown(theirs, NOBODY, NOBODY)
+        owner = NOBODY
+    else:
+        theirs = "/etc/passwd"
+        owner = os.stat(theirs).st_uid
+        if owner == os.geteuid():
+            pytest.skip(f"{theirs} belongs to this test's uid; no foreign file")
+    with pytest.raises(SegmentError, match=f"belongs to uid {owner}, not to us"):
+        SegmentView.open(str(theirs))
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o660], ids=oct)
