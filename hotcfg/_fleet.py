@@ -9,9 +9,12 @@ holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``),
 the source, the etcd revision of the key's last change the master holds
 (not moved by progress notifications: a quiet store changes no record), the live
 generation and when it was published, the last rejection (if the live
-generation is not the source's content), every worker's pid and applied
-generation, and when the record was written. A master that dies leaves its
-record to the lease (``HOTCFG_FLEET_TTL_MS``); one that stops revokes it.
+generation is not the source's content), what the live generation holds
+(``serving``: :func:`serving`), every worker's pid and applied generation,
+the format the master reads the key in and the largest value it accepts
+(``hotcfg push`` checks a file against them), and when the record was
+written. A master that dies leaves its record to the lease
+(``HOTCFG_FLEET_TTL_MS``); one that stops revokes it.
 
 One daemon thread (``hotcfg-fleet``) keeps it: every
 :data:`CHECK_INTERVAL_S` it builds the record from the segment and puts it
@@ -46,6 +49,7 @@ import logging
 import math
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -73,6 +77,10 @@ BACKOFF_FIRST_S = 0.25
 BACKOFF_MAX_S = 3.0
 #: Largest answer read when listing the records (many masters, many workers).
 LIST_MAX_BYTES = 16 * 1024 * 1024
+#: ``serving`` of a master whose live generation is the key's content.
+SERVING_REVISION = "revision"
+#: The source label of a rollback's generation (``Publisher.republish``).
+_ROLLBACK_LABEL = re.compile(r"rollback:(\d+) ")
 
 _KEEPERS: weakref.WeakSet[FleetRecord] = weakref.WeakSet()
 _BY_PUBLISHER: weakref.WeakKeyDictionary[Publisher, FleetRecord] = (
@@ -109,6 +117,9 @@ def build_record(
     published_at: float,
     workers: Sequence[tuple[int, int]],
     error: str | None,
+    serving: str,
+    fmt: str | None,
+    max_bytes: int | None,
 ) -> dict[str, Any]:
     """The record's content (without ``updated_at``, which changes at every
     put and so is not part of what "changed" means).
@@ -116,6 +127,9 @@ def build_record(
     Args:
         workers: ``(pid, applied generation)`` of each worker in the table.
         error: the last rejection while it stands (never a config value).
+        serving: what the live generation holds (:func:`serving`).
+        fmt: the format the master parses the key's value in (``format``).
+        max_bytes: the largest value of the key it accepts.
     """
     return {
         "host": host,
@@ -130,7 +144,55 @@ def build_record(
             for worker_pid, applied in sorted(workers)
         ],
         "error": error,
+        "serving": serving,
+        "format": fmt,
+        "max_bytes": max_bytes,
     }
+
+
+def serving(
+    *,
+    generation: int,
+    label: str,
+    from_cache: bool,
+    serves_source: bool,
+    revision: int,
+    error: str | None,
+) -> str:
+    """What a master's live generation holds, in the words the fleet view
+    shows: ``"revision"`` (the key's content at the record's revision),
+    ``"rollback to generation G"``, ``"cache"`` (the disk cache, since a
+    start with the store out of reach, whatever the error) or ``"nothing"``
+    (nothing published); with a rejection standing, ``"rejected revision
+    R"`` (what was read at R was refused, or could not be read whole: the
+    live generation is older), after a rollback's words if there are any:
+    ``"rollback to generation 3; rejected revision 12"``.
+
+    Args:
+        generation: the live generation (0: none).
+        label: the live generation's source label (the segment header's):
+            ``rollback:<G> ...`` after a rollback.
+        from_cache: the publisher serves its cache since it started.
+        serves_source: the live content is the source's last good read
+            (``Publisher.serves_source``): a rollback to what the key now
+            holds again is the key's content.
+        revision: the revision of the key's last change the master holds.
+        error: the last rejection while it stands.
+    """
+    if from_cache:
+        # Until the source gives a good content; the error says why not
+        # (out of reach still, or what it gave was refused).
+        return "cache"
+    held = SERVING_REVISION
+    rolled_back = _ROLLBACK_LABEL.match(label)
+    if not generation:
+        held = "nothing"
+    elif rolled_back is not None and not serves_source:
+        held = f"rollback to generation {rolled_back.group(1)}"
+    if error is None:
+        return held
+    rejected = f"rejected revision {revision}" if revision else "rejected"
+    return rejected if held == SERVING_REVISION else f"{held}; {rejected}"
 
 
 def encode_record(record: Mapping[str, Any], *, updated_at: float) -> bytes:
@@ -375,23 +437,37 @@ class FleetRecord:
 def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
     """The record of ``publisher``'s master now: the segment's live
     generation and worker table, read under the write lock (a publish that
-    grows the segment closes the old mapping), and the revision of the last
-    change its etcd source (or etcd layer) holds."""
+    grows the segment closes the old mapping), the revision of the last
+    change its etcd source (or etcd layer) holds, what the live generation
+    holds (:func:`serving`), and the format and size limit that source
+    reads the key with."""
     followed = etcd_source_of(publisher.source)
     with publisher.write_lock:
         buffer = publisher.segment.buffer
         header = _layout.read_header(buffer)
         workers = _layout.read_workers(buffer)
+    revision = followed.changed_at if followed is not None else 0
+    error = publisher.last_error
     return build_record(
         host=host,
         pid=os.getpid(),
         service=publisher.settings.name,
         source=publisher.source.location,
-        revision=followed.changed_at if followed is not None else 0,
+        revision=revision,
         generation=header.generation,
         published_at=header.published_at,
         workers=[(w.pid, w.generation) for w in workers],
-        error=publisher.last_error,
+        error=error,
+        serving=serving(
+            generation=header.generation,
+            label=header.source,
+            from_cache=publisher.from_cache is not None,
+            serves_source=publisher.serves_source,
+            revision=revision,
+            error=error,
+        ),
+        fmt=followed.fmt if followed is not None else None,
+        max_bytes=followed.max_bytes if followed is not None else None,
     )
 
 

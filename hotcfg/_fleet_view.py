@@ -6,12 +6,15 @@ clock: the caller passes ``now``.
 
 Who is behind: the target is the config key's last change (its
 ``mod_revision``; the highest revision reported when the key is gone). A
-master is behind when it holds an older change than that, when it
-rejected what it holds (its live generation is then an older content), or
-when one of its workers has not applied its live generation. A master's
-revision may be past the key's last change (it held a deletion of it, or a
-key of a prefix since deleted), so "on the key's revision" means "at or
-past it".
+master is behind when it holds an older change than that, when its live
+generation is not the key's content at the revision it holds (its
+``serving``: a rollback, the cache, a rejection of that revision, whose
+live generation is then an older content), or when one of its workers has
+not applied its live generation. A master's revision may be past the key's
+last change (it held a deletion of it, or a key of a prefix since deleted),
+so "on the key's revision" means "at or past it". A record without
+``serving`` (a master of an earlier version) serves the revision unless it
+has a rejection.
 """
 
 from __future__ import annotations
@@ -19,7 +22,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-COLUMNS = ("HOST", "PID", "SERVICE", "REVISION", "GENERATION", "WORKERS", "UPDATED")
+COLUMNS = (
+    "HOST",
+    "PID",
+    "SERVICE",
+    "REVISION",
+    "SERVING",
+    "GENERATION",
+    "WORKERS",
+    "UPDATED",
+)
+
+#: ``serving`` of a master whose live generation is the key's content.
+REVISION = "revision"
 
 
 def age(seconds: float) -> str:
@@ -57,13 +72,25 @@ def target_revision(records: Sequence[Mapping[str, Any]], key_revision: int) -> 
     return max((int(r["revision"]) for r in records), default=0)
 
 
+def serving(record: Mapping[str, Any]) -> str:
+    """What the master's live generation holds (``_fleet.serving``'s words);
+    for a record without it, ``"rejected"`` or ``"revision"``."""
+    told = record.get("serving")
+    if isinstance(told, str) and told:
+        return told
+    return "rejected" if record.get("error") else REVISION
+
+
 def why_behind(record: Mapping[str, Any], target: int) -> list[str]:
     """Why a master is not current: empty when it is."""
     reasons = []
     if record["revision"] < target:
         reasons.append(f"revision {record['revision']}")
-    if record.get("error"):
-        reasons.append(f"rejected it, serving generation {record['generation']}")
+    held = serving(record)
+    if "rejected" in held:
+        reasons.append(f"{held}, serving generation {record['generation']}")
+    elif held != REVISION:
+        reasons.append(held)
     behind = laggards(record)
     if behind:
         noun = "worker" if len(behind) == 1 else "workers"
@@ -103,6 +130,7 @@ def table(records: Sequence[Mapping[str, Any]], *, now: float) -> list[str]:
             str(r["pid"]),
             str(r.get("service") or "-"),
             str(r["revision"]),
+            serving(r),
             str(r["generation"]),
             workers_cell(r),
             f"{age(now - float(r.get('updated_at') or now))} ago",

@@ -206,6 +206,14 @@ class Publisher:
         return self._last_error
 
     @property
+    def serves_source(self) -> bool:
+        """Whether the live generation holds what the source held at its
+        last good read: False after a rollback or from the cache, until the
+        source's content is published (or read again equal to the live
+        one). The fleet record tells a rollback from the key's content by it."""
+        return self._digest is not None and self._digest == self._source_digest
+
+    @property
     def validating(self) -> Validating | None:
         """The validator running now, if any."""
         return self._validating

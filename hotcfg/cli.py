@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _control, _diff, _layers, _layout, _payload
 from ._errors import ConfigError, HotcfgError, SourceError, UnreachableError
+from ._loaders import format_for
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
 from ._settings import ETCD_SCHEME, Settings, parse_etcd
@@ -39,12 +40,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _file_settings(args: argparse.Namespace) -> Settings:
+def _file_settings(args: argparse.Namespace, *, fmt: str | None = None) -> Settings:
     """The settings that check FILE as the master would (``validate``,
-    ``push``): its format, and the checks given here or by ``HOTCFG_*``."""
+    ``push``): its format (``fmt``, else ``--format``, else as a source's),
+    and the checks given here or by ``HOTCFG_*``."""
     return Settings.resolve(
         source=args.file,
-        format=args.format,
+        format=fmt or args.format,
         schema=args.schema,
         validator=args.validator,
         model=args.model,
@@ -63,8 +65,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_push(args: argparse.Namespace) -> int:
-    """Validate FILE as the master would, then write it to the etcd key with
-    a compare-and-swap on the revision read (or ``--expect-revision``)."""
+    """Validate FILE as the master would, check that the live masters of the
+    key would parse it, then write it to the etcd key with a compare-and-swap
+    on the revision read (or ``--expect-revision``)."""
     from . import _etcd, _etcd_access  # only this command speaks to etcd
 
     if not args.url.startswith(ETCD_SCHEME):
@@ -80,12 +83,15 @@ def _cmd_push(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        key_format = Settings.resolve(source=args.url, format=args.format).format
+        file_format = _push_file_format(args)
+        # What the key's name says (None: nothing), checked only when no
+        # live master says what it reads.
+        named_format = args.format or _env_format() or _suffix_format(target.key)
     except ConfigError as exc:
         print(f"hotcfg: {exc}", file=sys.stderr)
         return 2
     try:
-        settings = _file_settings(args)
+        settings = _file_settings(args, fmt=file_format)
         # The bytes checked are the bytes written.
         content = read_capped(
             settings.source or args.file, max_bytes=settings.max_bytes
@@ -94,13 +100,6 @@ def _cmd_push(args: argparse.Namespace) -> int:
     except HotcfgError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    if key_format != settings.format:
-        print(
-            f"{args.file} is {settings.format}, but the master reads {target.key} "
-            f"as {key_format}: give a {key_format} file",
-            file=sys.stderr,
-        )
-        return 2
     try:
         access = _etcd_access.EtcdAccess.from_settings(settings)  # HOTCFG_ETCD_*
     except ConfigError as exc:
@@ -111,11 +110,22 @@ def _cmd_push(args: argparse.Namespace) -> int:
         state = _etcd.read_key(
             target, access=access, timeout_s=timeout_s, max_bytes=settings.max_bytes
         )
-        expected = state.mod_revision
-        if args.expect_revision is not None:
-            expected = args.expect_revision
-        if args.dry_run:
-            return _push_diff(args, state, data, key_format or "yaml")
+        # After the key: a refusal here is then about the records only.
+        masters = _live_masters(args.url, settings)
+    except SourceError as exc:  # unreachable, or refused (auth, TLS)
+        print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
+        return 2
+    key_format = _push_format_refused(
+        args.file, content, (file_format, named_format), masters, target.key
+    )
+    if isinstance(key_format, int):
+        return key_format
+    expected = state.mod_revision
+    if args.expect_revision is not None:
+        expected = args.expect_revision
+    if args.dry_run:
+        return _push_diff(args, state, data, key_format)
+    try:
         result = _etcd.put_if(
             target,
             content,
@@ -148,6 +158,173 @@ def _cmd_push(args: argparse.Namespace) -> int:
         return 1
     print(f"pushed {args.file} to {args.url}: revision {result.mod_revision}")
     return 0
+
+
+def _push_format_refused(
+    file: str,
+    content: bytes,
+    formats: tuple[str, str | None],
+    masters: Sequence[dict[str, Any]],
+    key: str,
+) -> str | int:
+    """The format the key is read in, or the exit code of a refusal (said
+    why): the live masters' formats when they report (``content`` must
+    parse in each, :func:`_masters_refuse`), else the one the key's name,
+    ``--format`` or ``HOTCFG_FORMAT`` names, which must be FILE's.
+
+    Args:
+        formats: FILE's format, and the one named for the key (None: none).
+    """
+    file_format, named_format = formats
+    if masters:
+        refusal = _masters_refuse(file, content, file_format, masters, key)
+        if refusal is not None:
+            print(f"refused: {refusal}; nothing written", file=sys.stderr)
+            return 1
+        return str(masters[0]["format"])
+    if named_format is not None and named_format != file_format:
+        print(
+            f"{file} is {file_format}, but the master reads {key} as "
+            f"{named_format}: give a {named_format} file",
+            file=sys.stderr,
+        )
+        return 2
+    return file_format
+
+
+def _push_file_format(args: argparse.Namespace) -> str:
+    """FILE's format: ``--format``, else its suffix's, else ``HOTCFG_FORMAT``
+    (a file named without a known suffix). The key's name plays no part:
+    the live masters say how they read the key (:func:`_masters_refuse`).
+
+    Raises:
+        ConfigError: none of them tells.
+    """
+    fmt = args.format or _suffix_format(args.file) or _env_format()
+    if fmt is None:
+        raise ConfigError(
+            "cannot tell the file's format from its name; use a .yaml, .yml, "
+            ".json or .toml suffix or give --format",
+            source=args.file,
+        )
+    return str(fmt)
+
+
+def _env_format() -> str | None:
+    """``HOTCFG_FORMAT`` as a master reads it (``yml`` is YAML), or None;
+    the shell's other ``HOTCFG_*`` (its ``HOTCFG_SOURCE``) play no part.
+
+    Raises:
+        ConfigError: not a format.
+    """
+    raw = os.environ.get("HOTCFG_FORMAT")
+    return None if raw is None else Settings.resolve({"HOTCFG_FORMAT": raw}).format
+
+
+def _suffix_format(name: str) -> str | None:
+    """The format ``name``'s suffix names, or None."""
+    try:
+        return format_for(name)
+    except ConfigError:
+        return None
+
+
+def _live_masters(url: str, settings: Settings) -> list[dict[str, Any]]:
+    """The fleet records of the masters following ``url``'s key that say
+    which format they read it in (a master of an earlier version does not).
+    A user that may not read the records (``/hotcfg/fleet/``) gets none,
+    with a note: the push is then checked as before the records said it.
+
+    Raises:
+        SourceError: etcd unreachable, or refused access altogether.
+    """
+    from . import _fleet
+
+    try:
+        records = _fleet.read_fleet(url, settings).records
+    except UnreachableError:
+        raise
+    except SourceError as exc:
+        print(
+            f"hotcfg: cannot read the fleet records of {url} ({exc.reason}); "
+            "the live masters' format is not checked",
+            file=sys.stderr,
+        )
+        return []
+    return [r for r in records if isinstance(r.get("format"), str)]
+
+
+def _masters_refuse(
+    file: str,
+    content: bytes,
+    file_format: str,
+    masters: Sequence[dict[str, Any]],
+    key: str,
+) -> str | None:
+    """Why some live masters would not take ``content`` at ``key``, naming
+    them and the format or limit; None when every one would parse it into
+    the document FILE is (``hotcfg validate`` checked that in FILE's
+    format). Their validators are not run here: each master has its own,
+    and a master refuses what they refuse with the last good kept; parsing
+    is what a push can check for every one of them.
+    """
+    mine = load_document(content, fmt=file_format, source=file)
+    parsed: dict[str, str | None] = {}  # format -> why not; once per format
+    refusals: dict[tuple[str, str], list[str]] = {}  # (what, why not) -> masters
+    for record in masters:
+        fmt = str(record["format"])
+        limit = record.get("max_bytes")
+        if isinstance(limit, int) and len(content) > limit:
+            what = f"the limit at {key} is {limit} bytes for"
+            why: str | None = f"{file} is {len(content)} bytes"
+        else:
+            if fmt not in parsed:
+                parsed[fmt] = _parse_problem(file, content, (file_format, fmt), mine)
+            what, why = f"{key} is read as {fmt} by", parsed[fmt]
+        if why is not None:
+            name = f"{record['host']}:{record['pid']} ({record.get('service')})"
+            refusals.setdefault((what, why), []).append(name)
+    if not refusals:
+        return None
+    return "; ".join(
+        f"{what} {_some_masters(names)}, and {why}"
+        for (what, why), names in refusals.items()
+    )
+
+
+def _some_masters(names: Sequence[str], *, shown: int = 5) -> str:
+    """``2 live masters (web-1:41 (app), web-2:17 (app))``, the first
+    ``shown`` of many named."""
+    listed = ", ".join(names[:shown])
+    if len(names) > shown:
+        listed += f" and {len(names) - shown} more"
+    return f"{len(names)} live master{'s' if len(names) > 1 else ''} ({listed})"
+
+
+def _parse_problem(
+    file: str, content: bytes, formats: tuple[str, str], mine: dict[str, Any]
+) -> str | None:
+    """Why ``content`` read in a master's format is not the document
+    ``mine`` (read in FILE's): it does not parse, or parses into another (a
+    JSON ``1e3`` is a YAML string).
+
+    Args:
+        formats: FILE's format, the master's.
+    """
+    file_format, fmt = formats
+    try:
+        theirs = load_document(content, fmt=fmt, source=file)
+    except ConfigError as exc:
+        return f"{file} does not parse as {fmt}: {exc}"
+    changed = _diff.diff(mine, theirs)
+    if not changed:
+        return None
+    paths = ", ".join(_diff.format_path(change.path) for change in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return (
+        f"{file} read as {fmt} is another document than as {file_format}: "
+        f"it differs at {paths}{more}"
+    )
 
 
 def _push_diff(
@@ -322,6 +499,11 @@ def _status_fleet(args: argparse.Namespace) -> int:
             "key_revision": fleet.key_revision,
             "revision": fleet.revision,
             "records": fleet.records,
+            "summary": (
+                _fleet_view.summary(fleet.records, fleet.key_revision)
+                if fleet.records
+                else None
+            ),
         }
         print(json.dumps(report, indent=2))
         return 0
@@ -502,11 +684,14 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "\n"
         "With --fleet etcd://HOST:PORT/KEY: every master on any host that\n"
         "follows KEY, from the records they keep in etcd under a lease: host,\n"
-        "master pid, service, the etcd revision followed, the live generation,\n"
-        "its workers (those behind as pid:generation) and the record's age;\n"
-        "then which masters are behind the key's last revision. A master that\n"
-        "died drops out when its lease expires (HOTCFG_FLEET_TTL_MS), one that\n"
-        "stopped at once.",
+        "master pid, service, the etcd revision followed, what its live\n"
+        "generation serves (revision: the key's content at that revision; or\n"
+        "a rollback to generation G, the cache, or rejected revision R), the\n"
+        "live generation, its workers (those behind as pid:generation) and\n"
+        "the record's age; then which masters are behind the key's last\n"
+        "revision or serve anything else, and why. A master that died drops\n"
+        "out when its lease expires (HOTCFG_FLEET_TTL_MS), one that stopped\n"
+        "at once.",
         "hotcfg status --name myapp --json\n"
         "  hotcfg status --fleet etcd://10.0.0.1:2379/app/config.yaml",
         "0 shown; 2 no service found, etcd unreachable (--fleet), or usage.",
@@ -564,20 +749,27 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
     "push": (
         "validate a file and write it to an etcd key, compare-and-swap",
         "Checks FILE as the master would (format by its suffix or --format,\n"
-        "the validator, JSON Schema and model given here or by\n"
-        "HOTCFG_VALIDATOR, HOTCFG_SCHEMA and HOTCFG_MODEL), then writes its\n"
-        "bytes to the etcd key only if nobody wrote the key since it was read\n"
-        "(or since --expect-revision N, the revision you reviewed; 0: the key\n"
-        "must not exist). --dry-run prints the key paths that would change.\n"
-        "One key only: a prefix source (etcd://.../app/config/) is refused.\n"
+        "else HOTCFG_FORMAT; the validator, JSON Schema and model given here\n"
+        "or by HOTCFG_VALIDATOR, HOTCFG_SCHEMA and HOTCFG_MODEL). Then every\n"
+        "live master following the key (their fleet records) must parse it,\n"
+        "in the format it reads the key in and within its HOTCFG_MAX_BYTES,\n"
+        "into the same document: otherwise the push is refused, naming the\n"
+        "format and the masters. With no live master, FILE's format must be\n"
+        "the one --format, HOTCFG_FORMAT or the key's suffix names (if any).\n"
+        "Then it writes FILE's bytes to the etcd key only if nobody wrote the\n"
+        "key since it was read (or since --expect-revision N, the revision\n"
+        "you reviewed; 0: the key must not exist). --dry-run prints the key\n"
+        "paths that would change. One key only: a prefix source\n"
+        "(etcd://.../app/config/) is refused.\n"
         "etcd auth and TLS come from HOTCFG_ETCD_USER,\n"
         "HOTCFG_ETCD_PASSWORD_FILE, HOTCFG_ETCD_CA_FILE, HOTCFG_ETCD_CERT_FILE\n"
         "and HOTCFG_ETCD_KEY_FILE, as for the master.",
         "hotcfg push config.yaml etcd://10.0.0.1:2379/app/config.yaml",
         "0 written (the new revision is printed), or --dry-run shown; 1 FILE\n"
-        "is invalid, or a conflict (someone wrote in between: the revision\n"
-        "there now is named; nothing written); 2 etcd unreachable or refused\n"
-        "access (authentication, TLS), or usage.",
+        "is invalid, a live master would not parse it, or a conflict\n"
+        "(someone wrote in between: the revision there now is named); nothing\n"
+        "written; 2 etcd unreachable or refused access (authentication,\n"
+        "TLS), FILE's format is not the key's (no live master), or usage.",
     ),
     "rollback": (
         "publish a kept generation's content again, as a new one",

@@ -3,7 +3,9 @@
 master drops out when its lease expires, a stopped one at once."""
 
 import json
+import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -71,15 +73,22 @@ def on_the_key(etcd, services, revision):
     return True
 
 
-def test_status_fleet_shows_both_masters_and_every_worker_on_the_new_revision(
-    etcd, start_service, tmp_path
-):
+def two_masters_on_a_put(etcd, start_service, tmp_path, beta_workers):
+    """Masters ``alpha`` (2 workers) and ``beta`` following KEY, both on
+    its second value ("two"), and that value's revision."""
     etcd.put(KEY, "value: one\n")
     alpha = start_master(start_service, tmp_path, etcd, "alpha", 2)
-    beta = start_master(start_service, tmp_path, etcd, "beta", 3)
+    beta = start_master(start_service, tmp_path, etcd, "beta", beta_workers)
     etcd.put(KEY, "value: two\n")
     revision = key_revision(etcd)
     wait_for(lambda: on_the_key(etcd, [alpha, beta], revision), "both on the put")
+    return alpha, beta, revision
+
+
+def test_status_fleet_shows_both_masters_and_every_worker_on_the_new_revision(
+    etcd, start_service, tmp_path
+):
+    alpha, beta, revision = two_masters_on_a_put(etcd, start_service, tmp_path, 3)
 
     seen = records(etcd)
     for service, name, count in ((alpha, "alpha", 2), (beta, "beta", 3)):
@@ -100,6 +109,7 @@ def test_status_fleet_shows_both_masters_and_every_worker_on_the_new_revision(
         "PID",
         "SERVICE",
         "REVISION",
+        "SERVING",
         "GENERATION",
         "WORKERS",
         "UPDATED",
@@ -150,3 +160,97 @@ def test_status_fleet_exits_2_when_etcd_is_unreachable(etcd):
     assert code == 2
     assert out == ""
     assert etcd.endpoint in err
+
+
+def rollback(service, name):
+    """``hotcfg rollback`` on one service, as an operator on its host runs
+    it: the generation published and the one whose content it holds."""
+    where = ["--dir", str(service.segments), "--name", name]
+    done = subprocess.run(
+        [sys.executable, "-m", "hotcfg", "rollback", *where],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    match = re.match(
+        r"generation (\d+) is live: the content of generation (\d+)", done.stdout
+    )
+    assert match, done.stdout
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_status_fleet_names_a_rollback_and_rejections_until_the_key_is_served_again(
+    etcd, start_service, tmp_path
+):
+    alpha, beta, revision = two_masters_on_a_put(etcd, start_service, tmp_path, 2)
+    alpha.all_workers_answer("two")
+    host = socket.gethostname()
+    name = {alpha: f"{host}:{alpha.proc.pid}", beta: f"{host}:{beta.proc.pid}"}
+
+    live, old = rollback(alpha, "alpha")
+    alpha.all_workers_answer("one")
+
+    def alpha_applied():
+        mine = records(etcd)[alpha.proc.pid]
+        return mine["generation"] == live and all(
+            w["generation"] == live for w in mine["workers"]
+        )
+
+    wait_for(alpha_applied, "alpha's record of the rollback, applied")
+    code, out, err = fleet(etcd)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[3] == (
+        f"2 masters on 1 host, 4 workers; behind revision {revision}: "
+        f"{name[alpha]} (rollback to generation {old})"
+    )
+    rows = {line.split()[1]: line for line in lines[1:3]}
+    assert f" rollback to generation {old} " in rows[str(alpha.proc.pid)]
+    assert f"{revision} revision " in " ".join(rows[str(beta.proc.pid)].split())
+    code, out, err = fleet(etcd, "--json")
+    report = json.loads(out)
+    serving = {r["pid"]: r["serving"] for r in report["records"]}
+    assert serving == {
+        alpha.proc.pid: f"rollback to generation {old}",
+        beta.proc.pid: "revision",
+    }
+    assert report["summary"] == lines[3]
+
+    # A value both refuse: beta serves its older generation, alpha still
+    # the rollback; each is named with the revision it rejected.
+    etcd.put(KEY, "value: [unclosed\n")
+    bad = key_revision(etcd)
+    wait_for(lambda: all(r["error"] for r in records(etcd).values()), "both rejections")
+    report = json.loads(fleet(etcd, "--json")[1])
+    mine = {r["pid"]: r for r in report["records"]}
+    assert mine[alpha.proc.pid]["serving"] == (
+        f"rollback to generation {old}; rejected revision {bad}"
+    )
+    assert mine[beta.proc.pid]["serving"] == f"rejected revision {bad}"
+    reasons = {
+        alpha: f"rollback to generation {old}; rejected revision {bad}, serving "
+        f"generation {live}",
+        beta: f"rejected revision {bad}, serving generation "
+        f"{mine[beta.proc.pid]['generation']}",
+    }
+    order = sorted((alpha, beta), key=lambda s: s.proc.pid)
+    assert report["summary"] == (
+        f"2 masters on 1 host, 4 workers; behind revision {bad}: "
+        + "; ".join(f"{name[s]} ({reasons[s]})" for s in order)
+    )
+    out = fleet(etcd)[1]
+    assert report["summary"] in out.splitlines()
+    assert f"{name[beta]} rejected: " in out
+
+    # The next good value is the key's content on both again.
+    etcd.put(KEY, "value: three\n")
+    good = key_revision(etcd)
+    wait_for(lambda: on_the_key(etcd, [alpha, beta], good), "both on the key")
+    alpha.all_workers_answer("three")
+    report = json.loads(fleet(etcd, "--json")[1])
+    assert [r["serving"] for r in report["records"]] == ["revision", "revision"]
+    assert (
+        report["summary"] == f"2 masters on 1 host, 4 workers; all on revision {good}"
+    )

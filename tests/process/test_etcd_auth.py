@@ -335,6 +335,10 @@ def test_push_with_a_password_over_tls_and_with_a_wrong_one(
         assert cli.main(["push", str(new), etcd.source(KEY)]) == 0
         pushed = capsys.readouterr()
         assert f"revision {etcd.revision()}" in pushed.out
+        # The user may not read /hotcfg/fleet/: pushed as before the
+        # masters said what they read, with a note.
+        assert "cannot read the fleet records" in pushed.err
+        assert "permission denied" in pushed.err
         assert etcd.ctl("get", "--print-value-only", KEY) == "value: pushed\n\n"
 
         password_file.write_text("wrong-password-x9\n")

@@ -1,15 +1,20 @@
 """``hotcfg push``: validate a file, then compare-and-swap it into etcd."""
 
+import json
 import os
+import socket
 import threading
 
-from hotcfg import cli
+import pytest
+
+from hotcfg import _fleet, cli
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
 from hotcfg._segment import Segment
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
 from tests.etcd import PROGRESS_MS
+from tests.following import Followed
 from tests.waiting import wait_for
 
 KEY = "/app/config.yaml"
@@ -125,3 +130,89 @@ def test_etcd_down_is_exit_2(etcd, tmp_path, capsys):
     etcd.stop()
     assert cli.main(["push", path, etcd.source(KEY)]) == 2
     assert "etcd unreachable" in capsys.readouterr().err
+
+
+def _mod_revision(etcd, key=KEY):
+    """The key's last write (the store's revision moves with the records)."""
+    return int(
+        json.loads(etcd.ctl("get", key, "--write-out=json"))["kvs"][0]["mod_revision"]
+    )
+
+
+@pytest.fixture
+def master(etcd):
+    """``master(key, **settings)``: a publisher following ``key`` that keeps
+    its fleet record, as a Gunicorn master does (one per test: the record
+    is named by this process's pid); closed at teardown."""
+    started = []
+
+    def start(key, **more):
+        settings = Settings.resolve(
+            {},
+            source=etcd.source(key),
+            etcd_progress_ms=PROGRESS_MS,
+            etcd_timeout_ms=1000,
+            fleet_ttl_ms=2000,
+            name="svc",
+            **more,
+        )
+        started.append(Followed(settings, name="svc"))
+        assert _fleet.start(started[-1].publisher) is not None
+        wait_for(
+            lambda: _fleet.read_fleet(etcd.source(key), settings).records,
+            "the master's record",
+        )
+        return started[-1]
+
+    yield start
+    for followed in started:
+        followed.close()
+
+
+def test_a_file_the_live_masters_read_as_the_same_document_is_pushed(
+    etcd, master, tmp_path, capsys
+):
+    """Parsing is what counts: JSON that the YAML masters read into the
+    same document goes, whatever the key's name says; JSON they read
+    otherwise (``1e3`` is a string in YAML 1.1) is refused."""
+    etcd.put(KEY, "value: one\n")
+    followed = master(KEY)
+    same = _file(tmp_path, "same.json", '{"value": "from json"}')
+    assert cli.main(["push", same, etcd.source(KEY)]) == 0, capsys.readouterr().err
+    followed.wait_value("from json")
+
+    revision = _mod_revision(etcd)
+    other = _file(tmp_path, "other.json", '{"value": 1e3}')
+    assert cli.main(["push", other, etcd.source(KEY)]) == 1
+    me = f"{socket.gethostname()}:{os.getpid()} (svc)"
+    assert capsys.readouterr().err == (
+        f"refused: {KEY} is read as yaml by 1 live master ({me}), and {other} "
+        "read as yaml is another document than as json: it differs at value; "
+        "nothing written\n"
+    )
+    assert _mod_revision(etcd) == revision
+
+
+def test_a_file_over_a_live_masters_limit_is_refused(etcd, master, tmp_path, capsys):
+    etcd.put(KEY, "value: one\n")
+    master(KEY, max_bytes=64)
+    big = _file(tmp_path, "big.yaml", "value: " + "x" * 100 + "\n")
+    revision = _mod_revision(etcd)
+    assert cli.main(["push", big, etcd.source(KEY)]) == 1
+    err = capsys.readouterr().err
+    assert f"the limit at {KEY} is 64 bytes for 1 live master (" in err
+    assert f"{big} is 108 bytes; nothing written" in err
+    assert _mod_revision(etcd) == revision
+
+
+def test_a_key_without_a_suffix_takes_the_files_format(etcd, tmp_path, capsys):
+    """No master follows it: FILE's suffix (or ``--format``) tells."""
+    plain = "/app/config"
+    path = _file(tmp_path, "config.yaml", "value: one\n")
+    assert cli.main(["push", path, etcd.source(plain)]) == 0, capsys.readouterr().err
+    assert etcd.ctl("get", "--print-value-only", plain) == "value: one\n\n"
+
+    nameless = _file(tmp_path, "config", "value: two\n")
+    assert cli.main(["push", nameless, etcd.source(plain)]) == 2
+    assert "give --format" in capsys.readouterr().err
+    assert cli.main(["push", nameless, etcd.source(plain), "--format=yaml"]) == 0

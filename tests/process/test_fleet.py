@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from hotcfg import _fleet
+from hotcfg import _fleet, _fleet_view
 from hotcfg._etcd_access import EtcdAccess
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
@@ -17,6 +17,8 @@ from hotcfg._segment import Segment
 from hotcfg._settings import Settings, parse_etcd
 from hotcfg._sources import source_for
 from tests.etcd import PROGRESS_MS
+from tests.following import Followed
+from tests.httpserver import Reply, good
 from tests.waiting import wait_for
 
 KEY = "/app/config.yaml"
@@ -233,3 +235,40 @@ def test_the_fleet_of_a_prefix_is_compared_with_its_newest_key(etcd):
     etcd.put("/app/other", "3")  # not under the prefix
     fleet = _fleet.read_fleet(etcd.source("/app/conf/"), Settings.resolve({}))
     assert fleet.key_revision == newest
+
+
+def test_a_master_serving_its_cache_says_so_in_its_record(etcd, http_server):
+    """Started while its HTTP layer answers 503, the master serves its
+    cache; its record (the etcd layer's) and the fleet view say so."""
+    etcd.put(KEY, "value: one\n")
+    http_server.answer(good("extra: 1\n"))
+    settings = Settings.resolve(
+        {},
+        source=f"{etcd.source(KEY)} | {http_server.url()}",
+        etcd_progress_ms=PROGRESS_MS,
+        etcd_timeout_ms=1000,
+        fleet_ttl_ms=2000,
+        name="svc",
+    )
+    Followed(settings, name="svc", keep_history=True).close()  # the cache
+    http_server.answer(Reply(503, b"down\n", "text/plain"))
+    master = Followed(settings, name="svc", keep_history=True)
+    try:
+        assert master.publisher.from_cache is not None
+        assert _fleet.start(master.publisher) is not None
+
+        def fleet():
+            return _fleet.read_fleet(etcd.source(KEY), settings)
+
+        wait_for(lambda: fleet().records, "the record")
+        found = fleet()
+        summary = _fleet_view.summary(found.records, found.key_revision)
+        assert summary.endswith(
+            f"behind revision {found.key_revision}: "
+            f"{socket.gethostname()}:{os.getpid()} (cache)"
+        )
+        (mine,) = found.records
+        assert mine["serving"] == "cache"
+        assert "503" in mine["error"]
+    finally:
+        master.close()

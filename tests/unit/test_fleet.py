@@ -13,8 +13,21 @@ from hotcfg._errors import ConfigError
 from hotcfg._settings import Settings
 
 
-def record(host="web-1", pid=100, revision=42, generation=7, workers=None, **extra):
+def record(
+    host="web-1",
+    pid=100,
+    revision=42,
+    generation=7,
+    workers=None,
+    error=None,
+    serving=None,
+    updated_at=1000.0,
+):
+    """A record as a master puts it (``serving`` by default as its
+    ``error`` makes it)."""
     workers = [(101, generation), (102, generation)] if workers is None else workers
+    if serving is None:
+        serving = f"rejected revision {revision}" if error else "revision"
     built = _fleet.build_record(
         host=host,
         pid=pid,
@@ -24,9 +37,12 @@ def record(host="web-1", pid=100, revision=42, generation=7, workers=None, **ext
         generation=generation,
         published_at=1000.0,
         workers=workers,
-        error=extra.pop("error", None),
+        error=error,
+        serving=serving,
+        fmt="yaml",
+        max_bytes=1048576,
     )
-    return {**built, "updated_at": extra.pop("updated_at", 1000.0)}
+    return {**built, "updated_at": updated_at}
 
 
 def test_record_keys_are_per_config_key_and_master_and_never_nest():
@@ -60,6 +76,9 @@ def test_record_content_sorts_workers_and_leaves_out_the_put_time():
         published_at=10.5,
         workers=[(30, 3), (20, 2)],
         error=None,
+        serving="revision",
+        fmt="yaml",
+        max_bytes=65536,
     )
     assert built["workers"] == [
         {"pid": 20, "generation": 2},
@@ -115,7 +134,74 @@ def test_the_summary_names_who_is_behind_and_why():
     assert _fleet_view.summary(records, key_revision=42) == (
         "4 hosts, 8 workers; behind revision 42: web-2:200 (revision 41); "
         "web-3:300 (worker 302 on gen 6); "
-        "web-4:400 (rejected it, serving generation 7)"
+        "web-4:400 (rejected revision 42, serving generation 7)"
+    )
+
+
+def serving(**given):
+    facts = {
+        "generation": 5,
+        "label": "etcd://127.0.0.1:2379/app/config.yaml",
+        "from_cache": False,
+        "serves_source": True,
+        "revision": 12,
+        "error": None,
+    }
+    return _fleet.serving(**{**facts, **given})
+
+
+def test_what_a_master_serves_in_words():
+    assert serving() == "revision"
+    rollback = "rollback:3 etcd://127.0.0.1:2379/app/config.yaml"
+    assert serving(label=rollback, serves_source=False) == "rollback to generation 3"
+    # The key was put back to the rolled-back content: the key's content.
+    assert serving(label=rollback, serves_source=True) == "revision"
+    assert serving(from_cache=True, serves_source=False) == "cache"
+    assert serving(generation=0, serves_source=False) == "nothing"
+    assert serving(error="k.yaml:3:1: bad") == "rejected revision 12"
+    assert serving(label=rollback, serves_source=False, error="bad") == (
+        "rollback to generation 3; rejected revision 12"
+    )
+    # The error says why the cache is still served.
+    assert serving(from_cache=True, serves_source=False, error="bad") == "cache"
+
+
+def test_the_summary_and_the_table_name_what_is_not_the_keys_content():
+    records = [
+        record(),
+        record(host="web-2", pid=200, serving="rollback to generation 3"),
+        record(host="web-3", pid=300, serving="cache"),
+        record(
+            host="web-4",
+            pid=400,
+            error="bad",
+            serving="rollback to generation 3; rejected revision 42",
+        ),
+    ]
+    assert _fleet_view.summary(records, key_revision=42) == (
+        "4 hosts, 8 workers; behind revision 42: web-2:200 (rollback to "
+        "generation 3); web-3:300 (cache); web-4:400 (rollback to generation "
+        "3; rejected revision 42, serving generation 7)"
+    )
+    lines = _fleet_view.table(records, now=1000.0)
+    serving_at = lines[0].index("SERVING")
+    cells = [line[serving_at:].split("  ")[0] for line in lines[1:]]
+    assert cells == [
+        "revision",
+        "rollback to generation 3",
+        "cache",
+        "rollback to generation 3; rejected revision 42",
+    ]
+
+
+def test_a_record_of_an_earlier_version_serves_the_revision_unless_rejected():
+    old = record()
+    del old["serving"]
+    rejected = {**record(host="web-2", pid=200, error="bad"), "serving": None}
+    assert _fleet_view.serving(old) == "revision"
+    assert _fleet_view.summary([old, rejected], key_revision=42) == (
+        "2 hosts, 4 workers; behind revision 42: web-2:200 (rejected, serving "
+        "generation 7)"
     )
 
 
@@ -133,7 +219,9 @@ def test_the_table_has_its_columns_aligned_and_ages_from_now():
     ]
     lines = _fleet_view.table(records, now=1004.0)
     assert lines[0].split() == list(_fleet_view.COLUMNS)
-    assert " ".join(lines[1].split()) == "web-1 100 app 42 7 2/2 on gen 7 4s ago"
+    assert " ".join(lines[1].split()) == (
+        "web-1 100 app 42 revision 7 2/2 on gen 7 4s ago"
+    )
     assert lines[2].endswith("2m ago")
     starts = [line.index("app") for line in lines[1:]]
     assert starts[0] == starts[1] == lines[0].index("SERVICE")
