@@ -119,6 +119,17 @@ class Service:
         )
         return json.loads(out.stdout) if out.returncode == 0 else []
 
+    def cli(self, *args):
+        """``hotcfg ARGS --dir <this service's segment dir>``, which must
+        exit 0; the finished process."""
+        out = subprocess.run(
+            [sys.executable, "-m", "hotcfg", *args, "--dir", str(self.segments)],
+            capture_output=True, text=True, timeout=60, check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out
+
     def worker_pids(self):
         try:
             out = subprocess.run(

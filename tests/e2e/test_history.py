@@ -17,13 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def hotcfg_cli(service, *args):
-    out = subprocess.run(
-        [sys.executable, "-m", "hotcfg", *args, "--dir", str(service.segments)],
-        capture_output=True, text=True, timeout=60, check=False,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    return service.cli(*args).stdout
 
 
 def history(service):
