@@ -26,7 +26,6 @@ path.
 
 from __future__ import annotations
 
-import logging
 import os
 import ssl
 import threading
@@ -34,9 +33,7 @@ import weakref
 
 from ._errors import ConfigError, SourceError
 from ._settings import Settings
-from ._sources import read_capped
-
-_logger = logging.getLogger(__name__)
+from ._sources import read_capped, warn_if_others_read
 
 PASSWORD_MAX_BYTES = 4096
 
@@ -109,9 +106,9 @@ class EtcdAccess:
         )
         if password_file is not None:
             access.password()  # refused now, not at the first connection
-            _warn_if_others_read(_PASSWORD_FILE, password_file)
+            warn_if_others_read(_PASSWORD_FILE, password_file)
         if key is not None:
-            _warn_if_others_read(_KEY_FILE, key)
+            warn_if_others_read(_KEY_FILE, key)
         return access
 
     def __repr__(self) -> str:
@@ -210,22 +207,6 @@ def _check_readable(variable: str, path: str) -> None:
         read_capped(path, max_bytes=1 << 20)
     except SourceError as exc:
         raise ConfigError(f"{path}: {exc.reason}", source=variable) from None
-
-
-def _warn_if_others_read(variable: str, path: str) -> None:
-    """Warn, not refuse: Kubernetes mounts secrets 0644 by default and
-    Docker 0444, private through their directory rather than their mode."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    if mode & 0o004:
-        _logger.warning(
-            "hotcfg: %s %s is readable by other users (mode %04o); chmod 600 it",
-            variable,
-            path,
-            mode & 0o7777,
-        )
 
 
 def _after_fork_in_child() -> None:

@@ -4,8 +4,14 @@
 every ``HOTCFG_POLL_INTERVAL_MS`` (``_http_fetch``: one deadline per fetch,
 a size cap, verified certificates, at most five redirects), sending the
 ``ETag`` and ``Last-Modified`` of the last good answer (``If-None-Match``,
-``If-Modified-Since``): a 304 costs no parse, and a 200 with the bytes held
-already calls nobody (docs/design.md, "HTTP source").
+``If-Modified-Since``) to the origin that gave them: a 304 costs no parse,
+and a 200 with the bytes held already calls nobody (docs/design.md, "HTTP
+source").
+
+The source's label and location are the URL with its query values hidden
+(``_settings.redact_url``): whatever names the source (the segment, the
+history, ``status``, logs, errors, the fleet record) never holds a
+presigned URL's signature. Only the fetcher has the URL as written.
 
 Every bad answer is a rejection with its reason, naming the URL: the
 publisher keeps the last good generation and ``hotcfg status`` shows the
@@ -43,10 +49,10 @@ from urllib.parse import urlsplit
 
 from ._errors import ConfigError, SourceError, UnreachableError
 from ._follower import Follower
-from ._http_fetch import Attempt, FetchCancelled, Fetcher, FetchFailed
+from ._http_fetch import Answer, Attempt, FetchCancelled, Fetcher, FetchFailed
 from ._http_rules import next_poll_s
-from ._settings import Settings
-from ._sources import load_document
+from ._settings import Settings, redact_url
+from ._sources import load_document, warn_if_others_read
 
 _logger = logging.getLogger(__name__)
 
@@ -83,10 +89,12 @@ class HttpSource:
     def __init__(self, fetcher: Fetcher, *, interval_s: float = 1.0) -> None:
         self.fetcher = fetcher
         self.interval_s = interval_s
+        # Every name of the source is made here, redacted: the fetch alone
+        # uses the URL as written (a presigned URL's signature, a token in
+        # its query).
+        self._shown = redact_url(fetcher.url)
         self._lock = threading.Lock()
-        self._body: bytes | None = None
-        self._etag: str | None = None
-        self._last_modified: str | None = None
+        self._held: Answer | None = None  # the last good 200: body, validators
         self._problem: tuple[str, bool] | None = None  # reason, temporary
         self._watching = False
 
@@ -127,15 +135,17 @@ class HttpSource:
                 f"{getattr(exc, 'strerror', None) or exc}",
                 source="HOTCFG_HTTP_CA_FILE",
             ) from exc
+        if settings.http_token_file:
+            warn_if_others_read("HOTCFG_HTTP_TOKEN_FILE", settings.http_token_file)
         return cls(fetcher, interval_s=settings.poll_interval_ms / 1000.0)
 
     @property
     def label(self) -> str:
-        return self.fetcher.url
+        return self._shown
 
     @property
     def location(self) -> str:
-        return self.fetcher.url
+        return self._shown
 
     @property
     def fmt(self) -> str:
@@ -154,14 +164,14 @@ class HttpSource:
         if not self._watching:
             self.poll(Attempt(self.fetcher.timeout_s))
         with self._lock:
-            problem, body = self._problem, self._body
+            problem, held = self._problem, self._held
         if problem is not None:
             reason, temporary = problem
             kind = UnreachableError if temporary else SourceError
             raise kind(reason, source=self.location)
-        if body is None:  # pragma: no cover - a poll records one or the other
+        if held is None or held.body is None:  # pragma: no cover - a poll
             raise SourceError("nothing fetched yet", source=self.location)
-        return load_document(body, fmt=self.fmt, source=self.location)
+        return load_document(held.body, fmt=self.fmt, source=self.location)
 
     def poll(self, attempt: Attempt) -> Polled:
         """Fetch once (conditionally when a body is held) and record the
@@ -171,11 +181,9 @@ class HttpSource:
             FetchCancelled: ``attempt`` was cancelled.
         """
         with self._lock:
-            held = self._body is not None
-            etag = self._etag if held else None
-            last_modified = self._last_modified if held else None
+            held = self._held
         try:
-            answer = self.fetcher.fetch(attempt, etag=etag, last_modified=last_modified)
+            answer = self.fetcher.fetch(attempt, held=held)
         except FetchFailed as exc:
             problem = (exc.reason, exc.temporary)
             with self._lock:
@@ -186,9 +194,9 @@ class HttpSource:
         with self._lock:
             changed, self._problem = self._problem is not None, None
             if answer.body is not None:
-                changed = changed or answer.body != self._body
-                self._body = answer.body
-                self._etag, self._last_modified = answer.etag, answer.last_modified
+                old = self._held.body if self._held is not None else None
+                changed = changed or answer.body != old
+                self._held = answer
         return Polled(changed)
 
     def watch(self, on_change: Callable[[], object], settings: Settings) -> HttpPoll:

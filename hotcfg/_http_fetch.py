@@ -7,10 +7,14 @@ trickling one byte at a time is cut at the deadline, not kept alive by
 per-read timeouts (``http.client`` reads a header line or a buffer with as
 many ``recv`` calls as it takes). ``http.client`` speaks HTTP/1.1 over those
 sockets; certificates and host names are verified (``HOTCFG_HTTP_CA_FILE``
-or the system's store); bodies are capped at ``HOTCFG_MAX_BYTES``; at most
-five redirects are followed. What an answer means (content types,
-temporary statuses, Retry-After, redirects) is ``_http_rules``, pure; the
-translation of transport errors into reasons is here, at the boundary.
+or the system's store); bodies are capped at ``HOTCFG_MAX_BYTES`` and never
+taken in part (one shorter or longer than its ``Content-Length`` is
+refused); at most five redirects are followed, and neither the token nor
+the validators of the body held go to an origin other than their own; a
+URL a reason names has its query values hidden. What an answer means
+(content types, temporary statuses, Retry-After, redirects) is
+``_http_rules``, pure; the translation of transport errors into reasons is
+here, at the boundary.
 
 Fork story: no connection outlives one fetch (:class:`Attempt` closes its
 sockets when the fetch ends). A worker forked during a fetch inherits the
@@ -36,7 +40,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -54,6 +58,7 @@ from ._http_rules import (
     shown,
     status_text,
 )
+from ._settings import redact_url
 from ._sources import read_capped
 
 _TOKEN_MAX_BYTES = 16384
@@ -284,11 +289,23 @@ class _Connection(http.client.HTTPConnection):
 @dataclass(frozen=True, slots=True)
 class Answer:
     """An answer the source accepted: a new body (None: 304, the body held
-    is current) and its validators, for the next conditional request."""
+    is current), its validators, for the next conditional request, and the
+    URL that gave them (after redirects): the validators go back to that
+    URL's origin only."""
 
     body: bytes | None
     etag: str | None = None
     last_modified: str | None = None
+    url: str = ""
+
+
+_NO_ANSWER = Answer(None)  # no validators
+
+
+def _shown_url(url: str) -> str:
+    """A URL as a reason writes it: its query values and credentials hidden
+    (``_settings.redact_url``), then made printable and short."""
+    return shown(redact_url(url))
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
@@ -331,15 +348,14 @@ class Fetcher:
         if ca_file is not None:
             self._context = tls_context(ca_file)  # a bad bundle fails now
 
-    def fetch(
-        self,
-        attempt: Attempt,
-        *,
-        etag: str | None = None,
-        last_modified: str | None = None,
-    ) -> Answer:
+    def fetch(self, attempt: Attempt, *, held: Answer | None = None) -> Answer:
         """GET the URL, following redirects; conditional when given the
-        validators of the body held.
+        answer whose body is held (and which has validators).
+
+        What belongs to an origin stays with it: the token goes to the
+        configured URL's origin only, and the held answer's validators to
+        the origin that gave them only (its ``ETag`` means nothing to
+        another server, and tells it what this one serves).
 
         Raises:
             FetchFailed: with the reason (the URL is added by the source).
@@ -349,14 +365,17 @@ class Fetcher:
         chain = [self.url]
         while True:
             url = chain[-1]
-            where = "" if url == self.url else f" (at {shown(url)})"
+            where = "" if url == self.url else f" (at {_shown_url(url)})"
+            validators = (
+                held if held is not None and same_origin(url, held.url) else _NO_ANSWER
+            )
             try:
                 hop = self._get(
                     url,
                     attempt,
                     token=token if same_origin(url, self.url) else None,
-                    etag=etag,
-                    last_modified=last_modified,
+                    etag=validators.etag,
+                    last_modified=validators.last_modified,
                 )
             except FetchFailed as exc:
                 exc.reason += where
@@ -370,9 +389,9 @@ class Fetcher:
                 failed.reason += where
                 raise failed from None
             if isinstance(hop, Answer):
-                return hop
+                return hop if hop.body is None else replace(hop, url=url)
             try:
-                chain.append(redirect_target(chain, hop))
+                chain.append(redirect_target(chain, hop, show=_shown_url))
             except ValueError as exc:
                 raise FetchFailed(str(exc), temporary=False) from None
 
@@ -521,7 +540,13 @@ class Fetcher:
                 f"{self.max_bytes}-byte limit",
                 temporary=False,
             )
-        body = self._read_body(response)
+        if declared is not None and response.will_close:
+            # http.client stops at Content-Length and drops what follows. A
+            # server that ends the connection after its answer (hotcfg asks
+            # it to) says where the body ends by closing: read to there, so
+            # a body longer than declared is seen, not cut to a prefix.
+            response.length = None
+        body = self._read_body(response, declared)
         if declared is not None and len(body) < declared:
             # http.client's read(n) returns what came before the end of the
             # stream without complaint: count.
@@ -541,17 +566,27 @@ class Fetcher:
             last_modified=response.getheader("Last-Modified"),
         )
 
-    def _read_body(self, response: http.client.HTTPResponse) -> bytes:
-        """The body, refused as soon as it grows past the cap."""
+    def _read_body(
+        self, response: http.client.HTTPResponse, declared: int | None
+    ) -> bytes:
+        """The body, refused as soon as it grows past the cap, or past the
+        ``declared`` Content-Length: never a prefix of what was sent."""
+        cap = self.max_bytes if declared is None else declared
         chunks: list[bytes] = []
         total = 0
         while True:
-            part = response.read(min(1 << 16, self.max_bytes + 1 - total))
+            part = response.read(min(1 << 16, cap + 1 - total))
             if not part:
                 return b"".join(chunks)
             chunks.append(part)
             total += len(part)
-            if total > self.max_bytes:
+            if total > cap and declared is not None:
+                raise FetchFailed(
+                    f"the body is longer than the {declared} bytes its "
+                    "Content-Length declares; no part of it is taken",
+                    temporary=False,
+                )
+            if total > cap:
                 raise FetchFailed(
                     f"the answer is over the {self.max_bytes}-byte limit",
                     temporary=False,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -185,9 +185,15 @@ def same_origin(a: str, b: str) -> bool:
     )
 
 
-def redirect_target(chain: Sequence[str], location: str) -> str:
+def redirect_target(
+    chain: Sequence[str], location: str, *, show: Callable[[str], str] = shown
+) -> str:
     """Where a redirect leads, the URLs fetched so far being ``chain`` (the
     configured one first).
+
+    Args:
+        show: how a reason writes a URL (the source's hides query values:
+            a redirect to a presigned URL carries its signature there).
 
     Raises:
         ValueError: with the reason: a loop (naming the URLs), more than
@@ -207,16 +213,16 @@ def redirect_target(chain: Sequence[str], location: str) -> str:
     if port == 0:
         raise ValueError("a redirect to an invalid URL")
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"a redirect to a URL that is not http(s): {shown(target)}")
+        raise ValueError(f"a redirect to a URL that is not http(s): {show(target)}")
     if "@" in parts.netloc:
         raise ValueError("a redirect to a URL with credentials in it")
     if urlsplit(here).scheme.lower() == "https" and parts.scheme.lower() == "http":
-        raise ValueError(f"a redirect from https to plain http: {shown(target)}")
+        raise ValueError(f"a redirect from https to plain http: {show(target)}")
     if target in chain:
-        loop = " -> ".join(shown(url) for url in (*chain, target))
+        loop = " -> ".join(show(url) for url in (*chain, target))
         raise ValueError(f"redirect loop: {loop}")
     if len(chain) > MAX_REDIRECTS:
         raise ValueError(
-            f"more than {MAX_REDIRECTS} redirects (the next to {shown(target)})"
+            f"more than {MAX_REDIRECTS} redirects (the next to {show(target)})"
         )
     return target

@@ -311,7 +311,8 @@ def parse_etcd(source: str) -> EtcdTarget:
         return _etcd_target(source)
     except ValueError as exc:
         raise ConfigError(
-            f"invalid etcd source {source!r}: {exc}", source="HOTCFG_SOURCE"
+            f"invalid etcd source {redact_url(source)!r}: {exc}",
+            source="HOTCFG_SOURCE",
         ) from None
 
 
@@ -383,13 +384,42 @@ def check_http_url(source: str) -> None:
 
 
 def redact_url(text: str) -> str:
-    """``text`` with the credentials of every ``scheme://user:pass@host``
-    in it (a layered source names several) replaced by ``***``, for error
-    messages."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """``text`` with what a URL in it may hold of a secret replaced by
+    ``***``: the credentials of ``scheme://user:pass@host``, and every query
+    value (``?X-Amz-Signature=***&X-Amz-Date=***``; names are kept, and a
+    query item without ``=`` is hidden whole). ``text`` is one source or a
+    layered one (``a | b``), optionally after a tag (``cache:``): a URL in
+    it runs to the next space or ``|``, so redact a URL before putting it
+    in a sentence.
+
+    The one redaction: a source's label and location are made with it, so
+    the segment, ``status``, the history, the cache, the fleet record, logs
+    and errors never hold a presigned URL's signature or a token passed as
+    a query value; only the fetch uses the URL as written.
+    """
+    return _URL.sub(_redacted, text)
 
 
-_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@|\s]*@")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s|]*")
+# Up to the first "/" or "@": a password may hold "?" or "#".
+_CREDENTIALS = re.compile(r"^([^:]*://)[^/@]*@")
+
+
+def _redacted(match: re.Match[str]) -> str:
+    url = _CREDENTIALS.sub(r"\1***@", match.group(0))
+    head, mark, query = url.partition("?")
+    if not mark:
+        return head
+    return f"{head}?{'&'.join(_redacted_item(item) for item in query.split('&'))}"
+
+
+def _redacted_item(item: str) -> str:
+    """``name=***`` (an empty value stays empty); an item without ``=`` may be
+    a token itself: hidden whole."""
+    name, equals, value = item.partition("=")
+    if not equals:
+        return "***" if item else ""
+    return f"{name}=***" if value else item
 
 
 def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
@@ -465,7 +495,7 @@ def _normalise_layers(source: str, fmt: str | None, base_dir: str | None) -> str
         try:
             _layer_format(path, name, fmt)
         except ConfigError as exc:
-            where = layer_name(number, len(parts), part)
+            where = layer_name(number, len(parts), redact_url(part))
             raise ConfigError(
                 f"{where}: {exc.reason}", source="HOTCFG_SOURCE"
             ) from None

@@ -15,6 +15,7 @@ end), then hands the bytes to the pure ``_loaders`` and ``_validate``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 from collections.abc import Callable, Mapping
@@ -25,6 +26,8 @@ from . import _loaders, _typed, _validate
 from ._errors import ConfigError, NotConfiguredError, SourceError
 from ._layers import overrides_from, split_sources
 from ._settings import ETCD_SCHEME, Settings, is_http
+
+_logger = logging.getLogger(__name__)
 
 
 class Watching(Protocol):
@@ -43,6 +46,8 @@ class Source(Protocol):
     Attributes:
         label: names the source in the segment, the history and ``status``.
         location: names it in errors and logs (a path, an etcd URL).
+            Neither holds a secret: a URL's credentials and query values
+            are hidden (``_settings.redact_url``).
         fmt: ``yaml``, ``json`` or ``toml``.
     """
 
@@ -149,6 +154,26 @@ def read_capped(path: str, *, max_bytes: int) -> bytes:
     if len(content) > max_bytes:
         raise SourceError(f"file is over the {max_bytes}-byte limit", source=path)
     return content
+
+
+def warn_if_others_read(variable: str, path: str) -> None:
+    """Log a WARNING when the secret file ``path`` (named by ``variable``)
+    is readable by other users.
+
+    Warn, not refuse: Kubernetes mounts secrets 0644 by default and Docker
+    0444, private through their directory rather than their mode.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & 0o004:
+        _logger.warning(
+            "hotcfg: %s %s is readable by other users (mode %04o); chmod 600 it",
+            variable,
+            path,
+            mode & 0o7777,
+        )
 
 
 def load_document(content: bytes, *, fmt: str, source: str) -> dict[str, Any]:

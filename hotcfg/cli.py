@@ -20,7 +20,7 @@ from ._errors import ConfigError, HotcfgError, SourceError, UnreachableError
 from ._loaders import format_for
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
-from ._settings import ETCD_SCHEME, Settings, parse_etcd
+from ._settings import ETCD_SCHEME, Settings, parse_etcd, redact_url
 from ._snapshot import Snapshot, thaw
 from ._sources import dumps, load_document, read_capped
 
@@ -60,7 +60,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     except HotcfgError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
         return 1
-    print(f"ok: {args.file} ({len(data)} top-level keys, {len(payload)} bytes packed)")
+    shown = redact_url(args.file)
+    print(f"ok: {shown} ({len(data)} top-level keys, {len(payload)} bytes packed)")
     return 0
 
 

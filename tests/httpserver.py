@@ -67,6 +67,7 @@ class Seen:
     path: str
     headers: dict  # names in lower case
     status: int  # what the server answered
+    query: str = ""  # the request target's query, as sent
 
 
 class ScriptedServer:
@@ -110,7 +111,7 @@ class ScriptedServer:
     def count(self, path=None):
         return len(self.requests(path))
 
-    def _route(self, path, headers):
+    def _route(self, path, headers, query=""):
         with self._lock:
             reply = self._routes.get(path, Reply(404, b"not found\n", "text/plain"))
             status = reply.status
@@ -122,7 +123,7 @@ class ScriptedServer:
                 )
             ):
                 status = 304
-            self._seen.append(Seen(time.monotonic(), path, headers, status))
+            self._seen.append(Seen(time.monotonic(), path, headers, status, query))
             return reply, status
 
     def stop(self):
@@ -190,7 +191,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         scripted = self.server.scripted
         headers = {k.lower(): v for k, v in self.headers.items()}
-        reply, status = scripted._route(self.path.split("?")[0], headers)
+        path, _, query = self.path.partition("?")
+        reply, status = scripted._route(path, headers, query)
         self.close_connection = True
         with contextlib.suppress(OSError):  # the client may give up first
             self._send(scripted, reply, status)

@@ -216,6 +216,36 @@ def test_a_bad_answer_keeps_the_last_good_and_says_why(http_server, bad):
         polled.close()
 
 
+def test_a_body_longer_than_its_content_length_is_never_published_in_part(
+    http_server,
+):
+    """Content-Length: 10, then the whole body and the connection closed:
+    the first 10 bytes, ``greeting: ``, parse (as ``{"greeting": None}``)."""
+    http_server.answer(good("value: one\n"))
+    polled = Polling(http_server.url())
+    try:
+        body = b"greeting: hello\nvalue: two\n"
+        http_server.answer(Reply(body=body, content_length=10))
+        wait_for(
+            lambda: polled.error() or polled.publisher.generation > 1,
+            "the answer refused or published",
+        )
+        assert polled.publisher.generation == 1
+        assert polled.value() == "one"
+        assert polled.error() == (
+            f"{http_server.url()}: the body is longer than the 10 bytes its "
+            "Content-Length declares; no part of it is taken"
+        )
+        with pytest.raises(SourceError) as raised:
+            polled.source.load()
+        assert not isinstance(raised.value, UnreachableError)
+
+        http_server.answer(good("value: fixed\n"))
+        polled.wait_value("fixed")
+    finally:
+        polled.close()
+
+
 def test_retry_after_is_waited_for(http_server, polled):
     http_server.answer(
         Reply(500, b"busy\n", "text/plain", headers={"Retry-After": "2"})
@@ -346,6 +376,69 @@ def test_the_token_is_sent_read_at_each_fetch_and_never_shown(
     for secret in ("s3cret", "r0tated", "bad token"):
         assert secret not in caplog.text  # ...without the token
         assert not any(secret in error for error in errors)
+
+
+def test_validators_and_the_token_stay_with_their_origin(http_server, tmp_path):
+    """The configured server (one origin) redirects to another port (another
+    origin): neither its ETag and Last-Modified nor the token go there, and
+    the other origin's own validators go back to it alone."""
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-t0ken\n")
+    token_file.chmod(0o600)
+    modified = "Wed, 21 Oct 2015 07:28:00 GMT"
+    other = ScriptedServer()
+    try:
+        http_server.answer(good("value: one\n", etag='"a1"', last_modified=modified))
+        polled = Polling(http_server.url(), http_token_file=str(token_file))
+        try:
+            other.answer(good("value: two\n", etag='"b1"'))
+            http_server.answer(Reply(302, headers={"Location": other.url()}))
+            polled.wait_value("two")
+            wait_for(lambda: other.count() >= 3, "three polls at the other origin")
+            first, *later = other.requests()
+            assert first.status == 200
+            assert set(first.headers).isdisjoint(
+                {"if-none-match", "if-modified-since", "authorization"}
+            )
+            # Its own ETag goes back to it: conditional, 304.
+            assert all(seen.headers.get("if-none-match") == '"b1"' for seen in later)
+            assert {seen.status for seen in later} == {304}
+            assert not any("authorization" in seen.headers for seen in later)
+            # ...and not to the configured origin, which still gets the token.
+            since = [s for s in http_server.requests() if s.at > first.at]
+            assert since
+            for seen in since:
+                assert seen.status == 302
+                assert "if-none-match" not in seen.headers
+                assert "if-modified-since" not in seen.headers
+                assert seen.headers["authorization"] == "Bearer s3cret-t0ken"
+        finally:
+            polled.close()
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o600, False)])
+def test_a_token_file_readable_by_others_is_a_warning(
+    http_server, tmp_path, caplog, mode, warned
+):
+    caplog.set_level(logging.WARNING, logger="hotcfg")
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-t0ken\n")
+    token_file.chmod(mode)
+    http_server.answer(good("value: one\n"))
+    polled = Polling(http_server.url(), http_token_file=str(token_file))
+    try:
+        assert polled.value() == "one"  # a warning, not a refusal
+    finally:
+        polled.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    expected = (
+        f"hotcfg: HOTCFG_HTTP_TOKEN_FILE {token_file} is readable by other "
+        "users (mode 0644); chmod 600 it"
+    )
+    assert warnings == ([expected] if warned else [])
+    assert "s3cret" not in caplog.text
 
 
 def test_a_token_is_refused_for_plain_http_to_another_host(tmp_path):

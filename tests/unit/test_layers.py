@@ -276,6 +276,23 @@ def test_a_layer_refused_for_its_credentials_never_shows_them(source):
     assert "***@h" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        # No suffix: the format cannot be told; the reason names the layer.
+        ("a.yaml | https://h.example/config?sig=s3cret", "config?sig=***"),
+        # Not a URL hotcfg can fetch: refused while parsing the setting.
+        ("a.yaml | https://h.example/x.yaml?sig=s3cret#top", "x.yaml?sig=***"),
+        ("a.yaml | etcd://h:2379/k.yaml?token=s3cret", "k.yaml?token=***"),
+    ],
+)
+def test_a_layer_refused_for_anything_never_shows_its_query_values(source, shown):
+    with pytest.raises(ConfigError) as refused:
+        Settings.resolve({"HOTCFG_SOURCE": source})
+    assert "s3cret" not in str(refused.value)
+    assert shown in str(refused.value)
+
+
 # -- environment overrides ----------------------------------------------------
 
 ENV_KEY = st.from_regex(r"[a-z0-9]{1,4}(_[a-z0-9]{1,3}){0,2}", fullmatch=True)

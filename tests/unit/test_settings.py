@@ -9,7 +9,7 @@ import pytest
 import hotcfg
 from hotcfg import _api
 from hotcfg._errors import ConfigError
-from hotcfg._settings import Settings
+from hotcfg._settings import Settings, redact_url
 
 
 def test_explicit_values_are_parsed_like_the_environment():
@@ -136,3 +136,28 @@ def test_a_token_with_layers_on_several_http_origins_is_refused(tmp_path):
     assert settings.http_token_file == token
     # Several origins without a token: fine too.
     assert Settings.resolve({}, source=two).http_token_file is None
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("/etc/app.yaml", "/etc/app.yaml"),
+        ("https://h/app.yaml", "https://h/app.yaml"),
+        (
+            "https://b.s3.example/app.yaml?X-Amz-Credential=AKIA1&X-Amz-Signature=ab12",
+            "https://b.s3.example/app.yaml?X-Amz-Credential=***&X-Amz-Signature=***",
+        ),
+        ("https://h/a.json?sig=x&empty=&flag", "https://h/a.json?sig=***&empty=&***"),
+        ("https://h/a.json?opaque-token", "https://h/a.json?***"),
+        ("https://u:p@h/a.yaml?t=1", "https://***@h/a.yaml?t=***"),
+        ("https://u:p?w@h/a.yaml", "https://***@h/a.yaml"),  # "?" in a password
+        ("https://h/a.yaml?t=1#frag", "https://h/a.yaml?t=***"),
+        (
+            "a.yaml | https://h/b.yaml?token=1 | etcd://e:2379/k.yaml",
+            "a.yaml | https://h/b.yaml?token=*** | etcd://e:2379/k.yaml",
+        ),
+        ("cache:https://h/a.yaml?sig=1", "cache:https://h/a.yaml?sig=***"),
+    ],
+)
+def test_redact_url_hides_credentials_and_every_query_value(text, shown):
+    assert redact_url(text) == shown

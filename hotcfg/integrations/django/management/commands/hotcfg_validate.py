@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from hotcfg import _api
 from hotcfg._errors import HotcfgError
 from hotcfg._publisher import validate_source
+from hotcfg._settings import redact_url
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped here
@@ -29,6 +30,6 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped here
         except HotcfgError as exc:
             raise CommandError(f"invalid: {exc}") from exc
         self.stdout.write(
-            f"ok: {settings.source} ({len(data)} top-level keys, "
+            f"ok: {redact_url(settings.source or '')} ({len(data)} top-level keys, "
             f"{len(payload)} bytes packed)"
         )
