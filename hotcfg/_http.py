@@ -89,6 +89,8 @@ class HttpSource:
         self._last_modified: str | None = None
         self._problem: tuple[str, bool] | None = None  # reason, temporary
         self._watching = False
+        self._started = 0  # polls started, and the last one recorded
+        self._recorded = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpSource:
@@ -163,14 +165,24 @@ class HttpSource:
             raise SourceError("nothing fetched yet", source=self.location)
         return load_document(body, fmt=self.fmt, source=self.location)
 
+    def refresh(self) -> None:
+        """Fetch now while polling (``Source.refresh``), beside the poll
+        thread: of two fetches in flight, the one started last is kept
+        (:meth:`poll`). A failure is recorded as any poll's is."""
+        if self._watching:
+            self.poll(Attempt(self.fetcher.timeout_s))
+
     def poll(self, attempt: Attempt) -> Polled:
         """Fetch once (conditionally when a body is held) and record the
-        outcome; closes ``attempt``.
+        outcome, unless a fetch started after this one recorded its own
+        first (a :meth:`refresh` beside the poll thread); closes ``attempt``.
 
         Raises:
             FetchCancelled: ``attempt`` was cancelled.
         """
         with self._lock:
+            self._started += 1
+            started = self._started
             held = self._body is not None
             etag = self._etag if held else None
             last_modified = self._last_modified if held else None
@@ -179,11 +191,17 @@ class HttpSource:
         except FetchFailed as exc:
             problem = (exc.reason, exc.temporary)
             with self._lock:
+                if started < self._recorded:
+                    return Polled(False)  # a newer fetch's outcome stands
+                self._recorded = started
                 changed, self._problem = self._problem != problem, problem
             return Polled(changed, exc)
         finally:
             attempt.close()
         with self._lock:
+            if started < self._recorded:
+                return Polled(False)
+            self._recorded = started
             changed, self._problem = self._problem is not None, None
             if answer.body is not None:
                 changed = changed or answer.body != self._body
