@@ -19,6 +19,14 @@ request gets ``{"ok": True, ...}`` or ``{"ok": False, "error": reason}``::
     {"cmd": "rollback", "to": G | None} -> {"generation": new, "from": G, "path": src}
     {"cmd": "explain", "path": "a.b"}   -> {"generation": G, "value": v, "from": [...],
                                             "layers": [...], ...} (``_layers.explain``)
+    {"cmd": "publish", "timeout_s": T}  -> {"generation": G, "rejected": reason | None,
+                                            "note": text | None}
+
+``publish`` reads the source now and publishes it if it changed
+(``Publisher.publish_now``, for ``hotcfg wait``): G holds the source's
+content, or is the live generation when that content is refused
+(``rejected``, the master's reason). It waits for a running publish at
+most T seconds (capped at :data:`ROLLBACK_WAIT_S`), then is refused as busy.
 
 The server is a daemon thread in the master that accepts and hands each
 connection to a short-lived thread (at most :data:`MAX_CLIENTS` at once,
@@ -64,6 +72,8 @@ RESPONSE_MAX_BYTES = _history.MAX_FILE_BYTES + (1 << 20)
 IO_TIMEOUT_S = 5.0
 ROLLBACK_WAIT_S = 10.0
 MAX_CLIENTS = 4
+#: The answer when :data:`MAX_CLIENTS` connections are served already.
+TOO_MANY = "busy: too many clients"
 _LENGTH = struct.Struct("<I")
 # sun_path is 108 bytes on Linux, 104 on the BSDs; longer paths are reached
 # through /proc/self/fd (Linux) instead.
@@ -215,6 +225,16 @@ def handle(publisher: Publisher, request: dict[str, Any]) -> dict[str, Any]:
         }
     if command == "explain":
         return _explain(publisher, request.get("path"))
+    if command == "publish":
+        timeout_s = request.get("timeout_s", ROLLBACK_WAIT_S)
+        if type(timeout_s) not in (int, float):
+            raise ControlError("'timeout_s' must be a number of seconds")
+        current = publisher.publish_now(timeout_s=min(timeout_s, ROLLBACK_WAIT_S))
+        return {
+            "generation": current.generation,
+            "rejected": current.rejected,
+            "note": current.note,
+        }
     raise ControlError(f"unknown command {command!r}")
 
 
@@ -363,7 +383,7 @@ class ControlServer:
                     daemon=True,
                 ).start()
             else:
-                self._finish(conn, {"ok": False, "error": "busy: too many clients"})
+                self._finish(conn, {"ok": False, "error": TOO_MANY})
 
     def _serve_one(self, conn: socket.socket) -> None:
         try:
@@ -468,20 +488,31 @@ def start(publisher: Publisher) -> ControlServer | None:
 # -- the client --------------------------------------------------------------
 
 
+class ControlUnavailable(ControlError):
+    """No master serves the control socket (not there, or not listening)."""
+
+
 def request(
     path: str, message: dict[str, Any], *, timeout_s: float = 30.0
 ) -> dict[str, Any]:
     """Send one request to the master at ``path`` and return its answer.
 
     Raises:
-        ControlError: unreachable, refused (with the master's reason), or a
-            broken answer.
+        ControlUnavailable: nothing serves ``path`` (no master there, or
+            one that serves no control socket).
+        ControlError: refused (with the master's reason), no answer in
+            time, or a broken answer.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
     try:
         with _address(path) as address:
-            sock.connect(address)
+            try:
+                sock.connect(address)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise ControlUnavailable(
+                    f"cannot talk to the master at {path}: {exc}"
+                ) from exc
         # Refused before it was read: the reason is still waiting to be read.
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             send_message(sock, message, max_bytes=REQUEST_MAX_BYTES)

@@ -798,6 +798,24 @@ class EtcdSource:
             raise SourceError(problem, source=self.location)
         raise UnreachableError(problem, source=self.location)
 
+    def refresh(self) -> None:
+        """Read the store now while watching (``Source.refresh``); the
+        newer of this read and the watch's state stays (:meth:`read_from`,
+        :meth:`apply`). A failure is raised, not recorded: the watch's own
+        view of the store, and its problem, stay as they are.
+
+        Raises:
+            UnreachableError: no endpoint answers.
+            SourceError: etcd refused access.
+        """
+        if not self._watching:
+            return  # load() reads now
+        try:
+            _first_answer(self.target, self.read_from)
+        except SourceError as exc:
+            denied = not isinstance(exc, UnreachableError)
+            self._raise_problem(exc.reason, denied=denied)
+
     def read(self) -> None:
         """Read the key from the first endpoint that answers, recording the
         failure of all of them as the source's problem."""
@@ -825,6 +843,8 @@ class EtcdSource:
             max_bytes=self.max_bytes,
         )
         with self._lock:
+            if state.revision < self._revision:
+                return  # the watch applied newer changes meanwhile
             self._read(state.revision, state.mod_revision)
             self._value = state.value
             self._deleted_at = 0
@@ -851,6 +871,15 @@ class EtcdSource:
             self._denied = False
         return had
 
+    def _unseen(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The events after the revision held (the caller holds the lock): a
+        read made meanwhile (:meth:`refresh`) holds the others already."""
+        return [
+            event
+            for event in events
+            if int(event.get("kv", {}).get("mod_revision", 0)) > self._revision
+        ]
+
     def apply(self, result: dict[str, Any]) -> bool:
         """Apply one watch response whole; whether the key changed.
 
@@ -863,6 +892,9 @@ class EtcdSource:
             if not events:
                 revision = int(result.get("header", {}).get("revision", 0))
                 self._revision = max(self._revision, revision)
+                return False
+            events = self._unseen(events)
+            if not events:
                 return False
             last = events[-1]
             kv = last.get("kv", {})
@@ -965,6 +997,8 @@ class EtcdPrefixSource(EtcdSource):
             max_bytes=self.answer_bytes,
         )
         with self._lock:
+            if state.revision < self._revision:
+                return  # the watch applied newer changes meanwhile
             self._read(state.revision, state.changed_at)
             self._values = state.values
             self._emptied_at = 0
@@ -981,6 +1015,9 @@ class EtcdPrefixSource(EtcdSource):
             if not events:
                 revision = int(result.get("header", {}).get("revision", 0))
                 self._revision = max(self._revision, revision)
+                return False
+            events = self._unseen(events)
+            if not events:
                 return False
             values = dict(self._values)
             for event in events:

@@ -97,6 +97,8 @@ class HttpSource:
         self._held: Answer | None = None  # the last good 200: body, validators
         self._problem: tuple[str, bool] | None = None  # reason, temporary
         self._watching = False
+        self._started = 0  # polls started, and the last one recorded
+        self._recorded = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpSource:
@@ -173,25 +175,41 @@ class HttpSource:
             raise SourceError("nothing fetched yet", source=self.location)
         return load_document(held.body, fmt=self.fmt, source=self.location)
 
+    def refresh(self) -> None:
+        """Fetch now while polling (``Source.refresh``), beside the poll
+        thread: of two fetches in flight, the one started last is kept
+        (:meth:`poll`). A failure is recorded as any poll's is."""
+        if self._watching:
+            self.poll(Attempt(self.fetcher.timeout_s))
+
     def poll(self, attempt: Attempt) -> Polled:
         """Fetch once (conditionally when a body is held) and record the
-        outcome; closes ``attempt``.
+        outcome, unless a fetch started after this one recorded its own
+        first (a :meth:`refresh` beside the poll thread); closes ``attempt``.
 
         Raises:
             FetchCancelled: ``attempt`` was cancelled.
         """
         with self._lock:
+            self._started += 1
+            started = self._started
             held = self._held
         try:
             answer = self.fetcher.fetch(attempt, held=held)
         except FetchFailed as exc:
             problem = (exc.reason, exc.temporary)
             with self._lock:
+                if started < self._recorded:
+                    return Polled(False)  # a newer fetch's outcome stands
+                self._recorded = started
                 changed, self._problem = self._problem != problem, problem
             return Polled(changed, exc)
         finally:
             attempt.close()
         with self._lock:
+            if started < self._recorded:
+                return Polled(False)
+            self._recorded = started
             changed, self._problem = self._problem is not None, None
             if answer.body is not None:
                 old = self._held.body if self._held is not None else None

@@ -111,6 +111,21 @@ class LayeredSource:
         self.loaded = layers
         return merged
 
+    def refresh(self) -> None:
+        """Every layer's :meth:`~hotcfg._sources.Source.refresh`.
+
+        Raises:
+            ConfigError: a layer cannot be read now (as :meth:`load` names it).
+        """
+        failures: list[tuple[int, ConfigError]] = []
+        for index, source in enumerate(self.sources):
+            try:
+                source.refresh()
+            except ConfigError as exc:
+                failures.append((index, exc))
+        if failures:
+            raise self._failure(failures)
+
     def _failure(self, failures: list[tuple[int, ConfigError]]) -> ConfigError:
         if len(self.sources) == 1:
             return failures[0][1]  # one source: its error as it is

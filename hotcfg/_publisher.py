@@ -104,6 +104,24 @@ def validate_source(
     return data, payload
 
 
+@dataclass(frozen=True, slots=True)
+class Current:
+    """What :meth:`Publisher.publish_now` found.
+
+    Attributes:
+        generation: the generation holding the source's content (the live
+            one when the content is unchanged, refused or unreadable).
+        rejected: why the source's content is not live: the master's
+            reason, naming the place.
+        note: why the live generation is not the source's content although
+            nothing was refused (a rollback).
+    """
+
+    generation: int
+    rejected: str | None = None
+    note: str | None = None
+
+
 @dataclass(slots=True)
 class Validating:
     """A validator running now: what ``status`` and the monitor report."""
@@ -557,6 +575,50 @@ class Publisher:
                 self.source.location,
             )
         return generation
+
+    def publish_now(self, *, timeout_s: float) -> Current:
+        """Read the source now, without waiting for the watcher's debounce,
+        the next event or the next poll, and publish it if it changed
+        (``hotcfg wait``): a change made before this call is live when it
+        returns. Under the publish lock, so a publish running now finishes
+        first and one that starts later reads this content or newer.
+
+        Returns:
+            The generation holding the source's content, or why there is
+            none (a refusal, recorded for ``status`` as any; a rollback).
+
+        Raises:
+            HotcfgError: busy for ``timeout_s`` (a validator may be running).
+        """
+        if not self._active:
+            raise HotcfgError("not the publishing process")
+        if not self._serial.acquire(timeout=max(0.0, timeout_s)):
+            raise HotcfgError("busy publishing (a validator may be running)")
+        try:
+            try:
+                self.source.refresh()
+            except ConfigError as exc:
+                # Not recorded for status: the watch, not this one read,
+                # says whether the source is followed.
+                _logger.warning("hotcfg: cannot read the source now: %s", exc)
+                return Current(self.generation, rejected=str(exc))
+            generation = self.publish_from_source()
+            if self._last_error is not None:  # recorded and logged as usual
+                return Current(self.generation, rejected=self._last_error)
+            if generation is not None:
+                return Current(generation)
+            live = self.generation
+            if self._digest == self._source_digest:
+                return Current(live)
+            label = _layout.read_header(self.segment.buffer).source
+            return Current(
+                live,
+                note=f"generation {live} ({label}) is not what "
+                f"{self.source.location} holds; that is published at its next "
+                "change or a reload of the master (HUP)",
+            )
+        finally:
+            self._serial.release()
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Call ``closer`` first thing in :meth:`close` (the control socket)."""

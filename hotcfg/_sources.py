@@ -68,6 +68,17 @@ class Source(Protocol):
                 empty, not parsable); the publisher keeps the last good one.
         """
 
+    def refresh(self) -> None:
+        """Bring what :meth:`load` returns up to the store as it is now,
+        without waiting for the watch's next event or the next poll (``hotcfg
+        wait``). Never older than what the watch holds: where both read, the
+        newer answer stays. Nothing to do where :meth:`load` reads anyway (a
+        file, a source not watched).
+
+        Raises:
+            ConfigError: the store cannot be read now.
+        """
+
     def watch(self, on_change: Callable[[], object], settings: Settings) -> Watching:
         """Start watching: ``on_change`` is called from a thread of the
         source's own after each change or failure; it then calls
@@ -236,6 +247,9 @@ class FileSource:
         """
         content = read_capped(self.path, max_bytes=self.max_bytes)
         return load_document(content, fmt=self.fmt, source=self.path)
+
+    def refresh(self) -> None:
+        """Nothing: :meth:`load` reads the file each time."""
 
     def watch(self, on_change: Callable[[], object], settings: Settings) -> Watching:
         """Watch the file's directory (``_watch``), with the settings'

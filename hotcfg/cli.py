@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import _control, _diff, _layers, _layout, _payload
-from ._errors import ConfigError, HotcfgError, SourceError, UnreachableError
+from ._errors import (
+    ConfigError,
+    ControlError,
+    HotcfgError,
+    SourceError,
+    UnreachableError,
+)
 from ._loaders import format_for
 from ._publisher import validate_source
 from ._segment import SegmentView, list_segments
@@ -565,13 +571,65 @@ def _one_live_service(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _source_now(path: str, deadline: float) -> int | None:
+    """The generation that holds the source's content as it is now: the
+    master reads its source at once (no debounce, no waiting for a poll)
+    and publishes it if it changed. None, said why, when that content is
+    refused or no answer came in time.
+
+    A master that serves no control socket (or predates the request) cannot
+    be asked: the live generation then, with a note, as before.
+    """
+    control = _control.socket_path(path)
+    while True:
+        left = max(0.0, deadline - time.monotonic())
+        message = {"cmd": "publish", "timeout_s": left}
+        try:
+            answer = _control.request(
+                control, message, timeout_s=left + _control.IO_TIMEOUT_S
+            )
+            break
+        except _control.ControlUnavailable as exc:
+            return _live_instead(path, str(exc))
+        except ControlError as exc:
+            if str(exc).startswith("unknown command"):
+                return _live_instead(path, "the master is older than this command")
+            if str(exc) == _control.TOO_MANY and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            print(f"the master did not read its source: {exc}", file=sys.stderr)
+            return None
+    generation: int = answer["generation"]
+    if answer.get("rejected"):
+        print(
+            f"not published: {answer['rejected']} (generation {generation} stays live)",
+            file=sys.stderr,
+        )
+        return None
+    if answer.get("note"):
+        print(f"note: {answer['note']}", file=sys.stderr)
+    return generation
+
+
+def _live_instead(path: str, why: str) -> int:
+    live: int = _describe(path)["generation"]
+    print(
+        f"note: cannot ask the master to read its source now ({why}); waiting "
+        f"for the live generation {live}, which may not hold a change made "
+        "within the master's debounce (HOTCFG_DEBOUNCE_MS) or poll interval",
+        file=sys.stderr,
+    )
+    return live
+
+
 def _cmd_wait(args: argparse.Namespace) -> int:
     path = _one_live_service(args)
     if path is None:
         return 2
-    report = _describe(path)
-    target = args.generation or report["generation"]
     deadline = time.monotonic() + args.timeout
+    target = args.generation or _source_now(path, deadline)
+    if target is None:
+        return 1
     while True:
         report = _describe(path)
         if not report["master_alive"]:
@@ -698,14 +756,20 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "0 shown; 2 no service found, etcd unreachable (--fleet), or usage.",
     ),
     "wait": (
-        "wait until every live worker applied a generation",
-        "Blocks until every live worker of the service has applied\n"
-        "GENERATION (default: the live generation when the command starts),\n"
-        "or until the timeout; then names the workers still behind, with\n"
-        "their pid, generation and how long they have been behind. For\n"
-        "deploy scripts: edit the file, then wait.",
+        "wait until every live worker applied the source as it is now",
+        "Asks the master to read its source now (a file, etcd, a URL; no\n"
+        "debounce, no waiting for the next poll) and to publish it if it\n"
+        "changed, then blocks until every live worker of the service has\n"
+        "applied the generation that holds it, or until the timeout; then\n"
+        "names the workers still behind, with their pid, generation and how\n"
+        "long they have been behind. If the master refuses that content, it\n"
+        "says why (the file, the place, the reason) and exits 1. For deploy\n"
+        "scripts: edit the file, then wait. With --generation G it waits for\n"
+        "G instead. A master that serves no control socket is not asked: a\n"
+        "note says so and it waits for the live generation.",
         "hotcfg wait --timeout 10 && echo applied everywhere",
-        "0 every live worker applied it; 1 not within the timeout (or the\n"
+        "0 every live worker applied it; 1 the master refused the source's\n"
+        "content (or could not read it), or not within the timeout (or the\n"
         "generation was never published); 2 no service, several (pick one),\n"
         "the master exited, or usage.",
     ),
@@ -951,7 +1015,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "wait", _cmd_wait)
     p.add_argument(
-        "--generation", type=int, help="the generation to wait for (default: live)"
+        "--generation",
+        type=int,
+        help="the generation to wait for (default: the one holding the source now)",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
 

@@ -102,29 +102,20 @@ class Service:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.read().decode()
 
-    def cli(self, *args):
-        """``hotcfg ARGS --dir <this service's segments>``, run to its end."""
+    def hotcfg(self, *args, timeout=60):
+        """``hotcfg ARGS --dir <this service's segments>``, run as a new
+        process, as an operator would."""
         return subprocess.run(
             [sys.executable, "-m", "hotcfg", *args, "--dir", str(self.segments)],
-            capture_output=True, text=True, timeout=60, check=False,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        )  # fmt: skip
-
-    def status(self):
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hotcfg",
-                "status",
-                "--json",
-                "--dir",
-                str(self.segments),
-            ],
             capture_output=True,
             text=True,
             check=False,
+            timeout=timeout,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
+
+    def status(self):
+        out = self.hotcfg("status", "--json")
         return json.loads(out.stdout) if out.returncode == 0 else []
 
     def worker_pids(self):

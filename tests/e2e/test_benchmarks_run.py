@@ -226,3 +226,10 @@ def test_layer_merge():
     assert single is single_p95 is ratio is None, out  # merging is layered only
     assert 0 < merge <= merge_p95, out
     assert re.search(r"the merge \d+%, the three parses \d+%", out), out
+
+
+def test_wait_loop():
+    out = run("wait_loop.py", "--iterations", "4", "--workers", "2")
+    saves, stale, failed, median, p95_ms = row(out, "all")
+    assert (saves, stale, failed) == (4, 0, 0), out
+    assert 0 < median <= p95_ms, out

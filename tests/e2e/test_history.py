@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def hotcfg_cli(service, *args):
-    out = service.cli(*args)
+    out = service.hotcfg(*args)
     assert out.returncode == 0, out.stderr
     return out.stdout
 

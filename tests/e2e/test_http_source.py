@@ -114,7 +114,7 @@ REDACTED = "?X-Amz-Credential=***&X-Amz-Signature=***"
 
 def hotcfg_cli(service, *args):
     """What ``hotcfg`` prints, on stdout and stderr."""
-    out = service.cli(*args)
+    out = service.hotcfg(*args)
     return out.stdout + out.stderr
 
 

@@ -11,7 +11,7 @@ KEY = "/app/config.yaml"
 
 
 def hotcfg_cli(service, *args, code=0):
-    out = service.cli(*args)
+    out = service.hotcfg(*args)
     assert out.returncode == code, out.stderr
     return out.stdout
 

@@ -6,8 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import urllib.request
 
 import pytest
@@ -18,13 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def hotcfg(svc, *args, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "hotcfg", *args, "--dir", str(svc.segments)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=timeout,
-    )
+    return svc.hotcfg(*args, timeout=timeout)
 
 
 def scrape(port):

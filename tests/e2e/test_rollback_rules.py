@@ -10,7 +10,7 @@ pytestmark = pytest.mark.e2e
 
 
 def generations(service):
-    out = service.cli("history", "--json")
+    out = service.hotcfg("history", "--json")
     assert out.returncode == 0, out.stderr
     return [entry["generation"] for entry in json.loads(out.stdout)]
 
@@ -34,7 +34,7 @@ def test_a_rollback_to_content_todays_validator_refuses_is_refused(
     assert generations(service) == [1, 2]
 
     refused.write_text("one\n")  # generation 1's content is refused from now on
-    out = service.cli("rollback", "--to", "1")
+    out = service.hotcfg("rollback", "--to", "1")
     assert (out.returncode, out.stdout) == (2, ""), out.stderr
     assert "rejected by validator tests.apps.validators:not_listed" in out.stderr
     assert "value is on today's refused list" in out.stderr
@@ -44,7 +44,7 @@ def test_a_rollback_to_content_todays_validator_refuses_is_refused(
 
     # The same rollback once the rules accept that content again.
     refused.write_text("")
-    out = service.cli("rollback", "--to", "1")
+    out = service.hotcfg("rollback", "--to", "1")
     assert out.returncode == 0, out.stderr
     assert "generation 3 is live: the content of generation 1" in out.stdout
     service.all_workers_answer("one")
