@@ -40,10 +40,10 @@ BAD_ANSWERS = {
 }
 
 
-def start(start_service, path, url):
+def start(start_service, path, url, port=None):
     path.mkdir()
     return start_service(
-        path, env_extra={"HOTCFG_SOURCE": url, **POLLING}, workers=WORKERS
+        path, env_extra={"HOTCFG_SOURCE": url, **POLLING}, workers=WORKERS, port=port
     )
 
 
@@ -88,7 +88,8 @@ def test_a_master_started_while_the_server_is_down_serves_its_cache(
     finally:
         server.stop()  # nothing listens on its port now
 
-    service = start(start_service, tmp_path / "second", url)
+    # The same service again (its address is part of its name).
+    service = start(start_service, tmp_path / "second", url, port=first.port)
     service.all_workers_answer("cached")
     status = service.status()[0]
     assert status["source"] == f"cache:{url}"
