@@ -200,14 +200,20 @@ def configure_from(values: Mapping[str, Any]) -> None:
 
 
 def ensure_publisher(
-    *, start_watching: bool = True, keep_history: bool = False
+    *,
+    start_watching: bool = True,
+    keep_history: bool = False,
+    service: Sequence[str] = (),
+    predecessor_pid: int | None = None,
 ) -> Publisher:
     """The publisher of this process, created (and first published) if needed.
 
     Args:
         start_watching: start the watcher (and the control socket) too.
-        keep_history: keep the history file (the Gunicorn master only; see
-            :class:`~hotcfg._publisher.Publisher`), when it is created here.
+        keep_history: keep the history and cache files (the Gunicorn master
+            only; see :class:`~hotcfg._publisher.Publisher`), when it is
+            created here; ``service`` and ``predecessor_pid`` then say which
+            (``_claim``).
 
     Raises:
         ConfigError: the source is missing or invalid at start, unless
@@ -223,7 +229,14 @@ def ensure_publisher(
             source = source_for(cfg)
             segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
             try:
-                publisher = Publisher(source, segment, cfg, keep_history=keep_history)
+                publisher = Publisher(
+                    source,
+                    segment,
+                    cfg,
+                    keep_history=keep_history,
+                    service=service,
+                    predecessor_pid=predecessor_pid,
+                )
             except BaseException:
                 segment.close(unlink=True)
                 raise

@@ -1,13 +1,17 @@
 """The master's copy of its last good payload, for a cold start with the
 store down.
 
-Owns the cache file: ``<segment dir>/<name>-<tag>.cache``, beside the
-segment and the history file, named per service and source like it
-(``_history.path_for``). It holds one entry in the history's format (the
-payload as published, when, from where, its size and hash), under its own
-``format`` name, ``hotcfg-cache``; the history's file functions read and
-write it (``0600``, ``O_EXCL`` temporary then rename, read without following
-symlinks, owner and mode checked, size capped, msgpack only).
+Owns what is inside the cache file, ``<segment dir>/<name>-<tag>.cache``,
+beside the segment and the history file; which file a master uses, and
+that no other live master uses it, is ``_claim``'s job. It holds one entry
+in the history's format (the payload as published and, when it differs,
+the same before the ``HOTCFG_SET__*`` overrides and the validators; when,
+from where, sizes and hashes), under its own ``format`` name,
+``hotcfg-cache``; the history's file functions read and write it
+(``0600``, ``O_EXCL`` temporary then rename, read without following
+symlinks, owner and mode checked, size capped, msgpack only). A cold start
+publishes the entry's base (``Entry.document``) under the overrides and
+validators of the master that starts, never those of the one that wrote it.
 
 Kept only for a source that can be unreachable (etcd, HTTP): a file source that
 is missing at boot refuses to start, as it always did, so it has no cache.
@@ -28,18 +32,12 @@ from ._errors import CorruptHistoryError
 _logger = logging.getLogger(__name__)
 
 FORMAT = "hotcfg-cache"
-SUFFIX = ".cache"
-
-
-def path_for(directory: str, name: str, source: str) -> str:
-    """Where the cache of the service ``name`` reading ``source`` lives."""
-    return _history.path_for(directory, name, source, suffix=SUFFIX)
 
 
 def save(path: str, entry: _history.Entry) -> None:
     """Replace the cache with ``entry`` (a failure is logged: publishing
     never depends on the cache)."""
-    if entry.size > _history.MAX_FILE_BYTES // 2:
+    if entry.stored_bytes > _history.MAX_FILE_BYTES // 2:
         return  # never written larger than it may be read back
     try:
         _history.write_private(path, _history.encode_entries([entry], kind=FORMAT))

@@ -243,8 +243,9 @@ EXPLAIN_ATTEMPTS = 5
 
 def _explain(publisher: Publisher, path: object) -> dict[str, Any]:
     """Where the live value at ``path`` comes from: the layers' documents
-    the publisher kept for the live generation, else the one thing it was
-    published from (a rollback, the cache, the source)."""
+    the publisher kept for the live generation (a rollback's and the
+    cache's too: that document, then the environment), else the one plain
+    source it was published from."""
     if not isinstance(path, str):
         raise ControlError("'path' must be a dotted key path")
     for _ in range(EXPLAIN_ATTEMPTS):
@@ -253,7 +254,7 @@ def _explain(publisher: Publisher, path: object) -> dict[str, Any]:
         # segment closes the mapping read here.
         with publisher.write_lock:
             snapshot = _payload.decode(publisher.segment.buffer)
-            generation, source = snapshot.generation, snapshot.source
+            generation = snapshot.generation
             data = snapshot.to_dict()
             del snapshot
         # The record is set just after the commit; another generation here
@@ -268,19 +269,10 @@ def _explain(publisher: Publisher, path: object) -> dict[str, Any]:
     assert live is not None
     layers = live[1]
     if layers is None:
-        layers = (_layers.Layer(_origin(publisher, source), data),)
+        layers = (_layers.Layer(publisher.source.location, data),)
     answer = _layers.explain(layers, split_path(path), data)
     answer["generation"] = generation
     return answer
-
-
-def _origin(publisher: Publisher, label: str) -> str:
-    """How ``--explain`` names a generation published from one thing."""
-    if label.startswith("rollback:"):
-        return f"rollback to generation {label[len('rollback:') :].split(' ', 1)[0]}"
-    if label.startswith("cache:"):
-        return f"the cache file {publisher.cache_path} (published at start)"
-    return publisher.source.location
 
 
 def _not_kept(generation: int, history: _history.History) -> str:

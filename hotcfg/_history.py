@@ -1,25 +1,38 @@
 """The master's record of its last good generations, kept across restarts.
 
-Owns the history file: ``<segment dir>/<name>-<tag>.history``, beside the
-segments, in the same private (``0700``) directory. The codec
-(:func:`encode_entries`, :func:`decode_entries`) is pure: bytes in, entries
-out, or :class:`CorruptHistoryError`. The file functions (:func:`load`,
-:func:`save`) trust a file only if it is a regular ``0600`` file of ours,
-no larger than :data:`MAX_FILE_BYTES`, opened without following symlinks;
-a new one is written whole to a temporary name created with
-``O_EXCL | O_NOFOLLOW`` and renamed over the old, so a reader (a restarting
-master) sees the old file or the new one, never half of one.
+Owns what is inside the history file, ``<segment dir>/<name>-<tag>.history``,
+beside the segments, in the same private (``0700``) directory; which file a
+master uses, and that no other live master uses it, is ``_claim``'s job. The
+codec (:func:`encode_entries`, :func:`decode_entries`) is pure: bytes in,
+entries out, or :class:`CorruptHistoryError`. The file functions
+(:func:`load`, :func:`save`) trust a file only if it is a regular ``0600``
+file of ours, no larger than :data:`MAX_FILE_BYTES`, opened without
+following symlinks; a new one is written whole to a temporary name created
+with ``O_EXCL | O_NOFOLLOW`` and renamed over the old, so a reader (a
+restarting master) sees the old file or the new one, never half of one.
 
 Format: one msgpack map, never pickle::
 
-    {"format": "hotcfg-history", "version": 1,
+    {"format": "hotcfg-history", "version": 2,
      "entries": [{"generation": int, "published_at": float, "source": str,
-                  "size": int, "hash": str, "payload": bytes}, ...]}
+                  "size": int, "hash": str, "payload": bytes,
+                  "base": bytes | None, "base_hash": str | None}, ...]}
 
-``hash`` is the hex BLAKE2b (16 bytes) of ``payload``, the digest the
-publisher compares; ``size`` is its length. Both are checked when read, so
-a flipped byte is a corrupt file, not a wrong configuration to roll back to.
-Entries are oldest first, generations strictly increasing.
+``payload`` is the generation as published (``hotcfg diff`` shows it);
+``hash`` is its hex BLAKE2b (16 bytes), the digest the publisher compares;
+``size`` is its length. ``base`` is the same generation before the
+``HOTCFG_SET__*`` overrides and the validators (the layers merged), when
+there were overrides; None when there were none (or they changed nothing),
+and then the payload itself is what is published again. A rollback and a
+cold start publish the base again, under the overrides and validators of
+the master that does it, never the overrides of the master that recorded
+it. ``base_hash`` is the base's hex BLAKE2b. The
+hashes and the size are checked when read, so a flipped byte is a corrupt
+file, not a wrong configuration to roll back to. Entries are oldest first,
+generations strictly increasing.
+
+Version 1 (before ``base``) is still read: its payloads hold the overrides
+of their time, and are published again with the current ones on top.
 
 Must not import ``_publisher``, ``_control`` or anything above them.
 """
@@ -47,7 +60,9 @@ from ._sources import read_fd
 _logger = logging.getLogger(__name__)
 
 FORMAT = "hotcfg-history"
-VERSION = 1
+VERSION = 2
+#: Versions read; 1 has no ``base`` (see the module docstring).
+READABLE = (1, 2)
 SUFFIX = ".history"
 #: The file is never written larger than this, and a larger one is refused
 #: unread: the oldest entries are dropped first to stay under it.
@@ -55,7 +70,8 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 #: Longest source label kept (the segment header keeps 256 bytes of it too).
 SOURCE_MAX_CHARS = 1024
 _TMP_GRACE_S = 60.0
-_FIELDS = ("generation", "published_at", "source", "size", "hash", "payload")
+_FIELDS_V1 = ("generation", "published_at", "source", "size", "hash", "payload")
+_FIELDS = (*_FIELDS_V1, "base", "base_hash")
 
 
 def digest(payload: bytes) -> bytes:
@@ -71,7 +87,9 @@ def content_hash(payload: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One published generation, with its payload (msgpack, as published)."""
+    """One published generation: its payload (msgpack, as published) and,
+    when it differs, its base (the same before the overrides and the
+    validators; see the module docstring)."""
 
     generation: int
     published_at: float
@@ -79,11 +97,21 @@ class Entry:
     size: int
     hash: str
     payload: bytes
+    base: bytes | None = None
+    base_hash: str | None = None
 
     @classmethod
     def of(
-        cls, generation: int, payload: bytes, *, published_at: float, source: str
+        cls,
+        generation: int,
+        payload: bytes,
+        *,
+        published_at: float,
+        source: str,
+        base: bytes | None = None,
     ) -> Entry:
+        if base == payload:
+            base = None
         return cls(
             generation,
             published_at,
@@ -91,10 +119,23 @@ class Entry:
             len(payload),
             content_hash(payload),
             payload,
+            base,
+            None if base is None else content_hash(base),
         )
 
+    @property
+    def document(self) -> bytes:
+        """What a rollback or a cold start publishes again (msgpack), under
+        the overrides and validators of the day: the base, else the payload."""
+        return self.payload if self.base is None else self.base
+
+    @property
+    def stored_bytes(self) -> int:
+        """The payload's and the base's bytes together."""
+        return self.size + (0 if self.base is None else len(self.base))
+
     def describe(self) -> dict[str, object]:
-        """Everything but the payload (``hotcfg history``)."""
+        """Everything but the payload and the base (``hotcfg history``)."""
         return {
             "generation": self.generation,
             "published_at": self.published_at,
@@ -116,8 +157,9 @@ def encode_entries(entries: Sequence[Entry], *, kind: str = FORMAT) -> bytes:
     return packed
 
 
-def _entry(raw: object, index: int) -> Entry:
-    if not isinstance(raw, dict) or set(raw) != set(_FIELDS):
+def _entry(raw: object, index: int, *, version: int) -> Entry:
+    fields = _FIELDS if version >= 2 else _FIELDS_V1
+    if not isinstance(raw, dict) or set(raw) != set(fields):
         raise CorruptHistoryError(f"entry {index} is not a history entry")
     generation, published_at = raw["generation"], raw["published_at"]
     source, size, digest, payload = (
@@ -126,6 +168,7 @@ def _entry(raw: object, index: int) -> Entry:
         raw["hash"],
         raw["payload"],
     )
+    base, base_hash = raw.get("base"), raw.get("base_hash")
     if not (
         type(generation) is int
         and generation > 0
@@ -134,6 +177,8 @@ def _entry(raw: object, index: int) -> Entry:
         and type(size) is int
         and type(digest) is str
         and type(payload) is bytes
+        and (base is None or type(base) is bytes)
+        and (base_hash is None or type(base_hash) is str)
     ):
         raise CorruptHistoryError(f"entry {index} has a field of the wrong type")
     if size != len(payload) or digest != content_hash(payload):
@@ -141,7 +186,13 @@ def _entry(raw: object, index: int) -> Entry:
             f"entry {index} (generation {generation}): payload does not match "
             "its size or hash"
         )
-    return Entry(generation, published_at, source, size, digest, payload)
+    if (None if base is None else content_hash(base)) != base_hash:
+        raise CorruptHistoryError(
+            f"entry {index} (generation {generation}): base does not match its hash"
+        )
+    return Entry(
+        generation, published_at, source, size, digest, payload, base, base_hash
+    )
 
 
 def decode_entries(
@@ -154,8 +205,8 @@ def decode_entries(
 
     Raises:
         CorruptHistoryError: too large, not msgpack, not our format or
-            version, a field of the wrong type, a payload that does not
-            match its hash, or generations out of order.
+            version, a field of the wrong type, a payload or base that does
+            not match its hash, or generations out of order.
     """
     if len(data) > max_bytes:
         raise CorruptHistoryError(f"{len(data)} bytes, more than {max_bytes}")
@@ -171,12 +222,13 @@ def decode_entries(
         raise CorruptHistoryError(f"not msgpack: {type(exc).__name__}") from exc
     if not isinstance(doc, dict) or doc.get("format") != kind:
         raise CorruptHistoryError(f"not a {kind.replace('-', ' ')} file")
-    if doc.get("version") != VERSION:
-        raise CorruptHistoryError(f"unsupported history version {doc.get('version')!r}")
+    version = doc.get("version")
+    if type(version) is not int or version not in READABLE:
+        raise CorruptHistoryError(f"unsupported history version {version!r}")
     raw_entries = doc.get("entries")
     if not isinstance(raw_entries, list):
         raise CorruptHistoryError("no list of entries")
-    entries = [_entry(raw, i) for i, raw in enumerate(raw_entries)]
+    entries = [_entry(raw, i, version=version) for i, raw in enumerate(raw_entries)]
     if any(a.generation >= b.generation for a, b in itertools.pairwise(entries)):
         raise CorruptHistoryError("generations are not in increasing order")
     return entries
@@ -192,18 +244,32 @@ def trim(
     """The newest ``keep`` entries whose encoded file fits ``max_bytes``
     (the oldest go first; with a single entry too big, none)."""
     kept = list(entries[-keep:]) if keep > 0 else []
-    # Encoding overhead per entry is small and bounded; the payloads dominate.
-    while kept and sum(e.size + 128 + len(e.source) * 4 for e in kept) > max_bytes:
+    # Encoding overhead per entry is small and bounded (about 125 bytes, 35
+    # more with a base for its hash); the payloads dominate.
+    while kept and sum(_estimate(e) for e in kept) > max_bytes:
         kept.pop(0)
     return kept
 
 
-def path_for(directory: str, name: str, source: str, *, suffix: str = SUFFIX) -> str:
-    """Where the history of the service called ``name`` reading ``source``
-    lives. The source is part of the name: two services that share a
-    ``HOTCFG_NAME`` (the default, ``hotcfg``) and a directory never share a
-    history, so a rollback never publishes another service's content."""
-    tag = hashlib.blake2b(source.encode("utf-8", "surrogateescape"), digest_size=4)
+def _estimate(entry: Entry) -> int:
+    """An upper bound of the entry's encoded size."""
+    overhead = 128 if entry.base is None else 168
+    return entry.stored_bytes + overhead + len(entry.source) * 4
+
+
+def path_for(
+    directory: str,
+    name: str,
+    source: str,
+    *,
+    service: Sequence[str] = (),
+    suffix: str = SUFFIX,
+) -> str:
+    """``<directory>/<name>-<tag><suffix>``: the tag is 4 bytes of BLAKE2b
+    of ``source`` (a label) and ``service`` (``_claim.identity``), so
+    services that differ in either have files of their own."""
+    text = "\0".join((source, *service))
+    tag = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=4)
     return os.path.join(directory, f"{name}-{tag.hexdigest()}{suffix}")
 
 

@@ -43,6 +43,9 @@ class LayeredSource:
     Attributes:
         loaded: the layers' documents of the last load that succeeded
             (the publisher keeps them for the generation it publishes).
+        base: the layers merged without the overrides, of that load (what
+            the history and the cache keep, so that a rollback or a cold
+            start applies the overrides of its day); None without overrides.
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class LayeredSource:
         self.sources = tuple(sources)
         self.overrides = tuple(overrides)
         self.loaded: tuple[Layer, ...] | None = None
+        self.base: dict[str, Any] | None = None
 
     @classmethod
     def from_settings(
@@ -104,11 +108,15 @@ class LayeredSource:
             Layer(source.location, document)
             for source, document in zip(self.sources, documents, strict=True)
         )
+        merged = base = merge([layer.document for layer in layers])
         if self.overrides:
             layers += (environment_layer(self.overrides),)
-        merged = merge([layer.document for layer in layers])
+            # A fresh copy: validators may change the merge in place, and
+            # the base is what the history and the cache keep.
+            merged = merge([base, layers[-1].document])
         _validate.check_document(merged, source=self.location)
         self.loaded = layers
+        self.base = base if self.overrides else None
         return merged
 
     def refresh(self) -> None:

@@ -15,8 +15,11 @@ the layers is ``_layered``'s job (docs/design.md, "Layers").
   layer's value. So a later layer can change one key deep down without
   repeating its siblings, and a list is always one layer's list, never a mix.
 * **Environment overrides** come last: ``HOTCFG_SET__DB__TIMEOUT=5`` sets
-  ``db.timeout``. ``__`` separates levels and each level is lower-cased; a
-  single ``_`` stays inside a key (``HOTCFG_SET__LOG_LEVEL`` is
+  ``db.timeout``. They are the master's own, of its environment now: a
+  document kept from before (the cache, a rollback's generation) is kept
+  without them and gets today's on top (:func:`with_overrides`). ``__``
+  separates levels and each level is lower-cased; a single ``_`` stays
+  inside a key (``HOTCFG_SET__LOG_LEVEL`` is
   ``log_level``). The value is one YAML document read by the project's safe
   loader: a scalar (``5`` an int, ``true`` a bool, ``'"5"'`` a string, empty
   null) or a list (``[a, b]``), never a mapping: a path has one spelling,
@@ -324,6 +327,22 @@ class Layer:
 
 def environment_layer(overrides: Sequence[Override]) -> Layer:
     return Layer(ENVIRONMENT, override_document(overrides), tuple(overrides))
+
+
+def with_overrides(
+    name: str, document: dict[str, Any], overrides: Sequence[Override]
+) -> tuple[dict[str, Any], tuple[Layer, ...]]:
+    """A document published again (a rollback, the cache at a cold start)
+    under ``overrides``, those of the master publishing it now.
+
+    Returns:
+        The merge (sharing nothing with ``document``), and the layers
+        ``--explain`` names: ``document`` as ``name``, then the environment.
+    """
+    layers: tuple[Layer, ...] = (Layer(name, document),)
+    if overrides:
+        layers += (environment_layer(overrides),)
+    return merge([layer.document for layer in layers]), layers
 
 
 def explain(

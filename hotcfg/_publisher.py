@@ -28,11 +28,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import _cache, _history, _layout, _metrics, _payload, _validate
+from . import _cache, _claim, _history, _layers, _layout, _metrics, _payload, _validate
 from ._convergence import Convergence
 from ._errors import (
     ConfigError,
@@ -43,7 +43,7 @@ from ._errors import (
     ValidationError,
 )
 from ._layered import LayeredSource
-from ._layers import Layer
+from ._layers import Layer, Override
 from ._segment import Segment
 from ._settings import Settings
 from ._sources import (
@@ -141,9 +141,14 @@ class Publisher:
         settings: the resolved settings (validators, watching, debounce).
         notify: called after each new generation (Gunicorn: hint the workers).
         keep_history: keep ``settings.history`` generations in the history
-            file (the Gunicorn master); off for one-process uses (a script,
-            a management command, tests), which must not write the file of
-            the service they share a source with.
+            file, and the cache (the Gunicorn master); off for one-process
+            uses (a script, a management command, tests), which must not
+            write the files of the service they share a source with.
+        service: what the server says names this service (Gunicorn: its
+            ``proc_name`` and binds); part of the files' names while
+            ``HOTCFG_NAME`` is the default (``_claim``).
+        predecessor_pid: the master this one replaces (Gunicorn's re-exec),
+            whose files this one takes over.
 
     Raises:
         ConfigError: a validator, schema or model named in ``settings``
@@ -158,6 +163,8 @@ class Publisher:
         *,
         notify: Callable[[], None] = _no_notify,
         keep_history: bool = True,
+        service: Sequence[str] = (),
+        predecessor_pid: int | None = None,
     ) -> None:
         self.source = source
         self.segment = segment
@@ -184,17 +191,28 @@ class Publisher:
             warn_ms=settings.apply_warn_ms,
         )
         self._closers: list[Callable[[], None]] = []
+        directory = os.path.dirname(segment.path)
+        # The files of this service, and of no other live master (_claim).
+        self.files = (
+            _claim.claim(
+                directory,
+                settings.name,
+                source.label,
+                service=service,
+                predecessor=predecessor_pid,
+            )
+            if keep_history
+            else None
+        )
         self.history = _history.History.open(
-            _history.path_for(
-                os.path.dirname(segment.path), settings.name, source.label
-            ),
-            keep=settings.history if keep_history else 0,
+            self.files.history_path
+            if self.files is not None
+            else _history.path_for(directory, settings.name, source.label),
+            keep=settings.history if self.files is not None else 0,
         )
         self.cache_path: str | None = None
-        if keep_history and not isinstance(source, FileSource):
-            self.cache_path = _cache.path_for(
-                os.path.dirname(segment.path), settings.name, source.label
-            )
+        if self.files is not None and not isinstance(source, FileSource):
+            self.cache_path = self.files.cache_path
             _history.remove_stale_temps(self.cache_path)
         self.from_cache: _history.Entry | None = None  # serving it since start
         # The live generation and, when a LayeredSource's load made it, the
@@ -203,6 +221,13 @@ class Publisher:
         # finds another generation in the segment asks again.
         self.live_layers: tuple[int, tuple[Layer, ...] | None] | None = None
         _LIVE.add(self)
+
+    @property
+    def overrides(self) -> tuple[Override, ...]:
+        """The ``HOTCFG_SET__*`` overrides of this master's environment (read
+        when its source was built), applied over every document it
+        publishes: the source's, the cache's, a rollback's."""
+        return self.source.overrides if isinstance(self.source, LayeredSource) else ()
 
     @property
     def write_lock(self) -> threading.Lock:
@@ -281,11 +306,14 @@ class Publisher:
             return None
         try:
             with self._serial:
-                data = _payload.decode_payload(entry.payload).to_dict()
+                origin = f"the cache file {self.cache_path} (published at start)"
+                data, base, layers = self._under_overrides(entry, origin)
                 generation = self.publish(
-                    self._validate(data),
+                    data,
                     source=f"cache:{self.source.label}",
                     cache=False,
+                    base=base,
+                    layers=layers,
                 )
         except HotcfgError as exc:
             _logger.error(
@@ -306,6 +334,25 @@ class Publisher:
         self._last_error = str(unreachable)  # logged once, just above
         self._reject(unreachable)  # recorded for status, with the cache's age
         return generation
+
+    def _under_overrides(
+        self, entry: _history.Entry, origin: str
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, tuple[Layer, ...]]:
+        """A kept generation's document (the cache's, a rollback's) under
+        this master's overrides, validated as any document is today.
+
+        Returns:
+            The mapping to publish, its base (None without overrides), and
+            the layers ``--explain`` names (``origin``, the environment).
+
+        Raises:
+            HotcfgError: the document is refused now.
+        """
+        document = _payload.decode_payload(entry.document).to_dict()
+        merged, layers = _layers.with_overrides(origin, document, self.overrides)
+        _validate.check_document(merged, source=self.source.location)
+        base = document if self.overrides else None
+        return self._validate(merged), base, layers
 
     def _cache_note(self) -> str:
         """What a rejection adds while the cache is served, its age now."""
@@ -340,16 +387,18 @@ class Publisher:
             try:
                 started = time.monotonic()
                 loaded = self.source.load()
-                layers = (
-                    self.source.loaded
-                    if isinstance(self.source, LayeredSource)
-                    else None
-                )
+                layers = base = None
+                if isinstance(self.source, LayeredSource):
+                    layers, base = self.source.loaded, self.source.base
                 data = self._validate(loaded)
                 checked_ms = (time.monotonic() - started) * 1000.0
                 force, self._force = self._force, False
                 generation = self.publish(
-                    data, checked_ms=checked_ms, source_read=not force, layers=layers
+                    data,
+                    checked_ms=checked_ms,
+                    source_read=not force,
+                    layers=layers,
+                    base=base,
                 )
                 self.from_cache = None  # the source answered: live content now
                 return generation
@@ -449,6 +498,7 @@ class Publisher:
         source_read: bool | None = None,
         cache: bool = True,
         layers: tuple[Layer, ...] | None = None,
+        base: Mapping[str, Any] | None = None,
     ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
@@ -466,6 +516,9 @@ class Publisher:
                 there: the cache keeps its own time).
             layers: the layers' documents ``data`` was merged from (a
                 ``LayeredSource``), kept while it is live.
+            base: ``data`` before the overrides and the validators, when
+                there are overrides: what the history and the cache keep
+                (``_history``); None: ``data`` is its own base.
 
         Returns:
             The new generation, or None when the content did not change.
@@ -483,12 +536,21 @@ class Publisher:
             if (digest == self._digest or read_before) and not confirms_cache:
                 if source_read is not None:
                     self._source_digest = digest
-                if digest == self._digest and layers is not None:
-                    # The same content, now made by these layers' documents.
-                    self.live_layers = (self.generation, layers)
+                    if digest == self._digest and layers is not None:
+                        # The same content, now made by these layers'
+                        # documents (a rollback's that is live already
+                        # changes nothing: the live one was not rolled back).
+                        self.live_layers = (self.generation, layers)
                 self._accept()
                 _logger.debug("hotcfg: %s unchanged; no publish", self.source.label)
                 return None
+            # Before the commit: a base that cannot be kept is a rejection,
+            # never a generation the cache and the history miss.
+            kept = (
+                None
+                if base is None
+                else _payload.encode(base, source=self.source.location)
+            )
             with self._write_lock:
                 header = _layout.read_header(self.segment.buffer)
                 offset = _layout.plan_offset(header, len(payload))
@@ -539,6 +601,7 @@ class Publisher:
             payload,
             published_at=published_at,
             source=source or self.source.label,
+            base=kept,
         )
         self.history.add(entry)
         if cache and self.cache_path is not None:
@@ -546,8 +609,9 @@ class Publisher:
         return generation
 
     def republish(self, entry: _history.Entry, *, timeout_s: float) -> int | None:
-        """Publish a recorded generation's payload again, as a new generation
-        (``hotcfg rollback``). It is validated as any document is today.
+        """Publish a recorded generation's content again, as a new generation
+        (``hotcfg rollback``): its document before the overrides, under this
+        master's overrides, validated as any document is today.
 
         Returns:
             The new generation, or None when that content is live already.
@@ -561,9 +625,10 @@ class Publisher:
         if not self._serial.acquire(timeout=timeout_s):
             raise HotcfgError("busy publishing (a validator may be running); retry")
         try:
-            data = _payload.decode_payload(entry.payload).to_dict()
+            origin = f"rollback to generation {entry.generation}"
+            data, base, layers = self._under_overrides(entry, origin)
             label = f"rollback:{entry.generation} {self.source.label}"
-            generation = self.publish(self._validate(data), source=label)
+            generation = self.publish(data, source=label, base=base, layers=layers)
         finally:
             self._serial.release()
         if generation is not None:
@@ -721,6 +786,8 @@ class Publisher:
             self._watcher = None
         with self._write_lock:
             self.segment.close(unlink=True)
+        if self.files is not None:
+            self.files.release()
 
 
 def _before_fork() -> None:

@@ -10,8 +10,10 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
 
 * ``on_starting`` runs in the master before the first fork: the segment is
   created and the first generation published there, so the first workers
-  already start current. hotcfg's log records are routed to Gunicorn's
-  error log there (:func:`route_logs`), and workers inherit that.
+  already start current. The service's ``proc_name`` and binds go with it,
+  to name the history and cache files (:func:`service_of`). hotcfg's log
+  records are routed to Gunicorn's error log there (:func:`route_logs`),
+  and workers inherit that.
 * ``when_ready`` starts the watcher thread (still before any fork; forks are
   made safe by ``os.register_at_fork`` in ``_publisher``), and with an etcd
   source the thread that keeps the master's fleet record (``_fleet``).
@@ -119,13 +121,31 @@ def route_logs(server: Arbiter) -> None:
     logger.propagate = False  # once, even if the app configures the root later
 
 
+def service_of(server: Arbiter) -> tuple[str, ...]:
+    """What tells this Gunicorn service from another on the host: its
+    ``proc_name`` (by default the app, ``module:variable``) and its binds.
+    The history and cache files are named after it while ``HOTCFG_NAME`` is
+    the default (docs/design.md, "History and rollback"). ``cfg.proc_name``,
+    not ``server.proc_name``: a re-exec's master adds ``.2`` to the latter."""
+    binds = sorted(str(bind) for bind in server.cfg.bind or ())
+    return (f"proc_name={server.cfg.proc_name}", f"bind={','.join(binds)}")
+
+
 def on_starting(server: Arbiter) -> None:
     route_logs(server)
     try:
         # A relative HOTCFG_SOURCE is relative to where Gunicorn runs (its
         # --chdir), whatever directory a preloaded app has moved to since.
         settings = _api.resolve_settings(base_dir=server.cfg.chdir)
-        publisher = _api.ensure_publisher(start_watching=False, keep_history=True)
+        publisher = _api.ensure_publisher(
+            start_watching=False,
+            keep_history=True,
+            service=service_of(server),
+            # A USR2 re-exec: the old master runs on, and this one
+            # continues its history (arbiter.start() sets it from
+            # GUNICORN_PID before on_starting).
+            predecessor_pid=getattr(server, "master_pid", 0) or None,
+        )
     except HotcfgError as exc:
         # Gunicorn prints a RuntimeError from the arbiter's start as
         # "Error: ..." and exits 1, instead of a traceback.

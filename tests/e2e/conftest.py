@@ -49,13 +49,14 @@ class Service:
         config="value: one\n",
         cwd=None,
         wait=True,
+        port=None,
     ):
         self.dir = tmp_path / "conf"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
         self.config.write_text(config)
         self.segments = Path(os.environ["HOTCFG_SEGMENT_DIR"])
-        self.port = free_port()
+        self.port = port or free_port()  # a port: the same service again
         self.log = tmp_path / "gunicorn.log"
         self.workers = workers
         self._logf = self.log.open("wb")

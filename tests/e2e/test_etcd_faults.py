@@ -206,8 +206,11 @@ def test_master_started_while_the_cluster_is_down_serves_its_cache(
     cluster.stop()
 
     (tmp_path / "second").mkdir()
-    second = start_service(
-        tmp_path / "second", env_extra=settings_for(source), workers=WORKERS
+    second = start_service(  # the same service again, on its address
+        tmp_path / "second",
+        env_extra=settings_for(source),
+        workers=WORKERS,
+        port=first.port,
     )
     with running(Load(second)) as (load,):
         second.all_workers_answer("cached")

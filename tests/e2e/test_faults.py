@@ -240,6 +240,14 @@ def test_usr2_reexec_during_a_storm_of_changes(start_service, tmp_path):
     svc.all_workers_answer("after-usr2")
     assert load.errors == []
     assert len(list(svc.segments.glob("*.seg"))) == 1
+    # One service throughout: the new master continued the old one's history
+    # in the same files (no WARNING about another master), and holds their
+    # lock once the old one is gone.
+    svc.wait_until(lambda: "now holds" in svc.log.read_text(), "the files' lock")
+    log = svc.log.read_text()
+    assert "another running master" not in log
+    assert f"replaces (pid {old_master}) holds" in log
+    assert len(list(svc.segments.glob("*.history"))) == 1
     os.kill(new, signal.SIGTERM)
     wait_gone(svc, new)
     assert list(svc.segments.glob("*.seg")) == []

@@ -156,10 +156,11 @@ def test_stop_signals_leave_no_segment(service, sig, group):
     (os.killpg if group else os.kill)(service.proc.pid, sig)
     assert service.proc.wait(15) == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
-    # Nothing but the history, kept for the next master.
-    left = [p.name for p in service.segments.iterdir()]
-    assert len(left) == 1, left
+    # Nothing but the history and its lock file, kept for the next master.
+    left = sorted(p.name for p in service.segments.iterdir())
+    assert len(left) == 2, left
     assert re.fullmatch(r"hotcfg-[0-9a-f]{8}\.history", left[0]), left
+    assert left[1] == left[0].replace(".history", ".lock"), left
 
 
 def test_kill9_then_restart_does_not_accumulate(start_service, tmp_path):
@@ -299,8 +300,7 @@ def test_worker_nice_applies_to_every_worker_thread_not_the_master(
     master = svc.proc.pid
     ours = os.getpriority(os.PRIO_PROCESS, 0)  # what the master inherited
     assert all(
-        _nice_of(master, int(tid)) == ours
-        for tid in os.listdir(f"/proc/{master}/task")
+        _nice_of(master, int(tid)) == ours for tid in os.listdir(f"/proc/{master}/task")
     )
     for pid in svc.worker_pids():
         tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, free_port
 
 NOBODY = 65534
 
@@ -24,6 +24,21 @@ def hotcfg_cli(service, *args):
 
 def history(service):
     return json.loads(hotcfg_cli(service, "history", "--json"))
+
+
+def own(service, *args):
+    """A command for this service's master alone (several run)."""
+    return hotcfg_cli(service, *args, "--pid", str(service.proc.pid))
+
+
+def generations(service):
+    entries = json.loads(own(service, "history", "--json"))
+    return [e["generation"] for e in entries]
+
+
+def both_answer(service, value, who):
+    service.all_workers_answer(value)
+    service.all_workers_answer(who, path="/?key=who")
 
 
 def test_a_rollback_is_served_by_every_worker_and_the_next_edit_wins(
@@ -73,11 +88,12 @@ def test_history_survives_a_master_restart(start_service, tmp_path):
     before = history(first)
     first.stop()
 
-    # The same service started again: same source, same segment directory.
+    # The same service started again: same source, same segment directory,
+    # same address.
     (tmp_path / "b").mkdir()
     first.config.write_text("value: three\n")
     second = start_service(
-        tmp_path / "b", env_extra={"HOTCFG_SOURCE": str(first.config)}
+        tmp_path / "b", env_extra={"HOTCFG_SOURCE": str(first.config)}, port=first.port
     )
     second.all_workers_answer("three")
     after = history(second)
@@ -87,6 +103,63 @@ def test_history_survives_a_master_restart(start_service, tmp_path):
     out = hotcfg_cli(second, "rollback", "--to", "2")
     assert "content of generation 2" in out
     second.all_workers_answer("two")
+
+
+def a_then_b(start_service, tmp_path, **options):
+    """Service A on its file, changed once; then service B on A's file. They
+    differ by an override (``who``)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = start_service(tmp_path / "a", env_extra={"HOTCFG_SET__WHO": "a"}, **options)
+    a.write_atomic("value: two\n")
+    both_answer(a, "two", "a")
+    b = start_service(
+        tmp_path / "b",
+        env_extra={"HOTCFG_SOURCE": str(a.config), "HOTCFG_SET__WHO": "b"},
+        **options,
+    )
+    both_answer(b, "two", "b")
+    return a, b
+
+
+def each_lists_and_rolls_back_to_its_own(a, b):
+    a.write_atomic("value: three\n")
+    both_answer(a, "three", "a")
+    both_answer(b, "three", "b")
+    assert generations(a) == [1, 2, 3]
+    assert generations(b) == [1, 2]
+    assert "content of generation 1" in own(b, "rollback", "--to", "1")
+    both_answer(b, "two", "b")
+    both_answer(a, "three", "a")
+
+
+def test_two_services_on_one_source_keep_their_own_history(start_service, tmp_path):
+    """Two services on one host, default HOTCFG_NAME and directory, one
+    source, differing by an override (and by their address, as two services
+    on one host do): each lists its own generations and rolls back to its
+    own content."""
+    a, b = a_then_b(start_service, tmp_path)
+    assert generations(b) == [1]
+    each_lists_and_rolls_back_to_its_own(a, b)
+    assert "keeps its own history" not in a.log.read_text() + b.log.read_text()
+
+
+def test_two_identical_masters_get_their_own_files_and_a_warning(
+    start_service, tmp_path
+):
+    """Alike in all hotcfg can see (name, source, proc_name, one address
+    shared with SO_REUSEPORT), but the second runs with an override: it gets
+    files of its own, and a WARNING names the setting to give."""
+    a, b = a_then_b(
+        start_service, tmp_path, extra_args=["--reuse-port"], port=free_port()
+    )
+    log = b.log.read_text()
+    assert f"another running master (pid {a.proc.pid})" in log
+    assert "Give each service its own HOTCFG_NAME (or Gunicorn proc_name)" in log
+    histories = {p.name for p in a.segments.glob("*.history")}
+    first = min(histories, key=len)
+    assert histories == {first, first.replace(".history", "-2.history")}
+    each_lists_and_rolls_back_to_its_own(a, b)
 
 
 REFUSED = textwrap.dedent(

@@ -50,10 +50,13 @@ BAD_ANSWERS = {
 }
 
 
-def start(start_service, path, url, **env):
+def start(start_service, path, url, port=None, **env):
     path.mkdir()
     return start_service(
-        path, env_extra={"HOTCFG_SOURCE": url, **POLLING, **env}, workers=WORKERS
+        path,
+        env_extra={"HOTCFG_SOURCE": url, **POLLING, **env},
+        workers=WORKERS,
+        port=port,
     )
 
 
@@ -98,7 +101,8 @@ def test_a_master_started_while_the_server_is_down_serves_its_cache(
     finally:
         server.stop()  # nothing listens on its port now
 
-    service = start(start_service, tmp_path / "second", url)
+    # The same service again (its address is part of its name).
+    service = start(start_service, tmp_path / "second", url, port=first.port)
     service.all_workers_answer("cached")
     status = service.status()[0]
     assert status["source"] == f"cache:{url}"

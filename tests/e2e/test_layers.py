@@ -91,11 +91,68 @@ def test_layers_change_one_by_one_and_explain_names_the_layer(
         "no key 'db.nothing' in generation"
     )
 
-    # A rollback: the value comes from the rollback, not from a layer.
+    # A rollback: the value comes from the rollback, not from a layer, and
+    # the environment's override stays on top of it.
     rolled = hotcfg_cli(service, "rollback")
     assert rolled.startswith("generation 4 is live: the content of generation 2")
     every_worker(service, "db.port", 5432)
     assert explain(service, "db.port") == [
         "db.port = 5432",
         "  from   rollback to generation 2",
+        "  unset  environment",
+    ]
+    assert explain(service, "db.timeout") == [
+        "db.timeout = 5",
+        "  from   environment HOTCFG_SET__DB__TIMEOUT",
+        "  under  rollback to generation 2 = 2",
+    ]
+
+
+def test_a_master_restarted_with_another_override_while_etcd_is_down(
+    etcd, start_service, tmp_path
+):
+    """The cache and the history keep the content without the overrides:
+    restarted with another override while etcd is down, the service serves
+    its new override over the cache, and a rollback applies it too."""
+    source = etcd.source(KEY)
+    settings = {"HOTCFG_SOURCE": source, "HOTCFG_ETCD_PROGRESS_MS": "500"}
+    etcd.put(KEY, "value: one\ndb:\n  timeout: 9\n")
+    (tmp_path / "first").mkdir()
+    first = start_service(
+        tmp_path / "first",
+        workers=2,
+        env_extra={**settings, "HOTCFG_SET__DB__TIMEOUT": "1"},
+    )
+    every_worker(first, "db.timeout", 1)
+    etcd.put(KEY, "value: two\ndb:\n  timeout: 9\n")
+    first.all_workers_answer("two")
+    first.stop()
+    etcd.stop()
+
+    (tmp_path / "second").mkdir()
+    second = start_service(  # the same service again, on its address
+        tmp_path / "second",
+        workers=2,
+        port=first.port,
+        env_extra={**settings, "HOTCFG_SET__DB__TIMEOUT": "2"},
+    )
+    second.all_workers_answer("two")
+    every_worker(second, "db.timeout", 2)
+    assert second.status()[0]["source"] == f"cache:{source}"
+    cache = explain(second, "db.timeout")
+    assert cache[:2] == [
+        "db.timeout = 2",
+        "  from   environment HOTCFG_SET__DB__TIMEOUT",
+    ]
+    assert cache[2].startswith("  under  the cache file ")
+    assert cache[2].endswith(".cache (published at start) = 9")
+
+    out = hotcfg_cli(second, "rollback", "--to", "1")
+    assert out.startswith("generation 4 is live: the content of generation 1")
+    second.all_workers_answer("one")
+    every_worker(second, "db.timeout", 2)
+    assert explain(second, "db.timeout") == [
+        "db.timeout = 2",
+        "  from   environment HOTCFG_SET__DB__TIMEOUT",
+        "  under  rollback to generation 1 = 9",
     ]

@@ -322,3 +322,145 @@ def test_services_sharing_a_name_and_a_directory_keep_their_own_history(tmp_path
         assert restarted.history.entries[0].hash == first.history.entries[0].hash
     finally:
         restarted.close()
+
+
+def master(config, segments, *, service=(), predecessor_pid=None, **settings):
+    """A publisher as the Gunicorn master makes one: history and cache
+    kept, and named after what the server says of the service."""
+    cfg = Settings.resolve(source=str(config), segment_dir=str(segments), **settings)
+    segment = Segment.create(cfg.resolved_segment_dir, name=cfg.name)
+    publisher = Publisher(
+        FileSource.from_settings(cfg),
+        segment,
+        cfg,
+        service=service,
+        predecessor_pid=predecessor_pid,
+    )
+    publisher.publish_from_source(raise_errors=True)
+    return publisher
+
+
+GUNICORN_A = ("proc_name=app:app", "bind=127.0.0.1:8001")
+GUNICORN_B = ("proc_name=app:app", "bind=127.0.0.1:8002")
+
+
+def test_two_live_masters_of_one_service_never_share_files(config, tmp_path, caplog):
+    """Named alike (HOTCFG_NAME), on one source: the second master gets files
+    of its own, and a WARNING names the setting that tells them apart."""
+    segments = tmp_path / "segments"
+    first = master(config, segments, name="shop", service=GUNICORN_A)
+    config.write_text("value: two\n")
+    first.publish_from_source()
+    with caplog.at_level(logging.WARNING, logger="hotcfg"):
+        second = master(config, segments, name="shop", service=GUNICORN_B)
+    try:
+        assert second.files.base == first.files.base + "-2"
+        assert second.history.path == first.files.base + "-2.history"
+        assert [e.generation for e in second.history.entries] == [1]
+        assert [e.generation for e in first.history.entries] == [1, 2]
+        warning = caplog.text
+        assert f"another running master (pid {os.getpid()})" in warning
+        assert "Give each service its own HOTCFG_NAME (now 'shop')," in warning
+        assert f"{first.files.base}.lock" in warning
+    finally:
+        second.close()
+        first.close()
+    # Both gone: the next master of the service takes the first name again.
+    again = master(config, segments, name="shop", service=GUNICORN_B)
+    try:
+        assert again.files.base == first.files.base
+        assert [e.generation for e in again.history.entries] == [1, 2, 3]
+    finally:
+        again.close()
+
+
+def test_the_default_name_tells_services_apart_by_their_server(config, tmp_path):
+    """Under the default HOTCFG_NAME, Gunicorn's proc_name and bind are part of
+    the files' names; a service given a name of its own is named by it alone
+    (its address may change between starts)."""
+    segments = tmp_path / "segments"
+    a = master(config, segments, service=GUNICORN_A)
+    b = master(config, segments, service=GUNICORN_B)
+    try:
+        assert a.files.base != b.files.base
+        assert not a.files.base.endswith("-2")
+        assert not b.files.base.endswith("-2")
+    finally:
+        a.close()
+        b.close()
+    named = master(config, segments, name="shop", service=GUNICORN_A)
+    named.close()
+    moved = master(config, segments, name="shop", service=GUNICORN_B)
+    try:
+        assert moved.files.base == named.files.base
+        assert [e.generation for e in moved.history.entries] == [1, 2]
+    finally:
+        moved.close()
+
+
+def test_a_forked_worker_does_not_keep_the_masters_files(config, tmp_path):
+    """The lock is the master's: a worker that outlives it (a kill -9ed master)
+    must not send the next master to other files."""
+    segments = tmp_path / "segments"
+    first = master(config, segments)
+    base = first.files.base
+    read, write = os.pipe()
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the "worker": forked (its at-fork hooks have run), it
+        os.close(write)  # says so, then waits until the test is done with it
+        os.write(ready_write, b"r")
+        os.read(read, 1)
+        os._exit(0)
+    os.close(read)
+    os.close(ready_write)
+    assert os.read(ready_read, 1) == b"r"
+    os.close(ready_read)
+    try:
+        first.close()
+        second = master(config, segments)
+        try:
+            assert second.files.base == base
+        finally:
+            second.close()
+    finally:
+        os.close(write)
+        os.waitpid(pid, 0)
+
+
+def test_the_master_a_reexec_replaces_hands_its_files_over(config, tmp_path):
+    """Gunicorn's USR2: the new master uses the old one's files while both
+    run, without a WARNING, and holds the lock once the old one stops."""
+    segments = tmp_path / "segments"
+    old = master(config, segments, service=GUNICORN_A)
+    new = master(config, segments, service=GUNICORN_A, predecessor_pid=os.getpid())
+    try:
+        assert new.files.base == old.files.base
+        assert not new.files.held
+        assert [e.generation for e in new.history.entries] == [1, 2]  # continued
+        old.close()
+        wait_for(lambda: new.files.held, "the lock taken over")
+        # Held now: another master of the same service gets its own files.
+        third = master(config, segments, service=GUNICORN_A)
+        try:
+            assert third.files.base == old.files.base + "-2"
+        finally:
+            third.close()
+    finally:
+        old.close()
+        new.close()
+
+
+def test_a_lock_file_that_is_not_ours_is_passed_over(config, tmp_path, caplog):
+    segments = tmp_path / "segments"
+    first = master(config, segments)
+    base = first.files.base
+    first.close()
+    os.chmod(base + ".lock", 0o644)
+    with caplog.at_level(logging.WARNING, logger="hotcfg"):
+        second = master(config, segments)
+    try:
+        assert second.files.base == base + "-2"
+        assert f"cannot use the lock file {base}.lock" in caplog.text
+    finally:
+        second.close()

@@ -5,10 +5,12 @@ generation."""
 import os
 import threading
 
+import msgpack
 import pytest
 
-from hotcfg import _control, _layout
+from hotcfg import _cache, _control, _history, _layout, _payload
 from hotcfg._errors import ConfigError, SourceError, UnreachableError
+from hotcfg._history import Entry
 from hotcfg._layered import LayeredSource
 from hotcfg._publisher import Publisher
 from hotcfg._reader import Reader
@@ -155,6 +157,76 @@ def test_an_unreachable_etcd_layer_at_boot_serves_the_cache(etcd, tmp_path, mast
     etcd.put(KEY, "b: live\n")
     master.wait("etcd back", a="one", b="live")
     assert master.explain("b")["from"] == [etcd.source(KEY)]
+
+
+def test_the_cache_and_a_rollback_take_the_overrides_of_the_master_now(etcd, masters):
+    """The cache and the history keep the source's content without the
+    overrides: a master restarted with another override while etcd is down
+    serves its own override over the cache, and so does its rollback."""
+    source = etcd.source(KEY)
+    etcd.put(KEY, "db:\n  timeout: 9\n  host: one\n")
+    first = masters(source, {"HOTCFG_SET__DB__TIMEOUT": "1"}, keep_history=True)
+    first.start()
+    first.wait("started", db={"timeout": 1, "host": "one"})
+    etcd.put(KEY, "db:\n  timeout: 9\n  host: two\n")
+    first.wait("etcd's change", db={"timeout": 1, "host": "two"})
+    first.close()
+    etcd.stop()
+
+    master = masters(source, {"HOTCFG_SET__DB__TIMEOUT": "2"}, keep_history=True)
+    assert master.start() == 3
+    assert master.live()["db"] == {"timeout": 2, "host": "two"}
+    cache = f"the cache file {master.publisher.cache_path} (published at start)"
+    answer = master.explain("db.timeout")
+    assert answer["from"] == ["environment HOTCFG_SET__DB__TIMEOUT"]
+    assert [(e["layer"], e["state"], e.get("value")) for e in answer["layers"]] == [
+        ("environment HOTCFG_SET__DB__TIMEOUT", "from", 2),
+        (cache, "under", 9),
+    ]
+    assert master.explain("db.host")["from"] == [cache]
+
+    rolled = _control.handle(master.publisher, {"cmd": "rollback", "to": 1})
+    assert rolled["generation"] == 4
+    assert master.live()["db"] == {"timeout": 2, "host": "one"}
+    assert master.explain("db.timeout")["layers"][1] == {
+        "layer": "rollback to generation 1",
+        "state": "under",
+        "value": 9,
+    }
+    # What is kept is still without the override.
+    kept = master.publisher.history.find(4)
+    assert _payload.decode_payload(kept.document)["db"] == {"timeout": 9, "host": "one"}
+    assert _payload.decode_payload(kept.payload)["db"] == {"timeout": 2, "host": "one"}
+
+
+def test_an_old_cache_file_starts_a_master_with_its_overrides_on_top(etcd, masters):
+    """A cache written before the base was kept apart (version 1) holds the
+    overrides of its time: it is served, today's overrides on top."""
+    source = etcd.source(KEY)
+    etcd.put(KEY, "value: cached\n")
+    first = masters(source, {"HOTCFG_SET__DB__TIMEOUT": "1"}, keep_history=True)
+    first.start()
+    path = first.publisher.cache_path
+    first.close()
+    etcd.stop()
+    payload = _payload.encode({"value": "cached", "db": {"timeout": 1}})
+    old = Entry.of(7, payload, published_at=1.0, source=source)
+    fields = ("generation", "published_at", "source", "size", "hash", "payload")
+    _history.write_private(
+        path,
+        msgpack.packb(
+            {
+                "format": _cache.FORMAT,
+                "version": 1,
+                "entries": [{name: getattr(old, name) for name in fields}],
+            }
+        ),
+    )
+
+    master = masters(source, {"HOTCFG_SET__DB__TIMEOUT": "2"}, keep_history=True)
+    assert master.start() == 2  # numbered on from the history
+    assert master.publisher.from_cache == old
+    assert dict(master.live()) == {"value": "cached", "db": {"timeout": 2}}
 
 
 def test_a_bad_file_layer_with_etcd_down_refuses_rather_than_serve_the_cache(

@@ -21,6 +21,7 @@ def histories(draw):
             draw(st.binary(max_size=200)),
             published_at=draw(st.floats(0, 4e9)),
             source=draw(st.text(max_size=40)),
+            base=draw(st.none() | st.binary(max_size=100)),
         )
         for g in gens
     ]
@@ -88,3 +89,46 @@ def test_history_setting_is_parsed_with_the_others():
     for bad in ("-1", "ten", "1001"):
         with pytest.raises(ConfigError, match=r"^HOTCFG_HISTORY: invalid value"):
             Settings.resolve({"HOTCFG_HISTORY": bad})
+
+
+def test_a_base_is_kept_checked_and_published_again():
+    """The base (the document before the overrides) is what a rollback and a
+    cold start publish again; the payload is what was published."""
+    plain = Entry.of(1, b"\x81\xa1a\x01", published_at=1.0, source="s")
+    assert plain.base is None
+    assert plain.document == plain.payload
+    same = Entry.of(2, b"\x80", published_at=1.0, source="s", base=b"\x80")
+    assert same.base is None  # no override changed anything: kept once
+    based = Entry.of(3, b"\x81\xa1a\x02", published_at=1.0, source="s", base=b"\x80")
+    assert based.document == b"\x80"
+    assert based.stored_bytes == based.size + 1
+    encoded = encode_entries([plain, based])
+    assert decode_entries(encoded) == [plain, based]
+    at = encoded.rindex(b"\xa4base\xc4\x01\x80") + 7
+    flipped = encoded[:at] + b"\x81" + encoded[at + 1 :]
+    with pytest.raises(CorruptHistoryError, match="base does not match its hash"):
+        decode_entries(flipped)
+
+
+def test_a_version_1_file_is_read_its_payloads_as_their_bases():
+    """Written before the base was kept: each payload, overrides of its time
+    included, is what is published again (today's overrides on top)."""
+    entry = Entry.of(4, b"\x80", published_at=1.0, source="s")
+    fields = ("generation", "published_at", "source", "size", "hash", "payload")
+    old = msgpack.packb(
+        {
+            "format": _history.FORMAT,
+            "version": 1,
+            "entries": [{name: getattr(entry, name) for name in fields}],
+        }
+    )
+    assert decode_entries(old) == [entry]
+    assert decode_entries(old)[0].document == b"\x80"
+    with pytest.raises(CorruptHistoryError, match="not a history entry"):
+        decode_entries(
+            msgpack.packb(
+                {"format": _history.FORMAT, "version": 2, "entries": [
+                    {name: getattr(entry, name) for name in fields}
+                ]}
+            )
+        )  # fmt: skip

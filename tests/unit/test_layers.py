@@ -24,6 +24,7 @@ from hotcfg._layers import (
     split_sources,
     trace,
     variable_for,
+    with_overrides,
 )
 from hotcfg._settings import Settings, layer_settings
 from tests.unit.test_import_purity import IMPURE, loaded_after
@@ -479,3 +480,21 @@ def test_layers_module_is_pure():
     ours = {name for name in loaded if name.startswith("hotcfg.")}
     pure = {"_layers", "_loaders", "_validate", "_layout", "_errors"}
     assert ours == {f"hotcfg.{name}" for name in pure}
+
+
+def test_a_kept_document_gets_the_overrides_of_now_on_top():
+    """A rollback's or the cache's document, under the master's overrides:
+    the merge shares nothing with it, and --explain names both."""
+    kept = {"db": {"timeout": 9, "host": "one"}}
+    overrides = overrides_from({"HOTCFG_SET__DB__TIMEOUT": "2"})
+    merged, layers = with_overrides("rollback to generation 1", kept, overrides)
+    assert merged == {"db": {"timeout": 2, "host": "one"}}
+    merged["db"]["host"] = "changed by a validator"
+    assert kept == {"db": {"timeout": 9, "host": "one"}}
+    assert explain(layers, ["db", "timeout"], merged)["from"] == [
+        "environment HOTCFG_SET__DB__TIMEOUT"
+    ]
+    alone, only = with_overrides("the cache", kept, ())
+    assert alone == kept
+    assert alone is not kept
+    assert [layer.name for layer in only] == ["the cache"]
