@@ -192,12 +192,18 @@ class Publisher:
         )
         self._closers: list[Callable[[], None]] = []
         directory = os.path.dirname(segment.path)
+        # The label hides a URL's query values (a presigned URL's signature),
+        # so two URLs that differ only there share one: the files are named
+        # by the source as configured too, which is hashed, never shown.
+        named = source.label
+        if settings.source is not None and settings.source != source.label:
+            named = f"{source.label}\0{settings.source}"
         # The files of this service, and of no other live master (_claim).
         self.files = (
             _claim.claim(
                 directory,
                 settings.name,
-                source.label,
+                named,
                 service=service,
                 predecessor=predecessor_pid,
             )
@@ -207,7 +213,7 @@ class Publisher:
         self.history = _history.History.open(
             self.files.history_path
             if self.files is not None
-            else _history.path_for(directory, settings.name, source.label),
+            else _history.path_for(directory, settings.name, named),
             keep=settings.history if self.files is not None else 0,
         )
         self.cache_path: str | None = None

@@ -529,6 +529,29 @@ def test_an_unreachable_server_at_start_means_the_cache(tmp_path):
         master.close()
 
 
+def test_urls_that_differ_only_in_a_query_value_never_share_a_cache(tmp_path):
+    """The label hides query values, so it cannot name the files alone: a
+    master of ``?env=staging`` started with its server down must not serve
+    what ``?env=prod`` cached."""
+    server = ScriptedServer()
+    url = server.url()
+    try:
+        server.answer(good("value: prod\n"))
+        prod = _master(url + "?env=prod")
+        assert prod.start() == 1
+        prod.close()
+    finally:
+        server.stop()  # nothing listens on its port now
+
+    staging = _master(url + "?env=staging")
+    try:
+        assert staging.cache_path != prod.cache_path
+        with pytest.raises(UnreachableError):
+            staging.start()  # no cache of its own: nothing to serve
+    finally:
+        staging.close()
+
+
 @pytest.mark.parametrize(
     "reply",
     [Reply(404, b"no\n", "text/plain"), Reply(body=b"<html></html>", content_type="")],
