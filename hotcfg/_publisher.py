@@ -45,7 +45,7 @@ from ._errors import (
 from ._layered import LayeredSource
 from ._layers import Layer, Override
 from ._segment import Segment
-from ._settings import Settings
+from ._settings import Settings, redact_url
 from ._sources import (
     FileSource,
     Source,
@@ -196,7 +196,10 @@ class Publisher:
         # so two URLs that differ only there share one: the files are named
         # by the source as configured too, which is hashed, never shown.
         named = source.label
-        if settings.source is not None and settings.source != source.label:
+        if (
+            settings.source is not None
+            and redact_url(settings.source) != settings.source
+        ):
             named = f"{source.label}\0{settings.source}"
         # The files of this service, and of no other live master (_claim).
         self.files = (

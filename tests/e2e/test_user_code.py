@@ -170,4 +170,5 @@ def test_ctrl_c_stops_a_master_whose_first_validation_hangs(tmp_path):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
-    assert list(segments.iterdir()) == []
+    # Nothing but the lock that keeps another live master off its files.
+    assert [p.suffix for p in segments.iterdir()] in ([], [".lock"])
