@@ -272,6 +272,7 @@ class FleetRecord:
         self.failures = 0  # in a row; 0 while etcd answers
         self.renewals = 0  # keep-alives answered
         self._unreachable = False  # the last call found no endpoint
+        self._answered: tuple[str, int] | None = None  # the endpoint last to answer
         _KEEPERS.add(self)
 
     def start(self) -> FleetRecord:
@@ -351,22 +352,31 @@ class FleetRecord:
         return delay * random.uniform(0.5, 1.0)
 
     def _call(self, path: str, request: dict[str, Any]) -> dict[str, Any]:
-        """One gateway call on the first endpoint that answers.
+        """One gateway call on the first endpoint that answers, starting with
+        the one that answered last, each done within a quarter of the
+        lease's TTL (or ``HOTCFG_ETCD_TIMEOUT_MS``, if shorter): a member that
+        stops answering (frozen, or behind a black hole) costs that once,
+        and a keep-alive sent a third of the TTL after the last still lands
+        on another member before the lease runs out.
 
         Raises:
             UnreachableError: no endpoint answered (each one's reason).
         """
-        return _etcd._first_answer(
-            self.target,
-            lambda endpoint: _etcd._call(
+        deadline_s = min(self._timeout_s, self._granted_ttl / 4.0)
+
+        def call(endpoint: tuple[str, int]) -> dict[str, Any]:
+            reply = _etcd._call(
                 endpoint,
                 path,
                 request,
                 access=self.access,
-                timeout_s=self._timeout_s,
+                timeout_s=deadline_s,
                 max_bytes=65536,
-            ),
-        )
+            )
+            self._answered = endpoint
+            return reply
+
+        return _etcd._first_answer(self.target, call, first=self._answered)
 
     def _grant(self) -> None:
         reply = self._call("/v3/lease/grant", {"TTL": self._ttl})

@@ -341,6 +341,8 @@ def _push_diff(
     old: dict[str, Any] = {}
     if state.value is None:
         print(f"{args.url} does not exist; it would be created")
+    elif not isinstance(state.value, bytes):  # too large to hold, or garbled
+        print(f"{args.url} holds no valid document now (not one hotcfg can read)")
     else:
         try:
             old = load_document(state.value, fmt=key_format, source=args.url)

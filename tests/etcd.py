@@ -44,6 +44,8 @@ class Etcd:
         client_cert: the ``Issued`` client certificate ``ctl`` presents.
         client_cert_auth: the member requires a client certificate.
         extra_args: more flags for etcd (``--auth-token-ttl=2``).
+        progress_ms: its progress-notification interval (None: etcd's
+            own, 10 minutes).
     """
 
     def __init__(
@@ -58,8 +60,10 @@ class Etcd:
         client_cert=None,
         client_cert_auth=False,
         extra_args=(),
+        progress_ms=PROGRESS_MS,
     ):
         self.binary = binary
+        self.progress_ms = progress_ms
         self.name = name
         self.flags = list(flags)
         self.initial_cluster = None  # "name=peer-url,...": None, this one alone
@@ -133,7 +137,13 @@ class Etcd:
                 f"--listen-peer-urls={peer}",
                 f"--initial-advertise-peer-urls={peer}",
                 f"--initial-cluster={cluster}",
-                f"--experimental-watch-progress-notify-interval={PROGRESS_MS}ms",
+                *(
+                    [
+                        f"--experimental-watch-progress-notify-interval={self.progress_ms}ms"
+                    ]
+                    if self.progress_ms is not None
+                    else []
+                ),
                 "--logger=zap",
                 "--log-outputs=stderr",
                 *self._tls_flags(),
@@ -177,6 +187,25 @@ class Etcd:
         self.proc = None
         if self._log is not None:
             self._log.close()
+
+    @contextlib.contextmanager
+    def elsewhere(self, meanwhile=None):
+        """For the block, the member serves on another client port (for
+        ``ctl``): a client of its own port is cut off and misses what
+        happens. Stopped first, then ``meanwhile()`` (waiting for the
+        client to notice); started on its own port again after the block."""
+        own = self.client_port
+        self.stop()
+        if meanwhile is not None:
+            meanwhile()
+        self.client_port = free_port()
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
+            self.client_port = own
+            self.start()
 
     def ctl(self, *args, stdin=None):
         """Run ``etcdctl`` against this member (over TLS, as root once auth
@@ -249,14 +278,21 @@ class EtcdCluster:
     startable again (by pid, keeping its data and ports).
 
     Elections are quick (50 ms heartbeats, 500 ms election timeout), and the
-    progress-notification interval is :data:`PROGRESS_MS` as for one member.
+    progress-notification interval is :data:`PROGRESS_MS` as for one member
+    unless ``progress_ms`` says otherwise (None: etcd's own, 10 minutes).
     """
 
     FLAGS = ("--heartbeat-interval=50", "--election-timeout=500")
 
-    def __init__(self, directory, binary, size=3):
+    def __init__(self, directory, binary, size=3, progress_ms=PROGRESS_MS):
         self.members = [
-            Etcd(directory / f"m{n}", binary, name=f"m{n}", flags=self.FLAGS)
+            Etcd(
+                directory / f"m{n}",
+                binary,
+                name=f"m{n}",
+                flags=self.FLAGS,
+                progress_ms=progress_ms,
+            )
             for n in range(size)
         ]
         cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
@@ -285,11 +321,11 @@ class EtcdCluster:
         endpoints = ",".join(m.endpoint for m in members or self.members)
         return f"etcd://{endpoints}{key}"
 
-    def ctl(self, *args, check=True):
-        """Run ``etcdctl`` against the running members; its output (with
-        ``check=False``: the finished process)."""
+    def ctl(self, *args, check=True, members=None):
+        """Run ``etcdctl`` against ``members`` (default: the running ones);
+        its output (with ``check=False``: the finished process)."""
         etcdctl = shutil.which("etcdctl") or "etcdctl"
-        endpoints = ",".join(m.endpoint for m in self.running())
+        endpoints = ",".join(m.endpoint for m in members or self.running())
         done = subprocess.run(
             [etcdctl, f"--endpoints={endpoints}", *args],
             capture_output=True,

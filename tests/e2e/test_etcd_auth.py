@@ -110,3 +110,48 @@ def test_a_wrong_password_refuses_the_start_with_the_reason_never_the_password(
     for text in (log, status, service.log.read_text(), _status_text(service)):
         assert PASSWORD not in text
         assert WRONG not in text
+
+
+def test_each_new_reason_etcd_fails_for_is_logged_once_and_shown_in_status(
+    secure_etcd, start_service, tmp_path
+):
+    etcd = secure_etcd
+    etcd.put(KEY, "value: one\n")
+    password_file = _password_file(tmp_path / "secrets", PASSWORD)
+    service = start_service(tmp_path, env_extra=_env(etcd, password_file), workers=3)
+    service.all_workers_answer("one")
+
+    etcd.stop()
+    service.wait_until(
+        lambda: "etcd unreachable" in _status_text(service), "the outage in status"
+    )
+    password_file.write_text(WRONG + "\n")
+    logins_before = _failed_logins(etcd)
+    etcd.start()
+    denied = f"etcd {etcd.endpoint}: authentication failed for user 'app'"
+    service.wait_until(
+        lambda: denied in _status_text(service), "the new reason in status"
+    )
+    assert "etcd unreachable" not in _status_text(service)
+    # etcd refuses the master's login again and again; the master said so once.
+    service.wait_until(
+        lambda: _failed_logins(etcd) >= logins_before + 3, "three refused logins"
+    )
+    said = [line for line in service.log.read_text().splitlines() if denied in line]
+    assert len([line for line in said if "rejected" in line]) == 1, said
+    # The fleet record's thread, with its own retries, says it once too.
+    assert len(said) <= 2, said
+    service.all_workers_answer("one")
+
+    password_file.write_text(PASSWORD + "\n")
+    etcd.put(KEY, "value: two\n")
+    service.all_workers_answer("two")
+    service.wait_until(lambda: denied not in _status_text(service), "cleared")
+    for text in (service.log.read_text(), _status_text(service)):
+        assert PASSWORD not in text
+        assert WRONG not in text
+
+
+def _failed_logins(etcd):
+    """The logins etcd has refused, from its log."""
+    return etcd.log_path.read_text().count("invalid password")

@@ -1,7 +1,7 @@
 """A real Gunicorn following a key on a real 3-member etcd cluster while the
 cluster fails: the leader killed mid-stream, the followed member cut off from
-the others, a compaction while the master is away, a master started with the
-whole cluster down, bad values and racing pushes.
+the others or frozen, a compaction while the master is away, a master started
+with the whole cluster down, bad values and racing pushes.
 
 Throughout each fault a thread asks the service for its value without pause
 (``Load``): every answer must be one of the valid values written, and no
@@ -14,10 +14,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
-from tests.etcd import PROGRESS_MS
+from tests.etcd import PROGRESS_MS, EtcdCluster, etcd_binary
 from tests.waiting import wait_for
 
 from .conftest import ROOT
@@ -73,15 +74,15 @@ def last_error(service):
     return (statuses[0]["last_error"] or "") if statuses else ""
 
 
-def put_until_stored(cluster, key, value):
-    """Put ``value`` through the running members, again if a put fails while
-    they elect a leader (every value written is valid, so a put that failed
-    and landed anyway serves nothing wrong)."""
+def put_until_stored(cluster, key, value, members=None):
+    """Put ``value`` through ``members`` (default: the running ones), again
+    if a put fails while they elect a leader (every value written is valid,
+    so a put that failed and landed anyway serves nothing wrong)."""
     # A put that reached a member while there was no leader fails only at
     # etcdctl's command timeout (5 s by default): try again sooner.
     command = ("--command-timeout=2s", "put", "--", key, value)
     wait_for(
-        lambda: cluster.ctl(*command, check=False).returncode == 0,
+        lambda: cluster.ctl(*command, check=False, members=members).returncode == 0,
         f"{value!r} stored",
     )
 
@@ -326,3 +327,88 @@ def test_two_pushes_from_the_same_revision_one_wins(
         assert f"expected revision {revision}" in conflict
         service.all_workers_answer(f"pushed-{winner}")
     only_valid_served(load, ["base", f"pushed-{winner}"])
+
+
+@pytest.fixture
+def quiet_cluster(tmp_path):
+    """A 3-member cluster with etcd's own progress-notification interval
+    (10 minutes): a silent stream stays silent; stopped at teardown."""
+    cluster = EtcdCluster(tmp_path / "quiet", etcd_binary(), progress_ms=None)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def fleet_records(members):
+    """The fleet records of ``KEY``, read through ``members`` only."""
+    endpoints = ",".join(m.endpoint for m in members)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotcfg",
+            "status",
+            "--fleet",
+            f"etcd://{endpoints}{KEY}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    return json.loads(done.stdout)["records"] if done.returncode == 0 else []
+
+
+def test_a_frozen_member_is_left_within_seconds_losing_nothing(
+    quiet_cluster, start_service, tmp_path
+):
+    cluster = quiet_cluster
+    followed, *others = cluster.members
+    cluster.put(KEY, "value: before\n")
+    # Default settings but a short lease, whose keep-alives must not wait
+    # on the frozen member longer than the lease lasts.
+    env = {"HOTCFG_SOURCE": cluster.source(KEY), "HOTCFG_FLEET_TTL_MS": "3000"}
+    service = start_service(tmp_path, env_extra=env, workers=WORKERS)
+    service.all_workers_answer("before")
+    service.wait_until(
+        lambda: etcd_connections(service.proc.pid, followed.client_port),
+        "the master following the first member",
+    )
+
+    with running(Load(service)) as (load,):
+        # Frozen as a GC pause, a stalled disk or a paused VM freezes it:
+        # its connections stay open and silent, no FIN, no reset.
+        os.kill(followed.proc.pid, signal.SIGSTOP)
+        try:
+            frozen_at = time.monotonic()
+            put_until_stored(cluster, KEY, "value: during-1\n", others)
+            service.all_workers_answer("during-1")
+            served_s = time.monotonic() - frozen_at
+            put_until_stored(cluster, KEY, "value: during-2\n", others)
+            service.all_workers_answer("during-2")
+            log = service.log.read_text()
+            assert f"{followed.endpoint}: the watch was silent and a probe" in log
+            assert "lease is gone" not in log
+            reply = json.loads(others[0].ctl("get", KEY, "--write-out=json"))
+            revision = int(reply["kvs"][0]["mod_revision"])
+            mine = service.proc.pid
+
+            def recorded():
+                records = {r["pid"]: r for r in fleet_records(others)}
+                return mine in records and records[mine]["revision"] == revision
+
+            service.wait_until(recorded, "the fleet record on the last put")
+            assert "lease is gone" not in service.log.read_text()
+        finally:
+            # Killed, not thawed: a put that timed out while the others
+            # elected a leader may sit in its buffers and land once it runs.
+            followed.stop(signal.SIGKILL)
+    only_valid_served(load, ["before", "during-1", "during-2"])
+    print(
+        f"frozen member: a put through the others served by every worker "
+        f"{served_s:.2f} s after the freeze"
+    )

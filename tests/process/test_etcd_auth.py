@@ -100,10 +100,15 @@ def test_a_key_is_read_and_watched_with_a_password_over_tls(
 
 
 def test_a_member_requiring_client_certificates_is_followed_with_one(
-    tmp_path, certs, password_file
+    tmp_path, certs, password_file, caplog
 ):
+    caplog.set_level(logging.INFO, logger="hotcfg")
     with _secure(
-        tmp_path, certs, client_cert=certs.client, client_cert_auth=True
+        tmp_path,
+        certs,
+        client_cert=certs.client,
+        client_cert_auth=True,
+        progress_ms=None,  # etcd's own: a quiet watch is silent, and probed
     ) as etcd:
         etcd.enable_auth(USER, PASSWORD, "/app/")
         etcd.put(KEY, "value: one\n")
@@ -114,10 +119,20 @@ def test_a_member_requiring_client_certificates_is_followed_with_one(
             etcd_cert_file=certs.client.cert,
             etcd_key_file=certs.client.key,
         )
-        followed = Followed(settings, name="auth")
+        # etcd's progress interval and the stream's read timeout: 10 minutes.
+        quiet = settings.updated(etcd_progress_ms="600000")
+        followed = Followed(quiet, name="auth")
         try:
             etcd.put(KEY, "value: two\n")
             followed.wait_value("two")
+            # Quiet: the member is probed over TLS with the certificate, it
+            # answers, and the watch is kept.
+            watcher = followed.publisher._watcher
+            wait_for(lambda: watcher.probes >= 2, "two probes answered")
+            etcd.put(KEY, "value: three\n")
+            followed.wait_value("three")
+            assert "lost the etcd watch" not in caplog.text
+            assert followed.error() == ""
         finally:
             followed.close()
 

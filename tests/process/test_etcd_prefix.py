@@ -8,7 +8,7 @@ import pytest
 from hotcfg._errors import ConfigError
 from hotcfg._settings import Settings
 from hotcfg._sources import source_for
-from tests.etcd import PROGRESS_MS, free_port
+from tests.etcd import PROGRESS_MS
 from tests.following import Followed
 from tests.waiting import wait_for
 
@@ -125,7 +125,8 @@ def test_the_cap_is_over_the_sum_of_the_values(etcd):
     with pytest.raises(ConfigError) as info:
         load(79)
     assert info.value.reason == (
-        f"the values under {PREFIX} are 80 bytes together, over the 79-byte limit"
+        f"the values under {PREFIX} at revision 5 are 80 bytes together, over the "
+        f"79-byte limit (HOTCFG_MAX_BYTES; the largest: {PREFIX}part0, 20 bytes)"
     )
     assert load(80) == {f"part{n}": "x" * 20 for n in range(4)}
 
@@ -141,17 +142,12 @@ def test_compaction_while_disconnected_reads_the_prefix_in_full(etcd, followed, 
     caplog.set_level(logging.INFO, logger="hotcfg")
     # Disconnected (the member answers etcdctl on another port meanwhile):
     # a key deleted then, and compacted away, must not stay in the mapping.
-    outage = etcd.client_port
-    etcd.stop()
-    wait_for(lambda: "etcd unreachable" in followed.error(), "unreachable recorded")
-    etcd.client_port = free_port()
-    etcd.start()
-    etcd.ctl("del", "/app/config/limits")
-    revision = etcd.put("/app/config/name", "after")
-    etcd.ctl("compact", str(revision))
-    etcd.stop()
-    etcd.client_port = outage
-    etcd.start()
+    with etcd.elsewhere(
+        lambda: wait_for(lambda: "unreachable" in followed.error(), "the outage")
+    ):
+        etcd.ctl("del", "/app/config/limits")
+        revision = etcd.put("/app/config/name", "after")
+        etcd.ctl("compact", str(revision))
     snapshot = followed.wait(lambda s: s.get("name") == "after", "the re-read")
     assert "limits" not in snapshot
     assert "compacted" in caplog.text
