@@ -30,8 +30,8 @@ import time
 import harness
 from harness import Load, Server, p95, workers_of
 
-from hotcfg import _layout
-from hotcfg._segment import SegmentView, list_segments
+from hotcfg._segment import layout
+from hotcfg._segment.shm import SegmentView, list_segments
 
 PAUSE_MS = {"idle": None, "light": 100, "busy": 0}
 
@@ -43,18 +43,18 @@ def converged_ms(
     deadline = time.monotonic() + timeout
     generation = before
     while time.monotonic() < deadline:
-        generation = _layout.read_generation(view.buffer)
+        generation = layout.read_generation(view.buffer)
         if generation != before:
             break
         time.sleep(0.0002)
     while time.monotonic() < deadline:
         applied = {
             w.pid: w.applied_at
-            for w in _layout.read_workers(view.buffer)
+            for w in layout.read_workers(view.buffer)
             if w.pid in pids and w.generation == generation
         }
         if len(applied) == len(pids):
-            header = _layout.read_header(view.buffer)
+            header = layout.read_header(view.buffer)
             return (max(applied.values()) - header.published_at) * 1000
         time.sleep(0.0002)
     return None
@@ -90,7 +90,7 @@ def measure(
                     time.sleep(0.2)
                     text = harness.config_text(value, size)
                     write = harness.prepare_write(config, text, "rename")
-                    before = _layout.read_generation(view.buffer)
+                    before = layout.read_generation(view.buffer)
                     write()
                     tried += 1
                     took = converged_ms(view, pids, before, timeout)

@@ -29,10 +29,10 @@ import sys
 import time
 from typing import Any
 
-from hotcfg._etcd import EtcdSource
-from hotcfg._publisher import Publisher
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
+from hotcfg._sources.etcd.source import EtcdSource
 
 PR_SET_PDEATHSIG = 1
 

@@ -49,11 +49,13 @@ with atheris.instrument_imports():
     import msgpack
     import yaml
 
-    from hotcfg import _layout, _payload, _sources
     from hotcfg._errors import CorruptSegmentError, HotcfgError
-    from hotcfg._reader import Reader
-    from hotcfg._segment import SegmentView
-    from hotcfg._snapshot import Snapshot
+    from hotcfg._segment import layout as _layout
+    from hotcfg._segment import payload as _payload
+    from hotcfg._segment.shm import SegmentView
+    from hotcfg._segment.snapshot import Snapshot
+    from hotcfg._sources import base
+    from hotcfg._worker.reader import Reader
 
 TARGETS = ("segment", "reader", "raw", "payload", "yaml", "json", "toml")
 SIZE = _layout.DATA_START + 4096
@@ -128,7 +130,7 @@ def decode_payload(data: bytes) -> None:
 
 def load_config(data: bytes, fmt: str) -> None:
     try:
-        doc = _sources.load_document(data, fmt=fmt, source="fuzz")
+        doc = base.load_document(data, fmt=fmt, source="fuzz")
     except HotcfgError:
         return
     # The master publishes only what a worker decodes back to the same data.

@@ -17,7 +17,7 @@ it (the request).
   ``ensure_publisher`` builds them (``source_for``, a segment in a temporary
   directory), ``HOTCFG_POLL_INTERVAL_MS=--interval-ms``: its own
   ``hotcfg-http`` and ``hotcfg-publisher`` threads. Its parses are counted
-  by wrapping ``hotcfg._loaders.parse`` in this process (every document
+  by wrapping ``hotcfg._content.loaders.parse`` in this process (every document
   hotcfg reads goes through it; nothing in hotcfg/ changes).
 - **plain**: the same interval, a plain GET without validators
   (``urllib.request``), every body parsed (with the same parser, unwrapped):
@@ -53,17 +53,17 @@ from typing import Any
 
 import yaml
 
-from hotcfg import _loaders
-from hotcfg._publisher import Publisher
-from hotcfg._segment import Segment
+from hotcfg._content import loaders
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
 
 PATH = "/app.yaml"
 SIZE = 10_000
 
 # hotcfg's parses, by source (the wrapper below is installed in main()).
-_PARSE = _loaders.parse
+_PARSE = loaders.parse
 PARSED: Counter[str] = Counter()
 _PARSED_LOCK = threading.Lock()
 
@@ -372,7 +372,7 @@ def main() -> None:
         args.seconds = 5.0
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     exit_on_sigterm()
-    _loaders.parse = counting_parse
+    loaders.parse = counting_parse
     body = document()
     servers: list[DocumentServer] = []
     rows: list[tuple[str, DocumentServer, Poller]] = []

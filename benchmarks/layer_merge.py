@@ -14,7 +14,7 @@ new random order each time (so a busy neighbour weighs on all of them
 alike), after ``--warmup`` untimed iterations; median and p95 per step,
 cyclic GC on as in a master:
 
-- parse: ``_loaders.parse`` of bytes read already (one document, or three);
+- parse: ``loaders.parse`` of bytes read already (one document, or three);
 - merge: ``_layers.merge`` of the three parsed documents (layered only);
 - load: ``Source.load()`` of the source ``source_for`` builds from
   ``HOTCFG_SOURCE``: a ``FileSource`` (read, parse, check the document) or a
@@ -42,11 +42,12 @@ from typing import Any
 
 import yaml
 
-from hotcfg import _layers, _loaders
-from hotcfg._layered import LayeredSource
-from hotcfg._publisher import validate_source
+from hotcfg._content import layers as _layers
+from hotcfg._content import loaders
+from hotcfg._master.publisher import validate_source
 from hotcfg._settings import Settings
-from hotcfg._sources import FileSource, source_for
+from hotcfg._sources.base import FileSource, source_for
+from hotcfg._sources.layered import LayeredSource
 
 SIZE = 10_000
 
@@ -209,7 +210,7 @@ def main() -> None:
         assert isinstance(file_source, FileSource)
         assert isinstance(layered_source, LayeredSource)
         contents = list(texts.values())
-        documents = [_loaders.parse(t, fmt="yaml", source="-") for t in contents]
+        documents = [loaders.parse(t, fmt="yaml", source="-") for t in contents]
         merged = _layers.merge(documents)
         assert layered_source.load() == merged
         assert file_source.load() == documents[0]
@@ -220,11 +221,11 @@ def main() -> None:
         assert flat_source.load() == merged
 
         steps: dict[tuple[str, str], Callable[[], object]] = {
-            ("parse", "single"): lambda: _loaders.parse(
+            ("parse", "single"): lambda: loaders.parse(
                 contents[0], fmt="yaml", source="-"
             ),
             ("parse", "layered"): lambda: [
-                _loaders.parse(t, fmt="yaml", source="-") for t in contents
+                loaders.parse(t, fmt="yaml", source="-") for t in contents
             ],
             ("merge", "layered"): lambda: _layers.merge(documents),
             ("load", "single"): file_source.load,
@@ -291,7 +292,7 @@ def report(
     print(f"one file holding the merged result ({flat_size / 1000:.1f} KB): load "
           f"median {statistics.median(flat):.3f} ms, p95 "
           f"{percentile95(flat):.3f} ms")  # fmt: skip
-    print("parse: _loaders.parse of bytes read already; merge: _layers.merge of "
+    print("parse: loaders.parse of bytes read already; merge: _layers.merge of "
           "the parsed documents; load: Source.load() of source_for's source "
           "(read, parse, check; layered: x3, then merge, check, layers kept); "
           "publish: _publisher.validate_source (build the source, load, "

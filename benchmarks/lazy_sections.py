@@ -33,7 +33,7 @@ from typing import Any
 import msgpack
 from switch_cost import make_config, median_ms
 
-from hotcfg import _payload
+from hotcfg._segment import payload as _payload
 
 SIZES = {"1 MB": 1_000_000, "10 MB": 10_000_000}
 SECTIONS = (1, 10, 100, 1000)

@@ -25,7 +25,7 @@ import yaml
 from harness import config_text, size_label, workers_of
 from peers import _snapshot_answers, start_server
 
-from hotcfg import _payload
+from hotcfg._segment import payload as _payload
 
 
 def smaps_rollup_kb(pid: int) -> dict[str, int]:

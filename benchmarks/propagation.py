@@ -35,8 +35,8 @@ from harness import (
     workers_of,
 )
 
-from hotcfg._layout import read_generation
-from hotcfg._segment import SegmentView, list_segments
+from hotcfg._segment.layout import read_generation
+from hotcfg._segment.shm import SegmentView, list_segments
 
 
 @dataclass

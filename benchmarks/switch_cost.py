@@ -30,12 +30,12 @@ from typing import Any
 
 import msgpack
 
-from hotcfg import _payload
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import payload as _payload
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import FileSource
+from hotcfg._sources.base import FileSource
+from hotcfg._worker.reader import Reader
 
 SIZES = {"10 KB": 10_000, "100 KB": 100_000, "1 MB": 1_000_000, "10 MB": 10_000_000}
 

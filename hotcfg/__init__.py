@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ._errors import SegmentError as SegmentError
     from ._errors import SourceError as SourceError
     from ._errors import ValidationError as ValidationError
-    from ._snapshot import Snapshot as Snapshot
+    from ._segment.snapshot import Snapshot as Snapshot
 
 __version__ = "0.1.0"
 
@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 # Public name -> the private module that defines it. Imported on first use
-# (PEP 562), so ``import hotcfg._payload`` (or a tool that only needs the
+# (PEP 562), so ``import hotcfg._segment.payload`` (or a tool that only needs the
 # format) does not pull in the publisher, watchdog, mmap or threads.
 _LAZY = {
     **dict.fromkeys(
@@ -81,7 +81,7 @@ _LAZY = {
          "ValidationError"),
         "_errors",
     ),
-    "Snapshot": "_snapshot",
+    "Snapshot": "_segment.snapshot",
 }  # fmt: skip
 
 

@@ -29,16 +29,16 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from . import _control
-from ._applier import Applier, mode_for
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
-from ._publisher import Publisher
-from ._reader import ChangeCallback, ChangeCallbacks, Reader
-from ._resource import Resource
-from ._segment import Segment
+from ._master import control as _control
+from ._master.publisher import Publisher
+from ._segment.shm import Segment
+from ._segment.snapshot import MISSING, Snapshot
 from ._settings import ETCD_SCHEME, Settings
-from ._snapshot import MISSING, Snapshot
-from ._sources import source_for
+from ._sources.base import source_for
+from ._worker.applier import Applier, mode_for
+from ._worker.reader import ChangeCallback, ChangeCallbacks, Reader
+from ._worker.resource import Resource
 
 _logger = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def ensure_publisher(
     Args:
         start_watching: start the watcher (and the control socket) too.
         keep_history: keep the history and cache files (the Gunicorn master
-            only; see :class:`~hotcfg._publisher.Publisher`), when it is
+            only; see :class:`~hotcfg._master.publisher.Publisher`), when it is
             created here; ``service`` and ``predecessor_pid`` then say which
             (``_claim``).
 
@@ -259,7 +259,7 @@ def keep_fleet_record() -> None:
     closes."""
     publisher = _publisher
     if publisher is not None and ETCD_SCHEME in (publisher.settings.source or ""):
-        from . import _fleet  # only a master following etcd needs it
+        from ._master import fleet as _fleet  # only a master following etcd needs it
 
         _fleet.start(publisher)
 

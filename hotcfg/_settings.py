@@ -108,9 +108,9 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._content.layers import join_sources, layer_name, split_sources
+from ._content.loaders import FORMATS, format_for
 from ._errors import ConfigError
-from ._layers import join_sources, layer_name, split_sources
-from ._loaders import FORMATS, format_for
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from hotcfg import _api
-from hotcfg._reader import ChangeCallbacks
+from hotcfg._worker.reader import ChangeCallbacks
 
 #: How long a test waits for this process's reader to see a saved change.
 SWITCH_TIMEOUT_S = 20

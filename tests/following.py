@@ -3,11 +3,11 @@ on its segment: what the process tests of remote sources share."""
 
 import os
 
-from hotcfg import _layout
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
-from hotcfg._sources import source_for
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import layout
+from hotcfg._segment.shm import Segment
+from hotcfg._sources.base import source_for
+from hotcfg._worker.reader import Reader
 from tests.waiting import wait_for
 
 
@@ -52,7 +52,7 @@ class Followed:
         return seen[0]
 
     def error(self):
-        return _layout.read_header(self.segment.buffer).error or ""
+        return layout.read_header(self.segment.buffer).error or ""
 
     def close(self):
         if self.reader is not None:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hotcfg import _layout
+from hotcfg._segment import layout
 
 
 def wait_for(predicate, what, timeout_s=20.0):
@@ -22,4 +22,4 @@ def wait_for(predicate, what, timeout_s=20.0):
 
 def rejected_count(buf):
     """How many documents the publisher refused so far (the segment header)."""
-    return _layout.read_header(buf).rejected_count
+    return layout.read_header(buf).rejected_count

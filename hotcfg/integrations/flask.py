@@ -23,7 +23,7 @@ from flask import Flask, g
 from werkzeug.local import LocalProxy
 
 from hotcfg import _api
-from hotcfg._snapshot import Snapshot
+from hotcfg._segment.snapshot import Snapshot
 
 _SCOPE = "_hotcfg_scope"
 

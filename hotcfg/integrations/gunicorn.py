@@ -47,8 +47,9 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from hotcfg import _api, _layout
+from hotcfg import _api
 from hotcfg._errors import HotcfgError
+from hotcfg._segment import layout
 
 if TYPE_CHECKING:
     from gunicorn.arbiter import Arbiter
@@ -167,7 +168,7 @@ def when_ready(server: Arbiter) -> None:
 
 def pre_fork(server: Arbiter, worker: Worker) -> None:
     used = {getattr(w, _SLOT_ATTR, None) for w in list(server.WORKERS.values())}
-    slot = next((i for i in range(_layout.WORKER_SLOTS) if i not in used), None)
+    slot = next((i for i in range(layout.WORKER_SLOTS) if i not in used), None)
     setattr(worker, _SLOT_ATTR, slot)
 
 

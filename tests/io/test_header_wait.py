@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from hotcfg import _layout
 from hotcfg._errors import CorruptSegmentError
-from hotcfg._segment import Segment
+from hotcfg._segment import layout
+from hotcfg._segment.shm import Segment
 
 
 @pytest.fixture
@@ -23,14 +23,14 @@ def segment(tmp_path):
 def test_a_header_update_held_for_a_while_is_waited_for(segment):
     view = segment.view()
     try:
-        _layout._bump_sequence(segment.buffer)  # odd: the writer is "preempted"
+        layout._bump_sequence(segment.buffer)  # odd: the writer is "preempted"
         finished = threading.Event()
 
         def finish_later():
             # Longer than a thousand sched_yield() calls take on an idle
             # CPU, far shorter than the reader's patience.
             finished.wait(0.1)
-            _layout._bump_sequence(segment.buffer)
+            layout._bump_sequence(segment.buffer)
 
         writer = threading.Thread(target=finish_later)
         writer.start()
@@ -46,7 +46,7 @@ def test_a_header_update_held_for_a_while_is_waited_for(segment):
 def test_an_update_that_never_ends_is_reported(segment):
     view = segment.view()
     try:
-        _layout._bump_sequence(segment.buffer)  # a writer killed mid-update
+        layout._bump_sequence(segment.buffer)  # a writer killed mid-update
         with pytest.raises(CorruptSegmentError, match="update still in progress"):
             view.header()
     finally:

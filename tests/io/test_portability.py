@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from hotcfg._errors import SegmentError
-from hotcfg._segment import Segment
+from hotcfg._segment.shm import Segment
 from tests.process import run_script
 
 # os functions only Linux has (some of them on some versions only).

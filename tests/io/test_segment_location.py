@@ -12,7 +12,7 @@ import pytest
 
 from hotcfg import cli
 from hotcfg._errors import SegmentError
-from hotcfg._segment import Segment, SegmentView, remove_stale
+from hotcfg._segment.shm import Segment, SegmentView, remove_stale
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")

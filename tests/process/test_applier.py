@@ -11,12 +11,14 @@ import time
 import pytest
 
 import hotcfg
-from hotcfg import _api, _applier, _layout
-from hotcfg._publisher import Publisher
-from hotcfg._reader import ChangeCallbacks, Reader
-from hotcfg._segment import Segment
+from hotcfg import _api
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import layout
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import FileSource
+from hotcfg._sources.base import FileSource
+from hotcfg._worker import applier as _applier
+from hotcfg._worker.reader import ChangeCallbacks, Reader
 from hotcfg.testing import use_config
 from tests.process import run_script
 
@@ -66,7 +68,7 @@ def test_the_worker_table_records_a_generation_only_after_its_callbacks(publishe
 
     def callback(old, new):
         # The table still shows the previous generation while callbacks run.
-        seen.append(_layout.read_workers(view.buffer))
+        seen.append(layout.read_workers(view.buffer))
 
     callbacks = ChangeCallbacks()
     callbacks.add("value", callback)
@@ -76,7 +78,7 @@ def test_the_worker_table_records_a_generation_only_after_its_callbacks(publishe
         published.publish({"value": 1})
         second = reader.refresh().generation
         assert [w.generation for w in seen[0] if w.slot == 3] == [first]
-        table = _layout.read_workers(view.buffer)
+        table = layout.read_workers(view.buffer)
         assert [w.generation for w in table if w.slot == 3] == [second]
     finally:
         reader.close()
@@ -211,7 +213,7 @@ def test_the_signal_handler_wakes_the_applier_without_applying_itself(published)
 BLOCKED_MAIN = textwrap.dedent(
     """
     import os, signal, socket, sys, threading, time
-    from hotcfg import _applier
+    from hotcfg._worker import applier as _applier
 
     mode = sys.argv[1]
     applied = threading.Event()

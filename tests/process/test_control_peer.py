@@ -7,12 +7,12 @@ import os
 
 import pytest
 
-from hotcfg import _control
 from hotcfg._errors import ControlError
-from hotcfg._publisher import Publisher
-from hotcfg._segment import Segment
+from hotcfg._master import control as _control
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import FileSource
+from hotcfg._sources.base import FileSource
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from hotcfg import _layout
 from hotcfg._errors import ConfigError
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import layout
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
+from hotcfg._worker.reader import Reader
 from tests.etcd import PROGRESS_MS
 from tests.following import Followed
 from tests.waiting import wait_for
@@ -191,7 +191,7 @@ def test_a_master_started_while_etcd_is_down_serves_its_cache(etcd, caplog):
         master.start_watching()
         reader = Reader(master.segment.view())
         assert reader.refresh().get("value") == "cached"
-        header = _layout.read_header(master.segment.buffer)
+        header = layout.read_header(master.segment.buffer)
         assert header.source == f"cache:{etcd.source(KEY)}"
         assert "etcd unreachable" in header.error
         assert "serving the cache from" in header.error
@@ -200,14 +200,14 @@ def test_a_master_started_while_etcd_is_down_serves_its_cache(etcd, caplog):
         assert "the live content is published when the store answers" in caplog.text
         # The watcher's own failures keep saying the cache is served.
         time.sleep(0.5)
-        assert "serving the cache" in _layout.read_header(master.segment.buffer).error
+        assert "serving the cache" in layout.read_header(master.segment.buffer).error
 
         etcd.start()  # same data directory and ports
         etcd.put(KEY, "value: live\n")
         wait_for(lambda: reader.refresh().get("value") == "live", "the live value")
         # Cleared just after the publish returns, in the watcher's thread.
         wait_for(lambda: master.from_cache is None, "the cache no longer served")
-        assert not _layout.read_header(master.segment.buffer).error
+        assert not layout.read_header(master.segment.buffer).error
         reader.close()
     finally:
         master.close()
@@ -224,11 +224,11 @@ def test_the_cache_confirmed_by_etcd_is_published_under_the_live_source(etcd):
     try:
         cached = master.start()
         assert cached is not None
-        assert _layout.read_header(master.segment.buffer).source.startswith("cache:")
+        assert layout.read_header(master.segment.buffer).source.startswith("cache:")
         master.start_watching()
         etcd.start()  # the key still holds the cached content
         wait_for(lambda: master.from_cache is None, "the cache no longer served")
-        header = _layout.read_header(master.segment.buffer)
+        header = layout.read_header(master.segment.buffer)
         assert header.source == etcd.source(KEY)
         assert header.generation == cached + 1
         assert not header.error
@@ -243,7 +243,7 @@ def test_a_master_started_while_etcd_is_down_without_a_cache_refuses(etcd):
         with pytest.raises(ConfigError, match="etcd unreachable"):
             master.start()
         assert master.start(start_empty=True) is None
-        error = _layout.read_header(master.segment.buffer).error
+        error = layout.read_header(master.segment.buffer).error
         assert "etcd unreachable" in error
         assert "serving" not in error
     finally:

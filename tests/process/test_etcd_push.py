@@ -7,12 +7,13 @@ import threading
 
 import pytest
 
-from hotcfg import _fleet, cli
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg import cli
+from hotcfg._master import fleet as _fleet
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
+from hotcfg._worker.reader import Reader
 from tests.etcd import PROGRESS_MS
 from tests.following import Followed
 from tests.waiting import wait_for

@@ -14,12 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from hotcfg import _layout
 from hotcfg._errors import ConfigError, UnreachableError
-from hotcfg._publisher import Publisher
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import layout
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
 from tests.etcd import PROGRESS_MS
 from tests.following import Followed
 from tests.waiting import wait_for
@@ -70,7 +70,7 @@ def test_an_oversized_value_at_a_cold_start_is_refused_not_served_from_the_cache
         assert not isinstance(refused.value, UnreachableError)
         reason = f"at revision {revision}: {len(big)} bytes, over the {LIMIT}-byte"
         assert reason in str(refused.value)
-        header = _layout.read_header(master.segment.buffer)
+        header = layout.read_header(master.segment.buffer)
         assert header.generation == 0
         assert reason in header.error
         assert "serving the cache" not in caplog.text

@@ -9,13 +9,14 @@ import socket
 
 import pytest
 
-from hotcfg import _fleet, _fleet_view
-from hotcfg._etcd_access import EtcdAccess
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg._master import fleet as _fleet
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings, parse_etcd
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
+from hotcfg._sources.etcd.access import EtcdAccess
+from hotcfg._worker.reader import Reader
+from hotcfg.cli import fleet_view
 from tests.etcd import PROGRESS_MS
 from tests.following import Followed
 from tests.httpserver import Reply, good
@@ -121,7 +122,7 @@ def test_the_record_follows_each_publish_and_a_close_removes_it_at_once(etcd, ma
 def test_the_record_comes_back_after_etcd_restarts_and_the_loss_is_logged_once(
     etcd, master, caplog
 ):
-    caplog.set_level(logging.INFO, logger="hotcfg._fleet")
+    caplog.set_level(logging.INFO, logger="hotcfg._master.fleet")
     m = master()
     wait_for(m.current, "the record")
 
@@ -132,7 +133,9 @@ def test_the_record_comes_back_after_etcd_restarts_and_the_loss_is_logged_once(
     etcd.put(KEY, "value: two\n")
     wait_for(lambda: m.publisher.generation == 2 and m.current(), "generation 2")
 
-    messages = [r.getMessage() for r in caplog.records if r.name == "hotcfg._fleet"]
+    messages = [
+        r.getMessage() for r in caplog.records if r.name == "hotcfg._master.fleet"
+    ]
     lost = [text for text in messages if "cannot keep the fleet record" in text]
     back = [text for text in messages if "is kept again" in text]
     assert len(lost) == 1, messages
@@ -262,7 +265,7 @@ def test_a_master_serving_its_cache_says_so_in_its_record(etcd, http_server):
 
         wait_for(lambda: fleet().records, "the record")
         found = fleet()
-        summary = _fleet_view.summary(found.records, found.key_revision)
+        summary = fleet_view.summary(found.records, found.key_revision)
         assert summary.endswith(
             f"behind revision {found.key_revision}: "
             f"{socket.gethostname()}:{os.getpid()} (cache)"

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from hotcfg import _control, _history, _payload
 from hotcfg._errors import ControlError
-from hotcfg._publisher import Publisher
-from hotcfg._segment import Segment
+from hotcfg._master import control as _control
+from hotcfg._master import history as _history
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import payload as _payload
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import FileSource
+from hotcfg._sources.base import FileSource
 from tests.waiting import wait_for
 
 NOBODY = 65534
@@ -226,7 +228,8 @@ def test_the_socket_is_removed_on_close(config, tmp_path):
 FORKED = textwrap.dedent(
     """
     import os, sys
-    from hotcfg import _api, _control
+    from hotcfg import _api
+    from hotcfg._master import control as _control
     publisher = _api.ensure_publisher(start_watching=True)
     server = _control.start(publisher)
     listening = server._listener.fileno()
@@ -251,7 +254,7 @@ def test_a_forked_child_does_not_keep_the_listening_socket(config):
 CONNECT_AS = textwrap.dedent(
     """
     import os, sys
-    from hotcfg import _control
+    from hotcfg._master import control as _control
     # Imported as root (nobody may not read the interpreter's files), then
     # connect as nobody: the kernel reports the connecting process's uid.
     os.setgroups([])

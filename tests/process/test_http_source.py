@@ -7,15 +7,15 @@ import threading
 
 import pytest
 
-from hotcfg import _layout
 from hotcfg._errors import ConfigError, ParseError, SourceError, UnreachableError
-from hotcfg._http import HttpPoll, Polled
-from hotcfg._http_fetch import Attempt, FetchFailed
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import layout
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
+from hotcfg._sources.http.fetch import Attempt, FetchFailed
+from hotcfg._sources.http.source import HttpPoll, Polled
+from hotcfg._worker.reader import Reader
 from tests.httpserver import Reply, ScriptedServer, SilentServer, good, tls_pair
 from tests.waiting import wait_for
 
@@ -64,7 +64,7 @@ class Polling:
         wait_for(lambda: self.value() == value, f"value={value}")
 
     def error(self):
-        return _layout.read_header(self.segment.buffer).error or ""
+        return layout.read_header(self.segment.buffer).error or ""
 
     def wait_error(self, text):
         wait_for(lambda: text in self.error(), f"{text!r} recorded")
@@ -521,7 +521,7 @@ def test_an_unreachable_server_at_start_means_the_cache(tmp_path):
         assert master.start() is not None
         reader = Reader(master.segment.view())
         assert reader.refresh().get("value") == "cached"
-        header = _layout.read_header(master.segment.buffer)
+        header = layout.read_header(master.segment.buffer)
         assert header.source == f"cache:{url}"
         assert "connection refused; serving the cache from" in header.error
         reader.close()
@@ -636,9 +636,9 @@ def test_a_deadline_bounds_the_whole_fetch(http_server):
 FORK_SCRIPT = textwrap.dedent(
     """
     import os, re, sys, threading, time
-    from hotcfg._http_fetch import Attempt
+    from hotcfg._sources.http.fetch import Attempt
     from hotcfg._settings import Settings
-    from hotcfg._sources import source_for
+    from hotcfg._sources.base import source_for
 
     url, port, until = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     source = source_for(Settings.resolve({}, source=url, http_timeout_ms=20000))

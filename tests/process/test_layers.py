@@ -8,15 +8,19 @@ import threading
 import msgpack
 import pytest
 
-from hotcfg import _cache, _control, _history, _layout, _payload
 from hotcfg._errors import ConfigError, SourceError, UnreachableError
-from hotcfg._history import Entry
-from hotcfg._layered import LayeredSource
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg._master import coldstart
+from hotcfg._master import control as _control
+from hotcfg._master import history as _history
+from hotcfg._master.history import Entry
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import layout
+from hotcfg._segment import payload as _payload
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
+from hotcfg._sources.layered import LayeredSource
+from hotcfg._worker.reader import Reader
 from hotcfg.cli import main
 from tests.etcd import PROGRESS_MS
 from tests.waiting import wait_for
@@ -59,7 +63,7 @@ class Master:
         )
 
     def error(self):
-        return _layout.read_header(self.segment.buffer).error or ""
+        return layout.read_header(self.segment.buffer).error or ""
 
     def explain(self, path):
         return _control.handle(self.publisher, {"cmd": "explain", "path": path})
@@ -143,7 +147,7 @@ def test_an_unreachable_etcd_layer_at_boot_serves_the_cache(etcd, tmp_path, mast
     assert master.publisher.cache_path == cache
     assert master.start() is not None
     assert (master.live()["a"], master.live()["b"]) == ("one", "one")
-    header = _layout.read_header(master.segment.buffer)
+    header = layout.read_header(master.segment.buffer)
     assert header.source == f"cache:file:{a} | {etcd.source(KEY)}"
     assert header.error.startswith(
         f"layer 2 of 2 ({etcd.source(KEY)}): etcd unreachable"
@@ -216,7 +220,7 @@ def test_an_old_cache_file_starts_a_master_with_its_overrides_on_top(etcd, maste
         path,
         msgpack.packb(
             {
-                "format": _cache.FORMAT,
+                "format": coldstart.FORMAT,
                 "version": 1,
                 "entries": [{name: getattr(old, name) for name in fields}],
             }

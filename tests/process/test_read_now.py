@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import source_for
+from hotcfg._sources.base import source_for
+from hotcfg._worker.reader import Reader
 from tests.following import Followed
 from tests.httpserver import Reply, good
 from tests.stalling_proxy import StallingProxy

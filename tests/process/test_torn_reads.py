@@ -16,8 +16,10 @@ from . import run_script
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json, logging, os, sys, traceback
-    from hotcfg import _api, _layout, _payload
-    from hotcfg._reader import Reader
+    from hotcfg import _api
+    from hotcfg._segment import layout
+    from hotcfg._segment import payload as _payload
+    from hotcfg._worker.reader import Reader
     from hotcfg._errors import CorruptSegmentError
 
     READERS, READS, LIMIT = int(sys.argv[1]), int(sys.argv[2]), 1000
@@ -55,16 +57,16 @@ SCRIPT = textwrap.dedent(
     def read_once(view):
         # Reader._read's logic, one attempt at a time, so attempts can be counted.
         for attempt in range(1, LIMIT + 1):
-            if _layout.read_capacity(view.buffer) > len(view.buffer):
+            if layout.read_capacity(view.buffer) > len(view.buffer):
                 view.remap_if_grown()
-            seq = _layout._load_u64(view.buffer, _layout._SEQ_INDEX)
+            seq = layout._load_u64(view.buffer, layout._SEQ_INDEX)
             try:
-                header, payload = _layout.read_consistent(view.buffer, attempts=1)
+                header, payload = layout.read_consistent(view.buffer, attempts=1)
             except CorruptSegmentError:
                 os.sched_yield()
                 continue
             # A header update during the copy: the old seqlock rule's retry.
-            moved = _layout._load_u64(view.buffer, _layout._SEQ_INDEX) != seq
+            moved = layout._load_u64(view.buffer, layout._SEQ_INDEX) != seq
             return header, payload, attempt, moved
         return None, None, LIMIT, False
 
@@ -87,7 +89,7 @@ SCRIPT = textwrap.dedent(
             except CorruptSegmentError:
                 # A segment grown past this mapping since the read above is
                 # out of reach of a decode without a remap, not a starved read.
-                grown = _layout.read_capacity(view.buffer) > len(view.buffer)
+                grown = layout.read_capacity(view.buffer) > len(view.buffer)
                 stats["decode_failed"] += not grown
             stats["backwards"] += header.generation < last
             stats["generations"] += header.generation != last

@@ -16,12 +16,12 @@ import time
 
 import pytest
 
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import FileSource
-from hotcfg._watch import Watcher, fingerprint
+from hotcfg._sources.base import FileSource
+from hotcfg._sources.watch import Watcher, fingerprint
+from hotcfg._worker.reader import Reader
 from tests.waiting import rejected_count, wait_for
 
 OLD = "name: before\nvalue: 1\n"
@@ -58,7 +58,7 @@ class Watched:
             debounce_ms=debounce_ms, watch=mode, poll_interval_ms=poll_ms
         )
         self.publisher = Publisher(source, self.segment, settings)
-        self._logger = logging.getLogger("hotcfg._publisher")
+        self._logger = logging.getLogger("hotcfg._master.publisher")
         self._level = self._logger.level
         self.unchanged = UnchangedReads()
         self._logger.addHandler(self.unchanged)

@@ -30,12 +30,13 @@ EXHAUST = textwrap.dedent(
     """
     import ctypes, errno, logging, os, sys, time
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    from hotcfg import _api, _loaders
-    import hotcfg._watch  # watchdog's inotify module, imported while root
+    from hotcfg import _api
+    from hotcfg._content import loaders
+    import hotcfg._sources.watch  # watchdog's inotify module, imported while root
 
     # The interpreter may live where nobody cannot read: import what parsing
     # loads lazily while still root.
-    _loaders.parse(b"warm: up", fmt="yaml", source="warm-up")
+    loaders.parse(b"warm: up", fmt="yaml", source="warm-up")
 
     os.setgroups([])
     os.setgid(%(uid)d)

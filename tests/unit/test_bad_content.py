@@ -18,12 +18,12 @@ import yaml
 
 from hotcfg import cli
 from hotcfg._errors import ParseError, SourceError, ValidationError
-from hotcfg._layout import read_header, read_workers
-from hotcfg._publisher import Publisher
-from hotcfg._reader import ChangeCallbacks, Reader
-from hotcfg._segment import Segment
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment.layout import read_header, read_workers
+from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources import FileSource
+from hotcfg._sources.base import FileSource
+from hotcfg._worker.reader import ChangeCallbacks, Reader
 
 SECRET = "s3cr3t-d0-not-log"
 MAX_BYTES = 1 << 20

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotcfg import _layout, _payload
 from hotcfg._errors import CorruptSegmentError
+from hotcfg._segment import layout
+from hotcfg._segment import payload as _payload
 
 json_values = st.recursive(
     st.none()
@@ -27,16 +28,16 @@ documents = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
 
 def fresh(capacity=1 << 16):
     buf = bytearray(capacity)
-    _layout.format_segment(buf, capacity=capacity, writer_pid=1)
+    layout.format_segment(buf, capacity=capacity, writer_pid=1)
     return buf
 
 
 def publish(buf, data, generation):
     payload = _payload.encode(data)
-    header = _layout.read_header(buf)
-    offset = _layout.plan_offset(header, len(payload))
-    crc = _layout.write_payload(buf, offset, payload, generation=generation)
-    _layout.commit(
+    header = layout.read_header(buf)
+    offset = layout.plan_offset(header, len(payload))
+    crc = layout.write_payload(buf, offset, payload, generation=generation)
+    layout.commit(
         buf,
         generation=generation,
         offset=offset,
@@ -94,7 +95,7 @@ def assert_published_or_corrupt(buf, history):
 @settings(max_examples=50)
 def test_any_truncation_is_corrupt_or_snapshot(doc, data):
     buf, history = published(doc)
-    header = _layout.read_header(buf)
+    header = layout.read_header(buf)
     end = data.draw(st.integers(0, len(buf) - 1))
     snap = assert_published_or_corrupt(bytes(buf[:end]), history)
     whole = end >= header.payload_offset + header.payload_length
@@ -105,17 +106,17 @@ def test_any_truncation_is_corrupt_or_snapshot(doc, data):
 
 def regions(buf):
     """Byte ranges of a segment with generation 1 live, for flips to hit."""
-    header = _layout.read_header(buf)
-    live = _layout._desc_offset(1)  # generation 1's descriptor slot
-    other = _layout._desc_offset(0)
-    fields = _layout._DESC.size  # generation, offset, length, CRC, time, label len
+    header = layout.read_header(buf)
+    live = layout._desc_offset(1)  # generation 1's descriptor slot
+    other = layout._desc_offset(0)
+    fields = layout._DESC.size  # generation, offset, length, CRC, time, label len
     payload = header.payload_offset
     return {
         "header": range(128),
-        "writing generation": range(_layout.WRITING_OFFSET, _layout.WRITING_OFFSET + 8),
+        "writing generation": range(layout.WRITING_OFFSET, layout.WRITING_OFFSET + 8),
         "live descriptor fields": range(live, live + fields),
-        "live descriptor label": range(live + fields, live + _layout.DESC_SIZE),
-        "other descriptor": range(other, other + _layout.DESC_SIZE),
+        "live descriptor label": range(live + fields, live + layout.DESC_SIZE),
+        "other descriptor": range(other, other + layout.DESC_SIZE),
         "payload": range(payload, payload + header.payload_length),
     }
 
@@ -144,7 +145,7 @@ def test_random_bytes_never_raise_anything_else(blob):
 def test_torn_payload_is_detected():
     buf = fresh()
     publish(buf, {"value": "a" * 100}, 1)
-    header = _layout.read_header(buf)
+    header = layout.read_header(buf)
     buf[header.payload_offset + 10] ^= 0xFF  # a half-applied write
     with pytest.raises(CorruptSegmentError):
         _payload.decode(buf)
@@ -153,8 +154,8 @@ def test_torn_payload_is_detected():
 def test_header_update_in_progress_does_not_block_readers():
     buf = fresh()
     publish(buf, {"a": 1}, 1)
-    _layout._bump_sequence(buf)  # odd: the writer is, say, recording an error
-    live, payload = _layout.read_consistent(buf, attempts=1)
+    layout._bump_sequence(buf)  # odd: the writer is, say, recording an error
+    live, payload = layout.read_consistent(buf, attempts=1)
     assert live.generation == 1
     assert _payload.decode_payload(payload)["a"] == 1
 
@@ -162,9 +163,9 @@ def test_header_update_in_progress_does_not_block_readers():
 def test_new_payload_never_overwrites_live_one():
     buf = fresh(1 << 20)
     for generation in range(1, 30):
-        header = _layout.read_header(buf)
+        header = layout.read_header(buf)
         size = (generation * 997) % 5000 + 10
-        offset = _layout.plan_offset(header, size)
+        offset = layout.plan_offset(header, size)
         live = range(
             header.payload_offset, header.payload_offset + header.payload_length
         )
@@ -174,20 +175,20 @@ def test_new_payload_never_overwrites_live_one():
 
 def test_error_is_recorded_and_cleared_by_next_publish():
     buf = fresh()
-    _layout.record_error(buf, "bad.yaml:1:1: nope", at=5.0)
-    header = _layout.read_header(buf)
+    layout.record_error(buf, "bad.yaml:1:1: nope", at=5.0)
+    header = layout.read_header(buf)
     assert header.error == "bad.yaml:1:1: nope"
     assert header.rejected_count == 1
     publish(buf, {"a": 1}, 1)
-    assert _layout.read_header(buf).error is None
+    assert layout.read_header(buf).error is None
 
 
 def test_worker_table():
     buf = fresh()
-    _layout.write_worker(buf, 3, pid=42, generation=7, applied_at=1.5)
-    assert _layout.read_workers(buf) == [_layout.WorkerRecord(3, 42, 7, 1.5)]
-    _layout.clear_worker(buf, 3)
-    assert _layout.read_workers(buf) == []
+    layout.write_worker(buf, 3, pid=42, generation=7, applied_at=1.5)
+    assert layout.read_workers(buf) == [layout.WorkerRecord(3, 42, 7, 1.5)]
+    layout.clear_worker(buf, 3)
+    assert layout.read_workers(buf) == []
 
 
 def test_snapshot_is_immutable_and_dotted():
@@ -218,22 +219,22 @@ def test_decode_leaves_the_collector_as_it_found_it(
 
 
 def test_fresh_segment_payload_is_the_empty_map():
-    # _layout writes generation 0's payload without importing msgpack.
-    assert _payload.encode({}) == _layout.EMPTY_PAYLOAD
+    # layout writes generation 0's payload without importing msgpack.
+    assert _payload.encode({}) == layout.EMPTY_PAYLOAD
 
 
 def test_validating_is_recorded_and_cleared_under_the_seqlock():
-    from hotcfg import _layout
+    from hotcfg._segment import layout
 
-    buf = bytearray(_layout.DATA_START + 4096)
-    _layout.format_segment(buf, capacity=len(buf), writer_pid=1)
-    assert _layout.read_header(buf).validating is None
-    sequence = _layout.read_header(buf).sequence
-    _layout.record_validating(buf, "validator app:check " + "x" * 400, since=12.5)
-    header = _layout.read_header(buf)
+    buf = bytearray(layout.DATA_START + 4096)
+    layout.format_segment(buf, capacity=len(buf), writer_pid=1)
+    assert layout.read_header(buf).validating is None
+    sequence = layout.read_header(buf).sequence
+    layout.record_validating(buf, "validator app:check " + "x" * 400, since=12.5)
+    header = layout.read_header(buf)
     assert header.validating.startswith("validator app:check x")
-    assert len(header.validating.encode()) == _layout.VALIDATOR_MAX_BYTES
+    assert len(header.validating.encode()) == layout.VALIDATOR_MAX_BYTES
     assert header.validating_since == 12.5
     assert header.sequence == sequence + 2
-    _layout.record_validating(buf, "", since=0.0)
-    assert _layout.read_header(buf).validating is None
+    layout.record_validating(buf, "", since=0.0)
+    assert layout.read_header(buf).validating is None

@@ -5,7 +5,7 @@ another uid, needs root: tests/process/test_history.py)."""
 
 import pytest
 
-from hotcfg._control import refusal
+from hotcfg._master.control import refusal
 
 
 @pytest.mark.parametrize("uid", [0, 1000, 65534])

@@ -7,8 +7,14 @@ import time
 
 import pytest
 
-from hotcfg._convergence import BUCKETS_S, Convergence, Histogram, applied_after, behind
-from hotcfg._layout import WorkerRecord
+from hotcfg._master.convergence import (
+    BUCKETS_S,
+    Convergence,
+    Histogram,
+    applied_after,
+    behind,
+)
+from hotcfg._segment.layout import WorkerRecord
 
 
 def record(pid, generation, applied_at):
@@ -83,7 +89,7 @@ def test_a_round_is_observed_once_every_worker_applied():
 
 
 def test_a_late_worker_is_warned_about_once_by_pid(caplog):
-    caplog.set_level(logging.INFO, logger="hotcfg._convergence")
+    caplog.set_level(logging.INFO, logger="hotcfg._master.convergence")
     table = Table([record(7, 1, 0.0), record(8, 1, 0.0)])
     tracker = Convergence(table.read, warn_ms=50)
     try:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotcfg._debounce import Debouncer
+from hotcfg._sources.debounce import Debouncer
 
 
 def fires(debouncer, times):

@@ -5,7 +5,15 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotcfg._diff import ADDED, CHANGED, REMOVED, Change, diff, format_path, render
+from hotcfg._content.diff import (
+    ADDED,
+    CHANGED,
+    REMOVED,
+    Change,
+    diff,
+    format_path,
+    render,
+)
 
 KEYS = st.sampled_from(["a", "b", "c", "d.e", ""])
 LEAVES = st.one_of(
@@ -96,4 +104,4 @@ def test_values_are_shown_only_when_asked():
     assert "s3cret" not in plain
     assert "n3w" not in plain
     shown = render(changes, values=True)
-    assert shown == ['+ new = 2', '- old (was "x")', '~ password: "s3cret" -> "n3w"']
+    assert shown == ["+ new = 2", '- old (was "x")', '~ password: "s3cret" -> "n3w"']

@@ -8,7 +8,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotcfg._etcd_answer import (
+from hotcfg._sources.etcd.answer import (
     Elided,
     Garbled,
     LineReader,

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from hotcfg import cli
 from hotcfg._errors import SourceError
-from hotcfg._keytree import nest, path_of, range_end
 from hotcfg._settings import Settings, parse_etcd
+from hotcfg._sources.etcd.keytree import nest, path_of, range_end
 
 PREFIX = "/app/config/"
 SOURCE = "etcd://127.0.0.1:2379/app/config/"
@@ -131,14 +131,21 @@ def test_range_end_covers_exactly_the_keys_with_the_prefix(prefix, key):
 
 
 def test_keytree_imports_nothing_that_does_io():
-    code = "import json, sys, hotcfg._keytree; print(json.dumps(list(sys.modules)))"
+    code = (
+        "import json, sys, hotcfg._sources.etcd.keytree; "
+        "print(json.dumps(list(sys.modules)))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     loaded = set(json.loads(out.stdout))
-    assert {"socket", "http.client", "threading", "mmap", "hotcfg._etcd"}.isdisjoint(
-        loaded
-    )
+    assert {
+        "socket",
+        "http.client",
+        "threading",
+        "mmap",
+        "hotcfg._sources.etcd.source",
+    }.isdisjoint(loaded)
 
 
 def test_a_prefix_source_reads_yaml_unless_a_format_is_set():

@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
-from hotcfg import _fleet, _fleet_view
 from hotcfg._errors import ConfigError
+from hotcfg._master import fleet as _fleet
 from hotcfg._settings import Settings
+from hotcfg.cli import fleet_view
 
 
 def record(
@@ -98,7 +99,7 @@ def test_values_that_are_not_records_are_refused():
 
 
 def test_ages():
-    assert [_fleet_view.age(s) for s in (-3, 0, 59, 60, 3599, 3600, 86400 * 2)] == [
+    assert [fleet_view.age(s) for s in (-3, 0, 59, 60, 3599, 3600, 86400 * 2)] == [
         "0s",
         "0s",
         "59s",
@@ -110,16 +111,16 @@ def test_ages():
 
 
 def test_the_workers_cell_counts_and_names_the_laggards():
-    assert _fleet_view.workers_cell(record()) == "2/2 on gen 7"
+    assert fleet_view.workers_cell(record()) == "2/2 on gen 7"
     late = record(workers=[(101, 7), (102, 6), (103, 5)])
-    assert _fleet_view.workers_cell(late) == "1/3 on gen 7; behind 102:6 103:5"
-    assert _fleet_view.workers_cell(record(workers=[])) == "0/0 on gen 7"
+    assert fleet_view.workers_cell(late) == "1/3 on gen 7; behind 102:6 103:5"
+    assert fleet_view.workers_cell(record(workers=[])) == "0/0 on gen 7"
 
 
 def test_the_summary_says_all_on_the_revision_when_everyone_is():
     records = [record(), record(host="web-2", pid=200, revision=45)]
     # web-2 followed the store past the key's last change: same content.
-    assert _fleet_view.summary(records, key_revision=42) == (
+    assert fleet_view.summary(records, key_revision=42) == (
         "2 hosts, 4 workers; all on revision 42"
     )
 
@@ -131,7 +132,7 @@ def test_the_summary_names_who_is_behind_and_why():
         record(host="web-3", pid=300, workers=[(301, 7), (302, 6)]),
         record(host="web-4", pid=400, error="etcd://e/app/config.yaml:3:1: bad"),
     ]
-    assert _fleet_view.summary(records, key_revision=42) == (
+    assert fleet_view.summary(records, key_revision=42) == (
         "4 hosts, 8 workers; behind revision 42: web-2:200 (revision 41); "
         "web-3:300 (worker 302 on gen 6); "
         "web-4:400 (rejected revision 42, serving generation 7)"
@@ -178,12 +179,12 @@ def test_the_summary_and_the_table_name_what_is_not_the_keys_content():
             serving="rollback to generation 3; rejected revision 42",
         ),
     ]
-    assert _fleet_view.summary(records, key_revision=42) == (
+    assert fleet_view.summary(records, key_revision=42) == (
         "4 hosts, 8 workers; behind revision 42: web-2:200 (rollback to "
         "generation 3); web-3:300 (cache); web-4:400 (rollback to generation "
         "3; rejected revision 42, serving generation 7)"
     )
-    lines = _fleet_view.table(records, now=1000.0)
+    lines = fleet_view.table(records, now=1000.0)
     serving_at = lines[0].index("SERVING")
     cells = [line[serving_at:].split("  ")[0] for line in lines[1:]]
     assert cells == [
@@ -198,8 +199,8 @@ def test_a_record_of_an_earlier_version_serves_the_revision_unless_rejected():
     old = record()
     del old["serving"]
     rejected = {**record(host="web-2", pid=200, error="bad"), "serving": None}
-    assert _fleet_view.serving(old) == "revision"
-    assert _fleet_view.summary([old, rejected], key_revision=42) == (
+    assert fleet_view.serving(old) == "revision"
+    assert fleet_view.summary([old, rejected], key_revision=42) == (
         "2 hosts, 4 workers; behind revision 42: web-2:200 (rejected, serving "
         "generation 7)"
     )
@@ -207,7 +208,7 @@ def test_a_record_of_an_earlier_version_serves_the_revision_unless_rejected():
 
 def test_several_masters_on_one_host_are_counted_as_masters():
     records = [record(pid=100), record(pid=200, workers=[(201, 7)])]
-    assert _fleet_view.summary(records, key_revision=0) == (
+    assert fleet_view.summary(records, key_revision=0) == (
         "2 masters on 1 host, 3 workers; all on revision 42"
     )
 
@@ -217,8 +218,8 @@ def test_the_table_has_its_columns_aligned_and_ages_from_now():
         record(updated_at=1000.0),
         record(host="a-much-longer-host", pid=12345, updated_at=880.0),
     ]
-    lines = _fleet_view.table(records, now=1004.0)
-    assert lines[0].split() == list(_fleet_view.COLUMNS)
+    lines = fleet_view.table(records, now=1004.0)
+    assert lines[0].split() == list(fleet_view.COLUMNS)
     assert " ".join(lines[1].split()) == (
         "web-1 100 app 42 revision 7 2/2 on gen 7 4s ago"
     )
@@ -229,10 +230,10 @@ def test_the_table_has_its_columns_aligned_and_ages_from_now():
 
 def test_render_adds_the_summary_and_each_rejection_without_values():
     records = [record(), record(host="web-2", pid=200, error="k.yaml:3:1: bad")]
-    lines = _fleet_view.render("etcd://e/k.yaml", records, key_revision=42, now=1000)
+    lines = fleet_view.render("etcd://e/k.yaml", records, key_revision=42, now=1000)
     assert lines[3].startswith("2 hosts, 4 workers; behind revision 42: web-2:200")
     assert lines[4] == "web-2:200 rejected: k.yaml:3:1: bad"
-    assert _fleet_view.render("etcd://e/k.yaml", [], key_revision=3, now=0) == [
+    assert fleet_view.render("etcd://e/k.yaml", [], key_revision=3, now=0) == [
         "no hotcfg master reports on etcd://e/k.yaml (none running, or "
         "HOTCFG_FLEET=false)"
     ]
@@ -240,13 +241,13 @@ def test_render_adds_the_summary_and_each_rejection_without_values():
 
 def test_the_view_module_is_pure():
     code = (
-        "import json, sys, hotcfg._fleet_view; "
+        "import json, sys, hotcfg.cli.fleet_view; "
         "print(json.dumps(sorted(m for m in sys.modules if m.startswith('hotcfg.'))))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
-    assert json.loads(out.stdout) == ["hotcfg._fleet_view"]
+    assert json.loads(out.stdout) == ["hotcfg.cli.fleet_view"]
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import pickle
 import msgpack
 import pytest
 
-from hotcfg import _payload
-from hotcfg._reader import same_value
-from hotcfg._snapshot import FrozenDict, thaw
+from hotcfg._segment import payload
+from hotcfg._segment.snapshot import FrozenDict, thaw
+from hotcfg._worker.reader import same_value
 
 DOC = {
     "features": {"beta": True, "limits": {"rps": 10, "burst": 2.5}},
@@ -24,13 +24,13 @@ DOC = {
 
 @pytest.fixture
 def features():
-    snap = _payload.decode_payload(_payload.encode(DOC))
+    snap = payload.decode_payload(payload.encode(DOC))
     return snap.get("features")
 
 
 @pytest.fixture
 def snap():
-    return _payload.decode_payload(_payload.encode(DOC))
+    return payload.decode_payload(payload.encode(DOC))
 
 
 def test_values_are_frozen_dicts_and_tuples(snap):
@@ -136,9 +136,9 @@ def test_thaw_same_value_and_lazy_sections_still_work(snap, monkeypatch):
     assert type(thaw(snap["features"])) is dict
     assert same_value(snap["features"], thaw(snap["features"]))
     assert not same_value(snap["features"], {**DOC["features"], "beta": False})
-    monkeypatch.setattr(_payload, "LAZY_MIN_BYTES", 0)
-    monkeypatch.setattr(_payload, "SECTION_MIN_BYTES", 0)
-    lazy = _payload.decode_payload(_payload.encode(DOC), lazy=True)
+    monkeypatch.setattr(payload, "LAZY_MIN_BYTES", 0)
+    monkeypatch.setattr(payload, "SECTION_MIN_BYTES", 0)
+    lazy = payload.decode_payload(payload.encode(DOC), lazy=True)
     assert type(lazy["features"]) is FrozenDict
     assert json.loads(json.dumps(lazy.get("features.limits"))) == {
         "rps": 10,

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotcfg import _history
 from hotcfg._errors import ConfigError, CorruptHistoryError
-from hotcfg._history import Entry, decode_entries, encode_entries, trim
+from hotcfg._master import history as _history
+from hotcfg._master.history import Entry, decode_entries, encode_entries, trim
 from hotcfg._settings import Settings
 
 

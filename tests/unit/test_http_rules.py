@@ -1,11 +1,11 @@
-"""What an HTTP answer means to the HTTP source (``hotcfg._http_rules``,
+"""What an HTTP answer means to the HTTP source (``hotcfg._sources.http.rules``,
 pure): content types, Retry-After, the backoff, redirects."""
 
 import email.utils
 
 import pytest
 
-from hotcfg._http_rules import (
+from hotcfg._sources.http.rules import (
     BACKOFF_MAX_S,
     MAX_REDIRECTS,
     RETRY_AFTER_MAX_S,

@@ -11,8 +11,14 @@ import hotcfg
 
 # Modules that map memory, start threads or watch files: none of them may
 # come in with the format modules or with a bare ``import hotcfg``.
-IMPURE = ["mmap", "watchdog", "hotcfg._api", "hotcfg._watch", "hotcfg._segment"]
-IMPURE += ["hotcfg._publisher", "hotcfg._reader"]
+IMPURE = [
+    "mmap",
+    "watchdog",
+    "hotcfg._api",
+    "hotcfg._sources.watch",
+    "hotcfg._segment.shm",
+]
+IMPURE += ["hotcfg._master.publisher", "hotcfg._worker.reader"]
 
 
 def loaded_after(statement):
@@ -24,7 +30,8 @@ def loaded_after(statement):
 
 
 @pytest.mark.parametrize(
-    "statement", ["import hotcfg._payload, hotcfg._layout", "import hotcfg"]
+    "statement",
+    ["import hotcfg._segment.payload, hotcfg._segment.layout", "import hotcfg"],
 )
 def test_format_modules_and_package_import_nothing_impure(statement):
     loaded = loaded_after(statement)
@@ -32,9 +39,9 @@ def test_format_modules_and_package_import_nothing_impure(statement):
 
 
 def test_layout_imports_no_other_hotcfg_module_but_errors():
-    loaded = loaded_after("import hotcfg._layout")
+    loaded = loaded_after("import hotcfg._segment.layout")
     ours = {name for name in loaded if name.startswith("hotcfg.")}
-    assert ours == {"hotcfg._layout", "hotcfg._errors"}
+    assert ours == {"hotcfg._segment.layout", "hotcfg._errors"}
     assert "msgpack" not in loaded
 
 

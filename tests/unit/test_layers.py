@@ -7,8 +7,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from hotcfg._errors import ConfigError, ParseError, ValidationError
-from hotcfg._layers import (
+from hotcfg._content.layers import (
     BLOCKED,
     MISSING,
     SET,
@@ -26,6 +25,7 @@ from hotcfg._layers import (
     variable_for,
     with_overrides,
 )
+from hotcfg._errors import ConfigError, ParseError, ValidationError
 from hotcfg._settings import Settings, layer_settings
 from tests.unit.test_import_purity import IMPURE, loaded_after
 
@@ -475,7 +475,7 @@ def test_explain_takes_any_layers_and_path(docs, path):
 
 
 def test_layers_module_is_pure():
-    loaded = loaded_after("import hotcfg._layers")
+    loaded = loaded_after("import hotcfg._content.layers")
     assert sorted(loaded & set(IMPURE)) == []
     ours = {name for name in loaded if name.startswith("hotcfg.")}
     pure = {"_layers", "_loaders", "_validate", "_layout", "_errors"}

@@ -1,7 +1,8 @@
 """The public surface, pinned (like httpx's test_exported_members)."""
 
 import hotcfg
-from hotcfg import _api, _errors, _snapshot
+from hotcfg import _api, _errors
+from hotcfg._segment import snapshot as _snapshot
 
 EXPECTED = [
     "ConfigError",

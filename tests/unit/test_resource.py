@@ -8,7 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from hotcfg import Snapshot
-from hotcfg._resource import Resource
+from hotcfg._worker.resource import Resource
 
 
 class Pool:

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hotcfg import _payload
 from hotcfg._errors import CorruptSegmentError
-from hotcfg._snapshot import Section, Sections, thaw
+from hotcfg._segment import payload as _payload
+from hotcfg._segment.snapshot import Section, Sections, thaw
 
 
 def big(n, tag="x"):
@@ -129,11 +129,11 @@ def test_round_trip_with_every_section_lazy(data):
 
 
 def test_a_workers_switch_leaves_sections_packed_and_callbacks_see_them(tmp_path):
-    from hotcfg._publisher import Publisher
-    from hotcfg._reader import ChangeCallbacks, Reader
-    from hotcfg._segment import Segment
+    from hotcfg._master.publisher import Publisher
+    from hotcfg._segment.shm import Segment
     from hotcfg._settings import Settings
-    from hotcfg._sources import FileSource
+    from hotcfg._sources.base import FileSource
+    from hotcfg._worker.reader import ChangeCallbacks, Reader
 
     source = tmp_path / "unused.yaml"
     source.write_text("{}\n")

@@ -20,14 +20,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hotcfg import _layout, _payload
 from hotcfg._errors import CorruptSegmentError
-from hotcfg._publisher import Publisher
-from hotcfg._reader import Reader, same_value
-from hotcfg._segment import Segment, SegmentView
+from hotcfg._master.publisher import Publisher
+from hotcfg._segment import layout as _layout
+from hotcfg._segment import payload as _payload
+from hotcfg._segment.shm import Segment, SegmentView
+from hotcfg._segment.snapshot import Snapshot
 from hotcfg._settings import Settings
-from hotcfg._snapshot import Snapshot
-from hotcfg._sources import FileSource
+from hotcfg._sources.base import FileSource
+from hotcfg._worker.reader import Reader, same_value
 
 SIZE = 1 << 18
 U16, U32, U64 = 2**16 - 1, 2**32 - 1, 2**64 - 1
@@ -64,10 +65,7 @@ keys = st.text(max_size=4) | st.integers(0, 9) | st.binary(max_size=2)
 scalars = st.none() | st.booleans() | st.integers(-(2**63), U64) | st.floats()
 values = st.recursive(
     scalars | st.text(max_size=8) | st.binary(max_size=8),
-    lambda c: (
-        st.lists(c, max_size=3)
-        | st.dictionaries(keys, c, max_size=3)
-    ),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(keys, c, max_size=3),
     max_leaves=10,
 )
 documents = st.dictionaries(st.text(max_size=6), values, max_size=5)

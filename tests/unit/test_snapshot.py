@@ -7,7 +7,7 @@ from types import MappingProxyType
 import pytest
 
 from hotcfg import MissingKeyError, Snapshot
-from hotcfg._snapshot import MEMO_MAX
+from hotcfg._segment.snapshot import MEMO_MAX
 
 DATA = MappingProxyType(
     {

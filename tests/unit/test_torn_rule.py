@@ -8,15 +8,16 @@ half from after.
 
 import pytest
 
-from hotcfg import _layout, _payload
 from hotcfg._errors import CorruptSegmentError
+from hotcfg._segment import layout
+from hotcfg._segment import payload as _payload
 
 
 class MidCopy(bytearray):
     def __init__(self, size):
         super().__init__(size)
         self.during_copy = None
-        self.at = _layout.DATA_START
+        self.at = layout.DATA_START
 
     def __getitem__(self, key):
         steps = self.during_copy
@@ -31,20 +32,20 @@ class MidCopy(bytearray):
 
 def segment():
     buf = MidCopy(1 << 16)
-    _layout.format_segment(buf, capacity=len(buf), writer_pid=1)
+    layout.format_segment(buf, capacity=len(buf), writer_pid=1)
     return buf
 
 
 def write(buf, data, source="t"):
     """The writer's payload step for the next generation; returns its commit."""
-    header = _layout.read_header(buf)
+    header = layout.read_header(buf)
     payload = _payload.encode(data)
-    offset = _layout.plan_offset(header, len(payload))
+    offset = layout.plan_offset(header, len(payload))
     generation = header.generation + 1
-    crc = _layout.write_payload(buf, offset, payload, generation=generation)
+    crc = layout.write_payload(buf, offset, payload, generation=generation)
 
     def commit():
-        _layout.commit(
+        layout.commit(
             buf, generation=generation, offset=offset, length=len(payload), crc=crc,
             published_at=0.0, source=source, writer_pid=1,
         )  # fmt: skip
@@ -60,7 +61,7 @@ def test_publish_completing_during_the_copy_costs_no_retry():
     buf = segment()
     publish(buf, {"v": "a" * 200})
     buf.during_copy = lambda: publish(buf, {"v": "b" * 200})
-    header, payload = _layout.read_consistent(buf, attempts=1)
+    header, payload = layout.read_consistent(buf, attempts=1)
     assert header.generation == 1
     assert _payload.decode_payload(payload)["v"] == "a" * 200
 
@@ -75,8 +76,8 @@ def test_second_write_starting_during_the_copy_is_refused():
 
     buf.during_copy = two_more
     with pytest.raises(CorruptSegmentError, match="payload reused during read"):
-        _layout.read_consistent(buf, attempts=1)
-    header, payload = _layout.read_consistent(buf, attempts=1)
+        layout.read_consistent(buf, attempts=1)
+    header, payload = layout.read_consistent(buf, attempts=1)
     assert header.generation == 2
     assert _payload.decode_payload(payload)["v"] == "b" * 200
 
@@ -84,7 +85,7 @@ def test_second_write_starting_during_the_copy_is_refused():
 def test_descriptor_rewritten_while_read_is_refused():
     buf = segment()
     publish(buf, {"v": "a" * 200}, source="first")
-    buf.at = _layout._DESC_OFFSET  # the descriptor's label, read after its fields
+    buf.at = layout._DESC_OFFSET  # the descriptor's label, read after its fields
 
     def two_more():
         publish(buf, {"v": "b" * 200}, source="second")
@@ -92,8 +93,8 @@ def test_descriptor_rewritten_while_read_is_refused():
 
     buf.during_copy = two_more
     with pytest.raises(CorruptSegmentError, match="payload reused during read"):
-        _layout.read_consistent(buf, attempts=1)
-    live, payload = _layout.read_consistent(buf, attempts=1)
+        layout.read_consistent(buf, attempts=1)
+    live, payload = layout.read_consistent(buf, attempts=1)
     assert (live.generation, live.source) == (3, "third")
     assert _payload.decode_payload(payload)["v"] == "c" * 200
 
@@ -101,11 +102,11 @@ def test_descriptor_rewritten_while_read_is_refused():
 def test_header_update_does_not_block_readers():
     buf = segment()
     publish(buf, {"v": 1})
-    buf.during_copy = lambda: _layout.record_error(buf, "x.yaml:1:1: bad", at=1.0)
-    live, _ = _layout.read_consistent(buf, attempts=1)
+    buf.during_copy = lambda: layout.record_error(buf, "x.yaml:1:1: bad", at=1.0)
+    live, _ = layout.read_consistent(buf, attempts=1)
     assert live.generation == 1
-    _layout._bump_sequence(buf)  # a header update that never finishes
-    assert _layout.read_consistent(buf, attempts=1)[0].generation == 1
+    layout._bump_sequence(buf)  # a header update that never finishes
+    assert layout.read_consistent(buf, attempts=1)[0].generation == 1
 
 
 # The header (what ``hotcfg status`` shows) is read under the seqlock instead.
@@ -114,10 +115,10 @@ def test_header_update_does_not_block_readers():
 def test_header_read_during_a_commit_is_retried():
     buf = segment()
     publish(buf, {"v": 1}, source="first-label")
-    buf.at = _layout._SOURCE_OFFSET  # the label, read after the fixed fields
+    buf.at = layout._SOURCE_OFFSET  # the label, read after the fixed fields
     buf.during_copy = lambda: publish(buf, {"v": 2}, source="second-label")
     pauses = []
-    header = _layout.read_header(buf, pause=lambda: pauses.append(1))
+    header = layout.read_header(buf, pause=lambda: pauses.append(1))
     # Without the seqlock this would be generation 1 with a label spliced
     # from "first-label" and "second-label".
     assert (header.generation, header.source) == (2, "second-label")
@@ -128,10 +129,10 @@ def test_header_read_during_a_commit_is_retried():
 def test_header_read_while_an_update_is_in_progress_gives_up():
     buf = segment()
     publish(buf, {"v": 1})
-    _layout._bump_sequence(buf)  # odd: an update that never finishes
+    layout._bump_sequence(buf)  # odd: an update that never finishes
     pauses = []
     with pytest.raises(CorruptSegmentError, match="update still in progress"):
-        _layout.read_header(buf, attempts=3, pause=lambda: pauses.append(1))
+        layout.read_header(buf, attempts=3, pause=lambda: pauses.append(1))
     assert len(pauses) == 3
-    _layout._bump_sequence(buf)  # even: the update finished
-    assert _layout.read_header(buf, attempts=1).generation == 1
+    layout._bump_sequence(buf)  # even: the update finished
+    assert layout.read_header(buf, attempts=1).generation == 1

@@ -10,10 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hotcfg import Snapshot, ValidationError
+from hotcfg._content.typed import import_model, model_validator, to_model
+from hotcfg._content.validate import run_validators
 from hotcfg._errors import ConfigError
-from hotcfg._sources import load_document
-from hotcfg._typed import import_model, model_validator, to_model
-from hotcfg._validate import run_validators
+from hotcfg._sources.base import load_document
 from tests.apps.models import App, Db, Pool, PydApp
 
 GOOD = {

@@ -19,11 +19,11 @@ from typing import Any
 from django.core.checks import Error, register
 
 from hotcfg import _api
+from hotcfg._content.layers import overrides_from
 from hotcfg._errors import HotcfgError, NotConfiguredError, SourceError
-from hotcfg._layers import overrides_from
-from hotcfg._publisher import validate_source
+from hotcfg._master.publisher import validate_source
 from hotcfg._settings import ETCD_SCHEME, Settings, is_http, layer_settings
-from hotcfg._sources import FileSource, validators_for
+from hotcfg._sources.base import FileSource, validators_for
 
 HINT = "set HOTCFG = {'SOURCE': ...} in settings or HOTCFG_SOURCE in the environment"
 REMOTE_HINT = "check --deploy reads etcd or the URL: run it where the service runs"

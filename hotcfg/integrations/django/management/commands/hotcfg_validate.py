@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hotcfg import _api
 from hotcfg._errors import HotcfgError
-from hotcfg._publisher import validate_source
+from hotcfg._master.publisher import validate_source
 from hotcfg._settings import redact_url
 
 

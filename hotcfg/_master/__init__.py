@@ -1,0 +1,1 @@
+"""The publisher's side: runs in the master (or the publishing process) only."""

@@ -1,0 +1,150 @@
+"""Master side: Prometheus metrics at ``HOTCFG_METRICS`` (``host:port``).
+
+One HTTP endpoint in the master, with its own registry and one collector
+that reads everything at scrape time: the live generation and the worker
+table from the segment, the publish and rejection counts and the
+publish-to-applied histogram from the publisher. Nothing is kept per
+worker process, so ``prometheus_client``'s multiprocess mode (per-pid files
+that pile up under ``max_requests``) is not used, and an application's own
+metrics (in its workers, on its own port or path) are untouched.
+
+Needs the ``metrics`` extra (``prometheus_client``), imported only when
+``HOTCFG_METRICS`` is set.
+
+Fork story: Gunicorn forks workers from the master while the endpoint
+listens. The serving thread does not exist in a child, but the listening
+socket would: a child closes its copy (``os.register_at_fork``), so a
+worker never holds the port. A scrape connection open at the moment of a
+fork stays open in that child until it exits (one descriptor, rare).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .._segment import layout
+from .._settings import parse_address
+
+if TYPE_CHECKING:
+    from .publisher import Publisher
+
+_logger = logging.getLogger(__name__)
+_SERVERS: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+class _Collector:
+    """Reads the publisher and its segment at each scrape."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = weakref.ref(publisher)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+
+        publisher = self._publisher()
+        if publisher is None:
+            return
+        # Under the publisher's write lock: a publish that grows the segment
+        # closes the old mapping, which must not be in use (BufferError).
+        with publisher.write_lock:
+            buffer = publisher.segment.buffer
+            header = layout.read_header(buffer)
+            workers = layout.read_workers(buffer)
+        behind = sum(w.generation < header.generation for w in workers)
+        yield GaugeMetricFamily(
+            "hotcfg_generation", "The live generation.", value=header.generation
+        )
+        yield CounterMetricFamily(
+            "hotcfg_publishes",
+            "Generations published by this master.",
+            value=publisher.publishes,
+        )
+        rejections = CounterMetricFamily(
+            "hotcfg_rejections",
+            "Reads of the source that were refused, by reason.",
+            labels=["reason"],
+        )
+        for reason in ("source", "parse", "validation", "other", "error"):
+            rejections.add_metric([reason], publisher.rejections.get(reason, 0))
+        yield rejections
+        since = time.time() - header.published_at if header.published_at else 0.0
+        yield GaugeMetricFamily(
+            "hotcfg_seconds_since_publish",
+            "Seconds since the live generation was published.",
+            value=since,
+        )
+        yield GaugeMetricFamily(
+            "hotcfg_workers", "Workers in the worker table.", value=len(workers)
+        )
+        yield GaugeMetricFamily(
+            "hotcfg_workers_behind",
+            "Workers that have not applied the live generation.",
+            value=behind,
+        )
+        yield GaugeMetricFamily(
+            "hotcfg_validating",
+            "1 while a user validator runs, else 0.",
+            value=1 if header.validating else 0,
+        )
+        histogram = publisher.convergence.histogram
+        yield HistogramMetricFamily(
+            "hotcfg_apply_seconds",
+            "Seconds from a publish until every worker there at the publish "
+            "had applied it.",
+            buckets=histogram.cumulative(),
+            sum_value=histogram.total_s,
+        )
+
+
+def serve(publisher: Publisher, address: str) -> Any:
+    """Start the endpoint; log and return None when it cannot start.
+
+    A master that cannot open its metrics port still serves its workers:
+    the reason is logged as an ERROR.
+    """
+    try:
+        from prometheus_client import CollectorRegistry, start_http_server
+    except ImportError:
+        _logger.error(
+            "hotcfg: HOTCFG_METRICS needs prometheus_client: "
+            "pip install 'hotcfg[metrics]'; no metrics served"
+        )
+        return None
+    host, port = parse_address(address)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(publisher))
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        _logger.error(
+            "hotcfg: cannot serve metrics on %s (%s); no metrics served",
+            address,
+            exc.strerror or exc,
+        )
+        return None
+    _SERVERS.add(server)
+    _logger.info("hotcfg: metrics at http://%s/metrics", address)
+    return server
+
+
+def stop(server: Any) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+def _close_in_child() -> None:
+    for server in list(_SERVERS):
+        server.socket.close()
+
+
+os.register_at_fork(after_in_child=_close_in_child)

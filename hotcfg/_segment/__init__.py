@@ -1,0 +1,4 @@
+"""The shared-memory segment: shared by the master and the workers.
+
+Pure (bytes in, values out) except ``shm``, which maps and writes the file.
+Imports nothing of hotcfg's but ``_errors`` and ``_content``."""

@@ -1,0 +1,1 @@
+"""A document at an http(s) URL, polled with validators."""
