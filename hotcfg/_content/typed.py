@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union
 
 from .._errors import ConfigError, ValidationError
+from .frozen import thaw
 from .validate import import_object
 
 T = TypeVar("T")
@@ -206,8 +207,6 @@ def _sequence(
 
 def _pydantic(cls: Any, data: Any, *, key_path: str, source: str) -> Any:
     import pydantic
-
-    from .._segment.snapshot import thaw
 
     try:
         return cls.model_validate(thaw(data))

@@ -18,9 +18,10 @@ from typing import Any
 
 import msgpack
 
+from .._content.frozen import FrozenDict
 from .._errors import CorruptSegmentError, ValidationError
 from .layout import MAX_PAYLOAD_BYTES, Buffer, read_consistent
-from .snapshot import FrozenDict, Section, Sections, Snapshot
+from .snapshot import Section, Sections, Snapshot
 
 # Lazy sections. In a large payload, each top-level value that packs to at
 # least SECTION_MIN_BYTES is stored as an ext value holding its own packed

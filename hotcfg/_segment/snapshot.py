@@ -6,47 +6,22 @@ in it can be mutated: mappings are :class:`FrozenDict` (a ``dict`` that
 refuses every change, so ``json.dumps``, ``jsonify``, ``JsonResponse``,
 ``msgpack`` and ``orjson`` take it as it is) and arrays are tuples. The top
 level of a large configuration may be :class:`Sections`, whose big values
-are decoded on first access. Imports only ``_errors`` (and ``_typed`` inside
-:meth:`Snapshot.as_model`).
+are decoded on first access. Imports only ``_errors`` and ``_content``
+(frozen values; ``typed`` inside :meth:`Snapshot.as_model`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
+from .._content.frozen import FrozenDict, thaw
 from .._errors import MissingKeyError, ValidationError
 
 MISSING: Any = object()
 _MODEL: Any = object()  # first item of as_model()'s memo keys; no path has it
 T = TypeVar("T")
-
-
-def _refuse(self: FrozenDict, *args: object, **kwargs: object) -> NoReturn:
-    raise TypeError("hotcfg configuration values are read-only")
-
-
-class FrozenDict(dict[str, Any]):
-    """A read-only ``dict``: every mapping in a snapshot is one.
-
-    A ``dict`` subclass rather than a ``MappingProxyType`` because the
-    serializers users reach for (``json``, Flask's ``jsonify``, Django's
-    ``JsonResponse``, ``msgpack``, ``orjson``) accept a ``dict`` and refuse
-    a proxy. Reads are a plain ``dict``'s; every method that would change it
-    raises TypeError. ``copy()`` and ``|`` give a plain, mutable ``dict``.
-    Not proof against ``dict.__setitem__(value, ...)`` called on purpose.
-    """
-
-    __slots__ = ()
-
-    __setitem__ = __delitem__ = __ior__ = _refuse
-    clear = pop = popitem = setdefault = update = _refuse
-
-    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, Any]]]:
-        # pickle and copy would otherwise rebuild it item by item through
-        # __setitem__, which refuses.
-        return (FrozenDict, (dict(self),))
 
 
 EMPTY: Mapping[str, Any] = FrozenDict()
@@ -134,15 +109,6 @@ def lookup(data: Mapping[str, Any], keys: tuple[str, ...], default: Any) -> Any:
     return node
 
 
-def thaw(value: Any) -> Any:
-    """Return a plain ``dict``/``list`` deep copy of a frozen value (for JSON)."""
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [thaw(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Snapshot(Mapping[str, Any]):
     """One generation of the configuration, immutable and safe to share.
@@ -222,7 +188,7 @@ class Snapshot(Mapping[str, Any]):
             ValidationError: the value does not fit, naming the key path.
                 Give ``HOTCFG_MODEL`` to refuse such a file before publishing.
         """
-        from .._content.typed import to_model
+        from .._content.typed import to_model  # only typed configs need it
 
         keys = split_path(path) if path is not None else ()
         memo_key = (_MODEL, cls, keys)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._content import diff as _diff
 from .._content import layers as _layers
+from .._content.frozen import thaw
 from .._content.loaders import format_for
 from .._errors import (
     ConfigError,
@@ -30,7 +31,7 @@ from .._master.publisher import validate_source
 from .._segment import layout
 from .._segment import payload as _payload
 from .._segment.shm import SegmentView, list_segments
-from .._segment.snapshot import Snapshot, thaw
+from .._segment.snapshot import Snapshot
 from .._settings import ETCD_SCHEME, Settings, parse_etcd, redact_url
 from .._sources.base import dumps, load_document, read_capped
 

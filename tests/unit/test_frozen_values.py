@@ -11,8 +11,8 @@ import pickle
 import msgpack
 import pytest
 
+from hotcfg._content.frozen import FrozenDict, thaw
 from hotcfg._segment import payload
-from hotcfg._segment.snapshot import FrozenDict, thaw
 from hotcfg._worker.reader import same_value
 
 DOC = {

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hotcfg._content.frozen import thaw
 from hotcfg._errors import CorruptSegmentError
 from hotcfg._segment import payload as _payload
-from hotcfg._segment.snapshot import Section, Sections, thaw
+from hotcfg._segment.snapshot import Section, Sections
 
 
 def big(n, tag="x"):
