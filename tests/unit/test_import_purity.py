@@ -41,7 +41,7 @@ def test_format_modules_and_package_import_nothing_impure(statement):
 def test_layout_imports_no_other_hotcfg_module_but_errors():
     loaded = loaded_after("import hotcfg._segment.layout")
     ours = {name for name in loaded if name.startswith("hotcfg.")}
-    assert ours == {"hotcfg._segment.layout", "hotcfg._errors"}
+    assert ours == {"hotcfg._segment", "hotcfg._segment.layout", "hotcfg._errors"}
     assert "msgpack" not in loaded
 
 

@@ -478,7 +478,8 @@ def test_layers_module_is_pure():
     loaded = loaded_after("import hotcfg._content.layers")
     assert sorted(loaded & set(IMPURE)) == []
     ours = {name for name in loaded if name.startswith("hotcfg.")}
-    pure = {"_layers", "_loaders", "_validate", "_layout", "_errors"}
+    pure = {"_content.layers", "_content.loaders", "_content.validate"}
+    pure |= {"_segment.layout", "_errors", "_content", "_segment"}  # packages too
     assert ours == {f"hotcfg.{name}" for name in pure}
 
 
