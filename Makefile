@@ -35,7 +35,7 @@ test-all:
 	PYTHONS="$(PYTHONS)" .ci/test-all
 
 lint: $(STAMP)
-	$(BIN)/ruff check hotcfg tests examples benchmarks gunicorn_conf.py
+	$(BIN)/ruff check hotcfg tests examples benchmarks tools gunicorn_conf.py
 	$(BIN)/ruff format --check hotcfg
 	$(BIN)/mypy
 
