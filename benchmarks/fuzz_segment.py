@@ -54,7 +54,7 @@ with atheris.instrument_imports():
     from hotcfg._segment import payload as _payload
     from hotcfg._segment.shm import SegmentView
     from hotcfg._segment.snapshot import Snapshot
-    from hotcfg._sources import base
+    from hotcfg._sources import files
     from hotcfg._worker.reader import Reader
 
 TARGETS = ("segment", "reader", "raw", "payload", "yaml", "json", "toml")
@@ -130,7 +130,7 @@ def decode_payload(data: bytes) -> None:
 
 def load_config(data: bytes, fmt: str) -> None:
     try:
-        doc = base.load_document(data, fmt=fmt, source="fuzz")
+        doc = files.load_document(data, fmt=fmt, source="fuzz")
     except HotcfgError:
         return
     # The master publishes only what a worker decodes back to the same data.

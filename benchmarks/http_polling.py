@@ -57,7 +57,7 @@ from hotcfg._content import loaders
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
+from hotcfg._sources.select import source_for
 
 PATH = "/app.yaml"
 SIZE = 10_000

@@ -46,8 +46,9 @@ from hotcfg._content import layers as _layers
 from hotcfg._content import loaders
 from hotcfg._master.publisher import validate_source
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource, source_for
+from hotcfg._sources.file import FileSource
 from hotcfg._sources.layered import LayeredSource
+from hotcfg._sources.select import source_for
 
 SIZE = 10_000
 

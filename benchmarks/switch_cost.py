@@ -34,7 +34,7 @@ from hotcfg._master.publisher import Publisher
 from hotcfg._segment import payload as _payload
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource
+from hotcfg._sources.file import FileSource
 from hotcfg._worker.reader import Reader
 
 SIZES = {"10 KB": 10_000, "100 KB": 100_000, "1 MB": 1_000_000, "10 MB": 10_000_000}

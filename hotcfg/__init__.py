@@ -41,8 +41,7 @@ if TYPE_CHECKING:
     from ._errors import SourceError as SourceError
     from ._errors import ValidationError as ValidationError
     from ._segment.snapshot import Snapshot as Snapshot
-
-__version__ = "0.1.0"
+    from ._version import __version__ as __version__
 
 __all__ = [
     "ConfigError",
@@ -82,6 +81,9 @@ _LAZY = {
         "_errors",
     ),
     "Snapshot": "_segment.snapshot",
+    # In a module of its own: hotcfg's modules that name it (the HTTP
+    # source's User-Agent) import it from there, not from this package.
+    "__version__": "_version",
 }  # fmt: skip
 
 

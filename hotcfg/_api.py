@@ -34,8 +34,9 @@ from ._master import control as _control
 from ._master.publisher import Publisher
 from ._segment.shm import Segment
 from ._segment.snapshot import MISSING, Snapshot
-from ._settings import ETCD_SCHEME, Settings
-from ._sources.base import source_for
+from ._settings import Settings
+from ._sources.locations import ETCD_SCHEME
+from ._sources.select import source_for
 from ._worker.applier import Applier, mode_for
 from ._worker.reader import ChangeCallback, ChangeCallbacks, Reader
 from ._worker.resource import Resource

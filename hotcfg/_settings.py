@@ -85,7 +85,7 @@ port checked; credentials in it refused); its format comes from
 ``HOTCFG_FORMAT`` or the suffix of its path.
 
 Layers (``HOTCFG_SOURCE='base.yaml | etcd://h:2379/app/c.yaml'``, see
-``_layers``): each part is checked and normalised as a single source is,
+``_content.layers``): each part is checked and normalised as a single source is,
 and each layer's format is its own suffix's; ``HOTCFG_FORMAT`` is then the
 format of the layers whose name has no known suffix (one variable cannot
 name several formats, and it must not make a ``.json`` layer read as TOML).
@@ -93,24 +93,39 @@ A token file (``HOTCFG_HTTP_TOKEN_FILE``) is refused with layers on more
 than one HTTP origin (scheme, host and port): every HTTP layer would send
 it, and a token is for one origin.
 ``HOTCFG_SET__*`` overrides are not settings: the source reads them
-(``_sources.source_for``).
+(``_sources.select.source_for``).
+
+The grammar of source strings (etcd targets, URLs, layers, redaction) is
+``_sources.locations``'; this module applies it, and makes a file's path
+absolute. Imports nothing of hotcfg but ``_errors``, the pure ``_content``
+modules and ``_sources.locations``: never ``_master``, ``_worker`` or a
+source.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 import signal
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._content.layers import join_sources, layer_name, split_sources
-from ._content.loaders import FORMATS, format_for
+from ._content.loaders import FORMATS
 from ._errors import ConfigError
+from ._sources.locations import (
+    ETCD_SCHEME,
+    check_sources,
+    format_name,
+    format_of,
+    http_origin,
+    is_http,
+    layer_format,
+    parse_address,
+    redact_url,
+)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -236,7 +251,7 @@ class Settings:
             values["source"], name = normalise_source(source, base_dir=base_dir)
             if values.get("format") is None:
                 try:
-                    values["format"] = _format_of(values["source"], name)
+                    values["format"] = format_of(values["source"], name)
                 except ConfigError as exc:
                     raise ConfigError(exc.reason, source="HOTCFG_SOURCE") from None
         settings = replace(self, **values)
@@ -283,145 +298,6 @@ class Settings:
         return self.segment_dir or default_segment_dir()
 
 
-ETCD_SCHEME = "etcd://"
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdTarget:
-    """What an ``etcd://host:port[,host:port...]/key`` source names."""
-
-    endpoints: tuple[tuple[str, int], ...]
-    key: str
-
-    @property
-    def is_prefix(self) -> bool:
-        """The key ends in ``/``: it names every key under it (one mapping)."""
-        return self.key.endswith("/")
-
-
-def parse_etcd(source: str) -> EtcdTarget:
-    """``etcd://a:2379,b:2379/app/config.yaml`` -> its endpoints and key.
-
-    A port may be left out (2379); an IPv6 host is written in brackets.
-
-    Raises:
-        ConfigError: not that form, naming ``HOTCFG_SOURCE``.
-    """
-    try:
-        return _etcd_target(source)
-    except ValueError as exc:
-        raise ConfigError(
-            f"invalid etcd source {redact_url(source)!r}: {exc}",
-            source="HOTCFG_SOURCE",
-        ) from None
-
-
-def _etcd_target(source: str) -> EtcdTarget:
-    rest = source[len(ETCD_SCHEME) :] if source.startswith(ETCD_SCHEME) else ""
-    hosts, slash, key = rest.partition("/")
-    if not slash or not key.strip("/"):
-        raise ValueError("expected etcd://host:port[,host:port...]/key")
-    if "@" in hosts or "?" in key or "#" in key:
-        raise ValueError("credentials and options are not supported yet")
-    endpoints = []
-    for item in hosts.split(","):
-        text = item.strip()
-        if text.endswith("]") or (text and not text.rpartition(":")[2].isdigit()):
-            text += ":2379"
-        if not text or text.startswith(":"):
-            raise ValueError(f"endpoint {item!r} has no host")
-        endpoints.append(parse_address(text))
-    if ("/" + key).startswith("/hotcfg/"):
-        # A master following them would change what it follows with every
-        # record it puts.
-        raise ValueError("keys under /hotcfg/ are hotcfg's own (the fleet records)")
-    return EtcdTarget(tuple(endpoints), "/" + key)
-
-
-HTTP_SCHEMES = ("http://", "https://")
-
-
-def is_http(source: str) -> bool:
-    """Whether ``source`` is an ``http://`` or ``https://`` URL."""
-    return source[:8].lower().startswith(HTTP_SCHEMES)
-
-
-def check_http_url(source: str) -> None:
-    """Refuse an HTTP source that cannot be fetched as it is written.
-
-    The reasons never quote the URL: one with credentials in it would put
-    them in the error, and the error goes to the log.
-
-    Raises:
-        ValueError: not http(s), no host, a bad port, credentials, a
-            fragment, spaces, control or non-ASCII characters.
-    """
-    if any(c <= " " or c == "\x7f" for c in source):
-        raise ValueError("the URL holds spaces or control characters")
-    if not source.isascii():
-        raise ValueError(
-            "the URL holds non-ASCII characters; percent-encode them (and "
-            "write the host in punycode)"
-        )
-    parts = urlsplit(source)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError("expected an http:// or https:// URL")
-    if "@" in parts.netloc:
-        raise ValueError(
-            "credentials in the URL are refused (they would show in logs and "
-            "status); put a bearer token in HOTCFG_HTTP_TOKEN_FILE"
-        )
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or over 65535
-        port = 0
-    if port == 0:
-        raise ValueError("the URL's port is not a number from 1 to 65535")
-    if not parts.hostname:
-        raise ValueError("the URL names no host")
-    if parts.fragment or source.endswith("#"):
-        raise ValueError("a fragment (#...) is never sent to the server; remove it")
-
-
-def redact_url(text: str) -> str:
-    """``text`` with what a URL in it may hold of a secret replaced by
-    ``***``: the credentials of ``scheme://user:pass@host``, and every query
-    value (``?X-Amz-Signature=***&X-Amz-Date=***``; names are kept, and a
-    query item without ``=`` is hidden whole). ``text`` is one source or a
-    layered one (``a | b``), optionally after a tag (``cache:``): a URL in
-    it runs to the next space or ``|``, so redact a URL before putting it
-    in a sentence.
-
-    The one redaction: a source's label and location are made with it, so
-    the segment, ``status``, the history, the cache, the fleet record, logs
-    and errors never hold a presigned URL's signature or a token passed as
-    a query value; only the fetch uses the URL as written.
-    """
-    return _URL.sub(_redacted, text)
-
-
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s|]*")
-# Up to the first "/" or "@": a password may hold "?" or "#".
-_CREDENTIALS = re.compile(r"^([^:]*://)[^/@]*@")
-
-
-def _redacted(match: re.Match[str]) -> str:
-    url = _CREDENTIALS.sub(r"\1***@", match.group(0))
-    head, mark, query = url.partition("?")
-    if not mark:
-        return head
-    return f"{head}?{'&'.join(_redacted_item(item) for item in query.split('&'))}"
-
-
-def _redacted_item(item: str) -> str:
-    """``name=***`` (an empty value stays empty); an item without ``=`` may be
-    a token itself: hidden whole."""
-    name, equals, value = item.partition("=")
-    if not equals:
-        return "***" if item else ""
-    return f"{name}=***" if value else item
-
-
 def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
     """One source as it is kept, and the name its format is guessed from.
 
@@ -429,28 +305,10 @@ def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:
     directory, now); an ``etcd://`` source is kept as written and named by
     its key; an ``http(s)://`` URL is kept as written and named by its path.
     """
-    if source.startswith(ETCD_SCHEME):
-        return source, parse_etcd(source).key
-    if is_http(source):
-        return source, urlsplit(source).path
+    if source.startswith(ETCD_SCHEME) or is_http(source):
+        return source, format_name(source)
     path = os.path.abspath(os.path.join(base_dir or os.getcwd(), source))
     return path, path
-
-
-def http_origin(url: str) -> str:
-    """An http(s) URL's origin as it is written in a message:
-    ``https://config.example``, with the port unless it is the scheme's.
-    Two URLs have the same origin when these are equal (scheme and host in
-    lower case, the scheme's port filled in: ``_http_rules.same_origin``'s
-    rule)."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = parts.port
-    default = 443 if scheme == "https" else 80
-    return f"{scheme}://{host}" + ("" if port in (None, default) else f":{port}")
 
 
 def _check_token_origins(settings: Settings) -> None:
@@ -473,15 +331,6 @@ def _check_token_origins(settings: Settings) -> None:
         )
 
 
-def _format_of(source: str, name: str) -> str:
-    """The format of a source given without ``HOTCFG_FORMAT``: its name's
-    suffix, or YAML for an etcd prefix, whose values are small documents
-    (``5``, ``on``, ``{a: 1}``) and whose name has no suffix."""
-    if source.startswith(ETCD_SCHEME) and name.endswith("/"):
-        return "yaml"
-    return format_for(name)
-
-
 def _normalise_layers(source: str, fmt: str | None, base_dir: str | None) -> str:
     """Several sources, each normalised as one is, and each with a format.
 
@@ -493,7 +342,7 @@ def _normalise_layers(source: str, fmt: str | None, base_dir: str | None) -> str
     for number, part in enumerate(parts, 1):
         path, name = normalise_source(part, base_dir=base_dir)
         try:
-            _layer_format(path, name, fmt)
+            layer_format(path, name, fmt)
         except ConfigError as exc:
             where = layer_name(number, len(parts), redact_url(part))
             raise ConfigError(
@@ -501,17 +350,6 @@ def _normalise_layers(source: str, fmt: str | None, base_dir: str | None) -> str
             ) from None
         kept.append(path)
     return join_sources(kept)
-
-
-def _layer_format(source: str, name: str, fmt: str | None) -> str:
-    """A layer's format: its suffix's, else ``fmt`` (``HOTCFG_FORMAT``),
-    else YAML for an etcd prefix."""
-    try:
-        return format_for(name)
-    except ConfigError:
-        if fmt is not None:
-            return fmt
-        return _format_of(source, name)
 
 
 def layer_settings(settings: Settings) -> list[Settings]:
@@ -524,7 +362,7 @@ def layer_settings(settings: Settings) -> list[Settings]:
         replace(
             settings,
             source=part,
-            format=_layer_format(
+            format=layer_format(
                 *normalise_source(part, base_dir=None), settings.format
             ),
         )
@@ -611,19 +449,6 @@ def _import_spec(raw: str) -> str | None:
     return spec
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``"127.0.0.1:9109"``, ``"[::1]:9109"`` or ``":9109"`` -> (host, port);
-    an empty host is 127.0.0.1, never every interface.
-
-    Raises:
-        ValueError: not ``host:port`` with a port from 1 to 65535.
-    """
-    host, sep, port_text = text.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError("expected host:port, such as 127.0.0.1:9109")
-    return host.strip("[]") or "127.0.0.1", int(port_text)
-
-
 def _address(raw: str) -> str:
     parse_address(raw)
     return raw.strip()
@@ -633,25 +458,10 @@ def _text(raw: str) -> str | None:
     return raw or None
 
 
-def _source(raw: str) -> str | None:
-    if raw.startswith(ETCD_SCHEME):
-        _etcd_target(raw)  # refused at startup, not at the first read
-    elif is_http(raw):
-        check_http_url(raw)
-    return raw or None
-
-
 def _source_layers(raw: str) -> str | None:
-    """``a | b | c``: each layer checked as one source is (:func:`_source`)."""
-    parts = split_sources(raw)
-    for number, part in enumerate(parts, 1):
-        try:
-            _source(part)
-        except ValueError as exc:
-            if len(parts) == 1:
-                raise
-            where = layer_name(number, len(parts), redact_url(part))
-            raise ValueError(f"{where}: {exc}") from exc
+    """``a | b | c``: each layer checked as one source is
+    (``locations.check_sources``)."""
+    check_sources(raw)
     return raw or None
 
 

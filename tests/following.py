@@ -6,7 +6,7 @@ import os
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment import layout
 from hotcfg._segment.shm import Segment
-from hotcfg._sources.base import source_for
+from hotcfg._sources.select import source_for
 from hotcfg._worker.reader import Reader
 from tests.waiting import wait_for
 

@@ -61,10 +61,11 @@ from urllib.parse import quote
 
 from .._errors import UnreachableError
 from .._segment import layout
-from .._settings import EtcdTarget, Settings, parse_etcd
+from .._settings import Settings
 from .._sources.etcd import keytree
 from .._sources.etcd import source as _etcd
 from .._sources.etcd.access import EtcdAccess
+from .._sources.locations import EtcdTarget, parse_etcd
 
 if TYPE_CHECKING:
     from .publisher import Publisher

@@ -55,7 +55,7 @@ import msgpack
 
 from .._errors import CorruptHistoryError, SegmentError
 from .._segment.shm import _check_owned_file
-from .._sources.base import read_fd
+from .._sources.files import read_fd
 
 _logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from .._segment import layout
-from .._settings import parse_address
+from .._sources.locations import parse_address
 
 if TYPE_CHECKING:
     from .publisher import Publisher

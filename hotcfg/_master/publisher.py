@@ -46,16 +46,12 @@ from .._errors import (
 from .._segment import layout
 from .._segment import payload as _payload
 from .._segment.shm import Segment
-from .._settings import Settings, redact_url
-from .._sources.base import (
-    FileSource,
-    Source,
-    Watching,
-    load_document,
-    source_for,
-    validators_for,
-)
-from .._sources.layered import LayeredSource
+from .._settings import Settings
+from .._sources.base import Source, Watching
+from .._sources.checks import validators_for
+from .._sources.files import load_document
+from .._sources.locations import redact_url
+from .._sources.select import source_for
 from . import claim, coldstart
 from . import history as _history
 from . import metrics as _metrics
@@ -226,7 +222,7 @@ class Publisher:
             keep=settings.history if self.files is not None else 0,
         )
         self.cache_path: str | None = None
-        if self.files is not None and not isinstance(source, FileSource):
+        if self.files is not None and source.keeps_cache:
             self.cache_path = self.files.cache_path
             _history.remove_stale_temps(self.cache_path)
         self.from_cache: _history.Entry | None = None  # serving it since start
@@ -242,7 +238,7 @@ class Publisher:
         """The ``HOTCFG_SET__*`` overrides of this master's environment (read
         when its source was built), applied over every document it
         publishes: the source's, the cache's, a rollback's."""
-        return self.source.overrides if isinstance(self.source, LayeredSource) else ()
+        return self.source.overrides
 
     @property
     def write_lock(self) -> threading.Lock:
@@ -402,9 +398,7 @@ class Publisher:
             try:
                 started = time.monotonic()
                 loaded = self.source.load()
-                layers = base = None
-                if isinstance(self.source, LayeredSource):
-                    layers, base = self.source.loaded, self.source.base
+                layers, base = self.source.loaded, self.source.base
                 data = self._validate(loaded)
                 checked_ms = (time.monotonic() - started) * 1000.0
                 force, self._force = self._force, False

@@ -5,6 +5,8 @@ One thread follows the store (a watch stream, a poll); the other calls
 change is due, so a slow publish never stalls the stream or the polls, and
 the next publish reads the newest state. Both are daemon threads of the
 master; a worker forked meanwhile has neither.
+
+Imports nothing of hotcfg: the sources import it, never the reverse.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Master side: the sockets of the master's own threads, never a worker's.
 
 Gunicorn forks workers whenever it likes, also while the etcd watcher
-(``_etcd``), the fleet record (``_fleet``) or the HTTP poller
-(``_http_fetch``) holds a connection. A worker inheriting the descriptor
+(``etcd.source``), the fleet record (``_master.fleet``) or the HTTP poller
+(``http.fetch``) holds a connection. A worker inheriting the descriptor
 would keep the master's stream (and etcd's watch) open after the master
 closed it. So every such socket is listed in :data:`OPEN` from its
 creation to its close, and a forked child closes its copies at once.
@@ -11,6 +11,8 @@ Creating a socket, wrapping it in TLS (which moves the descriptor to a new
 object) and closing it each happen with its listing under :data:`HANDOVER`,
 which ``fork()`` takes too: a fork never falls between a descriptor and its
 listing. Held for a few bytecodes and system calls that never block.
+
+Imports nothing of hotcfg: the sources and the fleet record import it.
 """
 
 from __future__ import annotations

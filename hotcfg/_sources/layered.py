@@ -3,7 +3,8 @@ overrides, as one :class:`~hotcfg._sources.base.Source`.
 
 The publisher holds a :class:`LayeredSource` like any other source: it loads
 one merged document and watches for changes. The merging itself is pure
-(``_layers``); here are the reading and the all-or-nothing rule:
+(``_content.layers``); the layers are built by ``select.source_for`` and
+handed in. Here are the reading and the all-or-nothing rule:
 
 * :meth:`LayeredSource.load` loads every layer, every time. If any layer
   fails, the whole load fails, naming the layer (``layer 2 of 3
@@ -17,8 +18,12 @@ one merged document and watches for changes. The merging itself is pure
   ``on_change``; the publisher serialises the calls, and each one loads
   every layer.
 
-Fork story: the layers' own (``_etcd``, ``_watch``). This object holds only
+Fork story: the layers' own (``etcd``, ``watch``). This object holds only
 sources and the documents of its last good load.
+
+Imports only ``base`` of ``_sources`` (the layers come in as
+:class:`~hotcfg._sources.base.Source`), never ``select``, ``_master`` or
+``_worker``.
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from typing import Any
 from .._content import validate
 from .._content.layers import Layer, Override, environment_layer, layer_name, merge
 from .._errors import ConfigError, UnreachableError
-from .._settings import Settings, layer_settings
-from .base import Source, Watching, source_for
+from .._settings import Settings
+from .base import Source, Watching
 
 
 class LayeredSource:
@@ -56,20 +61,6 @@ class LayeredSource:
         self.loaded: tuple[Layer, ...] | None = None
         self.base: dict[str, Any] | None = None
 
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, overrides: Sequence[Override]
-    ) -> LayeredSource:
-        """Each layer built as a single source is, by ``source_for``.
-
-        Raises:
-            NotConfiguredError: no source given.
-        """
-        return cls(
-            [source_for(part, environ={}) for part in layer_settings(settings)],
-            overrides,
-        )
-
     @property
     def label(self) -> str:
         # Without the overrides: the history and the cache of a service keep
@@ -86,6 +77,13 @@ class LayeredSource:
     @property
     def fmt(self) -> str:
         return "+".join(dict.fromkeys(source.fmt for source in self.sources))
+
+    @property
+    def keeps_cache(self) -> bool:
+        """Yes, whatever the layers, as for any source but a single file:
+        one cache per set of layers, holding the merge without the
+        overrides (:attr:`base`)."""
+        return True
 
     def load(self) -> dict[str, Any]:
         """Every layer's document, merged, then the overrides on top.

@@ -22,6 +22,10 @@ Everything goes through a pure :class:`~hotcfg._sources.debounce.Debouncer`, so 
 burst of events and stat changes ends in one ``on_change`` call, made from
 the watcher's thread. That thread never dies of an exception: it logs and
 goes on.
+
+Imports only ``debounce`` of ``_sources``; never ``_master`` or ``_worker``
+(``file`` imports it when a file is watched, so that watchdog stays out of
+every process that watches none).
 """
 
 from __future__ import annotations

@@ -32,13 +32,19 @@ from .._segment import layout
 from .._segment import payload as _payload
 from .._segment.shm import SegmentView, list_segments
 from .._segment.snapshot import Snapshot
-from .._settings import ETCD_SCHEME, Settings, parse_etcd, redact_url
-from .._sources.base import dumps, load_document, read_capped
+from .._settings import Settings
+from .._sources.files import load_document, read_capped
+from .._sources.locations import ETCD_SCHEME, parse_etcd, redact_url
 
 if TYPE_CHECKING:
     from .._sources.etcd.source import KeyState
 
 NOT_RUNNING = "no running hotcfg service found (no live segment; see --dir)"
+
+
+def dumps(data: Any) -> str:
+    """JSON text of a thawed config (``get``, ``dump``)."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False, default=repr)
 
 
 def _alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ from hotcfg._master.publisher import Publisher
 from hotcfg._segment import layout
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource
+from hotcfg._sources.file import FileSource
 from hotcfg._worker import applier as _applier
 from hotcfg._worker.reader import ChangeCallbacks, Reader
 from hotcfg.testing import use_config

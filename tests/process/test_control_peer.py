@@ -12,7 +12,7 @@ from hotcfg._master import control as _control
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource
+from hotcfg._sources.file import FileSource
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hotcfg import cli
 from hotcfg._errors import ConfigError, SourceError, UnreachableError
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
 from hotcfg._sources.etcd.access import EtcdAccess
 from hotcfg._sources.etcd.source import read_key
+from hotcfg._sources.select import source_for
 from tests.etcd import PROGRESS_MS, running_etcd
 from tests.etcd_certs import etcd_certificates
 from tests.following import Followed

@@ -7,7 +7,7 @@ import pytest
 
 from hotcfg._errors import ConfigError
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
+from hotcfg._sources.select import source_for
 from tests.etcd import PROGRESS_MS
 from tests.following import Followed
 from tests.waiting import wait_for

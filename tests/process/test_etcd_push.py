@@ -12,7 +12,7 @@ from hotcfg._master import fleet as _fleet
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
+from hotcfg._sources.select import source_for
 from hotcfg._worker.reader import Reader
 from tests.etcd import PROGRESS_MS
 from tests.following import Followed

@@ -12,9 +12,10 @@ import pytest
 from hotcfg._master import fleet as _fleet
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment.shm import Segment
-from hotcfg._settings import Settings, parse_etcd
-from hotcfg._sources.base import source_for
+from hotcfg._settings import Settings
 from hotcfg._sources.etcd.access import EtcdAccess
+from hotcfg._sources.locations import parse_etcd
+from hotcfg._sources.select import source_for
 from hotcfg._worker.reader import Reader
 from hotcfg.cli import fleet_view
 from tests.etcd import PROGRESS_MS

@@ -20,7 +20,7 @@ from hotcfg._master.publisher import Publisher
 from hotcfg._segment import payload as _payload
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource
+from hotcfg._sources.file import FileSource
 from tests.waiting import wait_for
 
 NOBODY = 65534

@@ -12,9 +12,9 @@ from hotcfg._master.publisher import Publisher
 from hotcfg._segment import layout
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
 from hotcfg._sources.http.fetch import Attempt, FetchFailed
 from hotcfg._sources.http.source import HttpPoll, Polled
+from hotcfg._sources.select import source_for
 from hotcfg._worker.reader import Reader
 from tests.httpserver import Reply, ScriptedServer, SilentServer, good, tls_pair
 from tests.waiting import wait_for
@@ -638,7 +638,7 @@ FORK_SCRIPT = textwrap.dedent(
     import os, re, sys, threading, time
     from hotcfg._sources.http.fetch import Attempt
     from hotcfg._settings import Settings
-    from hotcfg._sources.base import source_for
+    from hotcfg._sources.select import source_for
 
     url, port, until = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     source = source_for(Settings.resolve({}, source=url, http_timeout_ms=20000))

@@ -18,8 +18,8 @@ from hotcfg._segment import layout
 from hotcfg._segment import payload as _payload
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
 from hotcfg._sources.layered import LayeredSource
+from hotcfg._sources.select import source_for
 from hotcfg._worker.reader import Reader
 from hotcfg.cli import main
 from tests.etcd import PROGRESS_MS

@@ -11,7 +11,7 @@ import pytest
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
+from hotcfg._sources.select import source_for
 from hotcfg._worker.reader import Reader
 from tests.following import Followed
 from tests.httpserver import Reply, good

@@ -19,7 +19,7 @@ import pytest
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource
+from hotcfg._sources.file import FileSource
 from hotcfg._sources.watch import Watcher, fingerprint
 from hotcfg._worker.reader import Reader
 from tests.waiting import rejected_count, wait_for

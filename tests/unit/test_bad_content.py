@@ -22,7 +22,7 @@ from hotcfg._master.publisher import Publisher
 from hotcfg._segment.layout import read_header, read_workers
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource
+from hotcfg._sources.file import FileSource
 from hotcfg._worker.reader import ChangeCallbacks, Reader
 
 SECRET = "s3cr3t-d0-not-log"

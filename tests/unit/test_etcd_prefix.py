@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from hotcfg import cli
 from hotcfg._errors import SourceError
-from hotcfg._settings import Settings, parse_etcd
+from hotcfg._settings import Settings
 from hotcfg._sources.etcd.keytree import nest, path_of, range_end
+from hotcfg._sources.locations import parse_etcd
 
 PREFIX = "/app/config/"
 SOURCE = "etcd://127.0.0.1:2379/app/config/"

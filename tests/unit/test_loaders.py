@@ -3,7 +3,7 @@ import pytest
 from hotcfg._content.loaders import format_for, parse
 from hotcfg._content.validate import check_document
 from hotcfg._errors import ConfigError, ParseError, ValidationError
-from hotcfg._sources.base import load_document
+from hotcfg._sources.files import load_document
 
 
 def load(text, fmt="yaml"):

@@ -133,7 +133,7 @@ def test_a_workers_switch_leaves_sections_packed_and_callbacks_see_them(tmp_path
     from hotcfg._master.publisher import Publisher
     from hotcfg._segment.shm import Segment
     from hotcfg._settings import Settings
-    from hotcfg._sources.base import FileSource
+    from hotcfg._sources.file import FileSource
     from hotcfg._worker.reader import ChangeCallbacks, Reader
 
     source = tmp_path / "unused.yaml"

@@ -27,7 +27,7 @@ from hotcfg._segment import payload as _payload
 from hotcfg._segment.shm import Segment, SegmentView
 from hotcfg._segment.snapshot import Snapshot
 from hotcfg._settings import Settings
-from hotcfg._sources.base import FileSource
+from hotcfg._sources.file import FileSource
 from hotcfg._worker.reader import Reader, same_value
 
 SIZE = 1 << 18

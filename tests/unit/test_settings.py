@@ -9,7 +9,8 @@ import pytest
 import hotcfg
 from hotcfg import _api
 from hotcfg._errors import ConfigError
-from hotcfg._settings import Settings, redact_url
+from hotcfg._settings import Settings
+from hotcfg._sources.locations import redact_url
 
 
 def test_explicit_values_are_parsed_like_the_environment():

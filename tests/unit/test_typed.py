@@ -13,7 +13,7 @@ from hotcfg import Snapshot, ValidationError
 from hotcfg._content.typed import import_model, model_validator, to_model
 from hotcfg._content.validate import run_validators
 from hotcfg._errors import ConfigError
-from hotcfg._sources.base import load_document
+from hotcfg._sources.files import load_document
 from tests.apps.models import App, Db, Pool, PydApp
 
 GOOD = {

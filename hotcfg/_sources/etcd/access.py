@@ -12,7 +12,7 @@ and TLS"). It holds:
 * the user and the *path* of the password file: the password is read at
   each authentication, so a rotated file is used at the next one without a
   restart, and it is kept nowhere;
-* the current auth token, under a lock; ``_etcd`` authenticates, sends it
+* the current auth token, under a lock; ``source`` authenticates, sends it
   with every request and the watch, and forgets it when etcd refuses it.
 
 The password and the token appear in no message, log line or repr. Fork
@@ -20,8 +20,9 @@ story: a forked child (a Gunicorn worker) forgets every token at once and
 gets a new lock (the watcher thread may hold the old one); workers never
 speak to etcd.
 
-Only ``_etcd`` and ``cli`` import this module; never the worker's request
-path.
+Only the etcd source, the fleet record and ``cli`` import this module;
+never the worker's request path. Imports only ``files`` of ``_sources``;
+never ``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import weakref
 
 from ..._errors import ConfigError, SourceError
 from ..._settings import Settings
-from ..base import read_capped, warn_if_others_read
+from ..files import read_capped, warn_if_others_read
 
 PASSWORD_MAX_BYTES = 4096
 

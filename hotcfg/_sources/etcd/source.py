@@ -58,8 +58,8 @@ and the threads do not exist in a child. A TLS socket is handled the same way: i
 only from ``unwrap()``, so the child neither closes nor shuts down the
 master's TLS session; it also forgets the token (``_etcd_access``).
 
-Must not be imported by the worker's request path; ``_sources`` imports it
-only when the source is ``etcd://``.
+Must not be imported by the worker's request path; ``_sources.select``
+imports it only when the source is ``etcd://``.
 """
 
 from __future__ import annotations
@@ -80,10 +80,12 @@ from typing import Any, TypeVar
 
 from ..._content import loaders, validate
 from ..._errors import ConfigError, SourceError, UnreachableError
-from ..._settings import EtcdTarget, Settings, parse_etcd
+from ..._settings import Settings
 from .. import forksafe
-from ..base import load_document
+from ..base import OneDocument
+from ..files import load_document
 from ..follower import Follower
+from ..locations import EtcdTarget, parse_etcd
 from . import keytree
 from .access import EtcdAccess
 from .answer import (
@@ -833,7 +835,7 @@ def put_if(
     return _first_answer(target, txn)
 
 
-class EtcdSource:
+class EtcdSource(OneDocument):
     """One etcd key holding a YAML, JSON or TOML document.
 
     Args:
@@ -905,6 +907,11 @@ class EtcdSource:
     @property
     def fmt(self) -> str:
         return self._fmt
+
+    @property
+    def keeps_cache(self) -> bool:
+        """Yes: a master must start when etcd is down (from its cache)."""
+        return True
 
     @property
     def revision(self) -> int:

@@ -1,4 +1,4 @@
-"""Master side: one bounded, capped, checked GET of a URL, for ``_http``.
+"""Master side: one bounded, capped, checked GET of a URL, for ``source``.
 
 Each fetch is bounded as a whole: every connect, read and write of its
 sockets gets the time left until one deadline (``HOTCFG_HTTP_TIMEOUT_MS``,
@@ -13,7 +13,7 @@ refused); at most five redirects are followed, and neither the token nor
 the validators of the body held go to an origin other than their own; a
 URL a reason names has its query values hidden. What an answer means
 (content types, temporary statuses, Retry-After, redirects) is
-``_http_rules``, pure; the translation of transport errors into reasons is
+``rules``, pure; the translation of transport errors into reasons is
 here, at the boundary.
 
 Fork story: no connection outlives one fetch (:class:`Attempt` closes its
@@ -29,6 +29,9 @@ socket: a fork may fall into it, and :meth:`Attempt.cancel` cuts it.
 
 Name resolution is bounded by the system resolver's own timeouts only
 (``getaddrinfo`` cannot be interrupted).
+
+Imports ``files``, ``locations``, ``forksafe`` and ``rules`` of ``_sources``;
+never a source, ``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
@@ -44,11 +47,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from ... import __version__
 from ..._errors import SourceError
-from ..._settings import redact_url
+from ..._version import __version__
 from .. import forksafe
-from ..base import read_capped
+from ..files import read_capped
+from ..locations import redact_url
 from .rules import (
     REDIRECT_STATUSES,
     accept_header,
@@ -305,7 +308,7 @@ _NO_ANSWER = Answer(None)  # no validators
 
 def _shown_url(url: str) -> str:
     """A URL as a reason writes it: its query values and credentials hidden
-    (``_settings.redact_url``), then made printable and short."""
+    (``locations.redact_url``), then made printable and short."""
     return shown(redact_url(url))
 
 

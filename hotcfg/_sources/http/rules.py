@@ -1,4 +1,4 @@
-"""PURE: what an HTTP answer means to the HTTP source (``_http``).
+"""PURE: what an HTTP answer means to the HTTP source (``source``).
 
 No sockets, no clock, no threads: the time (``now``) and the randomness
 (``jitter``) come in as arguments, so every rule is tested alone

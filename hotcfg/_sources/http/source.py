@@ -1,7 +1,7 @@
 """Master side: a document at an http(s) URL, polled.
 
 ``HOTCFG_SOURCE=https://config.example/app.yaml``. The master GETs the URL
-every ``HOTCFG_POLL_INTERVAL_MS`` (``_http_fetch``: one deadline per fetch,
+every ``HOTCFG_POLL_INTERVAL_MS`` (``fetch``: one deadline per fetch,
 a size cap, verified certificates, at most five redirects), sending the
 ``ETag`` and ``Last-Modified`` of the last good answer (``If-None-Match``,
 ``If-Modified-Since``) to the origin that gave them: a 304 costs no parse,
@@ -9,7 +9,7 @@ and a 200 with the bytes held already calls nobody (docs/design.md, "HTTP
 source").
 
 The source's label and location are the URL with its query values hidden
-(``_settings.redact_url``): whatever names the source (the segment, the
+(``locations.redact_url``): whatever names the source (the segment, the
 history, ``status``, logs, errors, the fleet record) never holds a
 presigned URL's signature. Only the fetcher has the URL as written.
 
@@ -27,11 +27,13 @@ Threads (master only): ``hotcfg-http`` polls and records the newest answer;
 delays a fetch, and the next publish validates the newest answer.
 
 Fork story: the source holds a body, its validators and the last failure,
-never a connection (``_http_fetch`` closes a child's copies of the sockets
+never a connection (``fetch`` closes a child's copies of the sockets
 of a fetch in flight); the threads do not exist in a child.
 
-Must not be imported by the worker's request path; ``_sources`` imports it
-only when the source is an http(s) URL.
+Must not be imported by the worker's request path; ``_sources.select``
+imports it only when the source is an http(s) URL. Imports ``base``,
+``files``, ``locations``, ``follower`` and its own ``fetch`` and ``rules``
+of ``_sources``; never ``select``, ``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..._errors import ConfigError, SourceError, UnreachableError
-from ..._settings import Settings, redact_url
-from ..base import load_document, warn_if_others_read
+from ..._settings import Settings
+from ..base import OneDocument
+from ..files import load_document, warn_if_others_read
 from ..follower import Follower
+from ..locations import redact_url
 from .fetch import Answer, Attempt, FetchCancelled, Fetcher, FetchFailed
 from .rules import next_poll_s
 
@@ -75,7 +79,7 @@ class Polled:
     failed: FetchFailed | None = None
 
 
-class HttpSource:
+class HttpSource(OneDocument):
     """A YAML, JSON or TOML document at an http(s) URL.
 
     It holds the last good answer's body and validators, and the last
@@ -152,6 +156,11 @@ class HttpSource:
     @property
     def fmt(self) -> str:
         return self.fetcher.fmt
+
+    @property
+    def keeps_cache(self) -> bool:
+        """Yes: a master must start when the server is down (from its cache)."""
+        return True
 
     def load(self) -> dict[str, Any]:
         """The document: fetched now, or while polling the last answer.

@@ -22,8 +22,10 @@ from hotcfg import _api
 from hotcfg._content.layers import overrides_from
 from hotcfg._errors import HotcfgError, NotConfiguredError, SourceError
 from hotcfg._master.publisher import validate_source
-from hotcfg._settings import ETCD_SCHEME, Settings, is_http, layer_settings
-from hotcfg._sources.base import FileSource, validators_for
+from hotcfg._settings import Settings, layer_settings
+from hotcfg._sources.checks import validators_for
+from hotcfg._sources.file import FileSource
+from hotcfg._sources.locations import ETCD_SCHEME, is_http
 
 HINT = "set HOTCFG = {'SOURCE': ...} in settings or HOTCFG_SOURCE in the environment"
 REMOTE_HINT = "check --deploy reads etcd or the URL: run it where the service runs"

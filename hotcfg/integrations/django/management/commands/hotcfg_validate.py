@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from hotcfg import _api
 from hotcfg._errors import HotcfgError
 from hotcfg._master.publisher import validate_source
-from hotcfg._settings import redact_url
+from hotcfg._sources.locations import redact_url
 
 
 class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped here
