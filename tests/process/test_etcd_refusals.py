@@ -19,7 +19,7 @@ from hotcfg._master.publisher import Publisher
 from hotcfg._segment import layout
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.base import source_for
+from hotcfg._sources.select import source_for
 from tests.etcd import PROGRESS_MS
 from tests.following import Followed
 from tests.waiting import wait_for
