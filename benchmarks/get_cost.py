@@ -42,10 +42,10 @@ def main() -> None:
     os.environ["HOTCFG_SEGMENT_DIR"] = str(tmp / "seg")
 
     import hotcfg
-    from hotcfg import _api
+    from hotcfg import _api, _runtime
 
     hotcfg.configure(source=str(path))
-    _api.ensure_publisher(start_watching=False)
+    _runtime.ensure_publisher(start_watching=False)
     token = _api.pin()  # as inside a request
     snap = hotcfg.snapshot()
     nested = {"a": {"b": {"c": 1}}}
@@ -61,7 +61,7 @@ def main() -> None:
     assert get("a.b.x", 0) == 0
     costs = [(label, median_ns(fn, args.number, args.runs)) for label, fn in rows]
     _api.unpin(token)
-    _api.ensure_publisher().close()
+    _runtime.ensure_publisher().close()
     base = costs[0][1]
     print(f"median of {args.runs} x {args.number} calls; ratio to the plain dicts")
     print(f"{'lookup':<34} {'ns':>7} {'ratio':>6}")

@@ -129,10 +129,10 @@ def access_cost_ns() -> dict[str, float]:
     path.write_text(config_text(1, 10_000) + "a: {b: {c: 1}}\n")
     os.environ["HOTCFG_SEGMENT_DIR"] = str(tmp / "seg")
     import hotcfg
-    from hotcfg import _api
+    from hotcfg import _api, _runtime
 
     hotcfg.configure(source=str(path))
-    reader = _api.reader()
+    reader = _runtime.reader()
     nested = {"a": {"b": {"c": 1}}}
     stamp = os.stat(path).st_mtime_ns
 
@@ -154,7 +154,7 @@ def access_cost_ns() -> dict[str, float]:
     _api.unpin(token)
     costs['dict["a"]["b"]["c"]'] = best(lambda: nested["a"]["b"]["c"])
     costs.update(shared_dict_costs(dict(hotcfg.snapshot().to_dict()), best))
-    _api.ensure_publisher().close()
+    _runtime.ensure_publisher().close()
     return costs
 
 

@@ -122,10 +122,10 @@ def refresh_cost_ns() -> tuple[float, float]:
     (tmp / "c.yaml").write_text("a: {b: {c: 1}}\n")
     os.environ["HOTCFG_SEGMENT_DIR"] = str(tmp / "seg")
     import hotcfg
-    from hotcfg import _api
+    from hotcfg import _runtime
 
     hotcfg.configure(source=str(tmp / "c.yaml"))
-    reader = _api.reader()
+    reader = _runtime.reader()
     n = 200_000
     with_hotcfg = min(timeit.repeat(reader.refresh, number=n, repeat=7)) / n * 1e9
 
@@ -141,7 +141,7 @@ def refresh_cost_ns() -> tuple[float, float]:
         hooks.post_request(None, None, None, None)
 
     per_request = min(timeit.repeat(request_hooks, number=n, repeat=7)) / n * 1e9
-    _api.ensure_publisher().close()
+    _runtime.ensure_publisher().close()
     return with_hotcfg, bare, per_request
 
 

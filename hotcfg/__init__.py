@@ -23,7 +23,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._api import configure as configure
     from ._api import generation as generation
     from ._api import get as get
     from ._api import latest as latest
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from ._errors import SegmentError as SegmentError
     from ._errors import SourceError as SourceError
     from ._errors import ValidationError as ValidationError
+    from ._runtime import configure as configure
     from ._segment.snapshot import Snapshot as Snapshot
     from ._version import __version__ as __version__
 
@@ -70,10 +70,11 @@ __all__ = [
 # format) does not pull in the publisher, watchdog, mmap or threads.
 _LAZY = {
     **dict.fromkeys(
-        ("configure", "generation", "get", "latest", "on_change", "require",
-         "resource", "snapshot"),
+        ("generation", "get", "latest", "on_change", "require", "resource",
+         "snapshot"),
         "_api",
     ),
+    "configure": "_runtime",
     **dict.fromkeys(
         ("ConfigError", "CorruptSegmentError", "HotcfgError", "MissingKeyError",
          "NotConfiguredError", "ParseError", "SegmentError", "SourceError",

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from . import _api
+from . import _runtime
 from ._settings import Settings
 
 __all__ = ["TestConfig", "use_config"]
@@ -59,7 +59,7 @@ class TestConfig:
     @property
     def generation(self) -> int:
         """The generation the code under test sees now."""
-        return _api.reader().refresh().generation
+        return _runtime.reader().refresh().generation
 
     def set(self, data: Mapping[str, Any] | str | bytes) -> int:
         """Publish ``data`` as the whole new configuration.
@@ -77,7 +77,7 @@ class TestConfig:
                 schema or model), with the same message the master would log.
         """
         _write(self.path, self._fmt, data)
-        _api.ensure_publisher(start_watching=False).publish_from_source(
+        _runtime.ensure_publisher(start_watching=False).publish_from_source(
             raise_errors=True
         )
         return self.generation
@@ -88,7 +88,7 @@ class TestConfig:
         Returns:
             The generation the code under test sees afterwards.
         """
-        data = _api.reader().refresh().to_dict()
+        data = _runtime.reader().refresh().to_dict()
         *parents, last = path.split(".")
         node = data
         for key in parents:
@@ -131,8 +131,8 @@ def use_config(
             source=str(path),
         )
         assert cfg.format is not None
-        with _api.isolated(cfg):
-            _api.ensure_publisher(start_watching=False)
+        with _runtime.isolated(cfg):
+            _runtime.ensure_publisher(start_watching=False)
             yield TestConfig(path, cfg.format)
     finally:
         shutil.rmtree(directory, ignore_errors=True)

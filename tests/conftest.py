@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from hotcfg import _api
+from hotcfg import _runtime
 from hotcfg._worker.reader import ChangeCallbacks
 
 #: How long a test waits for this process's reader to see a saved change.
@@ -68,7 +68,7 @@ class FreshHotcfg:
 
     @staticmethod
     def _switched(key, value, deadline):
-        seen = _api.reader().refresh().get(key)
+        seen = _runtime.reader().refresh().get(key)
         if seen == value:
             return True
         assert time.monotonic() < deadline, f"{key} is still {seen!r}, not {value!r}"
@@ -83,8 +83,8 @@ def fresh_hotcfg(monkeypatch):
     inside is closed afterwards (watcher stopped, segment removed)."""
     # isolated() keeps callbacks (users register them at import time); a
     # test's own must not outlive it.
-    monkeypatch.setattr(_api, "_callbacks", ChangeCallbacks())
-    with _api.isolated(None):
+    monkeypatch.setattr(_runtime, "_callbacks", ChangeCallbacks())
+    with _runtime.isolated(None):
         yield FreshHotcfg()
 
 

@@ -15,8 +15,8 @@ validators of the master that starts, never those of the one that wrote it.
 
 Kept only for a source that can be unreachable (etcd, HTTP): a file source that
 is missing at boot refuses to start, as it always did, so it has no cache.
-The publisher writes the file after each publish; ``_api`` reads it only
-when the first read of the source failed because the store was unreachable
+The publisher writes the file after each publish, and reads it back only
+when its first read of the source failed because the store was unreachable
 (``UnreachableError``).
 
 Must not import ``_publisher``, ``_control`` or anything above them.

@@ -37,7 +37,7 @@ a keeper inherited by a child is inert there (its pid check, and
 ``os.register_at_fork`` gives it a fresh condition): a worker never puts,
 renews or revokes the master's record.
 
-Imported only by a master following etcd (``_api.keep_fleet_record``) and
+Imported only by a master following etcd (``_runtime.keep_fleet_record``) and
 by ``hotcfg status --fleet``; never on a worker's request path.
 """
 

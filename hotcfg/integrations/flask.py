@@ -22,7 +22,7 @@ from typing import Any
 from flask import Flask, g
 from werkzeug.local import LocalProxy
 
-from hotcfg import _api
+from hotcfg import _api, _runtime
 from hotcfg._segment.snapshot import Snapshot
 
 _SCOPE = "_hotcfg_scope"
@@ -51,7 +51,7 @@ class HotCfg:
         """
         options = {k: v for k, v in app.config.items() if k.startswith("HOTCFG_")}
         if options:
-            _api.configure_from(options)
+            _runtime.configure_from(options)
         app.extensions["hotcfg"] = self
         app.before_request(_pin)
         app.teardown_request(_unpin)

@@ -47,7 +47,7 @@ from functools import partial
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from hotcfg import _api
+from hotcfg import _api, _runtime
 from hotcfg._errors import HotcfgError
 from hotcfg._segment import layout
 
@@ -81,7 +81,7 @@ def _hint_workers(server: Arbiter, signum: int | None) -> None:
 def _on_hint(signum: int, frame: FrameType | None) -> None:
     # Sets a flag and writes one byte to the applier's socket: the switch
     # and the callbacks run in the applier thread, never in this handler.
-    _api.hint()
+    _runtime.hint()
 
 
 class _ToGunicornLog(logging.Handler):
@@ -137,8 +137,8 @@ def on_starting(server: Arbiter) -> None:
     try:
         # A relative HOTCFG_SOURCE is relative to where Gunicorn runs (its
         # --chdir), whatever directory a preloaded app has moved to since.
-        settings = _api.resolve_settings(base_dir=server.cfg.chdir)
-        publisher = _api.ensure_publisher(
+        settings = _runtime.resolve_settings(base_dir=server.cfg.chdir)
+        publisher = _runtime.ensure_publisher(
             start_watching=False,
             keep_history=True,
             service=service_of(server),
@@ -162,8 +162,8 @@ def on_starting(server: Arbiter) -> None:
 
 
 def when_ready(server: Arbiter) -> None:
-    _api.ensure_publisher(start_watching=True)
-    _api.keep_fleet_record()
+    _runtime.ensure_publisher(start_watching=True)
+    _runtime.keep_fleet_record()
 
 
 def pre_fork(server: Arbiter, worker: Worker) -> None:
@@ -173,7 +173,7 @@ def pre_fork(server: Arbiter, worker: Worker) -> None:
 
 
 def post_fork(server: Arbiter, worker: Worker) -> None:
-    nice = _api.settings().worker_nice
+    nice = _runtime.settings().worker_nice
     if nice is None:
         return
     # PRIO_PROCESS with 0 is this thread; threads started later inherit it.
@@ -190,15 +190,15 @@ def post_fork(server: Arbiter, worker: Worker) -> None:
 
 
 def post_worker_init(worker: Worker) -> None:
-    _api.attach_worker(slot=getattr(worker, _SLOT_ATTR, None))
-    settings = _api.settings()
+    _runtime.attach_worker(slot=getattr(worker, _SLOT_ATTR, None))
+    settings = _runtime.settings()
     signum = settings.hint_signal
     if signum is not None:
         if settings.applier:
             # After the fork (threads do not cross it) and after gevent's
             # monkey-patching (its thread is then a greenlet, its socket
             # cooperative): see _applier.
-            _api.start_applier(signum)
+            _runtime.start_applier(signum)
         signal.signal(signum, _on_hint)
         signal.siginterrupt(signum, False)
 
@@ -214,16 +214,16 @@ def post_request(worker: Worker, req: Any, environ: Any, resp: Any) -> None:
 def child_exit(server: Arbiter, worker: Worker) -> None:
     slot = getattr(worker, _SLOT_ATTR, None)
     if slot is not None:
-        _api.forget_worker(slot)
+        _runtime.forget_worker(slot)
 
 
 def on_reload(server: Arbiter) -> None:
     # Through the watcher thread: the arbiter must not wait on a validator.
-    _api.ensure_publisher().request_publish()
+    _runtime.ensure_publisher().request_publish()
 
 
 def on_exit(server: Arbiter) -> None:
-    _api.shutdown()
+    _runtime.shutdown()
 
 
 # name -> (our hook, arity, whether ours runs before the user's)

@@ -10,7 +10,7 @@ import os
 import signal
 import time
 
-from hotcfg import _api
+from hotcfg import _runtime
 
 from .probe_app import app as probe
 
@@ -18,8 +18,8 @@ from .probe_app import app as probe
 def app(environ, start_response):
     if environ.get("PATH_INFO") != "/hint":
         return probe(environ, start_response)
-    reader = _api.reader()
-    signum = _api.settings().hint_signal
+    reader = _runtime.reader()
+    signum = _runtime.settings().hint_signal
     handler = signal.getsignal(signum)
     reader._stale = False
     os.kill(os.getpid(), signum)

@@ -10,7 +10,7 @@ from dataclasses import fields
 import pytest
 
 import hotcfg
-from hotcfg import _api
+from hotcfg import _runtime
 from hotcfg._settings import Settings, variable
 
 #: For each setting: a value to give, and what the resolved Settings hold
@@ -90,4 +90,4 @@ def test_each_setting_reaches_the_resolved_settings(
     monkeypatch.delenv(variable(name), raising=False)
     given, expected = SAMPLES[name]
     path(name, given, request)
-    assert getattr(_api.settings(), name) == expected
+    assert getattr(_runtime.settings(), name) == expected

@@ -1,5 +1,5 @@
 """Tests that run hotcfg in a child Python process of their own, so the
-process-global state of ``hotcfg._api`` starts fresh each time."""
+process-global state of ``hotcfg._runtime`` starts fresh each time."""
 
 import os
 import subprocess

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import hotcfg
-from hotcfg import _api
+from hotcfg import _api, _runtime
 from hotcfg._master.publisher import Publisher
 from hotcfg._segment import layout
 from hotcfg._segment.shm import Segment
@@ -146,15 +146,15 @@ def test_hint_wakes_the_started_applier():
         hotcfg.on_change("value")(lambda old, new: changes.append(new))
         hotcfg.get("value")  # start the reader
         # A signal the applier does not take itself: nothing is blocked here.
-        applier = _api.start_applier(signal.SIGUSR2)
+        applier = _runtime.start_applier(signal.SIGUSR2)
         try:
             config.set({"value": 1})
-            _api.hint()
+            _runtime.hint()
             wait_until(lambda: changes == [1], "the callback in the applier")
         finally:
-            _api.shutdown()
+            _runtime.shutdown()
         assert not applier.alive
-        assert _api._applier is None
+        assert _runtime._applier is None
 
 
 def test_a_volatile_read_sees_the_newest_generation_inside_a_pinned_request():

@@ -9,9 +9,9 @@ SCRIPT = textwrap.dedent(
     """
     import os, threading
     import hotcfg
-    from hotcfg import _api
+    from hotcfg import _runtime
 
-    publisher = _api.ensure_publisher(start_watching=False)
+    publisher = _runtime.ensure_publisher(start_watching=False)
     stop = threading.Event()
 
     def publish_forever():
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
             code = 0
             try:
                 # The worker path: a reader on the inherited segment.
-                reader = _api.attach_worker(slot=None)
+                reader = _runtime.attach_worker(slot=None)
                 snap = reader.refresh()
                 assert snap.generation > 0
                 assert isinstance(snap.get("value"), int)

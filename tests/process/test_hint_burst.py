@@ -15,12 +15,12 @@ from . import run_script
 SCRIPT = textwrap.dedent(
     """
     import json, os, signal, sys, time, types
-    from hotcfg import _api
+    from hotcfg import _runtime
     from hotcfg.integrations import gunicorn as hooks
 
     BURST = int(sys.argv[1])
-    publisher = _api.ensure_publisher(start_watching=False)
-    signum = _api.settings().hint_signal
+    publisher = _runtime.ensure_publisher(start_watching=False)
+    signum = _runtime.settings().hint_signal
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()
@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent(
             # mask: every hint of the burst stays pending for the main thread.
             signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
             hooks.post_worker_init(types.SimpleNamespace())
-            reader, real = _api._reader, signal.getsignal(signum)
+            reader, real = _runtime._reader, signal.getsignal(signum)
             calls = []
 
             def counting(s, frame):

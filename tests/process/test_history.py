@@ -228,9 +228,9 @@ def test_the_socket_is_removed_on_close(config, tmp_path):
 FORKED = textwrap.dedent(
     """
     import os, sys
-    from hotcfg import _api
+    from hotcfg import _runtime
     from hotcfg._master import control as _control
-    publisher = _api.ensure_publisher(start_watching=True)
+    publisher = _runtime.ensure_publisher(start_watching=True)
     server = _control.start(publisher)
     listening = server._listener.fileno()
     pid = os.fork()

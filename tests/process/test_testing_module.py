@@ -7,7 +7,7 @@ import os
 import pytest
 
 import hotcfg
-from hotcfg import _api
+from hotcfg import _runtime
 from hotcfg.testing import use_config
 
 
@@ -16,7 +16,7 @@ def test_set_change_and_reset(tmp_path):
     hotcfg.on_change("feature.banner")(lambda old, new: changes.append((old, new)))
     with use_config({"feature": {"banner": True}, "limit": 3}) as config:
         assert hotcfg.get("feature.banner") is True
-        segment_dir = _api.settings().resolved_segment_dir
+        segment_dir = _runtime.settings().resolved_segment_dir
         assert config.set({"feature": {"banner": False}, "limit": 3}) == 2
         assert hotcfg.get("feature.banner") is False
         assert config.update("limit", 4) == 3
@@ -24,8 +24,8 @@ def test_set_change_and_reset(tmp_path):
         assert os.listdir(segment_dir)
     assert changes == [(True, False)]
     assert not os.path.exists(segment_dir)
-    assert _api._publisher is None
-    assert _api._reader is None
+    assert _runtime._publisher is None
+    assert _runtime._reader is None
 
 
 def test_a_refused_config_raises_and_the_last_good_stays(tmp_path):

@@ -16,7 +16,7 @@ from . import run_script
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json, logging, os, sys, traceback
-    from hotcfg import _api
+    from hotcfg import _runtime
     from hotcfg._segment import layout
     from hotcfg._segment import payload as _payload
     from hotcfg._worker.reader import Reader
@@ -122,7 +122,7 @@ SCRIPT = textwrap.dedent(
         stats["failed"] = len(errors)
         os.write(out, (json.dumps(stats) + "\\n").encode())
 
-    publisher = _api.ensure_publisher(start_watching=False)
+    publisher = _runtime.ensure_publisher(start_watching=False)
     r, w = os.pipe()
     pids = []
     for i in range(READERS):

@@ -30,7 +30,7 @@ EXHAUST = textwrap.dedent(
     """
     import ctypes, errno, logging, os, sys, time
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    from hotcfg import _api
+    from hotcfg import _api, _runtime
     from hotcfg._content import loaders
     import hotcfg._sources.watch  # watchdog's inotify module, imported while root
 
@@ -47,7 +47,7 @@ EXHAUST = textwrap.dedent(
         held += 1
     print("instances", held, errno.errorcode[ctypes.get_errno()])
 
-    publisher = _api.ensure_publisher()
+    publisher = _runtime.ensure_publisher()
     before = publisher.generation
     config = os.environ["HOTCFG_SOURCE"]
     with open(config + ".tmp", "w") as f:
@@ -96,7 +96,7 @@ FLOODED = textwrap.dedent(
     """
     import logging, os, sys, threading, time
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    from hotcfg import _api
+    from hotcfg import _api, _runtime
 
     overflowed = threading.Event()
 
@@ -108,7 +108,7 @@ FLOODED = textwrap.dedent(
     # watchdog only logs an overflow (and loses the events): watch its log.
     logging.getLogger("watchdog.observers.inotify_c").addHandler(Overflow())
 
-    publisher = _api.ensure_publisher()
+    publisher = _runtime.ensure_publisher()
     before = publisher.generation
     print("ready", flush=True)
     sys.stdin.readline()  # stopped, flooded, saved and continued meanwhile

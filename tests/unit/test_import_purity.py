@@ -15,6 +15,7 @@ IMPURE = [
     "mmap",
     "watchdog",
     "hotcfg._api",
+    "hotcfg._runtime",
     "hotcfg._sources.watch",
     "hotcfg._segment.shm",
 ]
@@ -49,6 +50,42 @@ def test_first_access_imports_and_caches_the_name():
     loaded = loaded_after("import hotcfg; hotcfg.get")
     assert {"hotcfg._api", "hotcfg._errors"} <= loaded
     assert hotcfg.get is hotcfg.__dict__["get"]  # cached: a plain attribute
+
+
+# What only the publishing process needs: the master's and the sources'
+# packages, the file watcher, and the etcd and HTTP clients' libraries.
+MASTER_ONLY = ("hotcfg._master", "hotcfg._sources", "watchdog", "http.client", "ssl")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import hotcfg; hotcfg.get",
+        "import hotcfg; hotcfg.configure",
+        "import hotcfg._api",
+        "import hotcfg.integrations.wsgi",
+        "import hotcfg.integrations.asgi",
+    ],
+)
+def test_the_worker_request_path_imports_nothing_of_the_master(statement):
+    """A worker's per-request path (the public functions, the pinning, the
+    process state they read, the request middleware) brings in no watcher,
+    sockets to a store or master module: those load lazily, in the process
+    that publishes. (``socket`` itself comes in with the applier's wake-up
+    pair, so the check names the stores' clients, not ``socket``.)"""
+    loaded = loaded_after(statement)
+    assert "hotcfg._runtime" in loaded  # the path under test was loaded
+    master = {
+        name
+        for name in loaded
+        if any(name == top or name.startswith(f"{top}.") for top in MASTER_ONLY)
+    }
+    assert sorted(master) == []
+
+
+def test_process_state_does_not_import_the_request_side():
+    """``_api`` imports ``_runtime``; the other way would be a circle."""
+    assert "hotcfg._api" not in loaded_after("import hotcfg._runtime")
 
 
 def test_unknown_name_is_an_attribute_error():

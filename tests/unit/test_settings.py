@@ -7,7 +7,7 @@ import signal
 import pytest
 
 import hotcfg
-from hotcfg import _api
+from hotcfg import _runtime
 from hotcfg._errors import ConfigError
 from hotcfg._settings import Settings
 from hotcfg._sources.locations import redact_url
@@ -80,12 +80,12 @@ def test_a_relative_source_is_made_absolute_once(tmp_path, monkeypatch):
 
 
 def test_resolve_settings_keeps_what_configure_set(tmp_path, monkeypatch):
-    monkeypatch.setattr(_api, "_settings", None)
+    monkeypatch.setattr(_runtime, "_settings", None)
     monkeypatch.setenv("HOTCFG_SOURCE", "c.yaml")
-    assert _api.resolve_settings(base_dir=str(tmp_path)).source == str(
+    assert _runtime.resolve_settings(base_dir=str(tmp_path)).source == str(
         tmp_path / "c.yaml"
     )
-    assert _api.resolve_settings(base_dir="/elsewhere").source == str(
+    assert _runtime.resolve_settings(base_dir="/elsewhere").source == str(
         tmp_path / "c.yaml"
     )
 

@@ -8,7 +8,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from hotcfg import _api
+from hotcfg import _runtime
 from hotcfg._errors import HotcfgError
 
 
@@ -31,6 +31,6 @@ class HotcfgConfig(AppConfig):  # type: ignore[misc]  # Django is untyped here
         # Only settings: the publisher starts at the first request (runserver)
         # or is the Gunicorn master's, so manage.py commands start nothing.
         try:
-            _api.configure_from(options())
+            _runtime.configure_from(options())
         except HotcfgError as exc:
             raise ImproperlyConfigured(f"settings.HOTCFG: {exc}") from exc

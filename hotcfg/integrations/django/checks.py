@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.checks import Error, register
 
-from hotcfg import _api
+from hotcfg import _runtime
 from hotcfg._content.layers import overrides_from
 from hotcfg._errors import HotcfgError, NotConfiguredError, SourceError
 from hotcfg._master.publisher import validate_source
@@ -66,7 +66,7 @@ def _errors(check: Callable[[], object], *, hint: str = HINT) -> list[Error]:
 
 def check_source(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """The local check: a source is set, its files are readable and valid."""
-    settings = _api.settings()
+    settings = _runtime.settings()
     if settings.source and _remote(settings):
         return _errors(lambda: _local_parts(settings))
     return _errors(lambda: validate_source(settings))  # E001 without a source
@@ -75,7 +75,7 @@ def check_source(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 def check_remote_source(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     """The deployment check: an etcd or HTTP source is read now, merged and
     validated as the master would."""
-    settings = _api.settings()
+    settings = _runtime.settings()
     if not settings.source or not _remote(settings):
         return []  # the local check covered it
     return _errors(lambda: validate_source(settings), hint=REMOTE_HINT)

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from hotcfg import _api
+from hotcfg import _runtime
 from hotcfg._errors import HotcfgError
 from hotcfg._master.publisher import validate_source
 from hotcfg._sources.locations import redact_url
@@ -22,7 +22,7 @@ class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped here
         parser.add_argument("path", nargs="?", help="file to check")
 
     def handle(self, *args: Any, path: str | None = None, **options: Any) -> None:
-        settings = _api.settings()
+        settings = _runtime.settings()
         if path is not None:
             settings = settings.updated(source=path)
         try:
