@@ -54,10 +54,19 @@ IMPURE_STDLIB = ("os", "mmap", "signal", "threading", "time", "socket", "select"
 
 #: What a worker runs on every request, and what none of it may load when
 #: imported: the file watcher, network clients (etcd and HTTP speak through
-#: ``http.client`` and ``ssl``), or anything of the master's. (The applier's
-#: local socketpair is no network client: ``socket`` alone is allowed.)
+#: ``http.client`` and ``ssl``), or anything of the master's or the sources'
+#: but their pure modules (the settings parse source strings with the grammar
+#: in ``_sources.locations``). The applier's local socketpair is no network
+#: client: ``socket`` alone is allowed.
 REQUEST_PATH = ("_api", "_worker.reader", "_segment")
-NOT_ON_REQUEST_PATH = ("watchdog", "ssl", "http", "urllib", "_sources", "_master")
+NOT_ON_REQUEST_PATH = (
+    "watchdog",
+    "ssl",
+    "http",
+    "urllib.request",
+    "_sources",
+    "_master",
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +103,7 @@ def imports(
     module: Module, package: str, *, top_level_only: bool = False
 ) -> Iterator[tuple[str, int, bool]]:
     """(imported name, line, own): own names are dotted within the package;
-    other names are their top-level module ("os", "watchdog"). Every import
+    other names are dotted in full ("os", "urllib.parse"). Every import
     in the module, or only those at its top level (what importing it runs)."""
     tree = ast.parse(module.path.read_text(encoding="utf-8"))
     nodes = tree.body if top_level_only else ast.walk(tree)
@@ -104,7 +113,7 @@ def imports(
                 if alias.name == package or alias.name.startswith(package + "."):
                     yield alias.name[len(package) + 1 :], node.lineno, True
                 else:
-                    yield alias.name.split(".")[0], node.lineno, False
+                    yield alias.name, node.lineno, False
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = _resolve(module, node.level, node.module)
@@ -113,7 +122,7 @@ def imports(
             ):
                 base = node.module[len(package) + 1 :]
             else:
-                yield (node.module or "").split(".")[0], node.lineno, False
+                yield node.module or "", node.lineno, False
                 continue
             for alias in node.names:
                 yield (
@@ -201,6 +210,14 @@ def _pure(name: str) -> bool:
     )
 
 
+def _defining_module(found: dict[str, Module], target: str) -> str:
+    """The module an import of ``target`` loads: itself, or the module that
+    defines the name ``target`` ends in."""
+    while target and target not in found:
+        target = target.rpartition(".")[0]
+    return target
+
+
 def reachable(edges: dict[str, set[str]], starts: Iterable[str]) -> set[str]:
     seen: set[str] = set()
     todo = [s for s in starts if s in edges]
@@ -222,7 +239,7 @@ def broken_rules(found: dict[str, Module], package: str) -> list[str]:
                     broken.append(f"{name} imports {target}: {why}")
         if _pure(name):
             for target, line, own in imports(found[name], package):
-                if not own and target in IMPURE_STDLIB:
+                if not own and any(_under(target, bad) for bad in IMPURE_STDLIB):
                     broken.append(f"{name}:{line} imports {target}: a pure module")
     # The request path, module-level imports only: what a worker's get()
     # loads. A lazy import inside a master-only function is not on it.
@@ -231,6 +248,9 @@ def broken_rules(found: dict[str, Module], package: str) -> list[str]:
     for name in sorted(reachable(level, request)):
         for target, line, own in imports(found[name], package, top_level_only=True):
             shown = target if not own else f"{package}.{target}"
+            # A pure module (the source grammar) runs nothing: it may be read.
+            if own and _pure(_defining_module(found, target)):
+                continue
             if any(target == bad or _under(target, bad) for bad in NOT_ON_REQUEST_PATH):
                 broken.append(
                     f"{name}:{line} imports {shown}: on a worker's request path"
