@@ -27,12 +27,12 @@ unreachable it retries with backoff and logs the loss once and the
 recovery once; publishing never waits for it.
 
 Every etcd call goes through :meth:`FleetRecord._call` (and
-:func:`read_fleet` for the command line), over ``_etcd``'s JSON gateway
-client; the record's key and content are built by the pure functions
-:func:`record_key` and :func:`build_record`.
+:func:`read_fleet` for the command line), over the JSON gateway client
+(``_sources.etcd.client``); the record's key and content are built by the
+pure functions :func:`record_key` and :func:`build_record`.
 
 Fork story: the thread exists only in the master; a worker forked while a
-call is open closes its copy of the socket (``_etcd``'s at-fork hook), and
+call is open closes its copy of the socket (``forksafe``'s at-fork hook), and
 a keeper inherited by a child is inert there (its pid check, and
 ``os.register_at_fork`` gives it a fresh condition): a worker never puts,
 renews or revokes the master's record.
@@ -62,9 +62,11 @@ from urllib.parse import quote
 from .._errors import UnreachableError
 from .._segment import layout
 from .._settings import Settings
+from .._sources.etcd import client as etcd_client
 from .._sources.etcd import keytree
-from .._sources.etcd import source as _etcd
 from .._sources.etcd.access import EtcdAccess
+from .._sources.etcd.client import b64
+from .._sources.etcd.source import EtcdSource
 from .._sources.locations import EtcdTarget, parse_etcd
 
 if TYPE_CHECKING:
@@ -219,13 +221,9 @@ def decode_record(value: bytes) -> dict[str, Any] | None:
     return record
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode("ascii")
-
-
 def _range_end(prefix: str) -> str:
     """Every key that starts with ``prefix``, as the gateway takes it."""
-    return base64.b64encode(keytree.range_end(prefix.encode())).decode("ascii")
+    return b64(keytree.range_end(prefix.encode()))
 
 
 def _lease_gone(exc: BaseException) -> bool:
@@ -368,7 +366,7 @@ class FleetRecord:
         deadline_s = min(self._timeout_s, self._granted_ttl / 4.0)
 
         def call(endpoint: tuple[str, int]) -> dict[str, Any]:
-            reply = _etcd._call(
+            reply = etcd_client.call(
                 endpoint,
                 path,
                 request,
@@ -379,7 +377,7 @@ class FleetRecord:
             self._answered = endpoint
             return reply
 
-        return _etcd._first_answer(self.target, call, first=self._answered)
+        return etcd_client.first_answer(self.target, call, first=self._answered)
 
     def _grant(self) -> None:
         reply = self._call("/v3/lease/grant", {"TTL": self._ttl})
@@ -413,8 +411,8 @@ class FleetRecord:
         self._call(
             "/v3/kv/put",
             {
-                "key": _b64(self.key),
-                "value": base64.b64encode(value).decode("ascii"),
+                "key": b64(self.key.encode()),
+                "value": b64(value),
                 "lease": str(self.lease),
             },
         )
@@ -484,13 +482,13 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
     )
 
 
-def etcd_source_of(source: object) -> _etcd.EtcdSource | None:
+def etcd_source_of(source: object) -> EtcdSource | None:
     """The etcd source a master follows: its source, or the first etcd layer
     of a layered one (the fleet record names that key); None without one."""
-    if isinstance(source, _etcd.EtcdSource):
+    if isinstance(source, EtcdSource):
         return source
     for layer in getattr(source, "sources", ()):
-        if isinstance(layer, _etcd.EtcdSource):
+        if isinstance(layer, EtcdSource):
             return layer
     return None
 
@@ -551,7 +549,7 @@ def read_fleet(url: str, settings: Settings) -> Fleet:
     target = parse_etcd(url)
     access = EtcdAccess.from_settings(settings)
     prefix = prefix_for(target.key)
-    config: dict[str, Any] = {"key": _b64(target.key), "keys_only": True}
+    config: dict[str, Any] = {"key": b64(target.key.encode()), "keys_only": True}
     if target.is_prefix:  # its last change: the newest key under it
         config.update(
             range_end=_range_end(target.key),
@@ -561,13 +559,18 @@ def read_fleet(url: str, settings: Settings) -> Fleet:
         )
     request = {
         "success": [
-            {"request_range": {"key": _b64(prefix), "range_end": _range_end(prefix)}},
+            {
+                "request_range": {
+                    "key": b64(prefix.encode()),
+                    "range_end": _range_end(prefix),
+                }
+            },
             {"request_range": config},
         ]
     }
 
     def read(endpoint: tuple[str, int]) -> Fleet:
-        reply = _etcd._call(
+        reply = etcd_client.call(
             endpoint,
             "/v3/kv/txn",
             request,
@@ -590,13 +593,11 @@ def read_fleet(url: str, settings: Settings) -> Fleet:
                 else:
                     records.append(record)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            raise _etcd.Unavailable(
-                f"{_etcd._endpoint_text(endpoint)}: not an etcd v3 answer"
-            ) from exc
+            raise etcd_client.not_etcd(endpoint) from exc
         records.sort(key=lambda r: (str(r.get("host")), int(r.get("pid") or 0)))
         return Fleet(records, key_revision, revision, unreadable)
 
-    return _etcd._first_answer(target, read)
+    return etcd_client.first_answer(target, read)
 
 
 def _after_fork_in_child() -> None:

@@ -37,7 +37,7 @@ from .._sources.files import load_document, read_capped
 from .._sources.locations import ETCD_SCHEME, parse_etcd, redact_url
 
 if TYPE_CHECKING:
-    from .._sources.etcd.source import KeyState
+    from .._sources.etcd.kv import KeyState
 
 NOT_RUNNING = "no running hotcfg service found (no live segment; see --dir)"
 
@@ -87,7 +87,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
     key would parse it, then write it to the etcd key with a compare-and-swap
     on the revision read (or ``--expect-revision``)."""
     from .._sources.etcd import access as _etcd_access
-    from .._sources.etcd import source as _etcd  # only this command speaks to etcd
+    from .._sources.etcd import kv as _etcd  # only this command speaks to etcd
 
     if not args.url.startswith(ETCD_SCHEME):
         print(f"not an etcd key: {args.url} (etcd://host:port/key)", file=sys.stderr)

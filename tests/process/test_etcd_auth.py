@@ -15,7 +15,7 @@ from hotcfg import cli
 from hotcfg._errors import ConfigError, SourceError, UnreachableError
 from hotcfg._settings import Settings
 from hotcfg._sources.etcd.access import EtcdAccess
-from hotcfg._sources.etcd.source import read_key
+from hotcfg._sources.etcd.kv import read_key
 from hotcfg._sources.select import source_for
 from tests.etcd import PROGRESS_MS, running_etcd
 from tests.etcd_certs import etcd_certificates

@@ -146,6 +146,9 @@ def test_keytree_imports_nothing_that_does_io():
         "threading",
         "mmap",
         "hotcfg._sources.etcd.source",
+        "hotcfg._sources.etcd.client",
+        "hotcfg._sources.etcd.connection",
+        "hotcfg._sources.etcd.watch",
     }.isdisjoint(loaded)
 
 

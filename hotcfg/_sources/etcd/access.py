@@ -12,17 +12,16 @@ and TLS"). It holds:
 * the user and the *path* of the password file: the password is read at
   each authentication, so a rotated file is used at the next one without a
   restart, and it is kept nowhere;
-* the current auth token, under a lock; ``source`` authenticates, sends it
-  with every request and the watch, and forgets it when etcd refuses it.
+* the current auth token, under a lock; ``client`` authenticates, sends
+  it with every request and the watch, and forgets it when etcd refuses it.
 
 The password and the token appear in no message, log line or repr. Fork
 story: a forked child (a Gunicorn worker) forgets every token at once and
 gets a new lock (the watcher thread may hold the old one); workers never
 speak to etcd.
 
-Only the etcd source, the fleet record and ``cli`` import this module;
-never the worker's request path. Imports only ``files`` of ``_sources``;
-never ``_master`` or ``_worker``.
+Only the etcd client and its users (this package, the fleet record,
+``cli``) import this module; never the worker's request path.
 """
 
 from __future__ import annotations
