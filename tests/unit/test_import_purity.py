@@ -53,8 +53,11 @@ def test_first_access_imports_and_caches_the_name():
 
 
 # What only the publishing process needs: the master's and the sources'
-# packages, the file watcher, and the etcd and HTTP clients' libraries.
+# packages, the file watcher, and the etcd and HTTP clients' libraries. The
+# source strings' grammar is pure and every process parses its settings
+# with it, so it (and its package's empty face) may come in.
 MASTER_ONLY = ("hotcfg._master", "hotcfg._sources", "watchdog", "http.client", "ssl")
+PURE_GRAMMAR = {"hotcfg._sources", "hotcfg._sources.locations"}
 
 
 @pytest.mark.parametrize(
@@ -80,6 +83,7 @@ def test_the_worker_request_path_imports_nothing_of_the_master(statement):
         for name in loaded
         if any(name == top or name.startswith(f"{top}.") for top in MASTER_ONLY)
     }
+    master -= PURE_GRAMMAR
     assert sorted(master) == []
 
 
