@@ -166,10 +166,11 @@ REFUSED = textwrap.dedent(
     """
     import os, sys
     from hotcfg import cli
+    from hotcfg.cli import parser
     # Everything imported while the interpreter's own files are readable
     # (under /root they are not, for nobody): argparse loads gettext and
     # locale only when it first builds a parser.
-    cli._parser().format_help()
+    parser.build_parser().format_help()
     os.setgroups([])
     os.setgid(%(uid)d)
     os.setuid(%(uid)d)

@@ -2,12 +2,12 @@
 
 import argparse
 
-from hotcfg.cli import _segment_paths
+from hotcfg.cli.select import segment_paths
 
 
 def select(directory, name=None, pid=None):
     args = argparse.Namespace(segment=None, dir=str(directory), name=name, pid=pid)
-    return sorted(p.rsplit("/", 1)[1] for p in _segment_paths(args))
+    return sorted(p.rsplit("/", 1)[1] for p in segment_paths(args))
 
 
 def test_name_is_matched_whole_and_pid_exactly(tmp_path):

@@ -1,0 +1,364 @@
+"""The commands that speak to etcd rather than to this host's services:
+``push`` (a checked file to a key, compare-and-swap) and ``status --fleet``
+(every master following a key, from their records; :mod:`.fleet_view`
+renders them).
+
+The etcd client and the fleet reader are imported by the commands that use
+them, so the other commands never load them. Must not import
+:mod:`.parser`; takes from :mod:`.local` the settings that check a file and
+from :mod:`.control` how a diff is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .._content import diff as _diff
+from .._content.loaders import format_for
+from .._errors import ConfigError, HotcfgError, SourceError, UnreachableError
+from .._master.publisher import validate_source
+from .._settings import Settings
+from .._sources.files import load_document, read_capped
+from .._sources.locations import ETCD_SCHEME, parse_etcd
+from .control import print_diff
+from .local import file_settings
+
+if TYPE_CHECKING:
+    from .._sources.etcd.kv import KeyState
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Validate FILE as the master would, check that the live masters of the
+    key would parse it, then write it to the etcd key with a compare-and-swap
+    on the revision read (or ``--expect-revision``)."""
+    from .._sources.etcd import access as _etcd_access
+    from .._sources.etcd import kv as _etcd  # only this command speaks to etcd
+
+    if not args.url.startswith(ETCD_SCHEME):
+        print(f"not an etcd key: {args.url} (etcd://host:port/key)", file=sys.stderr)
+        return 2
+    try:
+        target = parse_etcd(args.url)
+        if target.is_prefix:
+            print(
+                f"hotcfg push writes one key, and {args.url} names a prefix (it "
+                "ends in /): write the keys under it with etcdctl (several at "
+                "once with etcdctl txn)",
+                file=sys.stderr,
+            )
+            return 2
+        file_format = _push_file_format(args)
+        # What the key's name says (None: nothing), checked only when no
+        # live master says what it reads.
+        named_format = args.format or _env_format() or _suffix_format(target.key)
+    except ConfigError as exc:
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return 2
+    try:
+        settings = file_settings(args, fmt=file_format)
+        # The bytes checked are the bytes written.
+        content = read_capped(
+            settings.source or args.file, max_bytes=settings.max_bytes
+        )
+        data, _ = validate_source(settings, content=content)
+    except HotcfgError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 1
+    try:
+        access = _etcd_access.EtcdAccess.from_settings(settings)  # HOTCFG_ETCD_*
+    except ConfigError as exc:
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return 2
+    timeout_s = settings.etcd_timeout_ms / 1000.0
+    try:
+        state = _etcd.read_key(
+            target, access=access, timeout_s=timeout_s, max_bytes=settings.max_bytes
+        )
+        # After the key: a refusal here is then about the records only.
+        masters = _live_masters(args.url, settings)
+    except SourceError as exc:  # unreachable, or refused (auth, TLS)
+        print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
+        return 2
+    key_format = _push_format_refused(
+        args.file, content, (file_format, named_format), masters, target.key
+    )
+    if isinstance(key_format, int):
+        return key_format
+    expected = state.mod_revision
+    if args.expect_revision is not None:
+        expected = args.expect_revision
+    if args.dry_run:
+        return _push_diff(args, state, data, key_format)
+    try:
+        result = _etcd.put_if(
+            target,
+            content,
+            access=access,
+            mod_revision=expected,
+            timeout_s=timeout_s,
+        )
+    except SourceError as exc:  # unreachable, or refused (auth, TLS)
+        print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
+        return 2
+    if result.already:
+        print(
+            f"{args.file} is at {args.url} already: revision "
+            f"{result.mod_revision}; nothing written"
+        )
+        return 0
+    if not result.written:
+        now = (
+            f"at revision {result.mod_revision}"
+            if result.mod_revision
+            else "deleted (no such key)"
+        )
+        wanted = f"revision {expected}" if expected else "no such key"
+        print(
+            f"conflict: {args.url} is {now}; this push expected {wanted} "
+            "(someone wrote in between); nothing written. Review with "
+            "--dry-run and push again.",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"pushed {args.file} to {args.url}: revision {result.mod_revision}")
+    return 0
+
+
+def _push_format_refused(
+    file: str,
+    content: bytes,
+    formats: tuple[str, str | None],
+    masters: Sequence[dict[str, Any]],
+    key: str,
+) -> str | int:
+    """The format the key is read in, or the exit code of a refusal (said
+    why): the live masters' formats when they report (``content`` must
+    parse in each, :func:`_masters_refuse`), else the one the key's name,
+    ``--format`` or ``HOTCFG_FORMAT`` names, which must be FILE's.
+
+    Args:
+        formats: FILE's format, and the one named for the key (None: none).
+    """
+    file_format, named_format = formats
+    if masters:
+        refusal = _masters_refuse(file, content, file_format, masters, key)
+        if refusal is not None:
+            print(f"refused: {refusal}; nothing written", file=sys.stderr)
+            return 1
+        return str(masters[0]["format"])
+    if named_format is not None and named_format != file_format:
+        print(
+            f"{file} is {file_format}, but the master reads {key} as "
+            f"{named_format}: give a {named_format} file",
+            file=sys.stderr,
+        )
+        return 2
+    return file_format
+
+
+def _push_file_format(args: argparse.Namespace) -> str:
+    """FILE's format: ``--format``, else its suffix's, else ``HOTCFG_FORMAT``
+    (a file named without a known suffix). The key's name plays no part:
+    the live masters say how they read the key (:func:`_masters_refuse`).
+
+    Raises:
+        ConfigError: none of them tells.
+    """
+    fmt = args.format or _suffix_format(args.file) or _env_format()
+    if fmt is None:
+        raise ConfigError(
+            "cannot tell the file's format from its name; use a .yaml, .yml, "
+            ".json or .toml suffix or give --format",
+            source=args.file,
+        )
+    return str(fmt)
+
+
+def _env_format() -> str | None:
+    """``HOTCFG_FORMAT`` as a master reads it (``yml`` is YAML), or None;
+    the shell's other ``HOTCFG_*`` (its ``HOTCFG_SOURCE``) play no part.
+
+    Raises:
+        ConfigError: not a format.
+    """
+    raw = os.environ.get("HOTCFG_FORMAT")
+    return None if raw is None else Settings.resolve({"HOTCFG_FORMAT": raw}).format
+
+
+def _suffix_format(name: str) -> str | None:
+    """The format ``name``'s suffix names, or None."""
+    try:
+        return format_for(name)
+    except ConfigError:
+        return None
+
+
+def _live_masters(url: str, settings: Settings) -> list[dict[str, Any]]:
+    """The fleet records of the masters following ``url``'s key that say
+    which format they read it in (a master of an earlier version does not).
+    A user that may not read the records (``/hotcfg/fleet/``) gets none,
+    with a note: the push is then checked as before the records said it.
+
+    Raises:
+        SourceError: etcd unreachable, or refused access altogether.
+    """
+    from .._master import fleet as _fleet
+
+    try:
+        records = _fleet.read_fleet(url, settings).records
+    except UnreachableError:
+        raise
+    except SourceError as exc:
+        print(
+            f"hotcfg: cannot read the fleet records of {url} ({exc.reason}); "
+            "the live masters' format is not checked",
+            file=sys.stderr,
+        )
+        return []
+    return [r for r in records if isinstance(r.get("format"), str)]
+
+
+def _masters_refuse(
+    file: str,
+    content: bytes,
+    file_format: str,
+    masters: Sequence[dict[str, Any]],
+    key: str,
+) -> str | None:
+    """Why some live masters would not take ``content`` at ``key``, naming
+    them and the format or limit; None when every one would parse it into
+    the document FILE is (``hotcfg validate`` checked that in FILE's
+    format). Their validators are not run here: each master has its own,
+    and a master refuses what they refuse with the last good kept; parsing
+    is what a push can check for every one of them.
+    """
+    mine = load_document(content, fmt=file_format, source=file)
+    parsed: dict[str, str | None] = {}  # format -> why not; once per format
+    refusals: dict[tuple[str, str], list[str]] = {}  # (what, why not) -> masters
+    for record in masters:
+        fmt = str(record["format"])
+        limit = record.get("max_bytes")
+        if isinstance(limit, int) and len(content) > limit:
+            what = f"the limit at {key} is {limit} bytes for"
+            why: str | None = f"{file} is {len(content)} bytes"
+        else:
+            if fmt not in parsed:
+                parsed[fmt] = _parse_problem(file, content, (file_format, fmt), mine)
+            what, why = f"{key} is read as {fmt} by", parsed[fmt]
+        if why is not None:
+            name = f"{record['host']}:{record['pid']} ({record.get('service')})"
+            refusals.setdefault((what, why), []).append(name)
+    if not refusals:
+        return None
+    return "; ".join(
+        f"{what} {_some_masters(names)}, and {why}"
+        for (what, why), names in refusals.items()
+    )
+
+
+def _some_masters(names: Sequence[str], *, shown: int = 5) -> str:
+    """``2 live masters (web-1:41 (app), web-2:17 (app))``, the first
+    ``shown`` of many named."""
+    listed = ", ".join(names[:shown])
+    if len(names) > shown:
+        listed += f" and {len(names) - shown} more"
+    return f"{len(names)} live master{'s' if len(names) > 1 else ''} ({listed})"
+
+
+def _parse_problem(
+    file: str, content: bytes, formats: tuple[str, str], mine: dict[str, Any]
+) -> str | None:
+    """Why ``content`` read in a master's format is not the document
+    ``mine`` (read in FILE's): it does not parse, or parses into another (a
+    JSON ``1e3`` is a YAML string).
+
+    Args:
+        formats: FILE's format, the master's.
+    """
+    file_format, fmt = formats
+    try:
+        theirs = load_document(content, fmt=fmt, source=file)
+    except ConfigError as exc:
+        return f"{file} does not parse as {fmt}: {exc}"
+    changed = _diff.diff(mine, theirs)
+    if not changed:
+        return None
+    paths = ", ".join(_diff.format_path(change.path) for change in changed[:5])
+    more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+    return (
+        f"{file} read as {fmt} is another document than as {file_format}: "
+        f"it differs at {paths}{more}"
+    )
+
+
+def _push_diff(
+    args: argparse.Namespace, state: KeyState, new: dict[str, Any], key_format: str
+) -> int:
+    """``push --dry-run``: the key paths FILE changes; nothing written."""
+    old: dict[str, Any] = {}
+    if state.value is None:
+        print(f"{args.url} does not exist; it would be created")
+    elif not isinstance(state.value, bytes):  # too large to hold, or garbled
+        print(f"{args.url} holds no valid document now (not one hotcfg can read)")
+    else:
+        try:
+            old = load_document(state.value, fmt=key_format, source=args.url)
+        except ConfigError as exc:
+            print(f"{args.url} holds no valid document now ({exc.reason})")
+    print_diff(
+        old, new, (f"{args.url} at revision {state.mod_revision}", args.file), args
+    )
+    print("dry run: nothing written")
+    return 0
+
+
+def status_fleet(args: argparse.Namespace) -> int:
+    """``status --fleet URL``: every master following the key, from the
+    records they keep in etcd (``_fleet``), not from this host's segments."""
+    from .._master import fleet as _fleet  # only this command reads the fleet
+    from .fleet_view import render, summary
+
+    url = args.fleet
+    if not url.startswith(ETCD_SCHEME):
+        print(f"not an etcd key: {url} (etcd://host:port/key)", file=sys.stderr)
+        return 2
+    try:
+        key = parse_etcd(url).key
+    except ConfigError as exc:
+        print(f"hotcfg: --fleet: {exc.reason}", file=sys.stderr)
+        return 2
+    try:
+        fleet = _fleet.read_fleet(url, Settings.resolve())
+    except UnreachableError as exc:
+        print(f"hotcfg: {url}: {exc.reason}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:  # a bad HOTCFG_* variable
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return 2
+    if fleet.unreadable:
+        print(
+            f"hotcfg: {fleet.unreadable} value(s) under {_fleet.prefix_for(key)} "
+            "are not fleet records; skipped",
+            file=sys.stderr,
+        )
+    if args.json:
+        report = {
+            "key": key,
+            "key_revision": fleet.key_revision,
+            "revision": fleet.revision,
+            "records": fleet.records,
+            "summary": (
+                summary(fleet.records, fleet.key_revision) if fleet.records else None
+            ),
+        }
+        print(json.dumps(report, indent=2))
+        return 0
+    lines = render(url, fleet.records, key_revision=fleet.key_revision, now=time.time())
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,276 @@
+"""The hotcfg command's argument parser and dispatch: each subcommand's
+options and help (what it does, an example, its exit codes), and
+:func:`main`, which runs the one given.
+
+The commands live by what they talk to: :mod:`.local` (this host's
+segments), :mod:`.control` (the master's control socket) and :mod:`.etcd`.
+Nothing imports this module but ``hotcfg.cli.main``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import HotcfgError
+from .control import cmd_diff, cmd_history, cmd_rollback, explain
+from .etcd import cmd_push, status_fleet
+from .local import cmd_dump, cmd_get, cmd_status, cmd_validate, cmd_wait
+
+_HELP: dict[str, tuple[str, str, str, str]] = {
+    # name: (one line, what it does, example, exit codes)
+    "validate": (
+        "check a config file as the master would",
+        "Reads FILE and runs every check the master runs before publishing:\n"
+        "parsing with limits, the shape of the document, the validator, the\n"
+        "JSON Schema and the model given here or by HOTCFG_VALIDATOR,\n"
+        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.",
+        "hotcfg validate config.yaml --schema schema.json",
+        "0 valid; 1 invalid (the reason names the file, the place and the\n"
+        "rule, never the content); 2 usage.",
+    ),
+    "status": (
+        "show each service's generation, errors and workers",
+        "For each service on this host: the master, the live generation and\n"
+        "when it was published, the source, the last rejection, a validator\n"
+        "running now, and every worker with the generation it applied, when,\n"
+        "and for how long it has been behind the live generation.\n"
+        "\n"
+        "With --fleet etcd://HOST:PORT/KEY: every master on any host that\n"
+        "follows KEY, from the records they keep in etcd under a lease: host,\n"
+        "master pid, service, the etcd revision followed, what its live\n"
+        "generation serves (revision: the key's content at that revision; or\n"
+        "a rollback to generation G, the cache, or rejected revision R), the\n"
+        "live generation, its workers (those behind as pid:generation) and\n"
+        "the record's age; then which masters are behind the key's last\n"
+        "revision or serve anything else, and why. A master that died drops\n"
+        "out when its lease expires (HOTCFG_FLEET_TTL_MS), one that stopped\n"
+        "at once.",
+        "hotcfg status --name myapp --json\n"
+        "  hotcfg status --fleet etcd://10.0.0.1:2379/app/config.yaml",
+        "0 shown; 2 no service found, etcd unreachable (--fleet), or usage.",
+    ),
+    "wait": (
+        "wait until every live worker applied the source as it is now",
+        "Asks the master to read its source now (a file, etcd, a URL; no\n"
+        "debounce, no waiting for the next poll) and to publish it if it\n"
+        "changed, then blocks until every live worker of the service has\n"
+        "applied the generation that holds it, or until the timeout; then\n"
+        "names the workers still behind, with their pid, generation and how\n"
+        "long they have been behind. If the master refuses that content, it\n"
+        "says why (the file, the place, the reason) and exits 1. For deploy\n"
+        "scripts: edit the file, then wait. With --generation G it waits for\n"
+        "G instead. A master that serves no control socket is not asked: a\n"
+        "note says so and it waits for the live generation.",
+        "hotcfg wait --timeout 10 && echo applied everywhere",
+        "0 every live worker applied it; 1 the master refused the source's\n"
+        "content (or could not read it), or not within the timeout (or the\n"
+        "generation was never published); 2 no service, several (pick one),\n"
+        "the master exited, or usage.",
+    ),
+    "get": (
+        "print one value of the live configuration as JSON",
+        "Prints the value at a dotted path of the live generation. With\n"
+        "--explain, asks the master where it comes from: the layer that gave\n"
+        "it (a file, etcd, a HOTCFG_SET__ variable, a rollback) and what the\n"
+        "other layers hold there; for a mapping, which layers were merged\n"
+        "into it.",
+        "hotcfg get --explain db.timeout",
+        "0 printed; 1 no such key; 2 no service found, its master cannot be\n"
+        "reached (--explain), or usage.",
+    ),
+    "dump": (
+        "print the live configuration as JSON",
+        "Prints the whole live generation. It may hold secrets: mind where\n"
+        "the output goes.",
+        "hotcfg dump > live.json",
+        "0 printed; 2 no service found, or usage.",
+    ),
+    "history": (
+        "list the generations the master keeps",
+        "Lists the last good generations the master keeps (HOTCFG_HISTORY,\n"
+        "kept across restarts): generation, publish time, size, content\n"
+        "hash and source; * marks the live one. Asks the running master\n"
+        "through its control socket.",
+        "hotcfg history --json",
+        "0 listed; 2 no service found, the master cannot be reached, or usage.",
+    ),
+    "diff": (
+        "changed key paths between two generations, or a file and the live one",
+        "Names the key paths added (+), removed (-) and changed (~) between\n"
+        "two kept generations (default: the live one and the one before),\n"
+        "or between FILE, checked as the master would, and the live\n"
+        "generation. Values may be secrets: they are shown only with\n"
+        "--values.",
+        "hotcfg diff config.new.yaml",
+        "0 compared (with or without differences); 1 FILE is invalid, or no\n"
+        "generation to compare with; 2 no service found, or usage.",
+    ),
+    "push": (
+        "validate a file and write it to an etcd key, compare-and-swap",
+        "Checks FILE as the master would (format by its suffix or --format,\n"
+        "else HOTCFG_FORMAT; the validator, JSON Schema and model given here\n"
+        "or by HOTCFG_VALIDATOR, HOTCFG_SCHEMA and HOTCFG_MODEL). Then every\n"
+        "live master following the key (their fleet records) must parse it,\n"
+        "in the format it reads the key in and within its HOTCFG_MAX_BYTES,\n"
+        "into the same document: otherwise the push is refused, naming the\n"
+        "format and the masters. With no live master, FILE's format must be\n"
+        "the one --format, HOTCFG_FORMAT or the key's suffix names (if any).\n"
+        "Then it writes FILE's bytes to the etcd key only if nobody wrote the\n"
+        "key since it was read (or since --expect-revision N, the revision\n"
+        "you reviewed; 0: the key must not exist). --dry-run prints the key\n"
+        "paths that would change. One key only: a prefix source\n"
+        "(etcd://.../app/config/) is refused.\n"
+        "etcd auth and TLS come from HOTCFG_ETCD_USER,\n"
+        "HOTCFG_ETCD_PASSWORD_FILE, HOTCFG_ETCD_CA_FILE, HOTCFG_ETCD_CERT_FILE\n"
+        "and HOTCFG_ETCD_KEY_FILE, as for the master.",
+        "hotcfg push config.yaml etcd://10.0.0.1:2379/app/config.yaml",
+        "0 written (the new revision is printed), or --dry-run shown; 1 FILE\n"
+        "is invalid, a live master would not parse it, or a conflict\n"
+        "(someone wrote in between: the revision there now is named); nothing\n"
+        "written; 2 etcd unreachable or refused access (authentication,\n"
+        "TLS), FILE's format is not the key's (no live master), or usage.",
+    ),
+    "rollback": (
+        "publish a kept generation's content again, as a new one",
+        "Publishes the content of generation G (default: the one before the\n"
+        "live one) as a new generation, validated and hinted to every worker\n"
+        "like any change. The source still holds the newer content: its next\n"
+        "change, or a HUP of the master, publishes that again.",
+        "hotcfg rollback --to 41 && hotcfg wait",
+        "0 published; 2 no service found, G is not kept, the master is busy,\n"
+        "or usage.",
+    ),
+}
+
+
+def _subcommand(
+    sub: Any, name: str, run: Any, *, selects: bool = True
+) -> argparse.ArgumentParser:
+    summary, what, example, codes = _HELP[name]
+    epilog = f"example:\n  {example}\n\nexit codes:\n  " + codes.replace("\n", "\n  ")
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=summary,
+        description=what,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if selects:
+        p.add_argument("--dir", help="segment directory (default: HOTCFG_SEGMENT_DIR)")
+        p.add_argument("--segment", help="path of one segment file")
+        p.add_argument("--name", help="the service's segment name (HOTCFG_NAME)")
+        p.add_argument("--pid", type=int, help="the service's master pid")
+    p.set_defaults(run=run)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotcfg",
+        description="Check a config file, and inspect or wait on the running "
+        "services that hotcfg publishes to on this host.",
+        epilog="Run hotcfg COMMAND --help for what a command does, an example and "
+        "its exit codes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _subcommand(sub, "validate", cmd_validate, selects=False)
+    p.add_argument("file")
+    p.add_argument("--format", choices=["yaml", "json", "toml"])
+    p.add_argument("--schema", help="JSON Schema file")
+    p.add_argument("--validator", help="module:function")
+    p.add_argument("--model", help="module:Class, a dataclass or pydantic model")
+
+    p = _subcommand(sub, "status", _status)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--fleet",
+        metavar="etcd://HOST:PORT[,...]/KEY",
+        help="every host following this etcd key, from etcd (not this host)",
+    )
+
+    p = _subcommand(sub, "wait", cmd_wait)
+    p.add_argument(
+        "--generation",
+        type=int,
+        help="the generation to wait for (default: the one holding the source now)",
+    )
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
+
+    p = _subcommand(sub, "get", _get)
+    p.add_argument("key", help="dotted path, e.g. db.timeout")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="where the value comes from (asks the master)",
+    )
+    p.add_argument("--json", action="store_true", help="with --explain: as JSON")
+    _subcommand(sub, "dump", cmd_dump)
+    _add_history_commands(sub)
+
+    p = _subcommand(sub, "push", cmd_push, selects=False)
+    p.add_argument("file", help="config file, checked as the master would")
+    p.add_argument("url", metavar="etcd://HOST:PORT[,...]/KEY")
+    p.add_argument("--format", choices=["yaml", "json", "toml"])
+    p.add_argument("--schema", help="JSON Schema file")
+    p.add_argument("--validator", help="module:function")
+    p.add_argument("--model", help="module:Class, a dataclass or pydantic model")
+    p.add_argument(
+        "--expect-revision",
+        type=int,
+        metavar="N",
+        help="write only if the key is still at revision N (0: must not exist)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the changed key paths only"
+    )
+    p.add_argument(
+        "--values", action="store_true", help="with --dry-run, show values too"
+    )
+    return parser
+
+
+def _add_history_commands(sub: Any) -> None:
+    p = _subcommand(sub, "history", cmd_history)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = _subcommand(sub, "diff", cmd_diff)
+    p.add_argument("file", nargs="?", help="config file, checked as the master would")
+    p.add_argument("--format", choices=["yaml", "json", "toml"])
+    p.add_argument(
+        "--from", dest="from_", type=int, help="older generation (default: before --to)"
+    )
+    p.add_argument("--to", type=int, help="newer generation (default: the live one)")
+    p.add_argument(
+        "--values", action="store_true", help="show values too (they may be secrets)"
+    )
+
+    p = _subcommand(sub, "rollback", cmd_rollback)
+    p.add_argument(
+        "--to", type=int, help="generation to go back to (default: the one before)"
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    """``status``: this host's services, or with ``--fleet`` every master
+    following an etcd key, from etcd."""
+    return status_fleet(args) if args.fleet else cmd_status(args)
+
+
+def _get(args: argparse.Namespace) -> int:
+    """``get``: the value from the segment, or with ``--explain`` where it
+    comes from, from the master (which keeps the layers)."""
+    return explain(args) if args.explain else cmd_get(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except HotcfgError as exc:
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return 2
+    return code
