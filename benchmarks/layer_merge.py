@@ -20,7 +20,7 @@ cyclic GC on as in a master:
   ``HOTCFG_SOURCE``: a ``FileSource`` (read, parse, check the document) or a
   ``LayeredSource`` over the three files (that three times, then the merge,
   a check of the merged document, and the layers kept for ``--explain``);
-- publish: ``_publisher.validate_source`` (``hotcfg validate``): the source
+- publish: ``_master.check.validate_source`` (``hotcfg validate``): the source
   built, loaded, validated (no user validator), encoded, and decoded back as
   a worker will, everything a publish does before writing the segment.
 
@@ -44,7 +44,7 @@ import yaml
 
 from hotcfg._content import layers as _layers
 from hotcfg._content import loaders
-from hotcfg._master.publisher import validate_source
+from hotcfg._master.check import validate_source
 from hotcfg._settings import Settings
 from hotcfg._sources.file import FileSource
 from hotcfg._sources.layered import LayeredSource
@@ -296,7 +296,7 @@ def report(
     print("parse: loaders.parse of bytes read already; merge: _layers.merge of "
           "the parsed documents; load: Source.load() of source_for's source "
           "(read, parse, check; layered: x3, then merge, check, layers kept); "
-          "publish: _publisher.validate_source (build the source, load, "
+          "publish: _master.check.validate_source (build the source, load, "
           "validate, encode, decode back)")  # fmt: skip
 
 

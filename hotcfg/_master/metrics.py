@@ -22,25 +22,38 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._segment import layout
 from .._sources.locations import parse_address
-
-if TYPE_CHECKING:
-    from .publisher import Publisher
+from .convergence import Convergence
 
 _logger = logging.getLogger(__name__)
 _SERVERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+class Published(Protocol):
+    """What a scrape reads of the publisher (``publisher.Publisher`` is
+    one): a protocol, so that this module never imports the publisher,
+    which starts it."""
+
+    @property
+    def write_lock(self) -> threading.Lock: ...
+
+    segment: Any  # a Segment: ``.buffer`` under the write lock
+    publishes: int
+    rejections: dict[str, int]
+    convergence: Convergence
+
+
 class _Collector:
     """Reads the publisher and its segment at each scrape."""
 
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(self, publisher: Published) -> None:
         self._publisher = weakref.ref(publisher)
 
     def collect(self) -> Iterator[Any]:
@@ -105,7 +118,7 @@ class _Collector:
         )
 
 
-def serve(publisher: Publisher, address: str) -> Any:
+def serve(publisher: Published, address: str) -> Any:
     """Start the endpoint; log and return None when it cannot start.
 
     A master that cannot open its metrics port still serves its workers:

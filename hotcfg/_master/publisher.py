@@ -49,9 +49,7 @@ from .._segment.shm import Segment
 from .._settings import Settings
 from .._sources.base import Source, Watching
 from .._sources.checks import validators_for
-from .._sources.files import load_document
 from .._sources.locations import redact_url
-from .._sources.select import source_for
 from . import claim, coldstart
 from . import history as _history
 from . import metrics as _metrics
@@ -72,38 +70,6 @@ _REJECTION_KINDS: dict[type[BaseException], str] = {
 
 def _no_notify() -> None:
     pass
-
-
-def validate_source(
-    settings: Settings, *, content: bytes | None = None
-) -> tuple[dict[str, Any], bytes]:
-    """Everything a publish checks, without publishing: load, validate,
-    encode and decode back as a worker will (``hotcfg validate``, framework
-    checks).
-
-    Args:
-        content: the source's bytes, read already (``hotcfg push`` checks
-            exactly the bytes it writes); default: read the source now.
-
-    Returns:
-        The validated mapping and its encoded payload.
-
-    Raises:
-        NotConfiguredError: no source in ``settings``.
-        ConfigError: with the file, the place and the reason.
-    """
-    source = source_for(settings)
-    document = (
-        source.load()
-        if content is None
-        else load_document(content, fmt=source.fmt, source=source.location)
-    )
-    data = _validate.run_validators(
-        document, validators_for(settings), source=source.location
-    )
-    payload = _payload.encode(data, source=source.location)
-    _payload.decode_payload(payload)
-    return data, payload
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from .._content import diff as _diff
 from .._content import layers as _layers
 from .._errors import HotcfgError
 from .._master import control as _control
-from .._master.publisher import validate_source
+from .._master.check import validate_source
 from .._segment import payload as _payload
 from .._settings import Settings
 from .select import NOT_RUNNING, load_live, one_live_service, when

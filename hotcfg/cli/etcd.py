@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._content import diff as _diff
 from .._content.loaders import format_for
 from .._errors import ConfigError, HotcfgError, SourceError, UnreachableError
-from .._master.publisher import validate_source
+from .._master.check import validate_source
 from .._settings import Settings
 from .._sources.files import load_document, read_capped
 from .._sources.locations import ETCD_SCHEME, parse_etcd

@@ -19,7 +19,7 @@ from typing import Any
 from .._content.frozen import thaw
 from .._errors import ControlError, HotcfgError
 from .._master import control as _control
-from .._master.publisher import validate_source
+from .._master.check import validate_source
 from .._settings import Settings
 from .._sources.locations import redact_url
 from .select import (

@@ -21,7 +21,7 @@ from django.core.checks import Error, register
 from hotcfg import _runtime
 from hotcfg._content.layers import overrides_from
 from hotcfg._errors import HotcfgError, NotConfiguredError, SourceError
-from hotcfg._master.publisher import validate_source
+from hotcfg._master.check import validate_source
 from hotcfg._settings import Settings, layer_settings
 from hotcfg._sources.checks import validators_for
 from hotcfg._sources.file import FileSource

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from hotcfg import _runtime
 from hotcfg._errors import HotcfgError
-from hotcfg._master.publisher import validate_source
+from hotcfg._master.check import validate_source
 from hotcfg._sources.locations import redact_url
 
 
