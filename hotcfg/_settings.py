@@ -7,71 +7,10 @@ the environment, so ``50``, ``"50"`` and ``50.0`` mean the same and a bad
 value is refused at startup, naming the variable, instead of failing later
 at every publish. Everything else receives a :class:`Settings`.
 
-=========================  ==============================  ===================
-environment variable       meaning                         default
-=========================  ==============================  ===================
-HOTCFG_SOURCE              path of the config file,        (required)
-                           ``etcd://host:port[,...]/key``
-                           (or ``/prefix/``: every key
-                           under it, as one mapping), or
-                           an ``http(s)://`` URL;
-                           several, merged in order, with
-                           `` | `` between them
-HOTCFG_FORMAT              yaml, json or toml              from the suffix
-                           (layers: of those without one)
-HOTCFG_DEBOUNCE_MS         quiet time after file events    100
-HOTCFG_SIGNAL              hint signal name, or ``none``   SIGURG
-HOTCFG_VALIDATOR           ``module:function`` validator   none
-HOTCFG_SCHEMA              path of a JSON Schema file      none
-HOTCFG_MODEL               ``module:Class`` to fit         none
-HOTCFG_VALIDATOR_WARN_MS   log (and show in ``status``) a  5000
-                           validator running this long
-HOTCFG_APPLY_WARN_MS       log a worker that has not       10000
-                           applied a publish this long
-HOTCFG_MAX_BYTES           largest config file accepted    8388608 (8 MiB)
-HOTCFG_SEGMENT_DIR         where the shared segment lives  /dev/shm/hotcfg-<uid>
-HOTCFG_NAME                segment name prefix             hotcfg
-HOTCFG_START_EMPTY         start with {} if the source is  false
-                           bad at startup (else refuse)
-HOTCFG_WATCH               auto, events or poll            auto
-HOTCFG_POLL_INTERVAL_MS    how often the file is stat'ed   1000
-                           and the watcher checked, or
-                           the URL fetched (ms)
-HOTCFG_METRICS             host:port of the master's       off
-                           Prometheus endpoint
-HOTCFG_WORKER_NICE         nice value Gunicorn workers     unchanged
-                           set for themselves (-20..19)
-HOTCFG_APPLIER             Gunicorn workers switch when    true
-                           hinted (false: at their next
-                           request only)
-HOTCFG_HISTORY             good generations the master     10
-                           keeps for ``hotcfg history`` and
-                           ``rollback`` (0: none, no file)
-HOTCFG_ETCD_TIMEOUT_MS     etcd: connecting, and each      5000
-                           request but the watch stream
-HOTCFG_ETCD_PROGRESS_MS    etcd: the cluster's progress    600000 (etcd's)
-                           notification interval; a watch
-                           silent longer is reconnected
-HOTCFG_ETCD_USER           etcd: user name (etcd auth)     none
-HOTCFG_ETCD_PASSWORD_FILE  etcd: file holding the user's   none
-                           password (never the password)
-HOTCFG_ETCD_CA_FILE        etcd: CA bundle; setting it or  none (plain HTTP)
-                           a client certificate means TLS
-HOTCFG_ETCD_CERT_FILE      etcd: client certificate (PEM)  none
-HOTCFG_ETCD_KEY_FILE       etcd: its private key (PEM)     none
-HOTCFG_FLEET               etcd: the master keeps a record true
-                           under a lease for
-                           ``hotcfg status --fleet``
-HOTCFG_FLEET_TTL_MS        etcd: that lease's time to      10000
-                           live (a dead host's record
-                           goes this long after)
-HOTCFG_HTTP_TIMEOUT_MS     HTTP source: each fetch's total 5000
-                           deadline
-HOTCFG_HTTP_TOKEN_FILE     HTTP source: file holding a     none
-                           bearer token
-HOTCFG_HTTP_CA_FILE        HTTP source: CA bundle for      the system's
-                           https
-=========================  ==============================  ===================
+The settings table is the :class:`Settings` class: each field's
+``metadata`` holds its description and its default as shown, and the
+README's settings table is generated from it (``python tools/settings_table.py``;
+``tests/unit/test_settings_table.py`` fails when the README drifts).
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
 resolved, against the directory given (Gunicorn's ``--chdir``) or the
@@ -109,7 +48,7 @@ import os
 import signal
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ._content.layers import join_sources, layer_name, split_sources
@@ -161,39 +100,270 @@ def parse_signal(value: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """The resolved settings of one process. Build with :meth:`resolve`."""
+    """The resolved settings of one process. Build with :meth:`resolve`.
 
-    source: str | None = None
-    format: str | None = None
-    debounce_ms: float = 100.0
-    hint_signal: int | None = int(signal.SIGURG)
-    validator: str | None = None
-    schema: str | None = None
-    model: str | None = None
-    validator_warn_ms: float = 5000.0
-    apply_warn_ms: float = 10000.0
-    max_bytes: int = 8 * 1024 * 1024
-    segment_dir: str | None = None
-    name: str = "hotcfg"
-    start_empty: bool = False
-    watch: str = "auto"
-    poll_interval_ms: float = 1000.0
-    worker_nice: int | None = None
-    metrics: str | None = None
-    applier: bool = True
-    history: int = 10
-    etcd_timeout_ms: float = 5000.0
-    etcd_progress_ms: float = 600000.0
-    etcd_user: str | None = None
-    etcd_password_file: str | None = None
-    etcd_ca_file: str | None = None
-    etcd_cert_file: str | None = None
-    etcd_key_file: str | None = None
-    fleet: bool = True
-    fleet_ttl_ms: float = 10000.0
-    http_timeout_ms: float = 5000.0
-    http_token_file: str | None = None
-    http_ca_file: str | None = None
+    Each field's ``metadata`` documents it once: ``doc`` (what the setting
+    does, Markdown), and where the default alone would not say it, ``shown``
+    (the default as the docs show it); ``forms`` lists the other ways a
+    setting is written (rows of example, meaning and default). The README's
+    settings table is generated from them (``tools/settings_table.py``), and
+    a test fails when the README drifts from this class.
+    """
+
+    source: str | None = field(
+        default=None,
+        metadata={
+            "doc": "config file path (`.yaml`, `.yml`, `.json`, `.toml`)",
+            "shown": "required",
+            "forms": (
+                (
+                    "HOTCFG_SOURCE=etcd://host:2379[,host2:2379,...]/app/config.yaml",
+                    "one etcd v3 key holding the document (format from "
+                    "`HOTCFG_FORMAT` or the key's suffix); the master reads it, "
+                    "watches it from the next revision and publishes each "
+                    "change. Started while etcd is unreachable, the master "
+                    "serves its cache of the last good config (below). Each "
+                    "master keeps a record in etcd for `hotcfg status "
+                    "--fleet`; auth and TLS: below",
+                    "",
+                ),
+                (
+                    "HOTCFG_SOURCE=etcd://host:2379[,...]/app/config/",
+                    "every key under a prefix (the source ends in `/`) as one "
+                    "mapping: `/app/config/db/timeout` is `db.timeout`; each "
+                    "value is one document, YAML unless `HOTCFG_FORMAT` says "
+                    'otherwise (see "An etcd prefix" below)',
+                    "",
+                ),
+                (
+                    "HOTCFG_SOURCE=https://config.example/app.yaml",
+                    "a document at an `http://` or `https://` URL (format from "
+                    "`HOTCFG_FORMAT` or the path's suffix), polled with "
+                    '`ETag`/`Last-Modified`; see "HTTP source" below',
+                    "",
+                ),
+                (
+                    "HOTCFG_SOURCE='conf/base.yaml | conf/production.yaml | "
+                    "etcd://10.0.0.1:2379/app/config.yaml'",
+                    "several sources, merged in order (see Layered sources)",
+                    "",
+                ),
+                (
+                    # Not a setting: the source reads these (_sources.source_for).
+                    "HOTCFG_SET__DB__TIMEOUT=5",
+                    "sets `db.timeout` on top of every layer (see Layered "
+                    "sources); read once when the master starts",
+                    "none",
+                ),
+            ),
+        },
+    )
+    format: str | None = field(
+        default=None,
+        metadata={
+            "doc": "`yaml`, `json` or `toml`, overriding the suffix (with several "
+            "layers: the format of those whose name has no known suffix)",
+            "shown": "from suffix",
+        },
+    )
+    debounce_ms: float = field(
+        default=100.0,
+        metadata={"doc": "quiet time after file events before reading"},
+    )
+    hint_signal: int | None = field(
+        default=int(signal.SIGURG),
+        metadata={"doc": "hint signal (`SIGURG`, ...) or `none`", "shown": "`SIGURG`"},
+    )
+    validator: str | None = field(
+        default=None,
+        metadata={
+            "doc": "`module:function` taking the mapping, returning it or raising"
+        },
+    )
+    schema: str | None = field(
+        default=None,
+        metadata={"doc": "JSON Schema file (needs `pip install 'hotcfg[schema]'`)"},
+    )
+    model: str | None = field(
+        default=None,
+        metadata={
+            "doc": "`module:Class`, a dataclass or pydantic model the whole config "
+            "must fit (see Typed configs)"
+        },
+    )
+    validator_warn_ms: float = field(
+        default=5000.0,
+        metadata={
+            "doc": "a validator running longer than this is logged (again each "
+            "time as long passes) and shown in `hotcfg status`"
+        },
+    )
+    apply_warn_ms: float = field(
+        default=10000.0,
+        metadata={
+            "doc": "the master logs a WARNING naming a worker that has not "
+            "applied a publish this long"
+        },
+    )
+    max_bytes: int = field(
+        default=8 * 1024 * 1024,
+        metadata={"doc": "largest config file accepted", "shown": "`8388608` (8 MiB)"},
+    )
+    segment_dir: str | None = field(
+        default=None,
+        metadata={
+            "doc": "private (0700) directory of the segment",
+            "shown": "`/dev/shm/hotcfg-<uid>` (without `/dev/shm`: the same in "
+            "the temporary directory)",
+        },
+    )
+    name: str = field(
+        default="hotcfg",
+        metadata={
+            "doc": "the service's name: segment, history and cache file name "
+            "prefix (see History and rollback)"
+        },
+    )
+    start_empty: bool = field(
+        default=False,
+        metadata={
+            "doc": "start with `{}` when the source is bad at startup instead of "
+            "refusing to start"
+        },
+    )
+    watch: str = field(
+        default="auto",
+        metadata={
+            "doc": "`auto` (change events, polling if inotify limits are "
+            "reached), `events`, or `poll` (for file systems without change "
+            "events: NFS, some FUSE and container mounts)"
+        },
+    )
+    poll_interval_ms: float = field(
+        default=1000.0,
+        metadata={
+            "doc": "how often the file is `stat`ed in every mode (the only check "
+            "in `poll` mode, a safety net for lost events otherwise) and the "
+            "watcher's health checked; how often an HTTP source is fetched"
+        },
+    )
+    worker_nice: int | None = field(
+        default=None,
+        metadata={
+            "doc": "nice value (-20 to 19) each Gunicorn worker sets for itself "
+            'at fork (see "Changes on a busy host")',
+            "shown": "unchanged",
+        },
+    )
+    metrics: str | None = field(
+        default=None,
+        metadata={
+            "doc": "`host:port` of the master's Prometheus endpoint (see Metrics)",
+            "shown": "off",
+        },
+    )
+    applier: bool = field(
+        default=True,
+        metadata={
+            "doc": "Gunicorn workers switch when hinted, in an applier thread "
+            "(`off`: at their next request only)",
+            "shown": "`on`",
+        },
+    )
+    history: int = field(
+        default=10,
+        metadata={
+            "doc": "good generations the master keeps for `hotcfg history`, "
+            "`diff` and `rollback`, across restarts (`0`: none, no file)"
+        },
+    )
+    etcd_timeout_ms: float = field(
+        default=5000.0,
+        metadata={
+            "doc": "etcd: connecting, and each request but the watch stream, as "
+            "a whole (the probe of a silent watch's member: at most 2 s)"
+        },
+    )
+    etcd_progress_ms: float = field(
+        default=600000.0,
+        metadata={
+            "doc": "etcd: the cluster's progress-notification interval "
+            "(`--experimental-watch-progress-notify-interval`); a watch silent "
+            "1.5 times this long (plus the timeout) is reconnected",
+            "shown": "`600000` (etcd's)",
+        },
+    )
+    etcd_user: str | None = field(
+        default=None,
+        metadata={
+            "doc": "etcd: user to authenticate as (needs `HOTCFG_ETCD_PASSWORD_FILE`)"
+        },
+    )
+    etcd_password_file: str | None = field(
+        default=None,
+        metadata={
+            "doc": "etcd: file holding that user's password, never the password "
+            "itself (trailing newline stripped; read again at each "
+            "authentication, so rotating it needs no restart)"
+        },
+    )
+    etcd_ca_file: str | None = field(
+        default=None,
+        metadata={
+            "doc": "etcd: CA bundle (PEM) the members' certificates are checked "
+            "against; setting it (or a client certificate) means TLS to every "
+            "endpoint",
+            "shown": "none: plain HTTP",
+        },
+    )
+    etcd_cert_file: str | None = field(
+        default=None,
+        metadata={
+            "doc": "etcd: client certificate (PEM), for members started with "
+            "`--client-cert-auth`"
+        },
+    )
+    etcd_key_file: str | None = field(
+        default=None,
+        metadata={"doc": "etcd: its private key (PEM, unencrypted)"},
+    )
+    fleet: bool = field(
+        default=True,
+        metadata={
+            "doc": "etcd: the Gunicorn master keeps a record of itself and its "
+            "workers under `/hotcfg/fleet/` for `hotcfg status --fleet`"
+        },
+    )
+    fleet_ttl_ms: float = field(
+        default=10000.0,
+        metadata={
+            "doc": "etcd: that record's lease; a master that dies disappears this "
+            "long after (one that stops, at once); at least `2000`"
+        },
+    )
+    http_timeout_ms: float = field(
+        default=5000.0,
+        metadata={
+            "doc": "HTTP source: each fetch's total deadline (connecting, TLS, "
+            "redirects, headers and body)"
+        },
+    )
+    http_token_file: str | None = field(
+        default=None,
+        metadata={
+            "doc": "HTTP source: a file holding a bearer token, read at each "
+            "fetch, sent only to the URL's own origin (with layers: refused at "
+            "startup when the HTTP layers are on more than one origin); never "
+            "logged"
+        },
+    )
+    http_ca_file: str | None = field(
+        default=None,
+        metadata={
+            "doc": "HTTP source: CA bundle (PEM) for `https`",
+            "shown": "the system's",
+        },
+    )
 
     @classmethod
     def resolve(
