@@ -98,6 +98,23 @@ def parse_signal(value: str) -> int | None:
         raise ValueError(f"unknown signal {value!r}") from None
 
 
+def _setting(
+    default: Any,
+    doc: str,
+    *,
+    shown: str | None = None,
+    forms: tuple[tuple[str, str, str], ...] = (),
+) -> Any:
+    """A :class:`Settings` field that documents itself in its ``metadata``:
+    ``doc``, and ``shown`` and ``forms`` when given (see :class:`Settings`)."""
+    metadata: dict[str, Any] = {"doc": doc}
+    if shown is not None:
+        metadata["shown"] = shown
+    if forms:
+        metadata["forms"] = forms
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The resolved settings of one process. Build with :meth:`resolve`.
@@ -110,259 +127,194 @@ class Settings:
     a test fails when the README drifts from this class.
     """
 
-    source: str | None = field(
-        default=None,
-        metadata={
-            "doc": "config file path (`.yaml`, `.yml`, `.json`, `.toml`)",
-            "shown": "required",
-            "forms": (
-                (
-                    "HOTCFG_SOURCE=etcd://host:2379[,host2:2379,...]/app/config.yaml",
-                    "one etcd v3 key holding the document (format from "
-                    "`HOTCFG_FORMAT` or the key's suffix); the master reads it, "
-                    "watches it from the next revision and publishes each "
-                    "change. Started while etcd is unreachable, the master "
-                    "serves its cache of the last good config (below). Each "
-                    "master keeps a record in etcd for `hotcfg status "
-                    "--fleet`; auth and TLS: below",
-                    "",
-                ),
-                (
-                    "HOTCFG_SOURCE=etcd://host:2379[,...]/app/config/",
-                    "every key under a prefix (the source ends in `/`) as one "
-                    "mapping: `/app/config/db/timeout` is `db.timeout`; each "
-                    "value is one document, YAML unless `HOTCFG_FORMAT` says "
-                    'otherwise (see "An etcd prefix" below)',
-                    "",
-                ),
-                (
-                    "HOTCFG_SOURCE=https://config.example/app.yaml",
-                    "a document at an `http://` or `https://` URL (format from "
-                    "`HOTCFG_FORMAT` or the path's suffix), polled with "
-                    '`ETag`/`Last-Modified`; see "HTTP source" below',
-                    "",
-                ),
-                (
-                    "HOTCFG_SOURCE='conf/base.yaml | conf/production.yaml | "
-                    "etcd://10.0.0.1:2379/app/config.yaml'",
-                    "several sources, merged in order (see Layered sources)",
-                    "",
-                ),
-                (
-                    # Not a setting: the source reads these (_sources.source_for).
-                    "HOTCFG_SET__DB__TIMEOUT=5",
-                    "sets `db.timeout` on top of every layer (see Layered "
-                    "sources); read once when the master starts",
-                    "none",
-                ),
+    source: str | None = _setting(
+        None,
+        "config file path (`.yaml`, `.yml`, `.json`, `.toml`)",
+        shown="required",
+        forms=(
+            (
+                "HOTCFG_SOURCE=etcd://host:2379[,host2:2379,...]/app/config.yaml",
+                "one etcd v3 key holding the document (format from `HOTCFG_FORMAT` "
+                "or the key's suffix); the master reads it, watches it from the next "
+                "revision and publishes each change. Started while etcd is "
+                "unreachable, the master serves its cache of the last good config "
+                "(below). Each master keeps a record in etcd for `hotcfg status "
+                "--fleet`; auth and TLS: below",
+                "",
             ),
-        },
+            (
+                "HOTCFG_SOURCE=etcd://host:2379[,...]/app/config/",
+                "every key under a prefix (the source ends in `/`) as one mapping: "
+                "`/app/config/db/timeout` is `db.timeout`; each value is one "
+                'document, YAML unless `HOTCFG_FORMAT` says otherwise (see "An etcd '
+                'prefix" below)',
+                "",
+            ),
+            (
+                "HOTCFG_SOURCE=https://config.example/app.yaml",
+                "a document at an `http://` or `https://` URL (format from "
+                "`HOTCFG_FORMAT` or the path's suffix), polled with "
+                '`ETag`/`Last-Modified`; see "HTTP source" below',
+                "",
+            ),
+            (
+                "HOTCFG_SOURCE='conf/base.yaml | conf/production.yaml | "
+                "etcd://10.0.0.1:2379/app/config.yaml'",
+                "several sources, merged in order (see Layered sources)",
+                "",
+            ),
+            # Not a setting: the source reads these (_sources.source_for).
+            (
+                "HOTCFG_SET__DB__TIMEOUT=5",
+                "sets `db.timeout` on top of every layer (see Layered sources); read "
+                "once when the master starts",
+                "none",
+            ),
+        ),
     )
-    format: str | None = field(
-        default=None,
-        metadata={
-            "doc": "`yaml`, `json` or `toml`, overriding the suffix (with several "
-            "layers: the format of those whose name has no known suffix)",
-            "shown": "from suffix",
-        },
+    format: str | None = _setting(
+        None,
+        "`yaml`, `json` or `toml`, overriding the suffix (with several layers: the "
+        "format of those whose name has no known suffix)",
+        shown="from suffix",
     )
-    debounce_ms: float = field(
-        default=100.0,
-        metadata={"doc": "quiet time after file events before reading"},
+    debounce_ms: float = _setting(100.0, "quiet time after file events before reading")
+    hint_signal: int | None = _setting(
+        int(signal.SIGURG), "hint signal (`SIGURG`, ...) or `none`", shown="`SIGURG`"
     )
-    hint_signal: int | None = field(
-        default=int(signal.SIGURG),
-        metadata={"doc": "hint signal (`SIGURG`, ...) or `none`", "shown": "`SIGURG`"},
+    validator: str | None = _setting(
+        None, "`module:function` taking the mapping, returning it or raising"
     )
-    validator: str | None = field(
-        default=None,
-        metadata={
-            "doc": "`module:function` taking the mapping, returning it or raising"
-        },
+    schema: str | None = _setting(
+        None, "JSON Schema file (needs `pip install 'hotcfg[schema]'`)"
     )
-    schema: str | None = field(
-        default=None,
-        metadata={"doc": "JSON Schema file (needs `pip install 'hotcfg[schema]'`)"},
+    model: str | None = _setting(
+        None,
+        "`module:Class`, a dataclass or pydantic model the whole config must fit "
+        "(see Typed configs)",
     )
-    model: str | None = field(
-        default=None,
-        metadata={
-            "doc": "`module:Class`, a dataclass or pydantic model the whole config "
-            "must fit (see Typed configs)"
-        },
+    validator_warn_ms: float = _setting(
+        5000.0,
+        "a validator running longer than this is logged (again each time as long "
+        "passes) and shown in `hotcfg status`",
     )
-    validator_warn_ms: float = field(
-        default=5000.0,
-        metadata={
-            "doc": "a validator running longer than this is logged (again each "
-            "time as long passes) and shown in `hotcfg status`"
-        },
+    apply_warn_ms: float = _setting(
+        10000.0,
+        "the master logs a WARNING naming a worker that has not applied a publish "
+        "this long",
     )
-    apply_warn_ms: float = field(
-        default=10000.0,
-        metadata={
-            "doc": "the master logs a WARNING naming a worker that has not "
-            "applied a publish this long"
-        },
+    max_bytes: int = _setting(
+        8 * 1024 * 1024, "largest config file accepted", shown="`8388608` (8 MiB)"
     )
-    max_bytes: int = field(
-        default=8 * 1024 * 1024,
-        metadata={"doc": "largest config file accepted", "shown": "`8388608` (8 MiB)"},
+    segment_dir: str | None = _setting(
+        None,
+        "private (0700) directory of the segment",
+        shown=(
+            "`/dev/shm/hotcfg-<uid>` (without `/dev/shm`: the same in the "
+            "temporary directory)"
+        ),
     )
-    segment_dir: str | None = field(
-        default=None,
-        metadata={
-            "doc": "private (0700) directory of the segment",
-            "shown": "`/dev/shm/hotcfg-<uid>` (without `/dev/shm`: the same in "
-            "the temporary directory)",
-        },
+    name: str = _setting(
+        "hotcfg",
+        "the service's name: segment, history and cache file name prefix (see "
+        "History and rollback)",
     )
-    name: str = field(
-        default="hotcfg",
-        metadata={
-            "doc": "the service's name: segment, history and cache file name "
-            "prefix (see History and rollback)"
-        },
+    start_empty: bool = _setting(
+        False,
+        "start with `{}` when the source is bad at startup instead of refusing to "
+        "start",
     )
-    start_empty: bool = field(
-        default=False,
-        metadata={
-            "doc": "start with `{}` when the source is bad at startup instead of "
-            "refusing to start"
-        },
+    watch: str = _setting(
+        "auto",
+        "`auto` (change events, polling if inotify limits are reached), `events`, or "
+        "`poll` (for file systems without change events: NFS, some FUSE and "
+        "container mounts)",
     )
-    watch: str = field(
-        default="auto",
-        metadata={
-            "doc": "`auto` (change events, polling if inotify limits are "
-            "reached), `events`, or `poll` (for file systems without change "
-            "events: NFS, some FUSE and container mounts)"
-        },
+    poll_interval_ms: float = _setting(
+        1000.0,
+        "how often the file is `stat`ed in every mode (the only check in `poll` "
+        "mode, a safety net for lost events otherwise) and the watcher's health "
+        "checked; how often an HTTP source is fetched",
     )
-    poll_interval_ms: float = field(
-        default=1000.0,
-        metadata={
-            "doc": "how often the file is `stat`ed in every mode (the only check "
-            "in `poll` mode, a safety net for lost events otherwise) and the "
-            "watcher's health checked; how often an HTTP source is fetched"
-        },
+    worker_nice: int | None = _setting(
+        None,
+        "nice value (-20 to 19) each Gunicorn worker sets for itself at fork (see "
+        '"Changes on a busy host")',
+        shown="unchanged",
     )
-    worker_nice: int | None = field(
-        default=None,
-        metadata={
-            "doc": "nice value (-20 to 19) each Gunicorn worker sets for itself "
-            'at fork (see "Changes on a busy host")',
-            "shown": "unchanged",
-        },
+    metrics: str | None = _setting(
+        None,
+        "`host:port` of the master's Prometheus endpoint (see Metrics)",
+        shown="off",
     )
-    metrics: str | None = field(
-        default=None,
-        metadata={
-            "doc": "`host:port` of the master's Prometheus endpoint (see Metrics)",
-            "shown": "off",
-        },
+    applier: bool = _setting(
+        True,
+        "Gunicorn workers switch when hinted, in an applier thread (`off`: at their "
+        "next request only)",
+        shown="`on`",
     )
-    applier: bool = field(
-        default=True,
-        metadata={
-            "doc": "Gunicorn workers switch when hinted, in an applier thread "
-            "(`off`: at their next request only)",
-            "shown": "`on`",
-        },
+    history: int = _setting(
+        10,
+        "good generations the master keeps for `hotcfg history`, `diff` and "
+        "`rollback`, across restarts (`0`: none, no file)",
     )
-    history: int = field(
-        default=10,
-        metadata={
-            "doc": "good generations the master keeps for `hotcfg history`, "
-            "`diff` and `rollback`, across restarts (`0`: none, no file)"
-        },
+    etcd_timeout_ms: float = _setting(
+        5000.0,
+        "etcd: connecting, and each request but the watch stream, as a whole (the "
+        "probe of a silent watch's member: at most 2 s)",
     )
-    etcd_timeout_ms: float = field(
-        default=5000.0,
-        metadata={
-            "doc": "etcd: connecting, and each request but the watch stream, as "
-            "a whole (the probe of a silent watch's member: at most 2 s)"
-        },
+    etcd_progress_ms: float = _setting(
+        600000.0,
+        "etcd: the cluster's progress-notification interval "
+        "(`--experimental-watch-progress-notify-interval`); a watch silent 1.5 times "
+        "this long (plus the timeout) is reconnected",
+        shown="`600000` (etcd's)",
     )
-    etcd_progress_ms: float = field(
-        default=600000.0,
-        metadata={
-            "doc": "etcd: the cluster's progress-notification interval "
-            "(`--experimental-watch-progress-notify-interval`); a watch silent "
-            "1.5 times this long (plus the timeout) is reconnected",
-            "shown": "`600000` (etcd's)",
-        },
+    etcd_user: str | None = _setting(
+        None, "etcd: user to authenticate as (needs `HOTCFG_ETCD_PASSWORD_FILE`)"
     )
-    etcd_user: str | None = field(
-        default=None,
-        metadata={
-            "doc": "etcd: user to authenticate as (needs `HOTCFG_ETCD_PASSWORD_FILE`)"
-        },
+    etcd_password_file: str | None = _setting(
+        None,
+        "etcd: file holding that user's password, never the password itself "
+        "(trailing newline stripped; read again at each authentication, so rotating "
+        "it needs no restart)",
     )
-    etcd_password_file: str | None = field(
-        default=None,
-        metadata={
-            "doc": "etcd: file holding that user's password, never the password "
-            "itself (trailing newline stripped; read again at each "
-            "authentication, so rotating it needs no restart)"
-        },
+    etcd_ca_file: str | None = _setting(
+        None,
+        "etcd: CA bundle (PEM) the members' certificates are checked against; "
+        "setting it (or a client certificate) means TLS to every endpoint",
+        shown="none: plain HTTP",
     )
-    etcd_ca_file: str | None = field(
-        default=None,
-        metadata={
-            "doc": "etcd: CA bundle (PEM) the members' certificates are checked "
-            "against; setting it (or a client certificate) means TLS to every "
-            "endpoint",
-            "shown": "none: plain HTTP",
-        },
+    etcd_cert_file: str | None = _setting(
+        None,
+        "etcd: client certificate (PEM), for members started with `--client-cert-auth`",
     )
-    etcd_cert_file: str | None = field(
-        default=None,
-        metadata={
-            "doc": "etcd: client certificate (PEM), for members started with "
-            "`--client-cert-auth`"
-        },
+    etcd_key_file: str | None = _setting(
+        None, "etcd: its private key (PEM, unencrypted)"
     )
-    etcd_key_file: str | None = field(
-        default=None,
-        metadata={"doc": "etcd: its private key (PEM, unencrypted)"},
+    fleet: bool = _setting(
+        True,
+        "etcd: the Gunicorn master keeps a record of itself and its workers under "
+        "`/hotcfg/fleet/` for `hotcfg status --fleet`",
     )
-    fleet: bool = field(
-        default=True,
-        metadata={
-            "doc": "etcd: the Gunicorn master keeps a record of itself and its "
-            "workers under `/hotcfg/fleet/` for `hotcfg status --fleet`"
-        },
+    fleet_ttl_ms: float = _setting(
+        10000.0,
+        "etcd: that record's lease; a master that dies disappears this long after "
+        "(one that stops, at once); at least `2000`",
     )
-    fleet_ttl_ms: float = field(
-        default=10000.0,
-        metadata={
-            "doc": "etcd: that record's lease; a master that dies disappears this "
-            "long after (one that stops, at once); at least `2000`"
-        },
+    http_timeout_ms: float = _setting(
+        5000.0,
+        "HTTP source: each fetch's total deadline (connecting, TLS, redirects, "
+        "headers and body)",
     )
-    http_timeout_ms: float = field(
-        default=5000.0,
-        metadata={
-            "doc": "HTTP source: each fetch's total deadline (connecting, TLS, "
-            "redirects, headers and body)"
-        },
+    http_token_file: str | None = _setting(
+        None,
+        "HTTP source: a file holding a bearer token, read at each fetch, sent only "
+        "to the URL's own origin (with layers: refused at startup when the HTTP "
+        "layers are on more than one origin); never logged",
     )
-    http_token_file: str | None = field(
-        default=None,
-        metadata={
-            "doc": "HTTP source: a file holding a bearer token, read at each "
-            "fetch, sent only to the URL's own origin (with layers: refused at "
-            "startup when the HTTP layers are on more than one origin); never "
-            "logged"
-        },
-    )
-    http_ca_file: str | None = field(
-        default=None,
-        metadata={
-            "doc": "HTTP source: CA bundle (PEM) for `https`",
-            "shown": "the system's",
-        },
+    http_ca_file: str | None = _setting(
+        None, "HTTP source: CA bundle (PEM) for `https`", shown="the system's"
     )
 
     @classmethod
