@@ -527,29 +527,14 @@ class Publisher:
                 else _payload.encode(base, source=self.source.location)
             )
             with self._write_lock:
-                header = layout.read_header(self.segment.buffer)
-                offset = layout.plan_offset(header, len(payload))
-                self.segment.ensure_capacity(offset + len(payload))
-                buffer = self.segment.buffer
                 # After a restart the new segment starts at 0: continue
                 # from the history's last generation (docs/design.md).
-                generation = max(header.generation, self.history.last_generation) + 1
-                # The workers that owe this generation: those there before it.
-                waiting = [w.pid for w in layout.read_workers(buffer)]
-                published_at = time.time()
-                crc = layout.write_payload(
-                    buffer, offset, payload, generation=generation
-                )
-                layout.commit(
-                    buffer,
-                    generation=generation,
-                    offset=offset,
-                    length=len(payload),
-                    crc=crc,
-                    published_at=published_at,
+                written = self.segment.write_generation(
+                    payload,
+                    after=self.history.last_generation,
                     source=source or self.source.label,
-                    writer_pid=os.getpid(),
                 )
+                generation, published_at = written.generation, written.published_at
                 self.live_layers = (generation, layers)
             self._digest = digest
             if source_read is not None:
@@ -568,7 +553,7 @@ class Publisher:
                 if checked_ms is None
                 else f", read and checked in {checked_ms:.1f} ms",
             )
-        self.convergence.published(generation, published_at, waiting)
+        self.convergence.published(generation, published_at, written.waiting)
         self._notify()
         # After the hint: workers need not wait for a file write.
         entry = _history.Entry.of(

@@ -33,6 +33,7 @@ import os
 import secrets
 import stat
 import time
+from dataclasses import dataclass
 
 from .._errors import CorruptSegmentError, SegmentError
 from . import layout as _layout
@@ -181,6 +182,15 @@ def remove_stale(directory: str, *, name: str) -> list[str]:
     return removed
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A generation :meth:`Segment.write_generation` wrote."""
+
+    generation: int
+    published_at: float  # Unix time
+    waiting: tuple[int, ...]  # the pids of the workers that owe it
+
+
 class Segment:
     """The writer's handle on the segment (the master, or a standalone process).
 
@@ -253,6 +263,40 @@ class Segment:
         self.buffer.close()
         self.buffer = buffer
         _layout.set_capacity(buffer, capacity)
+
+    def write_generation(self, payload: bytes, *, after: int, source: str) -> Written:
+        """Write ``payload`` as the next generation: the whole sequence the
+        seqlock asks for (plan where it goes, grow the file if it must, the
+        payload, then the header's commit), so a reader sees the old
+        generation or the new one, never a mix. The caller holds its write
+        lock and has checked the payload.
+
+        Args:
+            after: a generation the new one must follow besides the
+                header's (after a restart the segment starts at 0, and the
+                history goes on from its last).
+            source: the label the header records with it.
+        """
+        header = _layout.read_header(self.buffer)
+        offset = _layout.plan_offset(header, len(payload))
+        self.ensure_capacity(offset + len(payload))
+        buffer = self.buffer
+        generation = max(header.generation, after) + 1
+        # The workers that owe this generation: those there before it.
+        waiting = tuple(w.pid for w in _layout.read_workers(buffer))
+        published_at = time.time()
+        crc = _layout.write_payload(buffer, offset, payload, generation=generation)
+        _layout.commit(
+            buffer,
+            generation=generation,
+            offset=offset,
+            length=len(payload),
+            crc=crc,
+            published_at=published_at,
+            source=source,
+            writer_pid=os.getpid(),
+        )
+        return Written(generation, published_at, waiting)
 
     def view(self) -> SegmentView:
         """A reader's own mapping of this segment (in this or a forked process)."""
