@@ -54,6 +54,7 @@ from . import claim, coldstart
 from . import history as _history
 from . import metrics as _metrics
 from .convergence import Convergence
+from .validating import Validating, ValidatorMonitor
 
 _logger = logging.getLogger(__name__)
 
@@ -88,16 +89,6 @@ class Current:
     generation: int
     rejected: str | None = None
     note: str | None = None
-
-
-@dataclass(slots=True)
-class Validating:
-    """A validator running now: what ``status`` and the monitor report."""
-
-    name: str
-    since: float  # Unix time, for people
-    started: float  # monotonic, for the monitor
-    warnings: int = 0
 
 
 class Publisher:
@@ -147,10 +138,12 @@ class Publisher:
         self._force = False  # the next read publishes even what was read before
         self._last_error: str | None = None
         self._watcher: Watching | None = None
-        self._busy = threading.Condition()
-        self._validating: Validating | None = None
-        self._monitor: threading.Thread | None = None
-        self._closing = False
+        self.monitor = ValidatorMonitor(
+            warn_ms=settings.validator_warn_ms,
+            record=self._record_validating,
+            location=source.location,
+            generation=lambda: self.generation,
+        )
         self.publishes = 0
         self._metrics: Any = None
         self.rejections: dict[str, int] = {}
@@ -236,7 +229,7 @@ class Publisher:
     @property
     def validating(self) -> Validating | None:
         """The validator running now, if any."""
-        return self._validating
+        return self.monitor.current
 
     def start(self, *, start_empty: bool = False) -> int | None:
         """The first publish: the source's content, or else the cache.
@@ -403,66 +396,16 @@ class Publisher:
                 data,
                 self.validators,
                 source=self.source.location,
-                started=self._started,
+                started=self.monitor.started,
                 interruptible=threading.current_thread() is threading.main_thread(),
             )
         finally:
-            self._finished()
+            self.monitor.finished()
 
-    def _started(self, name: str) -> None:
-        since = time.time()
+    def _record_validating(self, name: str, since: float) -> None:
+        """The validator running now, in the header (``hotcfg status``)."""
         with self._write_lock:
             layout.record_validating(self.segment.buffer, name, since=since)
-        with self._busy:
-            self._validating = Validating(name, since, time.monotonic())
-            if self._monitor is None:
-                self._monitor = threading.Thread(
-                    target=self._watch_validators, name="hotcfg-monitor", daemon=True
-                )
-                self._monitor.start()
-            self._busy.notify_all()
-
-    def _finished(self) -> None:
-        with self._write_lock:
-            layout.record_validating(self.segment.buffer, "", since=0.0)
-        with self._busy:
-            busy, self._validating = self._validating, None
-            self._busy.notify_all()
-        if busy is not None and busy.warnings:
-            _logger.warning(
-                "hotcfg: %s returned after %.1f s",
-                busy.name,
-                time.monotonic() - busy.started,
-            )
-
-    def _watch_validators(self) -> None:
-        """Log a validator that runs for long, again each time as long passes.
-
-        The watcher thread is inside the validator and cannot be interrupted;
-        this thread only makes the wait visible.
-        """
-        period = self.settings.validator_warn_ms / 1000.0
-        with self._busy:
-            while not self._closing:
-                busy = self._validating
-                if busy is None:
-                    self._busy.wait()
-                    continue
-                now = time.monotonic()
-                due = busy.started + period * (busy.warnings + 1)
-                if now < due:
-                    self._busy.wait(due - now)
-                    continue
-                busy.warnings += 1
-                _logger.warning(
-                    "hotcfg: validating %s since %s (%.0f s) in %s; generation %d "
-                    "keeps serving, and the newest content is validated next",
-                    self.source.location,
-                    time.strftime("%H:%M:%S", time.localtime(busy.since)),
-                    now - busy.started,
-                    busy.name,
-                    self.generation,
-                )
 
     def publish(
         self,
@@ -728,11 +671,8 @@ class Publisher:
         """Stop watching and remove the segment (only in the creating process)."""
         if not self._active:
             return
-        with self._busy:
-            if self._closing:  # closed already (atexit after an explicit close)
-                return
-            self._closing = True
-            self._busy.notify_all()
+        if not self.monitor.stop():  # closed already (atexit after a close)
+            return
         self.convergence.stop()
         _metrics.stop(self._metrics)
         self._metrics = None
@@ -764,9 +704,8 @@ def _after_fork_in_child() -> None:
     for publisher in list(_LIVE):
         publisher._write_lock = threading.Lock()
         publisher._serial = threading.RLock()
-        publisher._busy = threading.Condition()
+        publisher.monitor.reset_in_child()
         publisher._watcher = None  # its threads do not exist in the child
-        publisher._monitor = None
         publisher.convergence.reset_in_child()
         publisher._metrics = None  # _metrics closed the child's copy of its socket
 
