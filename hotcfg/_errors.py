@@ -75,7 +75,7 @@ class SourceError(ConfigError):
 class UnreachableError(SourceError):
     """The store holding the source (etcd, an HTTP server) cannot be reached
     or cannot answer now; a master starting meanwhile may serve its cache
-    (``_cache``)."""
+    (``_master.coldstart``)."""
 
 
 class ParseError(ConfigError):

@@ -400,7 +400,7 @@ def isolated(cfg: Settings | None) -> Iterator[None]:
 def _reset_lock_in_child() -> None:
     global _lock, _applier
     _lock = threading.RLock()
-    _applier = None  # its thread did not cross the fork (``_applier``)
+    _applier = None  # its thread did not cross the fork (``_worker.applier``)
 
 
 os.register_at_fork(after_in_child=_reset_lock_in_child)

@@ -3,7 +3,7 @@ and the ``HOTCFG_SET__*`` environment overrides.
 
 PURE: takes text, mappings and documents, returns values or raises. Must
 not import ``os``, ``mmap``, ``signal``, ``threading`` or ``time``; reading
-the layers is ``_layered``'s job (docs/design.md, "Layers").
+the layers is ``_sources.layered``'s job (docs/design.md, "Layers").
 
 * ``HOTCFG_SOURCE='base.yaml | prod.yaml | etcd://h:2379/app/c.yaml'``
   names several sources, merged in that order. ``|`` cannot appear in an

@@ -1,7 +1,7 @@
 """Which history and cache files a master keeps, and the lock that keeps two
 live masters from sharing them.
 
-Owns the names and the ``.lock`` file; ``_history`` and ``_cache`` own
+Owns the names and the ``.lock`` file; ``_master.history`` and ``_master.coldstart`` own
 what is inside the other two. A master's files are
 ``<segment dir>/<name>-<tag>`` plus ``.history``, ``.cache`` and ``.lock``:
 
@@ -34,7 +34,7 @@ what is inside the other two. A master's files are
   write them until the old one stops: the last write wins), and a thread
   takes the lock once the old master lets it go.
 
-Must not import ``_publisher``, ``_control`` or anything above them.
+Must not import ``_master.publisher``, ``_master.control`` or anything above them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ store down.
 
 Owns what is inside the cache file, ``<segment dir>/<name>-<tag>.cache``,
 beside the segment and the history file; which file a master uses, and
-that no other live master uses it, is ``_claim``'s job. It holds one entry
+that no other live master uses it, is ``_master.claim``'s job. It holds one entry
 in the history's format (the payload as published and, when it differs,
 the same before the ``HOTCFG_SET__*`` overrides and the validators; when,
 from where, sizes and hashes), under its own ``format`` name,
@@ -19,7 +19,7 @@ The publisher writes the file after each publish, and reads it back only
 when its first read of the source failed because the store was unreachable
 (``UnreachableError``).
 
-Must not import ``_publisher``, ``_control`` or anything above them.
+Must not import ``_master.publisher``, ``_master.control`` or anything above them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Owns what is inside the history file, ``<segment dir>/<name>-<tag>.history``,
 beside the segments, in the same private (``0700``) directory; which file a
-master uses, and that no other live master uses it, is ``_claim``'s job. The
+master uses, and that no other live master uses it, is ``_master.claim``'s job. The
 codec (:func:`encode_entries`, :func:`decode_entries`) is pure: bytes in,
 entries out, or :class:`CorruptHistoryError`. The file functions
 (:func:`load`, :func:`save`) trust a file only if it is a regular ``0600``
@@ -34,7 +34,7 @@ generations strictly increasing.
 Version 1 (before ``base``) is still read: its payloads hold the overrides
 of their time, and are published again with the current ones on top.
 
-Must not import ``_publisher``, ``_control`` or anything above them.
+Must not import ``_master.publisher``, ``_master.control`` or anything above them.
 """
 
 from __future__ import annotations
@@ -147,7 +147,8 @@ class Entry:
 
 def encode_entries(entries: Sequence[Entry], *, kind: str = FORMAT) -> bytes:
     """The file's bytes for ``entries`` (oldest first); ``kind`` is the
-    ``format`` field (``_cache`` keeps one entry in a file of its own kind)."""
+    ``format`` field (``_master.coldstart`` keeps one entry in a file of
+    its own kind)."""
     doc = {
         "format": kind,
         "version": VERSION,
@@ -266,7 +267,7 @@ def path_for(
     suffix: str = SUFFIX,
 ) -> str:
     """``<directory>/<name>-<tag><suffix>``: the tag is 4 bytes of BLAKE2b
-    of ``source`` (a label) and ``service`` (``_claim.identity``), so
+    of ``source`` (a label) and ``service`` (``_master.claim.identity``), so
     services that differ in either have files of their own."""
     text = "\0".join((source, *service))
     tag = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=4)

@@ -8,7 +8,7 @@ generation stays, the reason goes into the segment's header (for
 
 User code runs here (validators, the schema and model checks): nothing it
 does may stop publishing. Whatever it raises is a rejection (see
-``_validate.run_validators``), and a validator that hangs is reported, not
+``_content.validate.run_validators``), and a validator that hangs is reported, not
 interrupted: a thread cannot be, so the monitor thread logs "validating
 since" every ``HOTCFG_VALIDATOR_WARN_MS`` and ``hotcfg status`` shows it
 (docs/design.md, "User code in the master").
@@ -436,7 +436,7 @@ class Publisher:
                 ``LayeredSource``), kept while it is live.
             base: ``data`` before the overrides and the validators, when
                 there are overrides: what the history and the cache keep
-                (``_history``); None: ``data`` is its own base.
+                (``_master.history``); None: ``data`` is its own base.
 
         Returns:
             The new generation, or None when the content did not change.

@@ -71,7 +71,7 @@ class ValidatorMonitor:
         return self._validating
 
     def started(self, name: str) -> None:
-        """``name`` starts now (``_validate.run_validators``' hook)."""
+        """``name`` starts now (``_content.validate.run_validators``' hook)."""
         since = time.time()
         self._record(name, since)
         with self._busy:

@@ -3,13 +3,13 @@
 Owns the header, the two live-payload descriptors, the worker table, where
 each payload goes (:func:`plan_offset`), and the two read paths: the
 lock-free payload copy (:func:`read_consistent`) and the seqlocked header
-(:func:`read_header`). What the payload bytes mean is ``_payload``'s
+(:func:`read_header`). What the payload bytes mean is ``_segment.payload``'s
 business: this module treats them as opaque bytes with a CRC.
 
 PURE: functions over any buffer (``bytearray``, ``mmap``, ``memoryview``); no
 files, no signals, no clock (times are passed in). Must not import ``os``,
 ``mmap``, ``signal``, ``threading``, ``time``, ``msgpack`` or any other
-hotcfg module but ``_errors`` (``_payload`` imports this module, never the
+hotcfg module but ``_errors`` (``_segment.payload`` imports this module, never the
 reverse).
 
 Layout (all integers little-endian)::
@@ -82,7 +82,7 @@ LAYOUT_VERSION = 3
 HEADER_SIZE = 4096
 WORKER_SLOTS = 1024
 #: The largest payload a segment carries; the master's checks
-#: (``_validate``) and encoder refuse anything bigger, readers distrust it.
+#: (``_content.validate``) and encoder refuse anything bigger, readers distrust it.
 MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
 SOURCE_MAX_BYTES = 256
 ERROR_MAX_BYTES = 1024

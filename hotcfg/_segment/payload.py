@@ -1,13 +1,13 @@
 """The payload format: validated mapping <-> msgpack bytes <-> Snapshot.
 
 Owns msgpack (:func:`encode`, :func:`decode_payload`), the frozen values
-a worker serves (maps as ``_snapshot.FrozenDict``, arrays as tuples), lazy
+a worker serves (maps as ``_content.frozen.FrozenDict``, arrays as tuples), lazy
 sections (:func:`decode_section`), and :func:`decode`, the one call
 "segment bytes in, Snapshot out" that joins the two halves.
 
 PURE: bytes in, values out. Must not import ``os``, ``mmap``, ``signal``,
-``threading`` or ``time``. It may import ``_layout`` (for :func:`decode`),
-``_snapshot`` and ``_errors``; ``_layout`` never imports it.
+``threading`` or ``time``. It may import ``_segment.layout`` (for :func:`decode`),
+``_segment.snapshot`` and ``_errors``; ``_segment.layout`` never imports it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .snapshot import Section, Sections, Snapshot
 # Lazy sections. In a large payload, each top-level value that packs to at
 # least SECTION_MIN_BYTES is stored as an ext value holding its own packed
 # bytes. A worker's switch then unpacks only the outer map, and a section on
-# its first access (``_snapshot.Sections``); the master still decodes every
+# its first access (``_segment.snapshot.Sections``); the master still decodes every
 # section back before publishing. Small payloads never have sections, so the
 # common case costs nothing more. Why and what it changes: docs/design.md,
 # "Lazy sections".

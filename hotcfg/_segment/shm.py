@@ -1,7 +1,7 @@
 """The shared-memory file: create, trust, map, grow, remove.
 
 I/O only: knows files, ``mmap`` and ``flock``, and nothing of msgpack or of
-the byte layout beyond what ``_layout`` exports.
+the byte layout beyond what ``_segment.layout`` exports.
 
 * The segment lives in a private directory (``0700``, owned by us, not a
   symlink), as a ``0600`` file created with ``O_EXCL | O_NOFOLLOW`` under a
@@ -360,7 +360,7 @@ class SegmentView:
         called broken (a writer killed in the middle of one).
 
         Raises:
-            CorruptSegmentError: as :func:`_layout.read_header`.
+            CorruptSegmentError: as :func:`_segment.layout.read_header`.
         """
         tries = 0
 

@@ -1,7 +1,7 @@
 """The immutable configuration a worker serves: :class:`Snapshot`.
 
 PURE: no I/O, no clock. A snapshot is built once per generation by
-``_payload`` and then shared by every request of that generation, so nothing
+``_segment.payload`` and then shared by every request of that generation, so nothing
 in it can be mutated: mappings are :class:`FrozenDict` (a ``dict`` that
 refuses every change, so ``json.dumps``, ``jsonify``, ``JsonResponse``,
 ``msgpack`` and ``orjson`` take it as it is) and arrays are tuples. The top

@@ -9,7 +9,7 @@ the payload (lock-free, checked by the descriptor's generation and the CRC:
 sections only on first access), swap one reference, run the change
 callbacks, and last record the generation in the worker table, outside any
 signal handler. In a Gunicorn worker the hint wakes the applier thread
-(``_applier``), which calls :meth:`Reader.refresh` at once; the request
+(``_worker.applier``), which calls :meth:`Reader.refresh` at once; the request
 boundary check catches what a lost hint missed.
 
 Fork story: a reader inherited by a forked child keeps working (its mapping

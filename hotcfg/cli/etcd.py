@@ -320,7 +320,7 @@ def _push_diff(
 
 def status_fleet(args: argparse.Namespace) -> int:
     """``status --fleet URL``: every master following the key, from the
-    records they keep in etcd (``_fleet``), not from this host's segments."""
+    records they keep in etcd (``_master.fleet``), not from this host's segments."""
     from .._master import fleet as _fleet  # only this command reads the fleet
     from .fleet_view import render, summary
 

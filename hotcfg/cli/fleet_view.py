@@ -1,6 +1,6 @@
 """PURE: the fleet's records -> what ``hotcfg status --fleet`` prints.
 
-Takes the records ``_fleet.read_fleet`` decoded (``_fleet.build_record``'s
+Takes the records ``_master.fleet.read_fleet`` decoded (``_master.fleet.build_record``'s
 fields plus ``updated_at``) and the time now; returns lines. No I/O, no
 clock: the caller passes ``now``.
 
@@ -73,7 +73,7 @@ def target_revision(records: Sequence[Mapping[str, Any]], key_revision: int) -> 
 
 
 def serving(record: Mapping[str, Any]) -> str:
-    """What the master's live generation holds (``_fleet.serving``'s words);
+    """What the master's live generation holds (``_master.fleet.serving``'s words);
     for a record without it, ``"rejected"`` or ``"revision"``."""
     told = record.get("serving")
     if isinstance(told, str) and told:

@@ -15,8 +15,8 @@ Why these hooks (see gunicorn's ``arbiter.py`` and ``workers/base.py``):
   records are routed to Gunicorn's error log there (:func:`route_logs`),
   and workers inherit that.
 * ``when_ready`` starts the watcher thread (still before any fork; forks are
-  made safe by ``os.register_at_fork`` in ``_publisher``), and with an etcd
-  source the thread that keeps the master's fleet record (``_fleet``).
+  made safe by ``os.register_at_fork`` in ``_master.publisher``), and with an etcd
+  source the thread that keeps the master's fleet record (``_master.fleet``).
 * ``pre_fork`` gives the worker a slot of the worker table.
 * ``post_fork`` applies ``HOTCFG_WORKER_NICE`` first thing in the worker, so
   every thread the worker and its app start inherits it.

@@ -104,7 +104,7 @@ def _shutdown(conn: http.client.HTTPConnection) -> None:
 
 
 class EtcdWatch(Follower):
-    """Three threads: one follows etcd; one (``_follower``) calls
+    """Three threads: one follows etcd; one (``_sources.follower``) calls
     ``on_change`` with the newest state, so a slow publish never stalls the
     stream; one probes the followed member while the stream is silent, so a
     member frozen or cut off without a FIN is left within seconds, whatever

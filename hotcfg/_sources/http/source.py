@@ -235,7 +235,7 @@ class HttpSource(OneDocument):
 
 
 class HttpPoll(Follower):
-    """Two threads (``_follower``): one polls the server, one calls
+    """Two threads (``_sources.follower``): one polls the server, one calls
     ``on_change`` with the newest answer."""
 
     def __init__(self, source: HttpSource, on_change: Callable[[], object]) -> None:
