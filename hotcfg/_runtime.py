@@ -274,11 +274,13 @@ def keep_fleet_record() -> None:
     publisher = _publisher
     if publisher is None:
         return
-    # Master side only: neither module is on a worker's import path.
-    from ._master import fleet as _fleet
+    # Master side only: neither module is on a worker's import path, and
+    # the fleet's etcd client only in a master following etcd.
     from ._sources.locations import ETCD_SCHEME
 
     if ETCD_SCHEME in (publisher.settings.source or ""):
+        from ._master import fleet as _fleet
+
         _fleet.start(publisher)
 
 
