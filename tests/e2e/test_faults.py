@@ -301,6 +301,7 @@ def code_for_others():
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start workers as nobody")
 def test_workers_running_as_another_user(start_service, tmp_path, code_for_others):
     """The root master's 0600 segment is used by workers running as nobody:
     they inherit the open descriptor, so nothing is opened by path."""

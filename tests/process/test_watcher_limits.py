@@ -34,9 +34,15 @@ EXHAUST = textwrap.dedent(
     from hotcfg._content import loaders
     import hotcfg._sources.watch  # watchdog's inotify module, imported while root
 
-    # The interpreter may live where nobody cannot read: import what parsing
-    # loads lazily while still root.
+    # The interpreter and this checkout may live where nobody cannot read
+    # (a 0700 clone): import what parsing and the master load lazily while
+    # still root.
     loaders.parse(b"warm: up", fmt="yaml", source="warm-up")
+    import pkgutil, importlib, hotcfg
+    skipped = ("hotcfg.integrations", "hotcfg.cli", "hotcfg.__main__")
+    for found in pkgutil.walk_packages(hotcfg.__path__, "hotcfg."):
+        if not found.name.startswith(skipped):
+            importlib.import_module(found.name)
 
     os.setgroups([])
     os.setgid(%(uid)d)
