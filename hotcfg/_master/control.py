@@ -486,6 +486,11 @@ class ControlUnavailable(ControlError):
     """No master serves the control socket (not there, or not listening)."""
 
 
+class ControlRefused(ControlError):
+    """The master answered, and refused (its reason is the message): the
+    command's "no", unlike a socket that did not answer."""
+
+
 def request(
     path: str, message: dict[str, Any], *, timeout_s: float = 30.0
 ) -> dict[str, Any]:
@@ -494,8 +499,8 @@ def request(
     Raises:
         ControlUnavailable: nothing serves ``path`` (no master there, or
             one that serves no control socket).
-        ControlError: refused (with the master's reason), no answer in
-            time, or a broken answer.
+        ControlRefused: refused, with the master's reason.
+        ControlError: no answer in time, or a broken answer.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
@@ -518,7 +523,7 @@ def request(
     finally:
         sock.close()
     if response.get("ok") is not True:
-        raise ControlError(str(response.get("error", "refused without a reason")))
+        raise ControlRefused(str(response.get("error", "refused without a reason")))
     return response
 
 

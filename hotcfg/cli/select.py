@@ -5,23 +5,25 @@ says, and the one the selection options (``--dir``, ``--segment``,
 Owns the selection shared by the commands that read a segment
 (:mod:`.local`) and those that ask its master (:mod:`.control`). Reads
 segments only: it must not import the other command modules, the control
-socket or etcd.
+socket or etcd. Finding no segment loads nothing more than
+:mod:`.._segment.where`, so that ``hotcfg status`` with no service starts in
+about the interpreter's time; reading one loads the segment's modules.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
-from typing import Any
 
-from .._errors import HotcfgError
-from .._segment import layout
-from .._segment import payload as _payload
-from .._segment.shm import SegmentView, list_segments
-from .._segment.snapshot import Snapshot
-from .._settings import Settings
+from .._segment.where import default_segment_dir, list_segments
+from .exits import Exit, Stop
+
+TYPE_CHECKING = False  # not typing's: see hotcfg/__init__.py
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+    from .._segment.snapshot import Snapshot
 
 NOT_RUNNING = "no running hotcfg service found (no live segment; see --dir)"
 
@@ -45,7 +47,11 @@ def segment_paths(args: argparse.Namespace) -> list[str]:
     """
     if args.segment:
         return [args.segment]
-    directory = args.dir or Settings.resolve().resolved_segment_dir
+    # HOTCFG_SEGMENT_DIR as the settings read it (Settings.segment_dir),
+    # without loading them: they import the parsers.
+    directory = (
+        args.dir or os.environ.get("HOTCFG_SEGMENT_DIR") or default_segment_dir()
+    )
     paths = list_segments(directory)
     name = getattr(args, "name", None)
     if name:
@@ -59,6 +65,11 @@ def segment_paths(args: argparse.Namespace) -> list[str]:
 
 
 def describe(path: str) -> dict[str, Any]:
+    """What ``status`` shows of one segment; times as seconds since the
+    epoch (:mod:`.times` writes them)."""
+    from .._segment import layout
+    from .._segment.shm import SegmentView
+
     view = SegmentView.open(path)
     try:
         header = view.header()
@@ -100,31 +111,32 @@ def describe(path: str) -> dict[str, Any]:
     }
 
 
-def one_live_service(args: argparse.Namespace) -> str | None:
-    """The one running service the options select; None (said why) otherwise."""
-    try:
-        paths = segment_paths(args)
-    except OSError as exc:  # the directory is private to the service's user
-        raise HotcfgError(f"cannot reach the service: {exc}") from exc
+def one_live_service(args: argparse.Namespace) -> str:
+    """The one running service the options select.
+
+    Raises:
+        Stop: none (exit 69), or several (2: pick one).
+    """
+    paths = segment_paths(args)  # PermissionError: not this user's (exit 77)
     live = [p for p in paths if describe(p)["master_alive"]]
     if len(live) == 1:
         return live[0]
     if not live:
-        print(NOT_RUNNING, file=sys.stderr)
-    else:
-        print(
-            f"{len(live)} running services; pick one with --name, --pid or "
-            "--segment (hotcfg status lists them)",
-            file=sys.stderr,
-        )
-    return None
+        raise Stop(Exit.NO_SERVICE, NOT_RUNNING)
+    raise Stop(
+        Exit.USAGE,
+        f"{len(live)} running services; pick one with --name, --pid or "
+        "--segment (hotcfg status lists them)",
+    )
 
 
-def load_live(args: argparse.Namespace) -> Snapshot | None:
-    """The live configuration of the one service the options select."""
+def load_live(args: argparse.Namespace) -> Snapshot:
+    """The live configuration of the one service the options select
+    (:func:`one_live_service`'s ``Stop`` otherwise)."""
+    from .._segment import payload as _payload
+    from .._segment.shm import SegmentView
+
     path = args.segment or one_live_service(args)
-    if path is None:
-        return None
     view = SegmentView.open(path)
     try:
         return _payload.decode(view.buffer)
@@ -133,6 +145,7 @@ def load_live(args: argparse.Namespace) -> Snapshot | None:
 
 
 def when(ts: float) -> str:
-    if not ts:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    """A time in human output: local, ISO 8601 with its offset."""
+    from .times import local
+
+    return local(ts)
