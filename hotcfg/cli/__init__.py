@@ -41,7 +41,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else list(argv)) == ["--version"]:
         from .._version import __version__
 
-        print(f"hotcfg {__version__}")
+        try:
+            print(f"hotcfg {__version__}", flush=True)
+        except BrokenPipeError:
+            from .exits import Exit, quiet_stdout
+
+            quiet_stdout()
+            return Exit.BROKEN_PIPE
         return 0
     from .parser import main as run  # the commands load only when one runs
 

@@ -12,6 +12,8 @@ that raise them.
 
 from __future__ import annotations
 
+import os
+import sys
 from enum import IntEnum
 
 
@@ -29,7 +31,8 @@ class Exit(IntEnum):
     #: EX_TEMPFAIL: etcd, a URL or the master's control socket did not answer;
     #: trying again later may succeed.
     UNREACHABLE = 75
-    #: EX_NOPERM: access refused (file modes, etcd authentication or TLS).
+    #: EX_NOPERM: access refused (file modes or owners, etcd authentication
+    #: or TLS).
     NO_PERMISSION = 77
     #: EX_CONFIG: a setting or file invalid where that is not the command's "no".
     CONFIG = 78
@@ -69,8 +72,8 @@ def for_error(exc: BaseException) -> Exit:
     A refused permission anywhere in the chain is 77; etcd or a URL that
     does not answer 75; a master that serves no control socket 69; the
     master's refusal (a generation not kept) 1; a control socket that did not
-    answer in time 75; an invalid setting 78; a segment that cannot be read
-    69.
+    answer in time 75; an invalid setting 78; a segment refused (another
+    user's, open to others) 77, gone or unreadable 69.
     """
     if any(isinstance(e, PermissionError) for e in _chain(exc)):
         return Exit.NO_PERMISSION
@@ -86,6 +89,27 @@ def for_error(exc: BaseException) -> Exit:
         return Exit.UNREACHABLE
     if "ConfigError" in names:
         return Exit.CONFIG
-    if "SegmentError" in names or "CorruptSegmentError" in names:
+    if "SegmentError" in names:
+        # Gone meanwhile: no service; else refused to trust it (another
+        # user's, or open to others).
+        if any(isinstance(e, FileNotFoundError) for e in _chain(exc)):
+            return Exit.NO_SERVICE
+        return Exit.NO_PERMISSION
+    if "CorruptSegmentError" in names:
         return Exit.NO_SERVICE
     return Exit.NO
+
+
+def quiet_stdout() -> None:
+    """After a ``BrokenPipeError`` (exit 141): point stdout at /dev/null, so
+    that the interpreter's flush at exit does not fail again and print a
+    traceback (Python's documented recipe for SIGPIPE)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a file (a test's capture)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)

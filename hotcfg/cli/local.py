@@ -63,42 +63,45 @@ def file_settings(args: argparse.Namespace, *, fmt: str | None = None) -> Settin
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """``validate``: 0 valid, 1 invalid (FILE's "no"), 78 when the checks
-    given cannot be used (a bad ``--schema`` or ``HOTCFG_*`` setting)."""
-    from .._errors import ConfigError, HotcfgError
+    """``validate``: 0 valid, 1 FILE invalid (the command's "no"), 78 when
+    the checks given cannot be used (a ``--schema`` not found, a validator
+    that does not import, a bad ``HOTCFG_*`` setting): the error's
+    ``source`` says which."""
+    from .._errors import ConfigError
     from .._master.check import validate_source
     from .._sources.locations import redact_url
 
     shown = redact_url(args.file)
+    file = {args.file, shown}
     try:
         settings = file_settings(args)
-    except ConfigError as exc:
-        return _validated(args, shown, Exit.CONFIG, f"hotcfg: {exc}")
-    try:
+        file.add(settings.source or args.file)
         data, payload = validate_source(settings)
-    except HotcfgError as exc:
-        return _validated(args, shown, Exit.NO, f"invalid: {exc}")
+    except ConfigError as exc:
+        about_file = exc.source in file
+        code = Exit.NO if about_file else Exit.CONFIG
+        print(f"{'invalid' if about_file else 'hotcfg'}: {exc}", file=sys.stderr)
+        if args.json:
+            print_json(_validation(shown, str(exc)))
+        return code
     if args.json:
-        report = {
-            "file": shown,
-            "valid": True,
-            "error": None,
-            "top_level_keys": len(data),
-            "packed_bytes": len(payload),
-        }
-        print_json(report)
+        print_json(_validation(shown, None, keys=len(data), packed=len(payload)))
     else:
         print(f"ok: {shown} ({len(data)} top-level keys, {len(payload)} bytes packed)")
     return Exit.OK
 
 
-def _validated(args: argparse.Namespace, shown: str, code: Exit, why: str) -> int:
-    """A refused ``validate``: why on stderr, and with ``--json`` on stdout."""
-    print(why, file=sys.stderr)
-    if args.json:
-        report = {"file": shown, "valid": False, "error": why}
-        print_json({**report, "top_level_keys": None, "packed_bytes": None})
-    return code
+def _validation(
+    shown: str, error: str | None, *, keys: int | None = None, packed: int | None = None
+) -> dict[str, Any]:
+    """``validate --json``: the same fields whatever the outcome."""
+    return {
+        "file": shown,
+        "valid": error is None,
+        "error": error,
+        "top_level_keys": keys,
+        "packed_bytes": packed,
+    }
 
 
 def status_json(report: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 
-from .exits import Exit, Stop, for_error
+from .exits import Exit, Stop, for_error, quiet_stdout
 
 TYPE_CHECKING = False  # not typing's: see hotcfg/__init__.py
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def _columns() -> int:
     except (KeyError, ValueError):
         pass
     try:
-        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+        return os.get_terminal_size((sys.__stdout__ or sys.stdout).fileno()).columns
     except (AttributeError, ValueError, OSError):
         return 80
 
@@ -238,10 +238,14 @@ def _subcommand(
     return p
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(
+    command: str | None = None, *, arguments: bool = True
+) -> argparse.ArgumentParser:
     """The parser of every command, or only of ``command`` (what parsing a
     command line naming it needs: a third of the start-up is argparse
-    building parsers)."""
+    building parsers). Without ``arguments`` the commands are there with
+    their summaries only: enough for ``hotcfg --help`` and for a command
+    line that names none."""
     from .._version import __version__
 
     parser = argparse.ArgumentParser(
@@ -257,8 +261,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add_arguments in _ARGUMENTS.items():
         if command is None or name == command:
-            p = _subcommand(sub, name, selects=name not in ("validate", "push"))
-            add_arguments(p)
+            selects = arguments and name not in ("validate", "push")
+            p = _subcommand(sub, name, selects=selects)
+            if arguments:
+                add_arguments(p)
     return parser
 
 
@@ -402,27 +408,24 @@ def _command(spec: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; what it did not handle becomes an exit code
-    (:func:`.exits.for_error`) with one line on stderr, never a traceback."""
+    (:func:`.exits.for_error`) with one line on stderr, never a traceback:
+    not for an error, nor for a reader that went away (141) or Ctrl-C (130).
+    argparse's own exits (``--help``, a usage error: 2) stay ``SystemExit``.
+    """
     words = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_named_command(words)).parse_args(words)
+    command = _named_command(words)
     try:
         try:
-            code = int(_command(args.run)(args))
-        except Stop as stop:
-            print(stop, file=sys.stderr)
-            code = stop.code
-        except BrokenPipeError:
+            args = build_parser(command, arguments=command is not None).parse_args(
+                words
+            )
+        except SystemExit:
+            sys.stdout.flush()  # the help, into a pipe maybe closed already
             raise
-        except Exception as exc:
-            from .._errors import HotcfgError
-
-            if not isinstance(exc, (HotcfgError, OSError)):
-                raise
-            print(f"hotcfg: {exc}", file=sys.stderr)
-            code = for_error(exc)
+        code = _run(args)
         sys.stdout.flush()  # a reader gone away shows here, not at exit
     except BrokenPipeError:
-        _quiet_stdout()
+        quiet_stdout()
         return Exit.BROKEN_PIPE
     except KeyboardInterrupt:
         print(file=sys.stderr)
@@ -430,12 +433,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _quiet_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's flush at exit
-    does not fail again and print a traceback (Python's documented recipe
-    for SIGPIPE)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit code; its errors said in one line."""
     try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
+        return int(_command(args.run)(args))
+    except Stop as stop:
+        print(stop, file=sys.stderr)
+        return stop.code
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        from .._errors import HotcfgError
+
+        if not isinstance(exc, (HotcfgError, OSError)):
+            raise
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return for_error(exc)
