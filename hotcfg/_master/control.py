@@ -395,7 +395,7 @@ class ControlServer:
             reason = f"cannot read the peer's credentials: {exc}"
         if reason is not None:
             _logger.warning("hotcfg: control socket: %s", reason)
-            return {"ok": False, "error": reason}
+            return {"ok": False, "error": reason, "denied": True}
         try:
             request = recv_message(conn, max_bytes=REQUEST_MAX_BYTES)
         except HotcfgError as exc:
@@ -491,6 +491,10 @@ class ControlRefused(ControlError):
     command's "no", unlike a socket that did not answer."""
 
 
+class ControlDenied(ControlRefused):
+    """The master refused this user (another uid): access, not an answer."""
+
+
 def request(
     path: str, message: dict[str, Any], *, timeout_s: float = 30.0
 ) -> dict[str, Any]:
@@ -499,6 +503,7 @@ def request(
     Raises:
         ControlUnavailable: nothing serves ``path`` (no master there, or
             one that serves no control socket).
+        ControlDenied: this user is refused (another uid).
         ControlRefused: refused, with the master's reason.
         ControlError: no answer in time, or a broken answer.
     """
@@ -523,7 +528,8 @@ def request(
     finally:
         sock.close()
     if response.get("ok") is not True:
-        raise ControlRefused(str(response.get("error", "refused without a reason")))
+        why = str(response.get("error", "refused without a reason"))
+        raise (ControlDenied if response.get("denied") else ControlRefused)(why)
     return response
 
 

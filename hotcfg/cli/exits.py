@@ -82,6 +82,8 @@ def for_error(exc: BaseException) -> Exit:
         return Exit.UNREACHABLE
     if "ControlUnavailable" in names:
         return Exit.NO_SERVICE
+    if "ControlDenied" in names:
+        return Exit.NO_PERMISSION
     if "ControlRefused" in names:
         # Busy serving others: try again; anything else is the master's "no".
         return Exit.UNREACHABLE if str(exc).startswith("busy") else Exit.NO
