@@ -17,6 +17,7 @@ not what a user's command does (``--no-pyc`` keeps it, to see that cost).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -77,7 +78,7 @@ def main() -> None:
     print(f"|{'-' * 30}|{'-' * 10}:|{'-' * 8}:|{'-' * 6}:|")
     for name, samples in times.items():
         median = statistics.median(samples)
-        p90 = sorted(samples)[int(0.9 * (len(samples) - 1))]
+        p90 = sorted(samples)[math.ceil(0.9 * len(samples)) - 1]  # nearest rank
         print(
             f"| {name:<28} | {median * 1000:>9.1f} | {p90 * 1000:>7.1f} | "
             f"{median / bare:>5.2f} |"
