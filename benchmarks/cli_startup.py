@@ -9,7 +9,7 @@ console script next to this interpreter (``.venv/bin/hotcfg``), as a user
 would. The modules' compiled ``.pyc`` files are written by the first
 (untimed) runs, as pip writes them at install: ``PYTHONDONTWRITEBYTECODE``
 is dropped for these runs, since compiling every module at each start is
-not what a user's command does (``--no-pyc`` keeps it, to see that cost).
+not what a user's command does.
 
     .venv/bin/python benchmarks/cli_startup.py [--runs 40]
 """
@@ -47,17 +47,11 @@ def _once(argv: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_argument("--runs", type=int, default=40, help="runs per command")
-    cli.add_argument(
-        "--no-pyc",
-        action="store_true",
-        help="keep PYTHONDONTWRITEBYTECODE from the environment",
-    )
     args = cli.parse_args()
     hotcfg = _hotcfg()
     with tempfile.TemporaryDirectory() as segments:
         env = {**os.environ, "HOTCFG_SEGMENT_DIR": segments}
-        if not args.no_pyc:
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         rows = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "hotcfg --help": [*hotcfg, "--help"],
@@ -71,8 +65,7 @@ def main() -> None:
             for name, argv in rows.items():
                 times[name].append(_once(argv, env))
     bare = statistics.median(times["python -c pass"])
-    pyc = "no .pyc files" if env.get("PYTHONDONTWRITEBYTECODE") else ".pyc files"
-    print(f"Python {sys.version.split()[0]}, {args.runs} runs each, alternating, {pyc}")
+    print(f"Python {sys.version.split()[0]}, {args.runs} runs each, alternating")
     print()
     print(f"| {'command':<28} | {'median ms':>9} | {'p90 ms':>7} | {'ratio':>5} |")
     print(f"|{'-' * 30}|{'-' * 10}:|{'-' * 8}:|{'-' * 6}:|")
