@@ -295,3 +295,31 @@ def test_the_columns_follow_the_terminal(monkeypatch):
     formatter = parser._Formatter("hotcfg")
     assert isinstance(formatter, argparse.HelpFormatter)
     assert formatter._width == 58
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [(KeyboardInterrupt(), Exit.INTERRUPTED), (BrokenPipeError(), Exit.BROKEN_PIPE)],
+    ids=["ctrl-c", "closed-pipe"],
+)
+def test_interrupted_and_closed_pipe_are_codes_not_tracebacks(
+    monkeypatch, tmp_path, capsys, raised, code
+):
+    def command(args):
+        raise raised
+
+    monkeypatch.setattr(parser, "_command", lambda spec: command)
+    assert parser.main(["dump", "--dir", str(tmp_path)]) == code
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_not_swallowed(monkeypatch, tmp_path):
+    """Only hotcfg's errors and OSError become codes: a bug keeps its
+    traceback."""
+
+    def command(args):
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(parser, "_command", lambda spec: command)
+    with pytest.raises(ZeroDivisionError):
+        parser.main(["dump", "--dir", str(tmp_path)])
