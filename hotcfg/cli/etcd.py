@@ -365,6 +365,12 @@ def _push_diff(
     return Exit.OK
 
 
+def _record_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A fleet record for ``status --fleet --json``: its times UTC ISO 8601."""
+    times = ("published_at", "updated_at")
+    return {**record, **{k: utc(record.get(k)) for k in times if k in record}}
+
+
 def status_fleet(args: argparse.Namespace) -> int:
     """``status --fleet URL``: every master following the key, from the
     records they keep in etcd (``_master.fleet``), not from this host's segments."""
@@ -399,9 +405,7 @@ def status_fleet(args: argparse.Namespace) -> int:
             "key": key,
             "key_revision": fleet.key_revision,
             "revision": fleet.revision,
-            "records": [
-                {**r, "updated_at": utc(r.get("updated_at"))} for r in fleet.records
-            ],
+            "records": [_record_json(r) for r in fleet.records],
             "summary": (
                 summary(fleet.records, fleet.key_revision) if fleet.records else None
             ),

@@ -323,3 +323,14 @@ def test_an_unexpected_error_is_not_swallowed(monkeypatch, tmp_path):
     monkeypatch.setattr(parser, "_command", lambda spec: command)
     with pytest.raises(ZeroDivisionError):
         parser.main(["dump", "--dir", str(tmp_path)])
+
+
+def test_fleet_records_json_write_their_times_as_utc():
+    from hotcfg.cli.etcd import _record_json
+
+    record = {"host": "web-1", "pid": 7, "published_at": 1_796_454_600.0,
+              "updated_at": 1_796_454_601.5, "workers": []}  # fmt: skip
+    shown = _record_json(record)
+    assert shown["published_at"] == "2026-12-05T07:10:00.000+00:00"
+    assert shown["updated_at"] == "2026-12-05T07:10:01.500+00:00"
+    assert (shown["host"], shown["pid"]) == ("web-1", 7)
