@@ -50,7 +50,9 @@ def promtool_binary():
 
 # A matcher's or a grouping's label names are not metric names.
 _MATCHERS = re.compile(r"\{[^}]*\}")
-_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_GROUPING = re.compile(
+    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
+)
 _NAME = re.compile(r"\bhotcfg_[a-zA-Z0-9_]*")
 
 

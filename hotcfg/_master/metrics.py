@@ -61,7 +61,10 @@ class Published(Protocol):
     publishes: int
     rejections: dict[str, int]
     convergence: Convergence
-    from_cache: object | None  # the cache's entry, while it is served
+
+    @property
+    def from_cache(self) -> object | None:
+        """The cache's entry while it is served (read-only here)."""
 
     @property
     def rejecting(self) -> str | None: ...

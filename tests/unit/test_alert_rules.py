@@ -110,7 +110,7 @@ def test_the_metric_names_of_an_expression_leave_labels_out():
     assert metric_names(expr) == {"hotcfg_x", "hotcfg_y_bucket"}
 
 
-def test_the_dashboard_loads_takes_its_datasource_as_a_variable_and_reads_exported_metrics(
+def test_the_dashboard_takes_its_datasource_as_a_variable_and_reads_exported_metrics(
     exported,
 ):
     dashboard = json.loads(DASHBOARD.read_text())

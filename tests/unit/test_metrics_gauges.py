@@ -104,8 +104,9 @@ def test_source_up_and_rejecting_follow_the_standing_rejection(tmp_path, made):
     assert rejecting(back) == set()
     assert back["hotcfg_generation"] == 1
     assert back['hotcfg_rejections_total{reason="source"}'] == 2
-    assert back["hotcfg_last_publish_timestamp_seconds"] == (
-        first["hotcfg_last_publish_timestamp_seconds"]
+    assert (
+        back["hotcfg_last_publish_timestamp_seconds"]
+        == (first["hotcfg_last_publish_timestamp_seconds"])
     )
 
 
@@ -144,9 +145,7 @@ def test_serving_cache_holds_from_a_start_on_the_cache_until_the_store_answers(
     assert rejecting(live) == set()
 
 
-def test_validating_since_is_the_running_validators_start(
-    tmp_path, made, monkeypatch
-):
+def test_validating_since_is_the_running_validators_start(tmp_path, made, monkeypatch):
     GATE.clear()
     path = tmp_path / "config.yaml"
     path.write_text("value: one\n")
