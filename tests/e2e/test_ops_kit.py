@@ -6,6 +6,7 @@ The rules are the shipped file with a short ``for:`` (generated from it,
 so the expression under test is the shipped one); Prometheus scrapes and
 evaluates every 0.5 s."""
 
+import json
 import os
 import signal
 import time
@@ -14,6 +15,7 @@ import urllib.request
 import pytest
 
 from tests.prometheus import (
+    DASHBOARD,
     Prometheus,
     metric_names,
     prometheus_binary,
@@ -102,6 +104,14 @@ def test_a_stopped_worker_raises_workers_behind_in_prometheus_until_it_runs(
             f"cleared {cleared - resumed:.2f} s after SIGCONT"
         )
         assert prometheus.query("hotcfg_workers_behind")[0][1] == 0
+
+        # Every dashboard query is PromQL this Prometheus accepts (with
+        # Grafana's variables filled in).
+        for panel in json.loads(DASHBOARD.read_text())["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$instance", ".*")
+                expr = expr.replace("$__rate_interval", "5s")
+                prometheus.query(expr)  # an error answers 400
     finally:
         if stopped is not None:
             os.kill(stopped, signal.SIGCONT)
