@@ -137,6 +137,9 @@ class Publisher:
         self._source_digest: bytes | None = None  # of the source's, last read
         self._force = False  # the next read publishes even what was read before
         self._last_error: str | None = None
+        # The kind (``_REJECTION_KINDS``) of the rejection standing with
+        # ``_last_error``, for the metrics' gauges; None with it.
+        self._rejecting: str | None = None
         self._watcher: Watching | None = None
         self.monitor = ValidatorMonitor(
             warn_ms=settings.validator_warn_ms,
@@ -217,6 +220,14 @@ class Publisher:
     def last_error(self) -> str | None:
         """The reason the last attempt was rejected, or None if it succeeded."""
         return self._last_error
+
+    @property
+    def rejecting(self) -> str | None:
+        """The kind of the rejection standing now (``"source"``: the source
+        could not be read; ``"parse"``, ``"validation"``, ``"other"``,
+        ``"error"``), or None. Set and cleared with :attr:`last_error`, so
+        the metrics' gauges say what ``hotcfg status`` says."""
+        return self._rejecting if self._last_error is not None else None
 
     @property
     def serves_source(self) -> bool:
@@ -615,6 +626,7 @@ class Publisher:
             else "error"
         )
         self.rejections[kind] = self.rejections.get(kind, 0) + 1
+        self._rejecting = kind
         if isinstance(exc, ConfigError):
             reason = str(exc)  # starts with the path and the place
         else:
