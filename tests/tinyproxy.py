@@ -23,7 +23,11 @@ STARTUP_TIMEOUT_S = 10
 def tinyproxy_binary():
     """The tinyproxy executable, or None."""
     return shutil.which("tinyproxy") or next(
-        (p for p in ("/usr/bin/tinyproxy", "/usr/sbin/tinyproxy") if os.access(p, os.X_OK)),
+        (
+            p
+            for p in ("/usr/bin/tinyproxy", "/usr/sbin/tinyproxy")
+            if os.access(p, os.X_OK)
+        ),
         None,
     )
 

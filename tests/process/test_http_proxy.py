@@ -219,7 +219,9 @@ def test_the_deadline_covers_the_proxy_and_its_connect(tls_server, monkeypatch):
 
 def test_a_proxy_hotcfg_cannot_use_stops_the_master_at_start(monkeypatch, tmp_path):
     monkeypatch.setenv("HTTPS_PROXY", f"https://{USER}:{PASSWORD}@proxy.example:3128")
-    with pytest.raises(ConfigError, match=r"^HTTPS_PROXY: the proxy https://\*\*\*@") as raised:
+    with pytest.raises(
+        ConfigError, match=r"^HTTPS_PROXY: the proxy https://\*\*\*@"
+    ) as raised:
         source_for(settings_for("https://config.example/app.yaml"))
     assert_no_secret(str(raised.value))
     # Not used for this URL: no matter.
