@@ -76,3 +76,40 @@ def test_workers_see_an_edit_fetched_through_the_proxy(
     assert f"fetching {url} through the proxy {shown} (HTTPS_PROXY)" in texts["log"]
     assert f"proxy {shown}: connection refused" in texts["log"]
     assert_no_secret(texts, stored_bytes(service.segments))
+
+
+def test_the_fleet_record_names_a_failing_proxy_without_its_credentials(
+    etcd, tls_server, tinyproxy, start_service, tmp_path
+):
+    key = "/app/config.yaml"
+    etcd.put(key, "value: base\nfrom: etcd\n")
+    proxy = tinyproxy(connect_ports=(tls_server.port,), auth=(USER, PASSWORD))
+    shown = f"http://***@127.0.0.1:{proxy.port}"
+    tls_server.answer(good("value: one\n"))
+    service = start(
+        start_service,
+        tmp_path / "svc",
+        f"{etcd.source(key)} | {tls_server.url()}",
+        HOTCFG_HTTP_CA_FILE=str(tls_server.ca_file),
+        HOTCFG_ETCD_PROGRESS_MS="500",
+        HOTCFG_FLEET_TTL_MS="2000",
+        https_proxy=f"http://{USER}:{PASSWORD}@127.0.0.1:{proxy.port}",
+    )
+    service.all_workers_answer("one")
+
+    def record():
+        return etcd.ctl("get", "--prefix", "/hotcfg/fleet/", "--print-value-only")
+
+    proxy.stop()
+    service.wait_until(
+        lambda: f"proxy {shown}: connection refused" in record(),
+        "the proxy's failure in the fleet record",
+    )
+    texts = {
+        "record": record(),
+        "status --fleet": hotcfg_cli(service, "status", "--fleet", etcd.source(key)),
+    }
+    service.all_workers_answer("one")
+    service.stop()
+    texts["log"] = service.log.read_text()
+    assert_no_secret(texts, stored_bytes(service.segments))

@@ -237,3 +237,25 @@ def test_a_proxy_hotcfg_cannot_use_stops_the_master_at_start(monkeypatch, tmp_pa
     token.chmod(0o600)
     with pytest.raises(ConfigError, match="in clear text"):
         source_for(settings_for("http://127.0.0.1:8080/a.yaml", http_token_file=token))
+
+
+def test_stopping_cuts_a_connect_in_flight(monkeypatch):
+    """The proxy's socket is the fetch's: stopping the poll cuts a CONNECT
+    the proxy never answers, as it cuts a hanging handshake."""
+    silent = SilentServer()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{silent.port}")
+        settings = settings_for(
+            "https://config.example/app.yaml", http_timeout_ms=30000
+        )
+        source = source_for(settings)
+        watching = source.watch(lambda: None, settings)
+        try:
+            wait_for(silent.hello_received, "a CONNECT under way")
+            watching.stop(timeout_s=5.0)
+            # The fetch had 30 s left: only a cancelled one lets it end now.
+            assert not any(t.is_alive() for t in watching._threads)
+        finally:
+            watching.stop()
+    finally:
+        silent.stop()
