@@ -243,7 +243,11 @@ def test_no_proxy_entries(no_proxy, host, port, expected):
 
 
 labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
-domains = st.lists(labels, min_size=1, max_size=4).map(".".join)
+# A domain ends in a name, not a number: "1.2.3.4" is an address.
+domains = st.tuples(
+    st.lists(labels, max_size=3),
+    st.from_regex(r"[a-z]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True),
+).map(lambda parts: ".".join([*parts[0], parts[1]]))
 
 
 @given(
