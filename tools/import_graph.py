@@ -46,6 +46,7 @@ PURE_MODULES = (
     "_sources.locations",
     "_sources.debounce",
     "_sources.http.rules",
+    "_sources.http.proxies",
     "_sources.etcd.keytree",
     "cli.fleet_view",
 )
