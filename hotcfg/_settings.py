@@ -9,8 +9,8 @@ at every publish. Everything else receives a :class:`Settings`.
 
 The settings table is the :class:`Settings` class: each field's
 ``metadata`` holds its description and its default as shown, and the
-README's settings table is generated from it (``python tools/settings_table.py``;
-``tests/unit/test_settings_table.py`` fails when the README drifts).
+documentation's settings reference is generated from it at build time
+(``tools/settings_table.py``, through ``docs/hooks.py``).
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
 resolved, against the directory given (Gunicorn's ``--chdir``) or the
@@ -122,9 +122,9 @@ class Settings:
     Each field's ``metadata`` documents it once: ``doc`` (what the setting
     does, Markdown), and where the default alone would not say it, ``shown``
     (the default as the docs show it); ``forms`` lists the other ways a
-    setting is written (rows of example, meaning and default). The README's
-    settings table is generated from them (``tools/settings_table.py``), and
-    a test fails when the README drifts from this class.
+    setting is written (rows of example, meaning and default). The
+    documentation's settings reference is generated from them at build
+    time (``tools/settings_table.py``), so it cannot drift from this class.
     """
 
     source: str | None = _setting(
