@@ -37,7 +37,8 @@ def _settings_table() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "settings_table", ROOT / "tools" / "settings_table.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
