@@ -6,7 +6,7 @@
 
 then edit examples/config.yaml and curl again. Without Gunicorn,
 ``flask --app examples/flask_app.py run`` watches the same file in one
-process. The ``HotCfg`` extension pins one snapshot per request, so every
+process. The ``Hotcfg`` extension pins one snapshot per request, so every
 read in a request (view or template) sees one generation.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from flask import Flask, jsonify, render_template_string
 
 import hotcfg
-from hotcfg.integrations.flask import HotCfg, current_config
+from hotcfg.integrations.flask import Hotcfg, current_config
 
 app = Flask(__name__)
 # Any HOTCFG_* setting can live in app.config; under Gunicorn the master
@@ -25,7 +25,7 @@ app = Flask(__name__)
 app.config["HOTCFG_SOURCE"] = os.environ.get(
     "HOTCFG_SOURCE", str(Path(__file__).with_name("config.yaml"))
 )
-HotCfg(app)
+Hotcfg(app)
 
 PAGE = """<!doctype html>
 <title>{{ hotcfg.get("greeting", "hello") }}</title>
