@@ -78,9 +78,26 @@ def test_settings_that_contradict_running_hotcfg_are_refused(
     other.config["HOTCFG_SOURCE"] = f"{config}.other.yaml"
     with pytest.raises(hotcfg.ConfigError) as refused:
         Hotcfg(other)
-    assert str(refused.value).startswith(
-        "HOTCFG_SOURCE: differs from the value hotcfg already"
-    )
+    message = str(refused.value)
+    assert message.startswith("HOTCFG_SOURCE: differs from the value hotcfg already")
+    assert "only with --preload" in message
+    assert f"given '{config}.other.yaml', running with '{config}'" in message
+
+
+def test_a_refused_url_shows_redacted(tmp_path, monkeypatch, fresh_hotcfg):
+    """Both values are printed, a URL's token as the rest of hotcfg shows it."""
+    config = tmp_path / "c.yaml"
+    config.write_text("value: one\n")
+    monkeypatch.setenv("HOTCFG_SOURCE", str(config))
+    assert hotcfg.get("value") == "one"
+    app = Flask("remote")
+    app.config["HOTCFG_SOURCE"] = "https://config.invalid/c.yaml?token=s3cret"
+    with pytest.raises(hotcfg.ConfigError) as refused:
+        Hotcfg(app)
+    message = str(refused.value)
+    assert "s3cret" not in message
+    assert "given 'https://config.invalid/c.yaml?token=***'" in message
+    assert f"running with '{config}'" in message
 
 
 def test_old_name_is_the_same_class():
