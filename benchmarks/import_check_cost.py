@@ -143,7 +143,7 @@ def main() -> None:
     importlib.import_module("bench_importing")
     _runtime.ensure_publisher().close()
 
-    print(f"get(\"a.b.c\"), memo hit: median of {args.runs} x {args.number} calls, ns")
+    print(f'get("a.b.c"), memo hit: median of {args.runs} x {args.number} calls, ns')
     print(f"{'situation':<24} {'with':>7} {'without':>7} {'diff':>6} {'ratio':>6}")
     for label, (with_ns, without_ns) in RESULTS.items():
         print(
