@@ -21,7 +21,8 @@ from hotcfg.integrations.flask import Hotcfg, current_config
 
 app = Flask(__name__)
 # Any HOTCFG_* setting can live in app.config; under Gunicorn the master
-# reads its environment, so both must name the same file.
+# reads its environment or gunicorn.conf.py (app.config only with
+# --preload), so both must name the same file.
 app.config["HOTCFG_SOURCE"] = os.environ.get(
     "HOTCFG_SOURCE", str(Path(__file__).with_name("config.yaml"))
 )
