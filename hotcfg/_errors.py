@@ -1,4 +1,5 @@
-"""The exceptions hotcfg raises, and only those.
+"""The exceptions hotcfg raises, and only those (with the advice that ends
+every "no configuration source": :data:`HOW_TO_CONFIGURE`).
 
 Every error derives from :class:`HotcfgError` and, where one fits, from the
 builtin that callers already catch::
