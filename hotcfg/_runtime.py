@@ -198,12 +198,18 @@ def configure_from(values: Mapping[str, Any]) -> None:
         if _publisher is None and _reader is None:
             _settings = wanted
             return
-        differing = wanted.differences(settings(), given)
+        running = settings()
+    differing = wanted.differences(running, given)
     if differing:
+        both = "; ".join(
+            f"{var} given {wanted.shown(var)}, running with {running.shown(var)}"
+            for var in differing
+        )
         raise ConfigError(
             "differs from the value hotcfg already runs with in this process "
-            "(under Gunicorn the master's: set it in the master's environment "
-            "or in gunicorn.conf.py)",
+            "(under Gunicorn the master's, which it reads from its environment "
+            "or gunicorn.conf.py, and from the app's config only with "
+            f"--preload): {both}",
             source=", ".join(differing),
         )
 

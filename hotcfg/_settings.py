@@ -420,6 +420,14 @@ class Settings:
             if getattr(self, by_variable[var]) != getattr(other, by_variable[var])
         ]
 
+    def shown(self, name: str) -> str:
+        """The value of ``name`` (a ``HOTCFG_*`` variable) as messages show
+        it: quoted, or ``unset``, with a URL's secrets redacted
+        (``locations.redact_url``): messages end up in logs."""
+        by_variable = {variable(f.name): f.name for f in fields(self)}
+        value = getattr(self, by_variable[name])
+        return "unset" if value is None else repr(redact_url(_as_text(value)))
+
     @property
     def resolved_segment_dir(self) -> str:
         return self.segment_dir or default_segment_dir()

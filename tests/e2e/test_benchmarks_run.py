@@ -233,3 +233,13 @@ def test_wait_loop():
     saves, stale, failed, median, p95_ms = row(out, "all")
     assert (saves, stale, failed) == (4, 0, 0), out
     assert 0 < median <= p95_ms, out
+
+
+def test_import_check_cost():
+    out = run("import_check_cost.py", "--runs", "3", "--number", "2000")
+    for situation in ("in-request", "outside", "other-thread-importing",
+                      "importing-warned"):  # fmt: skip
+        with_ns, without_ns, diff, ratio = row(out, situation)
+        assert min(with_ns, without_ns) > 0, out
+        assert abs(diff - (with_ns - without_ns)) <= 0.11, out
+        assert_ratio(ratio, with_ns, without_ns, out, decimals=3, inputs=1)
