@@ -6,6 +6,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hotcfg._settings import Settings, variable
 from hotcfg.cli.parser import build_parser
@@ -75,3 +76,19 @@ def test_the_benchmarks_page_includes_benchmarks_md():
     body = (ROOT / "BENCHMARKS.md").read_text().split("\n", 1)[1]
     assert body.strip() in page
     assert "<!-- include:" not in page
+
+
+def _nav_pages(nav):
+    """Every page named in a nav entry of mkdocs.yml, however deep."""
+    if isinstance(nav, str):
+        return {nav}
+    entries = nav.values() if isinstance(nav, dict) else nav
+    return set().union(*(_nav_pages(entry) for entry in entries))
+
+
+def test_every_page_and_decision_record_is_in_the_nav():
+    docs = ROOT / "docs"
+    on_disk = {p.relative_to(docs).as_posix() for p in docs.rglob("*.md")}
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    missing = sorted(on_disk - _nav_pages(config["nav"]))
+    assert not missing, f"pages missing from mkdocs.yml's nav: {missing}"
