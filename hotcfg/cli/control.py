@@ -45,7 +45,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
-    if not entries:
+    if not entries and answer.get("standalone"):
+        print(
+            "no history: this service runs hotcfg standalone, and only a "
+            f"Gunicorn master keeps one; live generation {live}"
+        )
+    elif not entries:
         print(f"no history (HOTCFG_HISTORY={answer['keep']}); live generation {live}")
         return 0
     print(
