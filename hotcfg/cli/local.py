@@ -22,6 +22,7 @@ from .._master import control as _control
 from .._master.check import validate_source
 from .._settings import Settings
 from .._sources.locations import redact_url
+from .overrides_note import overrides_note
 from .select import (
     describe,
     load_live,
@@ -62,6 +63,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     shown = redact_url(args.file)
     print(f"ok: {shown} ({len(data)} top-level keys, {len(payload)} bytes packed)")
+    note = overrides_note(args.file)
+    if note:
+        print(note)
     return 0
 
 
