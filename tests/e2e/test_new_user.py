@@ -63,9 +63,7 @@ def test_a_hooked_master_says_it_is_one(service):
     assert not _warnings(service)
 
 
-def test_several_services_are_listed_with_pid_name_and_source(
-    start_service, tmp_path
-):
+def test_several_services_are_listed_with_pid_name_and_source(start_service, tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     one = start_service(tmp_path / "a", workers=1)
@@ -90,7 +88,8 @@ def test_different_names_suggest_name(start_service, tmp_path):
     out = _hotcfg("wait", "--timeout", "5", segments=os.environ["HOTCFG_SEGMENT_DIR"])
     assert out.returncode == 2
     assert "pick one with --name, --pid or --segment" in out.stderr
-    assert "name shop" in out.stderr and "name blog" in out.stderr
+    assert "name shop" in out.stderr
+    assert "name blog" in out.stderr
 
 
 def test_a_wrong_pid_names_it_and_what_runs(service):

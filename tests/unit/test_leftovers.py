@@ -65,7 +65,8 @@ def test_a_master_that_locked_a_removed_file_locks_the_new_one(tmp_path):
     assert not claim._still_named(opened, lock_path)
     os.close(opened)
     second = claim.claim(directory, "app", "file:/x.yaml")
-    assert second is not None and second.base == first.base
+    assert second is not None
+    assert second.base == first.base
     info = os.stat(lock_path)
     assert info.st_ino == os.fstat(second._fd).st_ino
     second.release()
