@@ -22,6 +22,7 @@ from .._master import control as _control
 from .._master.check import validate_source
 from .._settings import Settings
 from .._sources.locations import redact_url
+from .._worker.unhooked import FIX
 from .overrides_note import overrides_note
 from .select import (
     describe,
@@ -78,7 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0
-    if len(reports) > 1 or standalone_only(reports):
+    if len(reports) > 1:
         what = (
             services_phrase(reports)
             if standalone_only(reports)
@@ -93,6 +94,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"generation {r['generation']:<6} {len(r['workers'])} workers, "
                 f"{behind} behind"
             )
+        print()
+    elif standalone_only(reports):
+        print(f"{services_phrase(reports)} here")
+        print()
+    if any(r.get("role") == "gunicorn-worker" for r in reports):
+        print(f"fix: {FIX}")
         print()
     for r in reports:
         _print_service(r)

@@ -42,6 +42,9 @@ def test_workers_without_the_hooks_warn_once_and_status_says_standalone(
     out = svc.hotcfg("status")
     assert out.returncode == 0, out.stderr
     assert "2 standalone processes, no Gunicorn master" in out.stdout
+    assert "fix: start Gunicorn with -c python:hotcfg.integrations.gunicorn" in (
+        out.stdout
+    )
     assert "master pid" not in out.stdout
     assert "services" not in out.stdout
     for pid in pids:
