@@ -27,6 +27,7 @@ from .overrides_note import overrides_note
 from .select import (
     describe,
     load_live,
+    no_such_pid,
     not_running,
     one_live_service,
     pid_label,
@@ -73,7 +74,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     paths = segment_paths(args)
     if not paths:
-        print(not_running(args), file=sys.stderr)
+        pid = getattr(args, "pid", None)
+        why = no_such_pid(args, pid) if pid else not_running(args)
+        print(why, file=sys.stderr)
         return 2
     reports = [describe(p) for p in paths]
     if args.json:

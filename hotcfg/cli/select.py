@@ -134,7 +134,7 @@ def one_live_service(args: argparse.Namespace) -> str | None:
         return str(live[0]["segment"])
     pid = getattr(args, "pid", None)
     if not live and pid:
-        print(_no_such_pid(args, pid), file=sys.stderr)
+        print(no_such_pid(args, pid), file=sys.stderr)
     elif not live:
         print(not_running(args), file=sys.stderr)
     else:
@@ -142,7 +142,7 @@ def one_live_service(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _no_such_pid(args: argparse.Namespace, pid: int) -> str:
+def no_such_pid(args: argparse.Namespace, pid: int) -> str:
     """A ``--pid`` that matches no live service: what runs there instead."""
     directory = searched_dir(args)
     others = argparse.Namespace(**{**vars(args), "pid": None})

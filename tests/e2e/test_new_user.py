@@ -101,6 +101,10 @@ def test_a_wrong_pid_names_it_and_what_runs(service):
     assert out.returncode == 2
     assert f"no service with master pid {wrong} in {service.segments}" in out.stderr
     assert f"master pid {service.proc.pid}" in out.stderr
+    out = service.hotcfg("status", "--pid", str(wrong))
+    assert out.returncode == 2
+    assert f"no service with master pid {wrong} in {service.segments}" in out.stderr
+    assert f"master pid {service.proc.pid}" in out.stderr
 
 
 def test_nothing_running_names_the_directory(tmp_path):
