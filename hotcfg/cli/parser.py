@@ -29,7 +29,10 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "Reads FILE and runs every check the master runs before publishing:\n"
         "parsing with limits, the shape of the document, the validator, the\n"
         "JSON Schema and the model given here or by HOTCFG_VALIDATOR,\n"
-        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.",
+        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.\n"
+        "FILE may be layers ('base.yaml | local.yaml'); the HOTCFG_SET__*\n"
+        "overrides of this environment go on top, and a line names them (or\n"
+        "says there were none).",
         "hotcfg validate config.yaml --schema schema.json",
         "0 valid; 1 invalid (the reason names the file, the place and the\n"
         "rule, never the content); 2 usage.",
