@@ -45,13 +45,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
-    if not entries and answer.get("standalone"):
-        print(
-            "no history: this service runs hotcfg standalone, and only a "
-            f"Gunicorn master keeps one; live generation {live}"
+    if not entries:
+        why = (
+            "this service runs hotcfg standalone, and only a Gunicorn master "
+            "keeps one"
+            if answer.get("standalone")
+            else f"HOTCFG_HISTORY={answer['keep']}"
         )
-    elif not entries:
-        print(f"no history (HOTCFG_HISTORY={answer['keep']}); live generation {live}")
+        print(f"no history ({why}); live generation {live}")
         return 0
     print(
         f"  {'generation':>10}  {'published':<19}  {'bytes':>8}  {'hash':<32}  source"

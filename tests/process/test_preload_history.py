@@ -2,7 +2,7 @@
 import, before Gunicorn's ``on_starting``) becomes the master's: it keeps
 the history from then on, and its numbers continue the previous run's."""
 
-from hotcfg import _runtime
+from hotcfg import _runtime, cli
 from hotcfg._segment import layout
 
 SERVICE = ("proc_name=app", "bind=127.0.0.1:1")
@@ -36,3 +36,18 @@ def test_the_import_time_publisher_keeps_history_once_the_master_asks(
     config.write_text("value: three\n")
     publisher.publish_from_source()
     assert [e.generation for e in publisher.history.entries] == [1, 2, 3, 4]
+
+
+def test_history_of_a_standalone_process_says_why_there_is_none(
+    fresh_hotcfg, monkeypatch, tmp_path, capsys
+):
+    config = tmp_path / "config.yaml"
+    config.write_text("value: one\n")
+    monkeypatch.setenv("HOTCFG_SOURCE", str(config))
+    _runtime.reader()
+    segments = _runtime.settings().resolved_segment_dir
+    assert cli.main(["history", "--dir", segments]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("no history (this service runs hotcfg standalone")
+    assert "HOTCFG_HISTORY" not in out
+    assert "generation  published" not in out
