@@ -47,8 +47,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         return 0
     if not entries:
         why = (
-            "this service runs hotcfg standalone, and only a Gunicorn master "
-            "keeps one"
+            "this service runs hotcfg standalone, and only a Gunicorn master keeps one"
             if answer.get("standalone")
             else f"HOTCFG_HISTORY={answer['keep']}"
         )
