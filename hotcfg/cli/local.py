@@ -22,12 +22,18 @@ from .._master import control as _control
 from .._master.check import validate_source
 from .._settings import Settings
 from .._sources.locations import redact_url
+from .._worker.unhooked import FIX
+from .overrides_note import overrides_note
 from .select import (
-    NOT_RUNNING,
     describe,
     load_live,
+    no_such_pid,
+    not_running,
     one_live_service,
+    pid_label,
     segment_paths,
+    services_phrase,
+    standalone_only,
     when,
 )
 
@@ -59,30 +65,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 1
     shown = redact_url(args.file)
     print(f"ok: {shown} ({len(data)} top-level keys, {len(payload)} bytes packed)")
+    note = overrides_note(args.file)
+    if note:
+        print(note)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     paths = segment_paths(args)
     if not paths:
-        print(NOT_RUNNING, file=sys.stderr)
+        pid = getattr(args, "pid", None)
+        why = no_such_pid(args, pid) if pid else not_running(args)
+        print(why, file=sys.stderr)
         return 2
     reports = [describe(p) for p in paths]
     if args.json:
         print(json.dumps(reports, indent=2))
         return 0
     if len(reports) > 1:
-        print(
-            f"{len(reports)} services here (newest first; --name or --pid picks one):"
+        what = (
+            services_phrase(reports)
+            if standalone_only(reports)
+            else f"{len(reports)} services"
         )
+        print(f"{what} here (newest first; --name or --pid picks one):")
         for r in reports:
             state = "running" if r["master_alive"] else "dead"
             behind = sum(w["behind_s"] is not None for w in r["workers"])
             print(
-                f"  {r['name']:<12} master pid {r['master_pid']:<8} {state:<8} "
+                f"  {r['name']:<12} {pid_label(r)} {r['master_pid']:<8} {state:<8} "
                 f"generation {r['generation']:<6} {len(r['workers'])} workers, "
                 f"{behind} behind"
             )
+        print()
+    elif standalone_only(reports):
+        print(f"{services_phrase(reports)} here")
+        print()
+    if any(r.get("role") == "gunicorn-worker" for r in reports):
+        print(f"fix: {FIX}")
         print()
     for r in reports:
         _print_service(r)
@@ -93,7 +113,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _print_service(r: dict[str, Any]) -> None:
     state = "running" if r["master_alive"] else "dead"
     print(f"segment     {r['segment']}")
-    print(f"master      pid {r['master_pid']} ({state})")
+    if standalone_only([r]):
+        print(f"process     pid {r['master_pid']} ({state}), standalone")
+    else:
+        print(f"master      pid {r['master_pid']} ({state})")
     print(f"generation  {r['generation']} published {when(r['published_at'])}")
     print(f"source      {r['source'] or '-'}")
     if r["last_error"]:
@@ -128,6 +151,13 @@ def cmd_wait(args: argparse.Namespace) -> int:
     path = one_live_service(args)
     if path is None:
         return 2
+    first = describe(path)
+    if standalone_only([first]):
+        print(
+            f"note: {services_phrase([first])}: pid {first['master_pid']} "
+            "publishes for itself alone",
+            file=sys.stderr,
+        )
     deadline = time.monotonic() + args.timeout
     target = args.generation or _source_now(path, deadline)
     if target is None:
@@ -135,7 +165,8 @@ def cmd_wait(args: argparse.Namespace) -> int:
     while True:
         report = describe(path)
         if not report["master_alive"]:
-            print(f"the master (pid {report['master_pid']}) exited", file=sys.stderr)
+            who = "process" if standalone_only([report]) else "master"
+            print(f"the {who} (pid {report['master_pid']}) exited", file=sys.stderr)
             return 2
         live = [w for w in report["workers"] if w["alive"]]
         behind = [w for w in live if w["generation"] < target]

@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import HotcfgError
+from .._settings import Settings
+from .clean import cmd_clean, status_stale
 from .control import cmd_diff, cmd_history, cmd_rollback, explain
 from .etcd import cmd_push, status_fleet
+from .fleet_default import NO_DEFAULT, etcd_layer
 from .local import cmd_dump, cmd_get, cmd_status, cmd_validate, cmd_wait
 
 _HELP: dict[str, tuple[str, str, str, str]] = {
@@ -26,7 +29,10 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "Reads FILE and runs every check the master runs before publishing:\n"
         "parsing with limits, the shape of the document, the validator, the\n"
         "JSON Schema and the model given here or by HOTCFG_VALIDATOR,\n"
-        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.",
+        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.\n"
+        "FILE may be layers ('base.yaml | local.yaml'); the HOTCFG_SET__*\n"
+        "overrides of this environment go on top, and a line names them (or\n"
+        "says there were none).",
         "hotcfg validate config.yaml --schema schema.json",
         "0 valid; 1 invalid (the reason names the file, the place and the\n"
         "rule, never the content); 2 usage.",
@@ -47,10 +53,26 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "the record's age; then which masters are behind the key's last\n"
         "revision or serve anything else, and why. A master that died drops\n"
         "out when its lease expires (HOTCFG_FLEET_TTL_MS), one that stopped\n"
-        "at once.",
+        "at once. --fleet without a key reads the one HOTCFG_SOURCE follows\n"
+        "(its first etcd layer when it has several).\n"
+        "\n"
+        "With --stale: the history, cache and lock files of services that no\n"
+        "longer run (nobody holds their lock); hotcfg clean removes them.",
         "hotcfg status --name myapp --json\n"
         "  hotcfg status --fleet etcd://10.0.0.1:2379/app/config.yaml",
         "0 shown; 2 no service found, etcd unreachable (--fleet), or usage.",
+    ),
+    "clean": (
+        "remove the files of services that no longer run",
+        "Removes the history, cache and lock files that services which no\n"
+        "longer run left in the segment directory (--dir, default\n"
+        "HOTCFG_SEGMENT_DIR): those whose lock no live master holds. Each\n"
+        "service's lock is taken before its files are removed, so a master\n"
+        "starting meanwhile never loses its files; files of other users are\n"
+        "left alone. --dry-run lists them only (as status --stale does).",
+        "hotcfg clean --dry-run",
+        "0 removed (or nothing to remove); 1 some files were left (named,\n"
+        "with why); 2 the directory cannot be read, or usage.",
     ),
     "wait": (
         "wait until every live worker applied the source as it is now",
@@ -189,8 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fleet",
         metavar="etcd://HOST:PORT[,...]/KEY",
-        help="every host following this etcd key, from etcd (not this host)",
+        nargs="?",
+        const="",
+        help="every host following this etcd key, from etcd (not this host); "
+        "default: the etcd key of HOTCFG_SOURCE",
     )
+    p.add_argument(
+        "--stale",
+        action="store_true",
+        help="the files of services that no longer run (see hotcfg clean)",
+    )
+
+    p = _subcommand(sub, "clean", cmd_clean, selects=False)
+    p.add_argument("--dir", help="segment directory (default: HOTCFG_SEGMENT_DIR)")
+    p.add_argument("--dry-run", action="store_true", help="list them only")
 
     p = _subcommand(sub, "wait", cmd_wait)
     p.add_argument(
@@ -257,7 +291,16 @@ def _add_history_commands(sub: Any) -> None:
 def _status(args: argparse.Namespace) -> int:
     """``status``: this host's services, or with ``--fleet`` every master
     following an etcd key, from etcd."""
-    return status_fleet(args) if args.fleet else cmd_status(args)
+    if args.stale:
+        return status_stale(args)
+    if args.fleet is None:
+        return cmd_status(args)
+    if not args.fleet:
+        args.fleet = etcd_layer(Settings.resolve().source)
+        if args.fleet is None:
+            print(NO_DEFAULT, file=sys.stderr)
+            return 2
+    return status_fleet(args)
 
 
 def _get(args: argparse.Namespace) -> int:

@@ -24,6 +24,8 @@ from .._segment.snapshot import Snapshot
 from .._settings import Settings
 
 NOT_RUNNING = "no running hotcfg service found (no live segment; see --dir)"
+"""Kept for callers without the arguments; :func:`not_running` names the
+directory searched."""
 
 
 def alive(pid: int) -> bool:
@@ -71,6 +73,8 @@ def describe(path: str) -> dict[str, Any]:
         "name": os.path.basename(path).rsplit("-", 2)[0],
         "master_pid": header.writer_pid,
         "master_alive": alive(header.writer_pid),
+        # Who publishes: a Gunicorn master, or a standalone process.
+        "role": layout.ROLES.get(header.role, "unknown"),
         "generation": header.generation,
         "published_at": header.published_at,
         "source": header.source,
@@ -100,24 +104,111 @@ def describe(path: str) -> dict[str, Any]:
     }
 
 
+def searched_dir(args: argparse.Namespace) -> str:
+    """The directory the selection looks in (``--segment``'s own, or
+    ``--dir``, or ``HOTCFG_SEGMENT_DIR``), named when nothing is found."""
+    segment: str | None = args.segment
+    if segment:
+        return os.path.dirname(os.path.abspath(segment))
+    return str(args.dir or Settings.resolve().resolved_segment_dir)
+
+
+def not_running(args: argparse.Namespace) -> str:
+    """Why no service was found, naming the directory searched."""
+    return (
+        f"no running hotcfg service found in {searched_dir(args)} "
+        "(no live segment; see --dir)"
+    )
+
+
 def one_live_service(args: argparse.Namespace) -> str | None:
-    """The one running service the options select; None (said why) otherwise."""
+    """The one running service the options select; None (said why, with
+    the candidates) otherwise."""
     try:
         paths = segment_paths(args)
     except OSError as exc:  # the directory is private to the service's user
         raise HotcfgError(f"cannot reach the service: {exc}") from exc
-    live = [p for p in paths if describe(p)["master_alive"]]
+    reports = [describe(p) for p in paths]
+    live = [r for r in reports if r["master_alive"]]
     if len(live) == 1:
-        return live[0]
-    if not live:
-        print(NOT_RUNNING, file=sys.stderr)
+        return str(live[0]["segment"])
+    pid = getattr(args, "pid", None)
+    if not live and pid:
+        print(no_such_pid(args, pid), file=sys.stderr)
+    elif not live:
+        print(not_running(args), file=sys.stderr)
     else:
-        print(
-            f"{len(live)} running services; pick one with --name, --pid or "
-            "--segment (hotcfg status lists them)",
-            file=sys.stderr,
-        )
+        print(_choose(live, searched_dir(args)), file=sys.stderr)
     return None
+
+
+def no_such_pid(args: argparse.Namespace, pid: int) -> str:
+    """A ``--pid`` that matches no live service: what runs there instead."""
+    directory = searched_dir(args)
+    others = argparse.Namespace(**{**vars(args), "pid": None})
+    try:
+        there = [describe(p) for p in segment_paths(others)]
+    except OSError:
+        there = []
+    there = [r for r in there if r["master_alive"]]
+    text = f"no service with master pid {pid} in {directory}"
+    if not there:
+        return text + " (no live segment there at all)"
+    return text + "; running there:\n" + "\n".join(candidates(there))
+
+
+def _choose(live: list[dict[str, Any]], directory: str) -> str:
+    """Several services match: list them and say which option tells them
+    apart (``--name`` only where their names differ)."""
+    names = {r["name"] for r in live}
+    pick = "--name, --pid or --segment" if len(names) > 1 else "--pid or --segment"
+    return (
+        f"{services_phrase(live)} in {directory}; pick one with {pick}:\n"
+        + "\n".join(candidates(live))
+    )
+
+
+def standalone_only(reports: list[dict[str, Any]]) -> bool:
+    """Whether every service is a standalone process (no Gunicorn master);
+    a segment from a writer that does not say stays a service."""
+    return bool(reports) and all(
+        r.get("role") in ("standalone", "gunicorn-worker") for r in reports
+    )
+
+
+def services_phrase(reports: list[dict[str, Any]]) -> str:
+    """``N running services``, or ``N standalone processes, no Gunicorn
+    master`` when no Gunicorn master publishes any of them."""
+    n = len(reports)
+    if standalone_only(reports):
+        noun = "standalone process" if n == 1 else "standalone processes"
+        text = f"{n} {noun}, no Gunicorn master"
+        if any(r.get("role") == "gunicorn-worker" for r in reports):
+            text += " (Gunicorn workers whose master has no hotcfg hooks)"
+        return text
+    return f"{n} running service" + ("" if n == 1 else "s")
+
+
+def pid_label(report: dict[str, Any]) -> str:
+    """What the publishing pid is: a master's, or a standalone process's."""
+    return (
+        "master pid"
+        if report.get("role")
+        not in (
+            "standalone",
+            "gunicorn-worker",
+        )
+        else "process pid"
+    )
+
+
+def candidates(reports: list[dict[str, Any]]) -> list[str]:
+    """One line per service: its pid, name and source."""
+    return [
+        f"  {pid_label(r)} {r['master_pid']:<8} name {r['name']:<12} "
+        f"source {r['source'] or '-'}"
+        for r in reports
+    ]
 
 
 def load_live(args: argparse.Namespace) -> Snapshot | None:
