@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing of what hotcfg decodes: segments, payloads, config files.
 
-    .venv/bin/pip install -e '.[fuzz]'        # atheris (libFuzzer for Python)
+    .venv/bin/pip install -e . --group fuzz   # atheris (libFuzzer for Python)
     .venv/bin/python benchmarks/fuzz_segment.py [--seconds 300] [--runs N]
 
 The first input byte picks a target; the rest is its input:
@@ -43,7 +43,7 @@ from typing import Any
 try:
     import atheris  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - depends on the environment
-    sys.exit("needs atheris: pip install 'hotcfg[fuzz]'")
+    sys.exit("needs atheris: pip install -e . --group fuzz")
 
 with atheris.instrument_imports():
     import msgpack

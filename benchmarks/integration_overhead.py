@@ -61,7 +61,7 @@ def wsgi_loop(app: Callable) -> Callable[[int], None]:
 def flask_apps() -> tuple[Callable, Callable, Callable]:
     from flask import Flask
 
-    from hotcfg.integrations.flask import HotCfg
+    from hotcfg.integrations.flask import Hotcfg
 
     def build(kind: str) -> Callable:
         app = Flask(f"bench-{kind}")
@@ -70,7 +70,7 @@ def flask_apps() -> tuple[Callable, Callable, Callable]:
             app.before_request(lambda: None)
             app.teardown_request(lambda exc: None)
         elif kind == "hotcfg":
-            HotCfg(app)
+            Hotcfg(app)
         return wsgi_loop(app.wsgi_app)
 
     return build("bare"), build("hooks"), build("hotcfg")
@@ -163,7 +163,7 @@ def main() -> None:
     django_bare, django_pass, django_with = django_apps()
     asgi_bare, asgi_with = asgi_apps()
     rows = {
-        "Flask HotCfg (WSGI call)": (flask_bare, flask_with),
+        "Flask Hotcfg (WSGI call)": (flask_bare, flask_with),
         "  vs no-op request hooks": (flask_hooks, flask_with),
         "Django middleware (WSGI)": (django_bare, django_with),
         "  vs a pass-through middleware": (django_pass, django_with),

@@ -165,7 +165,7 @@ def shared_dict_costs(
 
     shared-memory-dict unpickles the whole dict on every read; UltraDict keeps
     a local copy and checks a shared counter. Both use pickle, which hotcfg
-    never does: these rows are for speed only (``pip install 'hotcfg[bench]'``).
+    never does: these rows are for speed only (``pip install -e . --group bench``).
     """
     costs: dict[str, float] = {}
     name = f"hotcfg-bench-{os.getpid()}"

@@ -6,7 +6,7 @@
 
 then edit examples/config.yaml and curl again. Without Gunicorn,
 ``flask --app examples/flask_app.py run`` watches the same file in one
-process. The ``HotCfg`` extension pins one snapshot per request, so every
+process. The ``Hotcfg`` extension pins one snapshot per request, so every
 read in a request (view or template) sees one generation.
 """
 
@@ -17,15 +17,16 @@ from pathlib import Path
 from flask import Flask, jsonify, render_template_string
 
 import hotcfg
-from hotcfg.integrations.flask import HotCfg, current_config
+from hotcfg.integrations.flask import Hotcfg, current_config
 
 app = Flask(__name__)
 # Any HOTCFG_* setting can live in app.config; under Gunicorn the master
-# reads its environment, so both must name the same file.
+# reads its environment or gunicorn.conf.py (app.config only with
+# --preload), so both must name the same file.
 app.config["HOTCFG_SOURCE"] = os.environ.get(
     "HOTCFG_SOURCE", str(Path(__file__).with_name("config.yaml"))
 )
-HotCfg(app)
+Hotcfg(app)
 
 PAGE = """<!doctype html>
 <title>{{ hotcfg.get("greeting", "hello") }}</title>

@@ -14,7 +14,8 @@ started with. In application code::
     def apply_level(old, new):
         logging.getLogger().setLevel(new or "INFO")
 
-See the README for the Gunicorn, WSGI and standalone set-ups.
+The documentation (docs/ in the source tree) covers the Gunicorn, WSGI,
+framework and standalone set-ups.
 """
 
 from __future__ import annotations

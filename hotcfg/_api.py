@@ -27,6 +27,7 @@ from . import _runtime
 from ._runtime import configure as configure
 from ._runtime import reader
 from ._segment.snapshot import MISSING, Snapshot
+from ._worker import import_time
 from ._worker.reader import ChangeCallback
 from ._worker.resource import Resource
 
@@ -34,6 +35,9 @@ from ._worker.resource import Resource
 # import bound as an attribute load (a bound method made at every call),
 # and ``get()`` calls ``_pinned.get()`` many times a request.
 _pinned = _runtime._pinned
+# Non-empty while some thread imports a module: the one test a read outside
+# a request makes before asking ``import_time`` whether it is this thread.
+_imports_in_progress = import_time.imports_in_progress
 
 F = TypeVar("F", bound=ChangeCallback)
 R = TypeVar("R")
@@ -123,17 +127,32 @@ def get(
 ) -> Any:
     """Value at a dotted path in the current snapshot, or ``default``.
 
+    The value read is the one of this moment: call it where the value is
+    used (in a request, or a function called later), not at a module's top
+    level, where it would be read once, at import, and never change (a
+    warning says so, once per call site: ``_worker.import_time``).
+
     Args:
         path: ``"db.timeout"`` or ``("db", "timeout")``.
-        default: returned when the path is absent.
+        default: returned when the path is absent from the configuration.
         volatile: read the newest configuration (:func:`latest`) instead of
             the one pinned for this request; for values that must be fresh
             even inside a long request, at the price of consistency with
             the request's other reads.
+
+    Raises:
+        NotConfiguredError: this process has no configuration source, even
+            with a ``default``: a default stands in for an absent key, not
+            for a missing configuration (in tests, use
+            :func:`hotcfg.testing.use_config`).
     """
     # current(), inlined: this runs many times a request
     snap = None if volatile else _pinned.get()
     if snap is None:
+        # Outside a request (or volatile): a read at import time? (free
+        # unless a module is being imported; see _worker.import_time)
+        if _imports_in_progress and (not volatile or _pinned.get() is None):
+            import_time.warn_if_importing("get")
         snap = reader().refresh()
     try:  # Snapshot.get's memo hit, inlined for the same reason
         value = snap._memo[path]
@@ -144,7 +163,12 @@ def get(
 
 def require(path: str | Sequence[str]) -> Any:
     """Value at a dotted path; raises ``MissingKeyError`` when absent."""
-    return current().require(path)
+    snap = _pinned.get()
+    if snap is None:
+        if _imports_in_progress:
+            import_time.warn_if_importing("require")
+        snap = reader().refresh()
+    return snap.require(path)
 
 
 def snapshot() -> Snapshot:
@@ -155,8 +179,16 @@ def snapshot() -> Snapshot:
     two versions; outside a request it is the latest one. Keep it rather
     than calling :func:`get` repeatedly when a consistent view matters
     across threads or background work.
+
+    Taken at a module's top level it is the configuration at import, for
+    good (a warning says so, once per call site: ``_worker.import_time``).
     """
-    return current()
+    snap = _pinned.get()
+    if snap is None:
+        if _imports_in_progress:
+            import_time.warn_if_importing("snapshot")
+        snap = reader().refresh()
+    return snap
 
 
 def generation() -> int:

@@ -1,4 +1,5 @@
-"""The exceptions hotcfg raises, and only those.
+"""The exceptions hotcfg raises, and only those (with the advice that ends
+every "no configuration source": :data:`HOW_TO_CONFIGURE`).
 
 Every error derives from :class:`HotcfgError` and, where one fits, from the
 builtin that callers already catch::
@@ -110,5 +111,23 @@ class MissingKeyError(HotcfgError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+#: How to give a process a source: the end of every "no configuration
+#: source" message, so that whoever reads it, in an app's log or in a failed
+#: test, learns the way that fits them.
+HOW_TO_CONFIGURE = (
+    "for an app, set HOTCFG_SOURCE (a YAML, JSON or TOML file, an etcd:// key "
+    "or an http(s):// URL) in its environment, or call "
+    "hotcfg.configure(source=...) before the first read; in tests, wrap the "
+    "code in hotcfg.testing.use_config({...})"
+)
+
+
 class NotConfiguredError(HotcfgError, RuntimeError):
-    """hotcfg was used in a process that has no configuration source."""
+    """hotcfg was used in a process that has no configuration source.
+
+    ``hotcfg.get(key, default)`` raises it too: the default stands for a key
+    absent from a configuration, not for a missing configuration, which is
+    a deployment mistake that a default would hide. The message ends with
+    how to configure an app, and how to give a test a configuration
+    (:func:`hotcfg.testing.use_config`).
+    """

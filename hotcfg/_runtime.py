@@ -41,6 +41,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigError, HotcfgError, NotConfiguredError
+from ._segment.layout import (
+    ROLE_GUNICORN_MASTER,
+    ROLE_GUNICORN_WORKER,
+    ROLE_STANDALONE,
+)
 from ._segment.shm import Segment
 from ._segment.snapshot import Snapshot
 from ._settings import Settings
@@ -198,12 +203,18 @@ def configure_from(values: Mapping[str, Any]) -> None:
         if _publisher is None and _reader is None:
             _settings = wanted
             return
-        differing = wanted.differences(settings(), given)
+        running = settings()
+    differing = wanted.differences(running, given)
     if differing:
+        both = "; ".join(
+            f"{var} given {wanted.shown(var)}, running with {running.shown(var)}"
+            for var in differing
+        )
         raise ConfigError(
             "differs from the value hotcfg already runs with in this process "
-            "(under Gunicorn the master's: set it in the master's environment "
-            "or in gunicorn.conf.py)",
+            "(under Gunicorn the master's, which it reads from its environment "
+            "or gunicorn.conf.py, and from the app's config only with "
+            f"--preload): {both}",
             source=", ".join(differing),
         )
 
@@ -214,6 +225,7 @@ def ensure_publisher(
     keep_history: bool = False,
     service: Sequence[str] = (),
     predecessor_pid: int | None = None,
+    role: int | None = None,
 ) -> Publisher:
     """The publisher of this process, created (and first published) if needed.
 
@@ -223,6 +235,11 @@ def ensure_publisher(
             only; see :class:`~hotcfg._master.publisher.Publisher`), when it is
             created here; ``service`` and ``predecessor_pid`` then say which
             (``_master.claim``).
+        role: who publishes (``layout.ROLE_*``, for ``hotcfg status``);
+            default: the Gunicorn master when ``keep_history``, else a
+            standalone process. A publisher created earlier in this process
+            (a preloaded app that read at import) is made the master's,
+            history and all, when ``keep_history`` asks for it.
 
     Raises:
         ConfigError: the source is missing or invalid at start, unless
@@ -259,7 +276,17 @@ def ensure_publisher(
             except BaseException:
                 publisher.close()  # removes the segment
                 raise
+            publisher.set_role(
+                role
+                if role is not None
+                else (ROLE_GUNICORN_MASTER if keep_history else ROLE_STANDALONE)
+            )
             _publisher = publisher
+        elif keep_history and _publisher.files is None:
+            # A preloaded app read hotcfg at import, before on_starting: that
+            # publisher is the master's; it keeps the files from now on.
+            _publisher.keep_files(service=service, predecessor_pid=predecessor_pid)
+            _publisher.set_role(ROLE_GUNICORN_MASTER)
         if start_watching:
             _publisher.start_watching()
             _start_control(_publisher)
@@ -368,7 +395,14 @@ def reader() -> Reader:
         return current
     with _lock:
         if _reader is None:
-            publisher = ensure_publisher()
+            role = None
+            if _publisher is None:
+                # Lazily: only where hotcfg starts standalone.
+                from ._worker.unhooked import warn_if_unhooked_worker
+
+                if warn_if_unhooked_worker():
+                    role = ROLE_GUNICORN_WORKER
+            publisher = ensure_publisher(role=role)
             _reader = Reader(publisher.segment.view(), callbacks=_callbacks)
         return _reader
 

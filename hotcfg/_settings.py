@@ -9,8 +9,8 @@ at every publish. Everything else receives a :class:`Settings`.
 
 The settings table is the :class:`Settings` class: each field's
 ``metadata`` holds its description and its default as shown, and the
-README's settings table is generated from it (``python tools/settings_table.py``;
-``tests/unit/test_settings_table.py`` fails when the README drifts).
+documentation's settings reference is generated from it at build time
+(``tools/settings_table.py``, through ``docs/hooks.py``).
 
 A relative ``HOTCFG_SOURCE`` is made absolute when the settings are
 resolved, against the directory given (Gunicorn's ``--chdir``) or the
@@ -116,9 +116,9 @@ class Settings:
     Each field's ``metadata`` documents it once: ``doc`` (what the setting
     does, Markdown), and where the default alone would not say it, ``shown``
     (the default as the docs show it); ``forms`` lists the other ways a
-    setting is written (rows of example, meaning and default). The README's
-    settings table is generated from them (``tools/settings_table.py``), and
-    a test fails when the README drifts from this class.
+    setting is written (rows of example, meaning and default). The
+    documentation's settings reference is generated from them at build
+    time (``tools/settings_table.py``), so it cannot drift from this class.
     """
 
     source: str | None = _setting(
@@ -132,35 +132,39 @@ class Settings:
                 "or the key's suffix); the master reads it, watches it from the next "
                 "revision and publishes each change. Started while etcd is "
                 "unreachable, the master serves its cache of the last good config "
-                "(below). Each master keeps a record in etcd for `hotcfg status "
-                "--fleet`; auth and TLS: below",
+                "([cold start](../guide/sources.md#etcd)). Each master keeps a "
+                "record in etcd for `hotcfg status --fleet`; auth and TLS: "
+                "[etcd](../guide/sources.md#etcd)",
                 "",
             ),
             (
                 "HOTCFG_SOURCE=etcd://host:2379[,...]/app/config/",
                 "every key under a prefix (the source ends in `/`) as one mapping: "
                 "`/app/config/db/timeout` is `db.timeout`; each value is one "
-                'document, YAML unless `HOTCFG_FORMAT` says otherwise (see "An etcd '
-                'prefix" below)',
+                "document, YAML unless `HOTCFG_FORMAT` says otherwise (see "
+                "[etcd](../guide/sources.md#etcd))",
                 "",
             ),
             (
                 "HOTCFG_SOURCE=https://config.example/app.yaml",
                 "a document at an `http://` or `https://` URL (format from "
                 "`HOTCFG_FORMAT` or the path's suffix), polled with "
-                '`ETag`/`Last-Modified`; see "HTTP source" below',
+                "`ETag`/`Last-Modified`; see [HTTP source]"
+                "(../guide/sources.md#http-source)",
                 "",
             ),
             (
                 "HOTCFG_SOURCE='conf/base.yaml | conf/production.yaml | "
                 "etcd://10.0.0.1:2379/app/config.yaml'",
-                "several sources, merged in order (see Layered sources)",
+                "several sources, merged in order (see [layers]"
+                "(../guide/sources.md#layered-sources-and-overrides))",
                 "",
             ),
             # Not a setting: the source reads these (_sources.source_for).
             (
                 "HOTCFG_SET__DB__TIMEOUT=5",
-                "sets `db.timeout` on top of every layer (see Layered sources); read "
+                "sets `db.timeout` on top of every layer (see [overrides]"
+                "(../guide/sources.md#layered-sources-and-overrides)); read "
                 "once when the master starts",
                 "none",
             ),
@@ -185,7 +189,7 @@ class Settings:
     model: str | None = _setting(
         None,
         "`module:Class`, a dataclass or pydantic model the whole config must fit "
-        "(see Typed configs)",
+        "(see [typed configs](../guide/typed.md))",
     )
     validator_warn_ms: float = _setting(
         5000.0,
@@ -211,7 +215,7 @@ class Settings:
     name: str = _setting(
         "hotcfg",
         "the service's name: segment, history and cache file name prefix (see "
-        "History and rollback)",
+        "[the command line](../operations/cli.md))",
     )
     start_empty: bool = _setting(
         False,
@@ -233,12 +237,13 @@ class Settings:
     worker_nice: int | None = _setting(
         None,
         "nice value (-20 to 19) each Gunicorn worker sets for itself at fork (see "
-        '"Changes on a busy host")',
+        "[busy hosts](../operations/busy-hosts.md))",
         shown="unchanged",
     )
     metrics: str | None = _setting(
         None,
-        "`host:port` of the master's Prometheus endpoint (see Metrics)",
+        "`host:port` of the master's Prometheus endpoint (see "
+        "[metrics](../operations/metrics.md))",
         shown="off",
     )
     applier: bool = _setting(
@@ -408,6 +413,14 @@ class Settings:
             for var in variables
             if getattr(self, by_variable[var]) != getattr(other, by_variable[var])
         ]
+
+    def shown(self, name: str) -> str:
+        """The value of ``name`` (a ``HOTCFG_*`` variable) as messages show
+        it: quoted, or ``unset``, with a URL's secrets redacted
+        (``locations.redact_url``): messages end up in logs."""
+        by_variable = {variable(f.name): f.name for f in fields(self)}
+        value = getattr(self, by_variable[name])
+        return "unset" if value is None else repr(redact_url(_as_text(value)))
 
     @property
     def resolved_segment_dir(self) -> str:

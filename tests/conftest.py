@@ -21,6 +21,27 @@ def _private_segment_dir(tmp_path, monkeypatch):
     return seg
 
 
+#: The variables that send HTTP clients (hotcfg's HTTP source among them)
+#: through a proxy; lowercase and uppercase forms are both read.
+PROXY_VARIABLES = (
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "REQUEST_METHOD",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_environment(monkeypatch):
+    """A developer's or a CI machine's proxy settings never change what a
+    test sees: every test starts without them (the proxy tests set their
+    own), and so do the processes it starts."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
 @pytest.fixture
 def tmpfs(tmp_path):
     """``tmpfs(size)`` mounts a private tmpfs of that size and returns its
@@ -129,3 +150,33 @@ def http_server():
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def tinyproxy(tmp_path):
+    """``tinyproxy(connect_ports=(...), auth=(user, password))`` starts a
+    real tinyproxy on a free 127.0.0.1 port (``tests/tinyproxy.py``),
+    stopped by its pid at teardown (also when the test fails); skips
+    without the tinyproxy binary."""
+    from tests.tinyproxy import Tinyproxy, tinyproxy_binary
+
+    binary = tinyproxy_binary()
+    if binary is None:
+        pytest.skip("tinyproxy is not installed (apt-get install tinyproxy)")
+    started = []
+
+    def start(connect_ports=(), auth=None):
+        proxy = Tinyproxy(
+            tmp_path / f"tinyproxy-{len(started)}",
+            binary,
+            connect_ports=connect_ports,
+            auth=auth,
+        )
+        started.append(proxy)
+        return proxy.start()
+
+    try:
+        yield start
+    finally:
+        for proxy in started:
+            proxy.stop()

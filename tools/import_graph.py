@@ -8,7 +8,7 @@ own modules: at module level, inside functions and under ``TYPE_CHECKING``
 alike, since a circle that only a lazy import closes is still a circle a
 reader has to hold in mind. Prints the circles (strongly connected
 components), the largest modules, and every break of the directory rules
-written in docs/architecture.md. Exits 1 when there is a circle or a broken
+written in docs/contributing/architecture.md. Exits 1 when there is a circle or a broken
 rule, so CI and tests/unit/test_architecture.py can run it as it is.
 """
 
@@ -46,6 +46,7 @@ PURE_MODULES = (
     "_sources.locations",
     "_sources.debounce",
     "_sources.http.rules",
+    "_sources.http.proxies",
     "_sources.etcd.keytree",
     "cli.fleet_view",
 )

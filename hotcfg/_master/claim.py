@@ -25,8 +25,9 @@ what is inside the other two. A master's files are
   WARNING names the holder and the setting that tells the services apart.
   The lock is the master's alone: forked workers close their copy
   (``os.register_at_fork``), so a dead master's lock is free at once. Lock
-  files stay, like the history: removing one would race with a master
-  that has it open.
+  files stay, like the history, until ``hotcfg clean`` removes a stopped
+  service's files under its lock (``_master.leftovers``); a master that
+  locked a file just removed that way opens the new one instead.
 * **Gunicorn's re-exec** (``USR2``) starts the new master while the old one
   still runs, from the same settings: the same service, not a second one.
   A master that is told the pid of the master it replaces (``predecessor``)
@@ -40,6 +41,7 @@ Must not import ``_master.publisher``, ``_master.control`` or anything above the
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -60,6 +62,8 @@ DEFAULT_NAME = "hotcfg"
 #: How many masters of one identity may run at once, each with its files.
 MAX_CLAIMS = 16
 _PID_BYTES = 32
+# How often a lock file removed under us (``hotcfg clean``) is opened anew.
+_REOPENS = 5
 
 
 def identity(name: str, service: Sequence[str]) -> tuple[str, ...]:
@@ -225,18 +229,35 @@ def _try_lock(path: str) -> tuple[int, int | None]:
         SegmentError: it is not a regular ``0600`` file of ours.
     """
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-    fd = os.open(path, flags, 0o600)
-    try:
-        _check_owned_file(fd, path)
+    for _ in range(_REOPENS):
+        fd = os.open(path, flags, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return fd, _read_pid(fd)
-        _write_pid(fd)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, None
+            _check_owned_file(fd, path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return fd, _read_pid(fd)
+            if not _still_named(fd, path):
+                # ``hotcfg clean`` removed the files of a stopped service
+                # while holding this lock: lock the new file of that name.
+                os.close(fd)
+                continue
+            _write_pid(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, None
+    raise OSError(errno.EAGAIN, "the lock file keeps being replaced", path)
+
+
+def _still_named(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
 
 
 def _write_pid(fd: int) -> None:

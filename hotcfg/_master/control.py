@@ -194,6 +194,8 @@ def handle(publisher: Publisher, request: dict[str, Any]) -> dict[str, Any]:
         return {
             "live": publisher.generation,
             "keep": history.keep,
+            # Only a Gunicorn master keeps files; a standalone process never.
+            "standalone": publisher.files is None,
             "source": publisher.source.location,
             "entries": [e.describe() for e in history.entries],
         }

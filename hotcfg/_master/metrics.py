@@ -3,7 +3,18 @@
 One HTTP endpoint in the master, with its own registry and one collector
 that reads everything at scrape time: the live generation and the worker
 table from the segment, the publish and rejection counts and the
-publish-to-applied histogram from the publisher. Nothing is kept per
+publish-to-applied histogram from the publisher.
+
+Counters alone cannot carry an alert: a rejection is counted once per
+read, and a source that stays away is read again only at its next change
+or retry, so ``rate()`` shows nothing during a steady outage. The state
+gauges (``hotcfg_source_up``, ``hotcfg_serving_cache``,
+``hotcfg_rejecting``, ``hotcfg_validating_since_timestamp_seconds``) say
+what holds now, from the same state ``hotcfg status`` reads (the
+publisher's standing rejection, its cache, the header's validator), so an
+alert's ``for:`` measures how long it has held (docs/operations/alerts.md).
+Timestamps are exported rather than ages: ``time() - x`` in a rule is
+exact at evaluation time, where an age is as old as the last scrape. Nothing is kept per
 worker process, so ``prometheus_client``'s multiprocess mode (per-pid files
 that pile up under ``max_requests``) is not used, and an application's own
 metrics (in its workers, on its own port or path) are untouched.
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
 import threading
 import time
 import weakref
@@ -30,6 +42,7 @@ from typing import Any, Protocol
 
 from .._segment import layout
 from .._sources.locations import parse_address
+from .._version import __version__
 from .convergence import Convergence
 
 _logger = logging.getLogger(__name__)
@@ -48,6 +61,18 @@ class Published(Protocol):
     publishes: int
     rejections: dict[str, int]
     convergence: Convergence
+
+    @property
+    def from_cache(self) -> object | None:
+        """The cache's entry while it is served (read-only here)."""
+
+    @property
+    def rejecting(self) -> str | None: ...
+
+
+# The rejection kinds, always exported (0 when none), so that a rule sees
+# every series from the first scrape on.
+REASONS = ("source", "parse", "validation", "other", "error")
 
 
 class _Collector:
@@ -73,6 +98,14 @@ class _Collector:
             header = layout.read_header(buffer)
             workers = layout.read_workers(buffer)
         behind = sum(w.generation < header.generation for w in workers)
+        rejecting = publisher.rejecting
+        build = GaugeMetricFamily(
+            "hotcfg_build_info",
+            "Always 1: the hotcfg and Python versions of this master.",
+            labels=["version", "python"],
+        )
+        build.add_metric([__version__, platform.python_version()], 1)
+        yield build
         yield GaugeMetricFamily(
             "hotcfg_generation", "The live generation.", value=header.generation
         )
@@ -86,12 +119,39 @@ class _Collector:
             "Reads of the source that were refused, by reason.",
             labels=["reason"],
         )
-        for reason in ("source", "parse", "validation", "other", "error"):
+        for reason in REASONS:
             rejections.add_metric([reason], publisher.rejections.get(reason, 0))
         yield rejections
+        standing = GaugeMetricFamily(
+            "hotcfg_rejecting",
+            "1 for the reason the source's content is refused now (the "
+            "rejection hotcfg status shows), else 0.",
+            labels=["reason"],
+        )
+        for reason in REASONS:
+            standing.add_metric([reason], 1 if reason == rejecting else 0)
+        yield standing
+        yield GaugeMetricFamily(
+            "hotcfg_source_up",
+            "1 while the last read of the source succeeded (its content may "
+            "still be refused), 0 while it is unreachable or refusing.",
+            value=0 if rejecting == "source" else 1,
+        )
+        yield GaugeMetricFamily(
+            "hotcfg_serving_cache",
+            "1 while the cold-start cache is served (the source was out of "
+            "reach at start and has not given good content since).",
+            value=0 if publisher.from_cache is None else 1,
+        )
+        yield GaugeMetricFamily(
+            "hotcfg_last_publish_timestamp_seconds",
+            "Unix time the live generation was published (0: none).",
+            value=header.published_at,
+        )
         since = time.time() - header.published_at if header.published_at else 0.0
         yield GaugeMetricFamily(
             "hotcfg_seconds_since_publish",
+            "Deprecated: use time() - hotcfg_last_publish_timestamp_seconds. "
             "Seconds since the live generation was published.",
             value=since,
         )
@@ -108,6 +168,11 @@ class _Collector:
             "1 while a user validator runs, else 0.",
             value=1 if header.validating else 0,
         )
+        yield GaugeMetricFamily(
+            "hotcfg_validating_since_timestamp_seconds",
+            "Unix time the running user validator started (0: none runs).",
+            value=header.validating_since if header.validating else 0.0,
+        )
         histogram = publisher.convergence.histogram
         yield HistogramMetricFamily(
             "hotcfg_apply_seconds",
@@ -118,6 +183,21 @@ class _Collector:
         )
 
 
+def registry(publisher: Published) -> Any:
+    """A registry holding only this publisher's collector: what the
+    endpoint serves, and what a test scrapes without a port (the names the
+    shipped alert rules may use come from it).
+
+    Raises:
+        ImportError: ``prometheus_client`` is not installed.
+    """
+    from prometheus_client import CollectorRegistry
+
+    found = CollectorRegistry(auto_describe=False)
+    found.register(_Collector(publisher))
+    return found
+
+
 def serve(publisher: Published, address: str) -> Any:
     """Start the endpoint; log and return None when it cannot start.
 
@@ -125,7 +205,7 @@ def serve(publisher: Published, address: str) -> Any:
     the reason is logged as an ERROR.
     """
     try:
-        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client import start_http_server
     except ImportError:
         _logger.error(
             "hotcfg: HOTCFG_METRICS needs prometheus_client: "
@@ -133,10 +213,10 @@ def serve(publisher: Published, address: str) -> Any:
         )
         return None
     host, port = parse_address(address)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(publisher))
     try:
-        server, _thread = start_http_server(port, addr=host, registry=registry)
+        server, _thread = start_http_server(
+            port, addr=host, registry=registry(publisher)
+        )
     except OSError as exc:
         _logger.error(
             "hotcfg: cannot serve metrics on %s (%s); no metrics served",

@@ -137,6 +137,9 @@ class Publisher:
         self._source_digest: bytes | None = None  # of the source's, last read
         self._force = False  # the next read publishes even what was read before
         self._last_error: str | None = None
+        # The kind (``_REJECTION_KINDS``) of the rejection standing with
+        # ``_last_error``, for the metrics' gauges; None with it.
+        self._rejecting: str | None = None
         self._watcher: Watching | None = None
         self.monitor = ValidatorMonitor(
             warn_ms=settings.validator_warn_ms,
@@ -162,6 +165,8 @@ class Publisher:
             and redact_url(settings.source) != settings.source
         ):
             named = f"{source.label}\0{settings.source}"
+        self._named = named
+        self._live_entry: _history.Entry | None = None  # the last publish
         # The files of this service, and of no other live master (claim).
         self.files = (
             claim.claim(
@@ -217,6 +222,14 @@ class Publisher:
     def last_error(self) -> str | None:
         """The reason the last attempt was rejected, or None if it succeeded."""
         return self._last_error
+
+    @property
+    def rejecting(self) -> str | None:
+        """The kind of the rejection standing now (``"source"``: the source
+        could not be read; ``"parse"``, ``"validation"``, ``"other"``,
+        ``"error"``), or None. Set and cleared with :attr:`last_error`, so
+        the metrics' gauges say what ``hotcfg status`` says."""
+        return self._rejecting if self._last_error is not None else None
 
     @property
     def serves_source(self) -> bool:
@@ -506,10 +519,83 @@ class Publisher:
             source=source or self.source.label,
             base=kept,
         )
+        self._live_entry = entry
         self.history.add(entry)
         if cache and self.cache_path is not None:
             coldstart.save(self.cache_path, entry)
         return generation
+
+    def set_role(self, role: int) -> None:
+        """Say who publishes (``layout.ROLE_*``) in the header, for
+        ``hotcfg status``."""
+        if not self._active:
+            return
+        with self._write_lock:
+            layout.record_role(self.segment.buffer, role)
+
+    def keep_files(
+        self, *, service: Sequence[str] = (), predecessor_pid: int | None = None
+    ) -> None:
+        """Keep the history and cache files from now on, as a Gunicorn
+        master's publisher does from its start.
+
+        A preloaded app that reads hotcfg at import starts this publisher
+        before Gunicorn's ``on_starting``, as a standalone one, without
+        files; the master then makes it its own here. The live generation
+        goes into the history; when the history already holds that number or
+        a later one (a previous run's), the live content is published again
+        after it, so numbers keep going forward across restarts.
+        """
+        if not self._active or self.files is not None:
+            return
+        with self._serial:
+            files = claim.claim(
+                os.path.dirname(self.segment.path),
+                self.settings.name,
+                self._named,
+                service=service,
+                predecessor=predecessor_pid,
+            )
+            if files is None:
+                return
+            self.files = files
+            self.history = _history.History.open(
+                files.history_path, keep=self.settings.history
+            )
+            if self.source.keeps_cache:
+                self.cache_path = files.cache_path
+                _history.remove_stale_temps(self.cache_path)
+            live = self._live_entry
+            if live is None:
+                return
+            if live.generation <= self.history.last_generation:
+                live = self._publish_again(live)
+            self.history.add(live)
+            if self.cache_path is not None and self.from_cache is None:
+                coldstart.save(self.cache_path, live)
+
+    def _publish_again(self, entry: _history.Entry) -> _history.Entry:
+        """The live payload once more, as the generation after the
+        history's last (:meth:`keep_files`)."""
+        with self._write_lock:
+            written = self.segment.write_generation(
+                entry.payload, after=self.history.last_generation, source=entry.source
+            )
+            layers = self.live_layers[1] if self.live_layers is not None else None
+            self.live_layers = (written.generation, layers)
+        self.convergence.published(
+            written.generation, written.published_at, written.waiting
+        )
+        self._notify()
+        again = _history.Entry.of(
+            written.generation,
+            entry.payload,
+            published_at=written.published_at,
+            source=entry.source,
+            base=entry.base,
+        )
+        self._live_entry = again
+        return again
 
     def republish(self, entry: _history.Entry, *, timeout_s: float) -> int | None:
         """Publish a recorded generation's content again, as a new generation
@@ -615,6 +701,7 @@ class Publisher:
             else "error"
         )
         self.rejections[kind] = self.rejections.get(kind, 0) + 1
+        self._rejecting = kind
         if isinstance(exc, ConfigError):
             reason = str(exc)  # starts with the path and the place
         else:

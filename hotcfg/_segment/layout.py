@@ -45,6 +45,8 @@ Layout (all integers little-endian)::
       2032     8  validating since (Unix time, float64; 0 = no user
                   validator is running now)
       2040     2  validator name length    (name at 2042, at most 256 bytes)
+      2304     2  role: who publishes (ROLE_*; 0 = not said, a writer older
+                  than the field)
       4096        worker table: WORKER_SLOTS x 32 bytes
                   (pid int64, applied generation uint64, applied at float64, 0)
      36864        payloads (msgpack), placed by plan_offset()
@@ -123,10 +125,28 @@ _VALIDATING_OFFSET = _DESC_OFFSET + 2 * DESC_SIZE
 _VALIDATING = struct.Struct("<dH")
 VALIDATOR_MAX_BYTES = 256
 
+#: Who publishes into the segment (``hotcfg status`` names it): not said (a
+#: writer from before this field, whose header holds zero there), a
+#: Gunicorn master, a standalone process, or a standalone process that is a
+#: Gunicorn worker whose master did not set hotcfg up.
+ROLE_UNKNOWN = 0
+ROLE_GUNICORN_MASTER = 1
+ROLE_STANDALONE = 2
+ROLE_GUNICORN_WORKER = 3
+ROLES = {
+    ROLE_UNKNOWN: "unknown",
+    ROLE_GUNICORN_MASTER: "gunicorn-master",
+    ROLE_STANDALONE: "standalone",
+    ROLE_GUNICORN_WORKER: "gunicorn-worker",
+}
+_ROLE_OFFSET = 2304
+
 assert WRITING_OFFSET % 8 == 0
 assert _VALIDATING_OFFSET + _VALIDATING.size + VALIDATOR_MAX_BYTES <= HEADER_SIZE
 assert _DESC.size + 2 + SOURCE_MAX_BYTES <= DESC_SIZE
 assert _DESC_OFFSET + 2 * DESC_SIZE <= HEADER_SIZE
+assert _VALIDATING_OFFSET + _VALIDATING.size + VALIDATOR_MAX_BYTES <= _ROLE_OFFSET
+assert _ROLE_OFFSET + 2 <= HEADER_SIZE
 assert DATA_START % 4096 == 0
 
 
@@ -152,6 +172,7 @@ class Header:
     error: str | None
     validating: str | None = None
     validating_since: float = 0.0
+    role: int = 0  # ROLE_*
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +337,7 @@ def _unpack_header(buf: Buffer) -> Header:
         error=error.decode("utf-8", "replace") if flags & FLAG_REJECTED else None,
         validating=name if since else None,
         validating_since=since,
+        role=_U16.unpack_from(buf, _ROLE_OFFSET)[0],
     )
 
 
@@ -432,6 +454,17 @@ def clear_error(buf: Buffer) -> None:
     _bump_sequence(buf)
     flags = _U16.unpack_from(buf, _FLAGS_OFFSET)[0]
     _U16.pack_into(buf, _FLAGS_OFFSET, flags & ~FLAG_REJECTED)
+    _bump_sequence(buf)
+
+
+def record_role(buf: Buffer, role: int) -> None:
+    """Say who publishes (``ROLE_*``): set at creation, and again when a
+    process's publisher becomes a Gunicorn master's (a preloaded app that
+    read its config at import)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role}")
+    _bump_sequence(buf)
+    _U16.pack_into(buf, _ROLE_OFFSET, role)
     _bump_sequence(buf)
 
 

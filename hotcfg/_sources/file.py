@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import NotConfiguredError
+from .._errors import HOW_TO_CONFIGURE, NotConfiguredError
 from .._settings import Settings
 from .base import OneDocument, Watching
 from .files import load_document, read_capped
@@ -43,10 +43,7 @@ class FileSource(OneDocument):
             NotConfiguredError: no source given.
         """
         if not settings.source or not settings.format:
-            raise NotConfiguredError(
-                "no configuration source: set HOTCFG_SOURCE to a YAML, JSON or "
-                "TOML file, or call hotcfg.configure(source=...)"
-            )
+            raise NotConfiguredError(f"no configuration source: {HOW_TO_CONFIGURE}")
         return cls(settings.source, settings.format, settings.max_bytes)
 
     @property

@@ -245,8 +245,9 @@ def redact_url(text: str) -> str:
 
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s|]*")
-# Up to the first "/" or "@": a password may hold "?" or "#".
-_CREDENTIALS = re.compile(r"^([^:]*://)[^/@]*@")
+# Up to the last "@" before the first "/": a password may hold "?", "#" or
+# "@" (urlsplit, and so every client, takes the host after the last "@").
+_CREDENTIALS = re.compile(r"^([^:]*://)[^/]*@")
 
 
 def _redacted(match: re.Match[str]) -> str:

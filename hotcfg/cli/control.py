@@ -46,7 +46,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps(shown, indent=2))
         return Exit.OK
     if not entries:
-        print(f"no history (HOTCFG_HISTORY={answer['keep']}); live generation {live}")
+        why = (
+            "this service runs hotcfg standalone, and only a Gunicorn master keeps one"
+            if answer.get("standalone")
+            else f"HOTCFG_HISTORY={answer['keep']}"
+        )
+        print(f"no history ({why}); live generation {live}")
         return Exit.OK
     print(
         f"  {'generation':>10}  {'published':<25}  {'bytes':>8}  {'hash':<32}  source"

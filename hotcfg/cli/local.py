@@ -17,11 +17,15 @@ import time
 
 from .exits import Exit, Stop
 from .select import (
-    NOT_RUNNING,
     describe,
     load_live,
+    no_such_pid,
+    not_running,
     one_live_service,
+    pid_label,
     segment_paths,
+    services_phrase,
+    standalone_only,
     when,
 )
 
@@ -84,10 +88,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if args.json:
             print_json(_validation(shown, str(exc)))
         return code
+    from .overrides_note import overrides_note
+
+    note = overrides_note(args.file)
     if args.json:
         print_json(_validation(shown, None, keys=len(data), packed=len(payload)))
+        if note:
+            print(note, file=sys.stderr)  # stdout holds the document only
     else:
         print(f"ok: {shown} ({len(data)} top-level keys, {len(payload)} bytes packed)")
+        if note:
+            print(note)
     return Exit.OK
 
 
@@ -125,26 +136,39 @@ def status_json(report: dict[str, Any]) -> dict[str, Any]:
 def cmd_status(args: argparse.Namespace) -> int:
     paths = segment_paths(args)
     if not paths:
+        pid = getattr(args, "pid", None)
+        why = no_such_pid(args, pid) if pid else not_running(args)
         if args.json:
             print("[]")
-        print(NOT_RUNNING, file=sys.stderr)
+        print(why, file=sys.stderr)
         return Exit.NO_SERVICE
     reports = [describe(p) for p in paths]
     if args.json:
         print_json([status_json(r) for r in reports])
         return Exit.OK
     if len(reports) > 1:
-        print(
-            f"{len(reports)} services here (newest first; --name or --pid picks one):"
+        what = (
+            services_phrase(reports)
+            if standalone_only(reports)
+            else f"{len(reports)} services"
         )
+        print(f"{what} here (newest first; --name or --pid picks one):")
         for r in reports:
             state = "running" if r["master_alive"] else "dead"
             behind = sum(w["behind_s"] is not None for w in r["workers"])
             print(
-                f"  {r['name']:<12} master pid {r['master_pid']:<8} {state:<8} "
+                f"  {r['name']:<12} {pid_label(r)} {r['master_pid']:<8} {state:<8} "
                 f"generation {r['generation']:<6} {len(r['workers'])} workers, "
                 f"{behind} behind"
             )
+        print()
+    elif standalone_only(reports):
+        print(f"{services_phrase(reports)} here")
+        print()
+    if any(r.get("role") == "gunicorn-worker" for r in reports):
+        from .._worker.unhooked import FIX  # loads logging: only when shown
+
+        print(f"fix: {FIX}")
         print()
     for r in reports:
         _print_service(r)
@@ -155,7 +179,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _print_service(r: dict[str, Any]) -> None:
     state = "running" if r["master_alive"] else "dead"
     print(f"segment     {r['segment']}")
-    print(f"master      pid {r['master_pid']} ({state})")
+    if standalone_only([r]):
+        print(f"process     pid {r['master_pid']} ({state}), standalone")
+    else:
+        print(f"master      pid {r['master_pid']} ({state})")
     print(f"generation  {r['generation']} published {when(r['published_at'])}")
     print(f"source      {r['source'] or '-'}")
     if r["last_error"]:
@@ -186,6 +213,13 @@ def cmd_wait(args: argparse.Namespace) -> int:
     """``wait``: 0 converged; 1 refused, or not within the timeout; 69 no
     service, or its master exited meanwhile."""
     path = one_live_service(args)
+    first = describe(path)
+    if standalone_only([first]):
+        print(
+            f"note: {services_phrase([first])}: pid {first['master_pid']} "
+            "publishes for itself alone",
+            file=sys.stderr,
+        )
     deadline = time.monotonic() + args.timeout
     target, why = (
         (args.generation, None) if args.generation else _source_now(path, deadline)
@@ -196,8 +230,9 @@ def cmd_wait(args: argparse.Namespace) -> int:
     while True:
         report = describe(path)
         if not report["master_alive"]:
+            who = "process" if standalone_only([report]) else "master"
             raise Stop(
-                Exit.NO_SERVICE, f"the master (pid {report['master_pid']}) exited"
+                Exit.NO_SERVICE, f"the {who} (pid {report['master_pid']}) exited"
             )
         live = [w for w in report["workers"] if w["alive"]]
         behind = [w for w in live if w["generation"] < target]

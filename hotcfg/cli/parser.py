@@ -33,7 +33,10 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "Reads FILE and runs every check the master runs before publishing:\n"
         "parsing with limits, the shape of the document, the validator, the\n"
         "JSON Schema and the model given here or by HOTCFG_VALIDATOR,\n"
-        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.",
+        "HOTCFG_SCHEMA and HOTCFG_MODEL, and encoding. Nothing is published.\n"
+        "FILE may be layers ('base.yaml | local.yaml'); the HOTCFG_SET__*\n"
+        "overrides of this environment go on top, and a line names them (or\n"
+        "says there were none).",
         "hotcfg validate config.yaml --schema schema.json",
         "0 valid; 1 invalid (the reason names the file, the place and the\n"
         "rule, never the content); 78 a check given cannot be used (--schema,\n"
@@ -55,12 +58,30 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "the record's age; then which masters are behind the key's last\n"
         "revision or serve anything else, and why. A master that died drops\n"
         "out when its lease expires (HOTCFG_FLEET_TTL_MS), one that stopped\n"
-        "at once.",
+        "at once. --fleet without a key reads the one HOTCFG_SOURCE follows\n"
+        "(its first etcd layer when it has several).\n"
+        "\n"
+        "With --stale: the history, cache and lock files of services that no\n"
+        "longer run (nobody holds their lock); hotcfg clean removes them.",
         "hotcfg status --name myapp --json\n"
         "  hotcfg status --fleet etcd://10.0.0.1:2379/app/config.yaml",
         "0 shown; 69 no service found (--json prints []); 77 access refused;\n"
         "with --fleet: 75 etcd unreachable, 77 access refused (authentication,\n"
-        "TLS), 78 a HOTCFG_* setting invalid; 2 not an etcd key, or usage.",
+        "TLS), 78 a HOTCFG_* setting invalid; 2 not an etcd key (or none, and\n"
+        "HOTCFG_SOURCE follows none), or usage; with --stale as hotcfg clean.",
+    ),
+    "clean": (
+        "remove the files of services that no longer run",
+        "Removes the history, cache and lock files that services which no\n"
+        "longer run left in the segment directory (--dir, default\n"
+        "HOTCFG_SEGMENT_DIR): those whose lock no live master holds. Each\n"
+        "service's lock is taken before its files are removed, so a master\n"
+        "starting meanwhile never loses its files; files of other users are\n"
+        "left alone. --dry-run lists them only (as status --stale does).",
+        "hotcfg clean --dry-run",
+        "0 removed (or nothing to remove); 1 some files were left (named,\n"
+        "with why); 77 the directory cannot be read (not yours); 69 it cannot\n"
+        "be read otherwise; 2 usage.",
     ),
     "wait": (
         "wait until every live worker applied the source as it is now",
@@ -171,6 +192,7 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
 _RUN = {
     "validate": "local:cmd_validate",
     "status": "parser:_status",
+    "clean": "clean:cmd_clean",
     "wait": "local:cmd_wait",
     "get": "parser:_get",
     "dump": "local:cmd_dump",
@@ -261,7 +283,7 @@ def build_parser(
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add_arguments in _ARGUMENTS.items():
         if command is None or name == command:
-            selects = arguments and name not in ("validate", "push")
+            selects = arguments and name not in ("validate", "clean", "push")
             p = _subcommand(sub, name, selects=selects)
             if arguments:
                 add_arguments(p)
@@ -282,8 +304,21 @@ def _status_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fleet",
         metavar="etcd://HOST:PORT[,...]/KEY",
-        help="every host following this etcd key, from etcd (not this host)",
+        nargs="?",
+        const="",
+        help="every host following this etcd key, from etcd (not this host); "
+        "default: the etcd key of HOTCFG_SOURCE",
     )
+    p.add_argument(
+        "--stale",
+        action="store_true",
+        help="the files of services that no longer run (see hotcfg clean)",
+    )
+
+
+def _clean_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", help="segment directory (default: HOTCFG_SEGMENT_DIR)")
+    p.add_argument("--dry-run", action="store_true", help="list them only")
 
 
 def _wait_args(p: argparse.ArgumentParser) -> None:
@@ -360,6 +395,7 @@ def _push_args(p: argparse.ArgumentParser) -> None:
 _ARGUMENTS = {
     "validate": _validate_args,
     "status": _status_args,
+    "clean": _clean_args,
     "wait": _wait_args,
     "get": _get_args,
     "dump": _dump_args,
@@ -380,13 +416,25 @@ def _named_command(argv: Sequence[str]) -> str | None:
 def _status(args: argparse.Namespace) -> int:
     """``status``: this host's services, or with ``--fleet`` every master
     following an etcd key, from etcd."""
-    if args.fleet:
-        from .etcd import status_fleet
+    if args.stale:
+        from .clean import status_stale
 
-        return status_fleet(args)
-    from .local import cmd_status
+        return status_stale(args)
+    if args.fleet is None:
+        from .local import cmd_status
 
-    return cmd_status(args)
+        return cmd_status(args)
+    if not args.fleet:  # --fleet without a key: HOTCFG_SOURCE's etcd layer
+        from .._settings import Settings
+        from .fleet_default import NO_DEFAULT, etcd_layer
+
+        args.fleet = etcd_layer(Settings.resolve().source)
+        if args.fleet is None:
+            print(NO_DEFAULT, file=sys.stderr)
+            return Exit.USAGE
+    from .etcd import status_fleet
+
+    return status_fleet(args)
 
 
 def _get(args: argparse.Namespace) -> int:

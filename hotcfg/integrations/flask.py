@@ -2,17 +2,26 @@
 
 ::
 
-    from hotcfg.integrations.flask import HotCfg, current_config
+    from hotcfg.integrations.flask import Hotcfg, current_config
 
     app = Flask(__name__)
     app.config["HOTCFG_SOURCE"] = "config.yaml"   # any HOTCFG_* setting
-    HotCfg(app)                                   # or HotCfg().init_app(app)
+    Hotcfg(app)                                   # or Hotcfg().init_app(app)
 
 In a view, ``current_config.get("feature.banner")`` (also ``g.hotcfg``); in
 a template, ``{{ hotcfg.get("feature.banner") }}``. Under Gunicorn with
 hotcfg's hooks the ``pre_request`` hook has pinned the snapshot already and
 the extension only exposes it; under ``flask run`` it pins and unpins
 itself, and the first request starts the in-process publisher and watcher.
+
+Under Gunicorn the master starts hotcfg before any worker imports the app,
+from its environment or ``gunicorn.conf.py``: ``app.config`` is read there
+only when the master loads the app itself (``--preload``); otherwise it
+must agree with the master's settings, and a worker refuses to boot when it
+does not, printing both values.
+
+``Hotcfg`` is spelled as in ``HotcfgMiddleware`` and ``HotcfgConfig``; the
+old name ``HotCfg`` remains as an alias of the same class.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ _SCOPE = "_hotcfg_scope"
 current_config: Snapshot = LocalProxy(_api.current)  # type: ignore[assignment]
 
 
-class HotCfg:
+class Hotcfg:
     """Pins one hotcfg snapshot per request of the apps it is initialised on.
 
     Settings come from the app's ``HOTCFG_*`` config keys (same names and
@@ -72,3 +81,7 @@ def _unpin(exc: BaseException | None) -> None:
 
 def _template_context() -> dict[str, Any]:
     return {"hotcfg": _api.current()}
+
+
+#: The old name of :class:`Hotcfg`, kept for existing code: the same class.
+HotCfg = Hotcfg

@@ -48,7 +48,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from hotcfg import _api, _runtime
-from hotcfg._errors import HotcfgError
+from hotcfg._errors import HotcfgError, NotConfiguredError
 from hotcfg._segment import layout
 
 if TYPE_CHECKING:
@@ -56,6 +56,15 @@ if TYPE_CHECKING:
     from gunicorn.workers.base import Worker
 else:
     Arbiter = Worker = Any
+
+#: Why a master has no source, and where it reads one.
+MASTER_NOT_CONFIGURED = (
+    "no configuration source in the Gunicorn master. The master starts hotcfg "
+    "before any worker imports the app, from its own settings: HOTCFG_SOURCE "
+    "in its environment, or hotcfg.configure(source=...) in gunicorn.conf.py. "
+    "It reads the app's config (Flask's app.config, "
+    "Django's settings) only when it loads the app itself, with --preload"
+)
 
 _SLOT_ATTR = "_hotcfg_slot"
 _MARK = "_hotcfg_hook"
@@ -147,6 +156,11 @@ def on_starting(server: Arbiter) -> None:
             # GUNICORN_PID before on_starting).
             predecessor_pid=getattr(server, "master_pid", 0) or None,
         )
+    except NotConfiguredError as exc:
+        # Most often HOTCFG_SOURCE set in the app's own config (Flask's
+        # app.config, Django's settings), which the master never imports
+        # without --preload: say where the master looks.
+        raise RuntimeError(f"hotcfg: {MASTER_NOT_CONFIGURED}") from exc
     except HotcfgError as exc:
         # Gunicorn prints a RuntimeError from the arbiter's start as
         # "Error: ..." and exits 1, instead of a traceback.

@@ -2,8 +2,8 @@
 
 from flask import Flask
 
-from hotcfg.integrations.flask import HotCfg
+from hotcfg.integrations.flask import Hotcfg
 
 app = Flask(__name__)
 app.config["HOTCFG_SOURCE"] = "/nonexistent/elsewhere.yaml"
-HotCfg(app)
+Hotcfg(app)

@@ -252,3 +252,13 @@ def test_cli_startup():
     for median, p90, ratio in rows.values():
         assert 0 < median <= p90, out
         assert_ratio(ratio, median, bare, out, decimals=2, inputs=1)
+
+
+def test_import_check_cost():
+    out = run("import_check_cost.py", "--runs", "3", "--number", "2000")
+    for situation in ("in-request", "outside", "other-thread-importing",
+                      "importing-warned"):  # fmt: skip
+        with_ns, without_ns, diff, ratio = row(out, situation)
+        assert min(with_ns, without_ns) > 0, out
+        assert abs(diff - (with_ns - without_ns)) <= 0.11, out
+        assert_ratio(ratio, with_ns, without_ns, out, decimals=3, inputs=1)

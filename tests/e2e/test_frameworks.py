@@ -164,3 +164,49 @@ def test_worker_refuses_app_settings_that_contradict_the_master(tmp_path):
         proc.stderr.close()
     assert proc.returncode != 0
     assert "HOTCFG_SOURCE: differs from the value hotcfg already runs" in stderr
+    assert "from the app's config only with --preload" in stderr
+    assert f"given '/nonexistent/elsewhere.yaml', running with '{config}'" in stderr
+
+
+def test_master_without_a_source_says_where_it_reads_one(tmp_path):
+    """HOTCFG_SOURCE in app.config only: the master, which starts hotcfg
+    before any worker imports the app, stops and says where it looks."""
+    pytest.importorskip("flask")
+    config = tmp_path / "config.yaml"
+    config.write_text("value: one\n")
+    env = dict(os.environ, APP_CONFIG_FILE=str(config), PYTHONPATH=str(ROOT))
+    env.pop("HOTCFG_SOURCE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn_conf.py"),
+         "-w", "1", "-b", f"127.0.0.1:{free_port()}", "--no-control-socket",
+         "tests.apps.flask_app_config:app"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        _, stderr = proc.communicate(timeout=40)  # Gunicorn exits by itself
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode != 0
+    assert "hotcfg: no configuration source in the Gunicorn master" in stderr
+    assert "HOTCFG_SOURCE in its environment" in stderr
+    assert "gunicorn.conf.py" in stderr
+    assert "only when it loads the app itself, with --preload" in stderr
+
+
+def test_master_reads_the_app_config_with_preload(start_service, tmp_path):
+    """With --preload the master imports the app first: app.config is then
+    the master's setting, and every worker serves that file."""
+    pytest.importorskip("flask")
+    source = tmp_path / "app-config.yaml"
+    source.write_text("value: from app.config\n")
+    svc = start_service(
+        tmp_path,
+        app="tests.apps.flask_app_config:app",
+        extra_args=("--preload",),
+        env_extra={"HOTCFG_SOURCE": "", "APP_CONFIG_FILE": str(source)},
+    )
+    svc.all_workers_answer("from app.config")

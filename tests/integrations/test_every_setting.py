@@ -69,11 +69,11 @@ def configure(name, value, request):
 
 def flask(name, value, request):
     flask = pytest.importorskip("flask")
-    from hotcfg.integrations.flask import HotCfg
+    from hotcfg.integrations.flask import Hotcfg
 
     app = flask.Flask("settings")
     app.config[variable(name)] = value
-    HotCfg(app)
+    Hotcfg(app)
 
 
 def django(name, value, request):

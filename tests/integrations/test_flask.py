@@ -13,7 +13,7 @@ from flask import Flask, g, render_template_string
 # The module, not its current_config: pytest's collector would look into
 # that proxy, and so start hotcfg outside any test.
 from hotcfg.integrations import flask as hotcfg_flask
-from hotcfg.integrations.flask import HotCfg
+from hotcfg.integrations.flask import Hotcfg
 
 
 def test_extension_pins_per_request_and_follows_the_file(
@@ -27,7 +27,7 @@ def test_extension_pins_per_request_and_follows_the_file(
     app = Flask("probe")
     app.config["HOTCFG_SOURCE"] = str(config)
     app.config["HOTCFG_DEBOUNCE_MS"] = 10  # not a string: parsed as env is
-    ext = HotCfg()
+    ext = Hotcfg()
     ext.init_app(app)
 
     @app.get("/")
@@ -74,10 +74,38 @@ def test_settings_that_contradict_running_hotcfg_are_refused(
     assert hotcfg.get("value") == "one"  # hotcfg runs from the environment
     same, other = Flask("same"), Flask("other")
     same.config["HOTCFG_SOURCE"] = str(config)
-    HotCfg(same)  # agrees: accepted
+    Hotcfg(same)  # agrees: accepted
     other.config["HOTCFG_SOURCE"] = f"{config}.other.yaml"
     with pytest.raises(hotcfg.ConfigError) as refused:
-        HotCfg(other)
-    assert str(refused.value).startswith(
-        "HOTCFG_SOURCE: differs from the value hotcfg already"
-    )
+        Hotcfg(other)
+    message = str(refused.value)
+    assert message.startswith("HOTCFG_SOURCE: differs from the value hotcfg already")
+    assert "only with --preload" in message
+    assert f"given '{config}.other.yaml', running with '{config}'" in message
+
+
+def test_a_refused_url_shows_redacted(tmp_path, monkeypatch, fresh_hotcfg):
+    """Both values are printed, a URL's token as the rest of hotcfg shows it."""
+    config = tmp_path / "c.yaml"
+    config.write_text("value: one\n")
+    monkeypatch.setenv("HOTCFG_SOURCE", str(config))
+    assert hotcfg.get("value") == "one"
+    app = Flask("remote")
+    app.config["HOTCFG_SOURCE"] = "https://config.invalid/c.yaml?token=s3cret"
+    with pytest.raises(hotcfg.ConfigError) as refused:
+        Hotcfg(app)
+    message = str(refused.value)
+    assert "s3cret" not in message
+    assert "given 'https://config.invalid/c.yaml?token=***'" in message
+    assert f"running with '{config}'" in message
+
+
+def test_old_name_is_the_same_class():
+    """``HotCfg``, the name before ``Hotcfg``, keeps working, without a warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from hotcfg.integrations.flask import HotCfg
+
+    assert HotCfg is Hotcfg

@@ -13,7 +13,6 @@ import pytest
 from hotcfg import cli
 from hotcfg._errors import SegmentError
 from hotcfg._segment.shm import Segment, SegmentView, remove_stale
-from hotcfg.cli.select import NOT_RUNNING
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
@@ -184,4 +183,6 @@ def test_every_command_says_the_same_when_no_service_runs(tmp_path, capsys, comm
     empty = tmp_path / "no-service"
     empty.mkdir(mode=0o700)
     assert cli.main([*command, "--dir", str(empty)]) == 69
-    assert capsys.readouterr().err.strip() == NOT_RUNNING
+    assert capsys.readouterr().err.strip() == (
+        f"no running hotcfg service found in {empty} (no live segment; see --dir)"
+    )

@@ -4,6 +4,8 @@ import os
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import hotcfg
 
 from . import run_script
@@ -45,3 +47,17 @@ def test_segment_is_removed_at_interpreter_exit(tmp_path):
     assert run_script(AT_EXIT, config) == "one ['seg', 'sock']"
     left = [p.name for p in Path(os.environ["HOTCFG_SEGMENT_DIR"]).iterdir()]
     assert left == []
+
+
+def test_not_configured_says_how(monkeypatch, fresh_hotcfg):
+    """No source anywhere: a default does not hide it, and the message says
+    how to configure an app and how to give a test a configuration."""
+    monkeypatch.delenv("HOTCFG_SOURCE", raising=False)
+    with pytest.raises(hotcfg.NotConfiguredError) as missing:
+        hotcfg.get("value", "a default")
+    message = str(missing.value)
+    assert message.startswith("no configuration source: ")
+    assert "HOTCFG_SOURCE" in message
+    assert "hotcfg.configure(source=...)" in message
+    assert "hotcfg.testing.use_config" in message
+

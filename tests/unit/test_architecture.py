@@ -1,5 +1,5 @@
 """The tree's rules hold: no import circle, no import across the walls
-docs/architecture.md draws, no I/O in the pure modules, and nothing of the
+docs/contributing/architecture.md draws, no I/O in the pure modules, and nothing of the
 master's or the network's on a worker's request path.
 
 The rules are about directories (tools/import_graph.py), so a new module is

@@ -152,6 +152,9 @@ def test_a_token_with_layers_on_several_http_origins_is_refused(tmp_path):
         ("https://h/a.json?opaque-token", "https://h/a.json?***"),
         ("https://u:p@h/a.yaml?t=1", "https://***@h/a.yaml?t=***"),
         ("https://u:p?w@h/a.yaml", "https://***@h/a.yaml"),  # "?" in a password
+        ("http://u:p@ss@proxy:3128", "http://***@proxy:3128"),  # "@" in one
+        ("http://u:p@s?s#@proxy:3128/", "http://***@proxy:3128/"),
+        ("HTTPS_PROXY=http://u:a@b@p:1 etc.", "HTTPS_PROXY=http://***@p:1 etc."),
         ("https://h/a.yaml?t=1#frag", "https://h/a.yaml?t=***"),
         (
             "a.yaml | https://h/b.yaml?token=1 | etcd://e:2379/k.yaml",

@@ -30,8 +30,17 @@ socket: a fork may fall into it, and :meth:`Attempt.cancel` cuts it.
 Name resolution is bounded by the system resolver's own timeouts only
 (``getaddrinfo`` cannot be interrupted).
 
-Imports ``files``, ``locations``, ``forksafe`` and ``rules`` of ``_sources``;
-never a source, ``_master`` or ``_worker``.
+Proxies (``proxies`` chooses one per URL, from the environment): an http
+URL is asked of the proxy in absolute form (``GET http://host/path``); an
+https one goes through a tunnel (``CONNECT host:port``, then TLS with the
+origin, verified against the origin's name, so the proxy sees neither the
+token nor the body). The proxy's connect and the CONNECT exchange share
+the fetch's deadline. A proxy that cannot be reached or refuses (407, 502,
+...) makes the fetch fail as temporary, as a server that cannot be reached
+does: the reason names the proxy, its credentials hidden.
+
+Imports ``files``, ``locations``, ``forksafe`` and ``rules`` and
+``proxies`` of ``_sources``; never a source, ``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
@@ -52,6 +61,15 @@ from ..._version import __version__
 from .. import forksafe
 from ..files import read_capped
 from ..locations import redact_url
+from .proxies import (
+    CONNECT_HEAD_MAX_BYTES,
+    Proxy,
+    ProxyEnv,
+    ProxyError,
+    authority,
+    connect_request,
+    connect_status,
+)
 from .rules import (
     REDIRECT_STATUSES,
     accept_header,
@@ -260,8 +278,76 @@ def _open_socket(host: str, port: int, attempt: Attempt) -> socket.socket:
     raise error or OSError(f"no address for {host}")
 
 
+class _AtProxy(Exception):
+    """A transport error while connecting to a proxy or asking it for a
+    tunnel (``error``); :class:`Fetcher` names the proxy in the reason."""
+
+    def __init__(self, error: Exception, proxy: Proxy) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.proxy = proxy
+
+
+def _proxy_refusal(proxy: Proxy, status: int, phrase: str) -> str:
+    """Why a proxy's refusal failed the fetch, with what 407 means here
+    (and 401, which some proxies answer to wrong credentials: tinyproxy)."""
+    reason = f"proxy {proxy.shown}: HTTP {status} {phrase}".rstrip()
+    if status in (401, 407):
+        reason += (
+            " (the proxy refused the credentials in its URL)"
+            if proxy.authorization is not None
+            else " (the proxy asks for credentials: http://user:password@host:port)"
+        )
+    return reason
+
+
+def _tunnel(
+    sock: socket.socket, host: str, port: int, proxy: Proxy, attempt: Attempt
+) -> None:
+    """Ask ``proxy`` (connected on ``sock``) for a tunnel to ``host:port``,
+    within the attempt's deadline.
+
+    Raises:
+        FetchFailed: the proxy refused (temporary, naming it).
+    """
+    sock.settimeout(attempt.left())
+    sock.sendall(connect_request(host, port, proxy, f"hotcfg/{__version__}"))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        if len(head) > CONNECT_HEAD_MAX_BYTES:
+            raise FetchFailed(
+                f"proxy {proxy.shown}: its answer to CONNECT is over "
+                f"{CONNECT_HEAD_MAX_BYTES} bytes",
+                temporary=True,
+            )
+        sock.settimeout(attempt.left())
+        # The origin speaks only after the ClientHello: nothing but the
+        # proxy's answer can arrive before it is sent.
+        part = sock.recv(4096)
+        if not part:
+            raise FetchFailed(
+                f"proxy {proxy.shown}: closed the connection before answering CONNECT",
+                temporary=True,
+            )
+        head += part
+    try:
+        status, phrase = connect_status(head)
+    except ValueError as exc:
+        raise FetchFailed(f"proxy {proxy.shown}: {exc}", temporary=True) from None
+    if status != 200:
+        reason = _proxy_refusal(proxy, status, phrase)
+        if status not in (401, 407):
+            reason += f" to CONNECT {authority(host, port)}"
+        raise FetchFailed(reason, temporary=True)
+    if head.index(b"\r\n\r\n") + 4 != len(head):
+        raise FetchFailed(
+            f"proxy {proxy.shown}: bytes after its answer to CONNECT", temporary=True
+        )
+
+
 class _Connection(http.client.HTTPConnection):
-    """An HTTP(S) connection whose socket is bounded by one attempt."""
+    """An HTTP(S) connection whose socket is bounded by one attempt,
+    directly or through ``proxy``."""
 
     def __init__(
         self,
@@ -270,16 +356,29 @@ class _Connection(http.client.HTTPConnection):
         *,
         attempt: Attempt,
         context: ssl.SSLContext | None,
+        proxy: Proxy | None = None,
     ) -> None:
         super().__init__(host, port)
         self._attempt = attempt
         self._context = context
+        self._proxy = proxy
         # The Host header names the port only when it is not the scheme's.
         self.default_port = 443 if context is not None else 80
 
     def connect(self) -> None:
         attempt = self._attempt
-        sock = _open_socket(self.host, self.port, attempt)
+        proxy = self._proxy
+        if proxy is None:
+            sock = _open_socket(self.host, self.port, attempt)
+        else:
+            try:
+                sock = _open_socket(proxy.host, proxy.port, attempt)
+                if self._context is not None:
+                    _tunnel(sock, self.host, self.port, proxy, attempt)
+            except (FetchCancelled, FetchFailed):
+                raise
+            except Exception as exc:
+                raise _AtProxy(exc, proxy) from exc
         if self._context is not None:
             sock = attempt.wrap(sock, self._context, self.host)
             # The whole handshake is bounded by the socket's timeout (one
@@ -330,6 +429,8 @@ class Fetcher:
             rotated token is used at the next poll); sent only to the
             configured URL's origin.
         ca_file: CA bundle (PEM) for https; default: the system's.
+        proxies: the proxy variables, taken when the source was made
+            (default: none, every URL directly).
     """
 
     def __init__(
@@ -341,8 +442,10 @@ class Fetcher:
         timeout_s: float,
         token_file: str | None = None,
         ca_file: str | None = None,
+        proxies: ProxyEnv | None = None,
     ) -> None:
         self.url = url
+        self.proxies = proxies or ProxyEnv()
         self.fmt = fmt
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
@@ -386,11 +489,18 @@ class Fetcher:
                 raise
             except FetchCancelled:
                 raise
+            except _AtProxy as exc:
+                if attempt.cancelled:
+                    raise FetchCancelled from None
+                failed = self._failure(exc.error, exc.proxy.host)
+                failed.reason = f"proxy {exc.proxy.shown}: {failed.reason}{where}"
+                failed.temporary = True  # the proxy, not the origin, failed
+                raise failed from None
             except Exception as exc:
                 if attempt.cancelled:
                     raise FetchCancelled from None
                 failed = self._failure(exc, urlsplit(url).hostname or "")
-                failed.reason += where
+                failed.reason += self._through(url) + where
                 raise failed from None
             if isinstance(hop, Answer):
                 return hop if hop.body is None else replace(hop, url=url)
@@ -398,6 +508,14 @@ class Fetcher:
                 chain.append(redirect_target(chain, hop, show=_shown_url))
             except ValueError as exc:
                 raise FetchFailed(str(exc), temporary=False) from None
+
+    def _through(self, url: str) -> str:
+        """`` (through the proxy ...)`` when ``url`` is fetched through one."""
+        try:
+            proxy = self.proxies.for_url(url)
+        except ProxyError:
+            return ""
+        return "" if proxy is None else f" (through the proxy {proxy.shown})"
 
     def _failure(self, exc: Exception, host: str) -> FetchFailed:
         """What a transport error means (translated here, at the boundary)."""
@@ -474,11 +592,16 @@ class Fetcher:
         """One request: the answer, or a redirect's ``Location``."""
         parts = urlsplit(url)
         https = parts.scheme.lower() == "https"
+        try:
+            proxy = self.proxies.for_url(url)
+        except ProxyError as exc:  # a redirect to a scheme whose proxy is bad
+            raise FetchFailed(f"{exc.variable}: {exc}", temporary=False) from None
         conn = _Connection(
             parts.hostname or "",
             parts.port or (443 if https else 80),
             attempt=attempt,
             context=self._tls() if https else None,
+            proxy=proxy,
         )
         headers = {
             "User-Agent": f"hotcfg/{__version__}",
@@ -493,12 +616,26 @@ class Fetcher:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if proxy is not None and not https:
+            # Absolute form, which http.client also takes the Host header
+            # from; a plain-http proxy reads the whole request anyway.
+            netloc = parts.netloc.rpartition("@")[2]
+            target = f"{parts.scheme.lower()}://{netloc}{target}"
+            if proxy.authorization is not None:
+                headers["Proxy-Authorization"] = proxy.authorization
         try:
             conn.request("GET", target, headers=headers)
             response = conn.getresponse()
+            if proxy is not None and response.status == 407:
+                reason = _proxy_refusal(proxy, 407, response.reason)
+                raise FetchFailed(reason, temporary=True)
             return self._answer(
                 response, conditional=etag is not None or last_modified is not None
             )
+        except FetchFailed as exc:
+            if proxy is not None and not exc.reason.startswith("proxy "):
+                exc.reason += f" (through the proxy {proxy.shown})"
+            raise
         finally:
             conn.close()
 

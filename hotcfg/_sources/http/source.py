@@ -22,6 +22,18 @@ While fetches fail, polls back off (exponential from the interval to a
 minute, jittered, or as Retry-After asks, capped at ten minutes); the first
 success resets it.
 
+Proxies: the proxy variables (``HTTPS_PROXY``, ``HTTP_PROXY``,
+``NO_PROXY``, lowercase forms; ``proxies``) are read once, when the master
+makes the source, like every setting: a running process's environment
+does not change from outside, so reading it at each fetch would only
+cost, and one reading at start gives one answer to "which proxy?" for the
+master's life (logged once). The proxy is chosen per URL from that reading,
+so a redirect to a host in ``NO_PROXY`` goes there directly. A proxy URL
+hotcfg cannot use (``https://``, SOCKS, no host) for the configured URL
+stops the master at start, naming the variable; a plain-http URL with a
+bearer token is refused when it would go through a proxy (the token
+would cross it in clear text).
+
 Threads (master only): ``hotcfg-http`` polls and records the newest answer;
 ``hotcfg-publisher`` calls ``on_change`` with it, so a slow validator never
 delays a fetch, and the next publish validates the newest answer.
@@ -32,14 +44,15 @@ of a fetch in flight); the threads do not exist in a child.
 
 Must not be imported by the worker's request path; ``_sources.select``
 imports it only when the source is an http(s) URL. Imports ``base``,
-``files``, ``locations``, ``follower`` and its own ``fetch`` and ``rules``
-of ``_sources``; never ``select``, ``_master`` or ``_worker``.
+``files``, ``locations``, ``follower`` and its own ``fetch``, ``proxies``
+and ``rules`` of ``_sources``; never ``select``, ``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import random
 import ssl
 import threading
@@ -56,6 +69,7 @@ from ..files import load_document, warn_if_others_read
 from ..follower import Follower
 from ..locations import redact_url
 from .fetch import Answer, Attempt, FetchCancelled, Fetcher, FetchFailed
+from .proxies import ProxyEnv, ProxyError
 from .rules import next_poll_s
 
 _logger = logging.getLogger(__name__)
@@ -109,13 +123,31 @@ class HttpSource(OneDocument):
         """The source ``settings`` name (a checked URL, with a format).
 
         Raises:
-            ConfigError: a token for a plain-http URL that is not loopback;
-                a CA bundle that cannot be loaded.
+            ConfigError: a token for a plain-http URL that is not loopback
+                or that goes through a proxy; a CA bundle that cannot be
+                loaded; a proxy variable for the URL that names no proxy
+                hotcfg can use.
         """
         assert settings.source is not None
         assert settings.format is not None
         url = settings.source
         parts = urlsplit(url)
+        proxies = ProxyEnv.from_environ(os.environ)  # once: the module docstring
+        try:
+            proxy = proxies.for_url(url)
+        except ProxyError as exc:
+            raise ConfigError(str(exc), source=exc.variable) from None
+        if (
+            settings.http_token_file
+            and proxy is not None
+            and parts.scheme.lower() != "https"
+        ):
+            raise ConfigError(
+                f"a bearer token would cross the proxy {proxy.shown} ("
+                f"{proxy.variable}) in clear text; use https, or add the host "
+                "to NO_PROXY",
+                source="HOTCFG_HTTP_TOKEN_FILE",
+            )
         if (
             settings.http_token_file
             and parts.scheme.lower() != "https"
@@ -134,6 +166,7 @@ class HttpSource(OneDocument):
                 timeout_s=settings.http_timeout_ms / 1000.0,
                 token_file=settings.http_token_file,
                 ca_file=settings.http_ca_file,
+                proxies=proxies,
             )
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
@@ -143,6 +176,13 @@ class HttpSource(OneDocument):
             ) from exc
         if settings.http_token_file:
             warn_if_others_read("HOTCFG_HTTP_TOKEN_FILE", settings.http_token_file)
+        if proxy is not None:
+            _logger.info(
+                "hotcfg: fetching %s through the proxy %s (%s)",
+                redact_url(url),
+                proxy.shown,
+                proxy.variable,
+            )
         return cls(fetcher, interval_s=settings.poll_interval_ms / 1000.0)
 
     @property
