@@ -20,10 +20,13 @@ framework and standalone set-ups.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
+# Not typing's: importing typing costs more than the interpreter's start,
+# and the hotcfg command (hotcfg.cli) loads this package first. Type
+# checkers take any TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._api import generation as generation
     from ._api import get as get
     from ._api import latest as latest
@@ -93,6 +96,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # here: the hotcfg command imports this package first
+
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value  # later lookups are plain attribute reads
     return value

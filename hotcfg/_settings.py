@@ -46,7 +46,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -54,6 +53,7 @@ from typing import Any
 from ._content.layers import join_sources, layer_name, split_sources
 from ._content.loaders import FORMATS
 from ._errors import ConfigError
+from ._segment.where import default_segment_dir
 from ._sources.locations import (
     ETCD_SCHEME,
     check_sources,
@@ -69,12 +69,6 @@ from ._sources.locations import (
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 WATCH_MODES = ("auto", "events", "poll")
-
-
-def default_segment_dir() -> str:
-    """``/dev/shm/hotcfg-<uid>`` (RAM-backed), else the temp dir's equivalent."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    return os.path.join(base, f"hotcfg-{os.geteuid()}")
 
 
 def parse_signal(value: str) -> int | None:

@@ -397,7 +397,7 @@ class ControlServer:
             reason = f"cannot read the peer's credentials: {exc}"
         if reason is not None:
             _logger.warning("hotcfg: control socket: %s", reason)
-            return {"ok": False, "error": reason}
+            return {"ok": False, "error": reason, "denied": True}
         try:
             request = recv_message(conn, max_bytes=REQUEST_MAX_BYTES)
         except HotcfgError as exc:
@@ -488,6 +488,15 @@ class ControlUnavailable(ControlError):
     """No master serves the control socket (not there, or not listening)."""
 
 
+class ControlRefused(ControlError):
+    """The master answered, and refused (its reason is the message): the
+    command's "no", unlike a socket that did not answer."""
+
+
+class ControlDenied(ControlRefused):
+    """The master refused this user (another uid): access, not an answer."""
+
+
 def request(
     path: str, message: dict[str, Any], *, timeout_s: float = 30.0
 ) -> dict[str, Any]:
@@ -496,8 +505,9 @@ def request(
     Raises:
         ControlUnavailable: nothing serves ``path`` (no master there, or
             one that serves no control socket).
-        ControlError: refused (with the master's reason), no answer in
-            time, or a broken answer.
+        ControlDenied: this user is refused (another uid).
+        ControlRefused: refused, with the master's reason.
+        ControlError: no answer in time, or a broken answer.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
@@ -520,7 +530,8 @@ def request(
     finally:
         sock.close()
     if response.get("ok") is not True:
-        raise ControlError(str(response.get("error", "refused without a reason")))
+        why = str(response.get("error", "refused without a reason"))
+        raise (ControlDenied if response.get("denied") else ControlRefused)(why)
     return response
 
 

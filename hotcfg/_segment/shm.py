@@ -37,11 +37,12 @@ from dataclasses import dataclass
 
 from .._errors import CorruptSegmentError, SegmentError
 from . import layout as _layout
+from .where import SUFFIX as SUFFIX  # kept here for the modules using them
+from .where import list_segments as list_segments
 
 #: Header reads that only yield the CPU before they sleep between tries.
 HEADER_SPINS = 100
 
-SUFFIX = ".seg"
 _TMP_PREFIX = ".tmp-"
 _TMP_GRACE_S = 60.0
 _PAGE = mmap.PAGESIZE
@@ -401,13 +402,3 @@ class SegmentView:
             self.buffer.close()
         with contextlib.suppress(OSError):
             os.close(self.fd)
-
-
-def list_segments(directory: str) -> list[str]:
-    """Paths of the segments in ``directory``, newest first."""
-    try:
-        names = [n for n in os.listdir(directory) if n.endswith(SUFFIX)]
-    except FileNotFoundError:
-        return []
-    paths = [os.path.join(directory, n) for n in names]
-    return sorted(paths, key=lambda p: os.lstat(p).st_mtime, reverse=True)

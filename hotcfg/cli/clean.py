@@ -16,6 +16,7 @@ import time
 
 from .._master import leftovers as _leftovers
 from .._settings import Settings
+from .exits import Exit
 
 
 def _directory(args: argparse.Namespace) -> str:
@@ -63,6 +64,12 @@ def _print(
         print(f"left alone: {s.base}.*: {s.reason}", file=sys.stderr)
 
 
+def _unreadable(exc: OSError) -> int:
+    """The directory cannot be read: not this user's (77), or not there or
+    not a directory (69: no service's files to see)."""
+    return Exit.NO_PERMISSION if isinstance(exc, PermissionError) else Exit.NO_SERVICE
+
+
 def status_stale(args: argparse.Namespace) -> int:
     """``status --stale``: the files of services no longer running."""
     directory = _directory(args)
@@ -70,7 +77,7 @@ def status_stale(args: argparse.Namespace) -> int:
         found, skipped = _leftovers.find(directory)
     except OSError as exc:
         print(f"cannot read {directory}: {exc}", file=sys.stderr)
-        return 2
+        return _unreadable(exc)
     if getattr(args, "json", False):
         print(json.dumps(_report(found, skipped), indent=2))
         return 0
@@ -95,7 +102,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
             found, skipped = _leftovers.remove(directory)
     except OSError as exc:
         print(f"cannot read {directory}: {exc}", file=sys.stderr)
-        return 2
+        return _unreadable(exc)
     verb = "would remove" if args.dry_run else "removed"
     _print(found, skipped, verb=verb)
     files = sum(len(f.files) for f in found)

@@ -3,7 +3,9 @@ socket: ``history``, ``diff``, ``rollback`` and ``get --explain`` (the
 master keeps the history and the layers; the segment holds neither).
 
 Also owns how a diff is printed, which ``push --dry-run`` (:mod:`.etcd`)
-shares. Must not import :mod:`.local`, :mod:`.etcd` or etcd itself.
+shares. Must not import :mod:`.local`, :mod:`.etcd` or etcd itself. A
+master that serves no control socket is exit 69, one that does not answer
+75, its refusal 1 (``hotcfg.cli.exits.for_error``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
 from .._content import diff as _diff
@@ -21,30 +22,29 @@ from .._master import control as _control
 from .._master.check import validate_source
 from .._segment import payload as _payload
 from .._settings import Settings
-from .select import NOT_RUNNING, load_live, one_live_service, when
+from .exits import Exit, Stop
+from .select import load_live, one_live_service, when
+from .times import utc
 
 
-def _control_socket(args: argparse.Namespace) -> str | None:
+def _control_socket(args: argparse.Namespace) -> str:
     """The control socket of the one running master the arguments select
     (several: refused, so a rollback never reaches the wrong service)."""
-    path = args.segment or one_live_service(args)
-    return None if path is None else _control.socket_path(path)
+    return _control.socket_path(args.segment or one_live_service(args))
 
 
-def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any] | None:
-    path = _control_socket(args)
-    return None if path is None else _control.request(path, message)
+def _ask(args: argparse.Namespace, message: dict[str, Any]) -> dict[str, Any]:
+    return _control.request(_control_socket(args), message)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "history"})
-    if answer is None:
-        return 2
     live = answer["live"]
     entries = [{**e, "live": e["generation"] == live} for e in answer["entries"]]
     if args.json:
-        print(json.dumps(entries, indent=2))
-        return 0
+        shown = [{**e, "published_at": utc(e["published_at"])} for e in entries]
+        print(json.dumps(shown, indent=2))
+        return Exit.OK
     if not entries:
         why = (
             "this service runs hotcfg standalone, and only a Gunicorn master keeps one"
@@ -52,53 +52,51 @@ def cmd_history(args: argparse.Namespace) -> int:
             else f"HOTCFG_HISTORY={answer['keep']}"
         )
         print(f"no history ({why}); live generation {live}")
-        return 0
+        return Exit.OK
     print(
-        f"  {'generation':>10}  {'published':<19}  {'bytes':>8}  {'hash':<32}  source"
+        f"  {'generation':>10}  {'published':<25}  {'bytes':>8}  {'hash':<32}  source"
     )
     for e in reversed(entries):
         mark = "*" if e["live"] else " "
         print(
-            f"{mark} {e['generation']:>10}  {when(e['published_at']):<19}  "
+            f"{mark} {e['generation']:>10}  {when(e['published_at']):<25}  "
             f"{e['size']:>8}  {e['hash']:<32}  {e['source']}"
         )
-    return 0
+    return Exit.OK
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     message: dict[str, Any] = {"cmd": "rollback", "to": args.to}
-    answer = _ask(args, message)
-    if answer is None:
-        return 2
+    answer = _ask(args, message)  # refused (not kept): ControlRefused, exit 1
+    if args.json:
+        report = {k: answer[k] for k in ("generation", "from", "path")}
+        print(json.dumps(report, indent=2))
+        return Exit.OK
     print(
         f"generation {answer['generation']} is live: the content of generation "
         f"{answer['from']}.\n"
         f"{answer['path']} still holds the newer content; it is published again "
         "at its next change (or at a HUP of the master)."
     )
-    return 0
+    return Exit.OK
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    """``diff``: 0 no differences, 1 differences (as diff(1)), 78 FILE
+    invalid, 2 nothing to compare with."""
     if args.file:
         if args.from_ is not None or args.to is not None:
-            print("give a FILE or --from/--to, not both", file=sys.stderr)
-            return 2
+            raise Stop(Exit.USAGE, "give a FILE or --from/--to, not both")
         live = load_live(args)
-        if live is None:
-            return 2
         settings = Settings.resolve(source=args.file, format=args.format)
         try:
             data, _ = validate_source(settings)
         except HotcfgError as exc:
-            print(f"invalid: {exc}", file=sys.stderr)
-            return 1
+            raise Stop(Exit.CONFIG, f"invalid: {exc}") from exc
         old, new = live.to_dict(), data
         names = (f"live generation {live.generation}", args.file)
     else:
         history = _ask(args, {"cmd": "history"})
-        if history is None:
-            return 2
         to = args.to if args.to is not None else history["live"]
         if args.from_ is not None:
             from_ = args.from_
@@ -107,19 +105,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 e["generation"] for e in history["entries"] if e["generation"] < to
             ]
             if not older:
-                print(f"no generation before {to} in the history", file=sys.stderr)
-                return 1
+                raise Stop(Exit.USAGE, f"no generation before {to} in the history")
             from_ = older[-1]
-        old, new = _generation_data(args, from_), _generation_data(args, to)
+        try:
+            old, new = _generation_data(args, from_), _generation_data(args, to)
+        except _control.ControlRefused as exc:  # not kept: nothing to compare
+            raise Stop(Exit.USAGE, f"hotcfg: {exc}") from exc
         names = (f"generation {from_}", f"generation {to}")
-    print_diff(old, new, names, args)
-    return 0
+    changed = print_diff(old, new, names, args)
+    return Exit.NO if changed else Exit.OK
 
 
 def _generation_data(args: argparse.Namespace, generation: int) -> dict[str, Any]:
     answer = _ask(args, {"cmd": "payload", "generation": generation})
-    if answer is None:
-        raise HotcfgError(NOT_RUNNING)
     return _payload.decode_payload(answer["entry"]["payload"]).to_dict()
 
 
@@ -128,29 +126,57 @@ def print_diff(
     new: dict[str, Any],
     names: tuple[str, str],
     args: argparse.Namespace,
-) -> None:
-    """The changed key paths, values only with ``--values``."""
+    **more: Any,
+) -> bool:
+    """The changed key paths, values only with ``--values``; with
+    ``--json`` one object (``more`` adds fields). True if any changed."""
     changes = _diff.diff(old, new)
+    if getattr(args, "json", False):
+        print(json.dumps(diff_json(changes, names, args.values, **more), indent=2))
+        return bool(changes)
     print(f"--- {names[0]}\n+++ {names[1]}")
     for line in _diff.render(changes, values=args.values):
         print(line)
     if not changes:
         print("no differences")
+    return bool(changes)
+
+
+def diff_json(
+    changes: list[_diff.Change], names: tuple[str, str], values: bool, **more: Any
+) -> dict[str, Any]:
+    """``diff --json`` (and ``push --dry-run --json``): each change's kind
+    (added, removed, changed), its path as a list of keys and as ``db.timeout``,
+    and its values only when asked for (they may be secrets)."""
+    listed = []
+    for change in changes:
+        item: dict[str, Any] = {
+            "kind": change.kind,
+            "path": list(change.path),
+            "key": _diff.format_path(change.path),
+        }
+        if values:
+            item["old"], item["new"] = change.old, change.new
+        listed.append(item)
+    return {
+        "from": names[0],
+        "to": names[1],
+        **more,
+        "differences": bool(changes),
+        "changes": listed,
+    }
 
 
 def explain(args: argparse.Namespace) -> int:
     """``get --explain``: the master keeps the layers, so ask it."""
     path = _control_socket(args)
-    if path is None:
-        return 2
     if not os.path.exists(path):
-        print(
+        raise Stop(
+            Exit.NO_SERVICE,
             f"no control socket at {path}: --explain asks the master, which keeps "
             "the layers of the live generation, and this service's master does "
             "not serve one (only a master that watches its source does)",
-            file=sys.stderr,
         )
-        return 2
     answer = _control.request(path, {"cmd": "explain", "path": args.key})
     answer.pop("ok", None)
     if args.json:
@@ -158,4 +184,4 @@ def explain(args: argparse.Namespace) -> int:
     else:
         for line in _layers.render(answer):
             print(line)
-    return 0 if answer["found"] else 1
+    return Exit.OK if answer["found"] else Exit.NO

@@ -27,7 +27,9 @@ from .._settings import Settings
 from .._sources.files import load_document, read_capped
 from .._sources.locations import ETCD_SCHEME, parse_etcd
 from .control import print_diff
+from .exits import Exit
 from .local import file_settings
+from .times import utc
 
 if TYPE_CHECKING:
     from .._sources.etcd.kv import KeyState
@@ -42,7 +44,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     if not args.url.startswith(ETCD_SCHEME):
         print(f"not an etcd key: {args.url} (etcd://host:port/key)", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     try:
         target = parse_etcd(args.url)
         if target.is_prefix:
@@ -52,14 +54,14 @@ def cmd_push(args: argparse.Namespace) -> int:
                 "once with etcdctl txn)",
                 file=sys.stderr,
             )
-            return 2
+            return Exit.USAGE
         file_format = _push_file_format(args)
         # What the key's name says (None: nothing), checked only when no
         # live master says what it reads.
         named_format = args.format or _env_format() or _suffix_format(target.key)
-    except ConfigError as exc:
+    except ConfigError as exc:  # FILE's format unknown, HOTCFG_FORMAT invalid
         print(f"hotcfg: {exc}", file=sys.stderr)
-        return 2
+        return Exit.CONFIG
     try:
         settings = file_settings(args, fmt=file_format)
         # The bytes checked are the bytes written.
@@ -69,12 +71,12 @@ def cmd_push(args: argparse.Namespace) -> int:
         data, _ = validate_source(settings, content=content)
     except HotcfgError as exc:
         print(f"invalid: {exc}", file=sys.stderr)
-        return 1
+        return Exit.NO
     try:
         access = _etcd_access.EtcdAccess.from_settings(settings)  # HOTCFG_ETCD_*
     except ConfigError as exc:
         print(f"hotcfg: {exc}", file=sys.stderr)
-        return 2
+        return Exit.CONFIG
     timeout_s = settings.etcd_timeout_ms / 1000.0
     try:
         state = _etcd.read_key(
@@ -84,7 +86,7 @@ def cmd_push(args: argparse.Namespace) -> int:
         masters = _live_masters(args.url, settings)
     except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
-        return 2
+        return _etcd_failed(exc)
     key_format = _push_format_refused(
         args.file, content, (file_format, named_format), masters, target.key
     )
@@ -95,6 +97,20 @@ def cmd_push(args: argparse.Namespace) -> int:
         expected = args.expect_revision
     if args.dry_run:
         return _push_diff(args, state, data, key_format)
+    return _put(args, target, content, access, (expected, timeout_s))
+
+
+def _put(
+    args: argparse.Namespace,
+    target: Any,
+    content: bytes,
+    access: Any,
+    expected_timeout: tuple[int, float],
+) -> int:
+    """The compare-and-swap write of ``push``, and what it says."""
+    from .._sources.etcd import kv as _etcd
+
+    expected, timeout_s = expected_timeout
     try:
         result = _etcd.put_if(
             target,
@@ -105,13 +121,26 @@ def cmd_push(args: argparse.Namespace) -> int:
         )
     except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
-        return 2
+        return _etcd_failed(exc)
+    if args.json:
+        outcome = {
+            "file": args.file,
+            "url": args.url,
+            "written": bool(result.written and not result.already),
+            "already": bool(result.already),
+            "conflict": not result.written and not result.already,
+            "revision": result.mod_revision or None,
+            "expected_revision": expected,
+            "dry_run": False,
+        }
+        print(json.dumps(outcome, indent=2))
     if result.already:
-        print(
-            f"{args.file} is at {args.url} already: revision "
-            f"{result.mod_revision}; nothing written"
-        )
-        return 0
+        if not args.json:
+            print(
+                f"{args.file} is at {args.url} already: revision "
+                f"{result.mod_revision}; nothing written"
+            )
+        return Exit.OK
     if not result.written:
         now = (
             f"at revision {result.mod_revision}"
@@ -125,9 +154,16 @@ def cmd_push(args: argparse.Namespace) -> int:
             "--dry-run and push again.",
             file=sys.stderr,
         )
-        return 1
-    print(f"pushed {args.file} to {args.url}: revision {result.mod_revision}")
-    return 0
+        return Exit.NO
+    if not args.json:
+        print(f"pushed {args.file} to {args.url}: revision {result.mod_revision}")
+    return Exit.OK
+
+
+def _etcd_failed(exc: SourceError) -> int:
+    """etcd did not answer (75), or refused this user (77: authentication,
+    TLS, permissions)."""
+    return Exit.UNREACHABLE if isinstance(exc, UnreachableError) else Exit.NO_PERMISSION
 
 
 def _push_format_refused(
@@ -150,7 +186,7 @@ def _push_format_refused(
         refusal = _masters_refuse(file, content, file_format, masters, key)
         if refusal is not None:
             print(f"refused: {refusal}; nothing written", file=sys.stderr)
-            return 1
+            return Exit.NO
         return str(masters[0]["format"])
     if named_format is not None and named_format != file_format:
         print(
@@ -158,7 +194,7 @@ def _push_format_refused(
             f"{named_format}: give a {named_format} file",
             file=sys.stderr,
         )
-        return 2
+        return Exit.CONFIG
     return file_format
 
 
@@ -300,22 +336,39 @@ def _parse_problem(
 def _push_diff(
     args: argparse.Namespace, state: KeyState, new: dict[str, Any], key_format: str
 ) -> int:
-    """``push --dry-run``: the key paths FILE changes; nothing written."""
+    """``push --dry-run``: the key paths FILE changes; nothing written.
+    The notes about the key go to stderr with ``--json``."""
+    note = sys.stderr if args.json else sys.stdout
     old: dict[str, Any] = {}
     if state.value is None:
-        print(f"{args.url} does not exist; it would be created")
+        print(f"{args.url} does not exist; it would be created", file=note)
     elif not isinstance(state.value, bytes):  # too large to hold, or garbled
-        print(f"{args.url} holds no valid document now (not one hotcfg can read)")
+        print(
+            f"{args.url} holds no valid document now (not one hotcfg can read)",
+            file=note,
+        )
     else:
         try:
             old = load_document(state.value, fmt=key_format, source=args.url)
         except ConfigError as exc:
-            print(f"{args.url} holds no valid document now ({exc.reason})")
+            print(f"{args.url} holds no valid document now ({exc.reason})", file=note)
     print_diff(
-        old, new, (f"{args.url} at revision {state.mod_revision}", args.file), args
+        old,
+        new,
+        (f"{args.url} at revision {state.mod_revision}", args.file),
+        args,
+        revision=state.mod_revision or None,
+        dry_run=True,
     )
-    print("dry run: nothing written")
-    return 0
+    if not args.json:
+        print("dry run: nothing written")
+    return Exit.OK
+
+
+def _record_json(record: dict[str, Any]) -> dict[str, Any]:
+    """A fleet record for ``status --fleet --json``: its times UTC ISO 8601."""
+    times = ("published_at", "updated_at")
+    return {**record, **{k: utc(record.get(k)) for k in times if k in record}}
 
 
 def status_fleet(args: argparse.Namespace) -> int:
@@ -327,20 +380,20 @@ def status_fleet(args: argparse.Namespace) -> int:
     url = args.fleet
     if not url.startswith(ETCD_SCHEME):
         print(f"not an etcd key: {url} (etcd://host:port/key)", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     try:
         key = parse_etcd(url).key
     except ConfigError as exc:
         print(f"hotcfg: --fleet: {exc.reason}", file=sys.stderr)
-        return 2
+        return Exit.USAGE
     try:
         fleet = _fleet.read_fleet(url, Settings.resolve())
-    except UnreachableError as exc:
+    except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {url}: {exc.reason}", file=sys.stderr)
-        return 2
+        return _etcd_failed(exc)
     except ConfigError as exc:  # a bad HOTCFG_* variable
         print(f"hotcfg: {exc}", file=sys.stderr)
-        return 2
+        return Exit.CONFIG
     if fleet.unreadable:
         print(
             f"hotcfg: {fleet.unreadable} value(s) under {_fleet.prefix_for(key)} "
@@ -352,13 +405,13 @@ def status_fleet(args: argparse.Namespace) -> int:
             "key": key,
             "key_revision": fleet.key_revision,
             "revision": fleet.revision,
-            "records": fleet.records,
+            "records": [_record_json(r) for r in fleet.records],
             "summary": (
                 summary(fleet.records, fleet.key_revision) if fleet.records else None
             ),
         }
         print(json.dumps(report, indent=2))
-        return 0
+        return Exit.OK
     lines = render(url, fleet.records, key_revision=fleet.key_revision, now=time.time())
     print("\n".join(lines))
-    return 0
+    return Exit.OK

@@ -1,26 +1,30 @@
 """The hotcfg command's argument parser and dispatch: each subcommand's
 options and help (what it does, an example, its exit codes), and
-:func:`main`, which runs the one given.
+:func:`main`, which runs the one given and turns what went wrong into an
+exit code (:mod:`.exits`).
 
 The commands live by what they talk to: :mod:`.local` (this host's
 segments), :mod:`.control` (the master's control socket) and :mod:`.etcd`.
-Nothing imports this module but ``hotcfg.cli.main``.
+They are named here as strings and imported only when one runs, so that
+``hotcfg --help`` and ``hotcfg --version`` load argparse and nothing else,
+and the command starts in about the interpreter's time
+(``benchmarks/cli_startup.py``). Nothing imports this module but
+``hotcfg.cli.main``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
-from .._errors import HotcfgError
-from .._settings import Settings
-from .clean import cmd_clean, status_stale
-from .control import cmd_diff, cmd_history, cmd_rollback, explain
-from .etcd import cmd_push, status_fleet
-from .fleet_default import NO_DEFAULT, etcd_layer
-from .local import cmd_dump, cmd_get, cmd_status, cmd_validate, cmd_wait
+from .exits import Exit, Stop, for_error, quiet_stdout
+
+TYPE_CHECKING = False  # not typing's: see hotcfg/__init__.py
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 _HELP: dict[str, tuple[str, str, str, str]] = {
     # name: (one line, what it does, example, exit codes)
@@ -35,7 +39,8 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "says there were none).",
         "hotcfg validate config.yaml --schema schema.json",
         "0 valid; 1 invalid (the reason names the file, the place and the\n"
-        "rule, never the content); 2 usage.",
+        "rule, never the content); 78 a check given cannot be used (--schema,\n"
+        "--validator, --model, a HOTCFG_* setting); 2 usage.",
     ),
     "status": (
         "show each service's generation, errors and workers",
@@ -60,7 +65,10 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "longer run (nobody holds their lock); hotcfg clean removes them.",
         "hotcfg status --name myapp --json\n"
         "  hotcfg status --fleet etcd://10.0.0.1:2379/app/config.yaml",
-        "0 shown; 2 no service found, etcd unreachable (--fleet), or usage.",
+        "0 shown; 69 no service found (--json prints []); 77 access refused;\n"
+        "with --fleet: 75 etcd unreachable, 77 access refused (authentication,\n"
+        "TLS), 78 a HOTCFG_* setting invalid; 2 not an etcd key (or none, and\n"
+        "HOTCFG_SOURCE follows none), or usage; with --stale as hotcfg clean.",
     ),
     "clean": (
         "remove the files of services that no longer run",
@@ -72,7 +80,8 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "left alone. --dry-run lists them only (as status --stale does).",
         "hotcfg clean --dry-run",
         "0 removed (or nothing to remove); 1 some files were left (named,\n"
-        "with why); 2 the directory cannot be read, or usage.",
+        "with why); 77 the directory cannot be read (not yours); 69 it cannot\n"
+        "be read otherwise; 2 usage.",
     ),
     "wait": (
         "wait until every live worker applied the source as it is now",
@@ -89,8 +98,9 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "hotcfg wait --timeout 10 && echo applied everywhere",
         "0 every live worker applied it; 1 the master refused the source's\n"
         "content (or could not read it), or not within the timeout (or the\n"
-        "generation was never published); 2 no service, several (pick one),\n"
-        "the master exited, or usage.",
+        "generation was never published); 69 no service, or the master\n"
+        "exited; 75 the master did not answer; 77 access refused; 2 several\n"
+        "services (pick one), or usage.",
     ),
     "get": (
         "print one value of the live configuration as JSON",
@@ -100,15 +110,16 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "other layers hold there; for a mapping, which layers were merged\n"
         "into it.",
         "hotcfg get --explain db.timeout",
-        "0 printed; 1 no such key; 2 no service found, its master cannot be\n"
-        "reached (--explain), or usage.",
+        "0 printed; 1 no such key; 69 no service found, or (--explain) its\n"
+        "master serves no control socket; 75 the master did not answer\n"
+        "(--explain); 77 access refused; 2 usage.",
     ),
     "dump": (
         "print the live configuration as JSON",
         "Prints the whole live generation. It may hold secrets: mind where\n"
         "the output goes.",
         "hotcfg dump > live.json",
-        "0 printed; 2 no service found, or usage.",
+        "0 printed; 69 no service found; 77 access refused; 2 usage.",
     ),
     "history": (
         "list the generations the master keeps",
@@ -117,7 +128,8 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "hash and source; * marks the live one. Asks the running master\n"
         "through its control socket.",
         "hotcfg history --json",
-        "0 listed; 2 no service found, the master cannot be reached, or usage.",
+        "0 listed; 69 no service found, or its master serves no control\n"
+        "socket; 75 the master did not answer; 77 access refused; 2 usage.",
     ),
     "diff": (
         "changed key paths between two generations, or a file and the live one",
@@ -127,8 +139,11 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "generation. Values may be secrets: they are shown only with\n"
         "--values.",
         "hotcfg diff config.new.yaml",
-        "0 compared (with or without differences); 1 FILE is invalid, or no\n"
-        "generation to compare with; 2 no service found, or usage.",
+        "0 no differences; 1 differences (as diff(1)); 78 FILE is invalid;\n"
+        "69 no service found, or its master serves no control socket; 75 the\n"
+        "master did not answer; 77 access refused; 2 no generation to compare\n"
+        "with (not kept, or none before the live one), FILE with --from or\n"
+        "--to, or usage.",
     ),
     "push": (
         "validate a file and write it to an etcd key, compare-and-swap",
@@ -152,8 +167,10 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "0 written (the new revision is printed), or --dry-run shown; 1 FILE\n"
         "is invalid, a live master would not parse it, or a conflict\n"
         "(someone wrote in between: the revision there now is named); nothing\n"
-        "written; 2 etcd unreachable or refused access (authentication,\n"
-        "TLS), FILE's format is not the key's (no live master), or usage.",
+        "written; 75 etcd unreachable; 77 etcd refused access\n"
+        "(authentication, TLS); 78 FILE's format is not the key's (no live\n"
+        "master), or a HOTCFG_ETCD_* setting is invalid; 2 not one etcd key\n"
+        "(another scheme, a prefix), or usage.",
     ),
     "rollback": (
         "publish a kept generation's content again, as a new one",
@@ -162,14 +179,68 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "like any change. The source still holds the newer content: its next\n"
         "change, or a HUP of the master, publishes that again.",
         "hotcfg rollback --to 41 && hotcfg wait",
-        "0 published; 2 no service found, G is not kept, the master is busy,\n"
-        "or usage.",
+        "0 published; 1 the master refused (G is not kept, or its content is\n"
+        "live already); 69 no service found, or its master serves no control\n"
+        "socket; 75 the master is busy or did not answer; 77 access refused;\n"
+        "2 usage.",
     ),
 }
 
 
+#: Each command's function, as "module:function" of this package, imported
+#: only when the command runs (the others' imports cost the start-up).
+_RUN = {
+    "validate": "local:cmd_validate",
+    "status": "parser:_status",
+    "clean": "clean:cmd_clean",
+    "wait": "local:cmd_wait",
+    "get": "parser:_get",
+    "dump": "local:cmd_dump",
+    "history": "control:cmd_history",
+    "diff": "control:cmd_diff",
+    "rollback": "control:cmd_rollback",
+    "push": "etcd:cmd_push",
+}
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, with the terminal's width found without ``shutil``, whose
+    import (bz2, lzma) costs a fifth of the interpreter's start-up."""
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(
+            prog, indent_increment, max_help_position, width or _columns() - 2
+        )
+
+
+class _RawFormatter(argparse.RawDescriptionHelpFormatter, _Formatter):
+    """Each command's help: the description's line breaks kept."""
+
+
+def _columns() -> int:
+    """The terminal's width as ``shutil.get_terminal_size`` tells it:
+    ``COLUMNS``, else stdout's terminal, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size((sys.__stdout__ or sys.stdout).fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+_JSON_HELP = "machine-readable output (docs/reference/exit-codes.md)"
+
+
 def _subcommand(
-    sub: Any, name: str, run: Any, *, selects: bool = True
+    sub: Any, name: str, *, selects: bool = True
 ) -> argparse.ArgumentParser:
     summary, what, example, codes = _HELP[name]
     epilog = f"example:\n  {example}\n\nexit codes:\n  " + codes.replace("\n", "\n  ")
@@ -178,36 +249,58 @@ def _subcommand(
         help=summary,
         description=what,
         epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RawFormatter,
     )
     if selects:
         p.add_argument("--dir", help="segment directory (default: HOTCFG_SEGMENT_DIR)")
         p.add_argument("--segment", help="path of one segment file")
         p.add_argument("--name", help="the service's segment name (HOTCFG_NAME)")
         p.add_argument("--pid", type=int, help="the service's master pid")
-    p.set_defaults(run=run)
+    p.set_defaults(run=_RUN[name])
     return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(
+    command: str | None = None, *, arguments: bool = True
+) -> argparse.ArgumentParser:
+    """The parser of every command, or only of ``command`` (what parsing a
+    command line naming it needs: a third of the start-up is argparse
+    building parsers). Without ``arguments`` the commands are there with
+    their summaries only: enough for ``hotcfg --help`` and for a command
+    line that names none."""
+    from .._version import __version__
+
     parser = argparse.ArgumentParser(
         prog="hotcfg",
         description="Check a config file, and inspect or wait on the running "
         "services that hotcfg publishes to on this host.",
         epilog="Run hotcfg COMMAND --help for what a command does, an example and "
-        "its exit codes.",
+        "its exit codes. Every command: 130 interrupted, 141 its output closed "
+        "early (hotcfg status | head); docs/reference/exit-codes.md lists them all.",
+        formatter_class=_Formatter,
     )
+    parser.add_argument("--version", action="version", version=f"hotcfg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add_arguments in _ARGUMENTS.items():
+        if command is None or name == command:
+            selects = arguments and name not in ("validate", "clean", "push")
+            p = _subcommand(sub, name, selects=selects)
+            if arguments:
+                add_arguments(p)
+    return parser
 
-    p = _subcommand(sub, "validate", cmd_validate, selects=False)
+
+def _validate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     p.add_argument("--format", choices=["yaml", "json", "toml"])
     p.add_argument("--schema", help="JSON Schema file")
     p.add_argument("--validator", help="module:function")
     p.add_argument("--model", help="module:Class, a dataclass or pydantic model")
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
-    p = _subcommand(sub, "status", _status)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+def _status_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
     p.add_argument(
         "--fleet",
         metavar="etcd://HOST:PORT[,...]/KEY",
@@ -222,19 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="the files of services that no longer run (see hotcfg clean)",
     )
 
-    p = _subcommand(sub, "clean", cmd_clean, selects=False)
+
+def _clean_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", help="segment directory (default: HOTCFG_SEGMENT_DIR)")
     p.add_argument("--dry-run", action="store_true", help="list them only")
 
-    p = _subcommand(sub, "wait", cmd_wait)
+
+def _wait_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--generation",
         type=int,
         help="the generation to wait for (default: the one holding the source now)",
     )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds (default: 30)")
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
-    p = _subcommand(sub, "get", _get)
+
+def _get_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("key", help="dotted path, e.g. db.timeout")
     p.add_argument(
         "--explain",
@@ -242,10 +339,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the value comes from (asks the master)",
     )
     p.add_argument("--json", action="store_true", help="with --explain: as JSON")
-    _subcommand(sub, "dump", cmd_dump)
-    _add_history_commands(sub)
 
-    p = _subcommand(sub, "push", cmd_push, selects=False)
+
+def _dump_args(p: argparse.ArgumentParser) -> None:
+    """``dump`` has the selection options only."""
+
+
+def _history_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
+def _diff_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", help="config file, checked as the master would")
+    p.add_argument("--format", choices=["yaml", "json", "toml"])
+    p.add_argument(
+        "--from", dest="from_", type=int, help="older generation (default: before --to)"
+    )
+    p.add_argument("--to", type=int, help="newer generation (default: the live one)")
+    p.add_argument(
+        "--values", action="store_true", help="show values too (they may be secrets)"
+    )
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
+def _rollback_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--to", type=int, help="generation to go back to (default: the one before)"
+    )
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
+def _push_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="config file, checked as the master would")
     p.add_argument("url", metavar="etcd://HOST:PORT[,...]/KEY")
     p.add_argument("--format", choices=["yaml", "json", "toml"])
@@ -264,56 +388,112 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--values", action="store_true", help="with --dry-run, show values too"
     )
-    return parser
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
 
-def _add_history_commands(sub: Any) -> None:
-    p = _subcommand(sub, "history", cmd_history)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+#: Each command's own arguments, in the order ``hotcfg --help`` lists them.
+_ARGUMENTS = {
+    "validate": _validate_args,
+    "status": _status_args,
+    "clean": _clean_args,
+    "wait": _wait_args,
+    "get": _get_args,
+    "dump": _dump_args,
+    "history": _history_args,
+    "diff": _diff_args,
+    "rollback": _rollback_args,
+    "push": _push_args,
+}
 
-    p = _subcommand(sub, "diff", cmd_diff)
-    p.add_argument("file", nargs="?", help="config file, checked as the master would")
-    p.add_argument("--format", choices=["yaml", "json", "toml"])
-    p.add_argument(
-        "--from", dest="from_", type=int, help="older generation (default: before --to)"
-    )
-    p.add_argument("--to", type=int, help="newer generation (default: the live one)")
-    p.add_argument(
-        "--values", action="store_true", help="show values too (they may be secrets)"
-    )
 
-    p = _subcommand(sub, "rollback", cmd_rollback)
-    p.add_argument(
-        "--to", type=int, help="generation to go back to (default: the one before)"
-    )
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option
+    (``hotcfg`` itself takes no option with a value), if it is a command."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in _ARGUMENTS else None
 
 
 def _status(args: argparse.Namespace) -> int:
     """``status``: this host's services, or with ``--fleet`` every master
     following an etcd key, from etcd."""
     if args.stale:
+        from .clean import status_stale
+
         return status_stale(args)
     if args.fleet is None:
+        from .local import cmd_status
+
         return cmd_status(args)
-    if not args.fleet:
+    if not args.fleet:  # --fleet without a key: HOTCFG_SOURCE's etcd layer
+        from .._settings import Settings
+        from .fleet_default import NO_DEFAULT, etcd_layer
+
         args.fleet = etcd_layer(Settings.resolve().source)
         if args.fleet is None:
             print(NO_DEFAULT, file=sys.stderr)
-            return 2
+            return Exit.USAGE
+    from .etcd import status_fleet
+
     return status_fleet(args)
 
 
 def _get(args: argparse.Namespace) -> int:
     """``get``: the value from the segment, or with ``--explain`` where it
     comes from, from the master (which keeps the layers)."""
-    return explain(args) if args.explain else cmd_get(args)
+    if args.explain:
+        from .control import explain
+
+        return explain(args)
+    from .local import cmd_get
+
+    return cmd_get(args)
+
+
+def _command(spec: str) -> Any:
+    module, _, function = spec.partition(":")
+    return getattr(importlib.import_module(f".{module}", __package__), function)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command; what it did not handle becomes an exit code
+    (:func:`.exits.for_error`) with one line on stderr, never a traceback:
+    not for an error, nor for a reader that went away (141) or Ctrl-C (130).
+    argparse's own exits (``--help``, a usage error: 2) stay ``SystemExit``.
+    """
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = _named_command(words)
     try:
-        code: int = args.run(args)
-    except HotcfgError as exc:
-        print(f"hotcfg: {exc}", file=sys.stderr)
-        return 2
+        try:
+            args = build_parser(command, arguments=command is not None).parse_args(
+                words
+            )
+        except SystemExit:
+            sys.stdout.flush()  # the help, into a pipe maybe closed already
+            raise
+        code = _run(args)
+        sys.stdout.flush()  # a reader gone away shows here, not at exit
+    except BrokenPipeError:
+        quiet_stdout()
+        return Exit.BROKEN_PIPE
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return Exit.INTERRUPTED
     return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command's exit code; its errors said in one line."""
+    try:
+        return int(_command(args.run)(args))
+    except Stop as stop:
+        print(stop, file=sys.stderr)
+        return stop.code
+    except BrokenPipeError:
+        raise
+    except Exception as exc:
+        from .._errors import HotcfgError
+
+        if not isinstance(exc, (HotcfgError, OSError)):
+            raise
+        print(f"hotcfg: {exc}", file=sys.stderr)
+        return for_error(exc)

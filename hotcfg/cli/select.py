@@ -5,23 +5,25 @@ says, and the one the selection options (``--dir``, ``--segment``,
 Owns the selection shared by the commands that read a segment
 (:mod:`.local`) and those that ask its master (:mod:`.control`). Reads
 segments only: it must not import the other command modules, the control
-socket or etcd.
+socket or etcd. Finding no segment loads nothing more than
+:mod:`.._segment.where`, so that ``hotcfg status`` with no service starts in
+about the interpreter's time; reading one loads the segment's modules.
 """
 
 from __future__ import annotations
 
-import argparse
+import argparse  # loaded already by the parser: no_such_pid makes a Namespace
 import os
-import sys
 import time
-from typing import Any
 
-from .._errors import HotcfgError
-from .._segment import layout
-from .._segment import payload as _payload
-from .._segment.shm import SegmentView, list_segments
-from .._segment.snapshot import Snapshot
-from .._settings import Settings
+from .._segment.where import default_segment_dir, list_segments
+from .exits import Exit, Stop
+
+TYPE_CHECKING = False  # not typing's: see hotcfg/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .._segment.snapshot import Snapshot
 
 NOT_RUNNING = "no running hotcfg service found (no live segment; see --dir)"
 """Kept for callers without the arguments; :func:`not_running` names the
@@ -38,6 +40,15 @@ def alive(pid: int) -> bool:
     return True
 
 
+def segment_dir(args: argparse.Namespace) -> str:
+    """``--dir``, else ``HOTCFG_SEGMENT_DIR`` as the settings read it
+    (``Settings.segment_dir``), else the default: without loading the
+    settings, which import the parsers."""
+    return str(
+        args.dir or os.environ.get("HOTCFG_SEGMENT_DIR") or default_segment_dir()
+    )
+
+
 def segment_paths(args: argparse.Namespace) -> list[str]:
     """The segments the selection options name, newest first.
 
@@ -47,8 +58,7 @@ def segment_paths(args: argparse.Namespace) -> list[str]:
     """
     if args.segment:
         return [args.segment]
-    directory = args.dir or Settings.resolve().resolved_segment_dir
-    paths = list_segments(directory)
+    paths = list_segments(segment_dir(args))
     name = getattr(args, "name", None)
     if name:
         paths = [p for p in paths if os.path.basename(p).rsplit("-", 2)[0] == name]
@@ -61,6 +71,11 @@ def segment_paths(args: argparse.Namespace) -> list[str]:
 
 
 def describe(path: str) -> dict[str, Any]:
+    """What ``status`` shows of one segment; times as seconds since the
+    epoch (:mod:`.times` writes them)."""
+    from .._segment import layout
+    from .._segment.shm import SegmentView
+
     view = SegmentView.open(path)
     try:
         header = view.header()
@@ -110,7 +125,7 @@ def searched_dir(args: argparse.Namespace) -> str:
     segment: str | None = args.segment
     if segment:
         return os.path.dirname(os.path.abspath(segment))
-    return str(args.dir or Settings.resolve().resolved_segment_dir)
+    return segment_dir(args)
 
 
 def not_running(args: argparse.Namespace) -> str:
@@ -121,9 +136,17 @@ def not_running(args: argparse.Namespace) -> str:
     )
 
 
-def one_live_service(args: argparse.Namespace) -> str | None:
-    """The one running service the options select; None (said why, with
-    the candidates) otherwise."""
+def one_live_service(args: argparse.Namespace) -> str:
+    """The one running service the options select.
+
+    Raises:
+        Stop: none (exit 69), or several (2: pick one), said why, with the
+            candidates.
+        HotcfgError: the directory is not this user's (exit 77: the
+            ``PermissionError`` is its cause).
+    """
+    from .._errors import HotcfgError
+
     try:
         paths = segment_paths(args)
     except OSError as exc:  # the directory is private to the service's user
@@ -134,12 +157,10 @@ def one_live_service(args: argparse.Namespace) -> str | None:
         return str(live[0]["segment"])
     pid = getattr(args, "pid", None)
     if not live and pid:
-        print(no_such_pid(args, pid), file=sys.stderr)
-    elif not live:
-        print(not_running(args), file=sys.stderr)
-    else:
-        print(_choose(live, searched_dir(args)), file=sys.stderr)
-    return None
+        raise Stop(Exit.NO_SERVICE, no_such_pid(args, pid))
+    if not live:
+        raise Stop(Exit.NO_SERVICE, not_running(args))
+    raise Stop(Exit.USAGE, _choose(live, searched_dir(args)))
 
 
 def no_such_pid(args: argparse.Namespace, pid: int) -> str:
@@ -211,11 +232,13 @@ def candidates(reports: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def load_live(args: argparse.Namespace) -> Snapshot | None:
-    """The live configuration of the one service the options select."""
+def load_live(args: argparse.Namespace) -> Snapshot:
+    """The live configuration of the one service the options select
+    (:func:`one_live_service`'s ``Stop`` otherwise)."""
+    from .._segment import payload as _payload
+    from .._segment.shm import SegmentView
+
     path = args.segment or one_live_service(args)
-    if path is None:
-        return None
     view = SegmentView.open(path)
     try:
         return _payload.decode(view.buffer)
@@ -224,6 +247,7 @@ def load_live(args: argparse.Namespace) -> Snapshot | None:
 
 
 def when(ts: float) -> str:
-    if not ts:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+    """A time in human output: local, ISO 8601 with its offset."""
+    from .times import local
+
+    return local(ts)

@@ -235,6 +235,25 @@ def test_wait_loop():
     assert 0 < median <= p95_ms, out
 
 
+def test_cli_startup():
+    out = run("cli_startup.py", "--runs", "2")
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].split()[0] in ("python", "hotcfg"):
+            rows[cells[0]] = [float(c) for c in cells[1:]]
+    assert set(rows) == {
+        "python -c pass",
+        "hotcfg --help",
+        "hotcfg --version",
+        "hotcfg status (no service)",
+    }, out
+    bare = rows["python -c pass"][0]
+    for median, p90, ratio in rows.values():
+        assert 0 < median <= p90, out
+        assert_ratio(ratio, median, bare, out, decimals=2, inputs=1)
+
+
 def test_import_check_cost():
     out = run("import_check_cost.py", "--runs", "3", "--number", "2000")
     for situation in ("in-request", "outside", "other-thread-importing",

@@ -154,10 +154,10 @@ def test_no_record_with_the_fleet_off(etcd, start_service, tmp_path):
     assert set(records(etcd)) == {on.proc.pid}
 
 
-def test_status_fleet_exits_2_when_etcd_is_unreachable(etcd):
+def test_status_fleet_exits_75_when_etcd_is_unreachable(etcd):
     etcd.stop()
     code, out, err = fleet(etcd)
-    assert code == 2
+    assert code == 75
     assert out == ""
     assert etcd.endpoint in err
 

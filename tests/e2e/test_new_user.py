@@ -98,11 +98,11 @@ def test_different_names_suggest_name(start_service, tmp_path):
 def test_a_wrong_pid_names_it_and_what_runs(service):
     wrong = service.proc.pid + 100000
     out = service.hotcfg("wait", "--pid", str(wrong), "--timeout", "5")
-    assert out.returncode == 2
+    assert out.returncode == 69  # no such service
     assert f"no service with master pid {wrong} in {service.segments}" in out.stderr
     assert f"master pid {service.proc.pid}" in out.stderr
     out = service.hotcfg("status", "--pid", str(wrong))
-    assert out.returncode == 2
+    assert out.returncode == 69
     assert f"no service with master pid {wrong} in {service.segments}" in out.stderr
     assert f"master pid {service.proc.pid}" in out.stderr
 
@@ -111,7 +111,7 @@ def test_nothing_running_names_the_directory(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir(mode=0o700)
     out = _hotcfg("wait", "--timeout", "1", segments=str(empty))
-    assert out.returncode == 2
+    assert out.returncode == 69
     assert f"no running hotcfg service found in {empty}" in out.stderr
 
 

@@ -102,7 +102,7 @@ def test_a_yaml_file_is_refused_for_json_masters_whatever_the_shell_says(
     beta.stop(signal.SIGTERM)
     assert masters(etcd, key) == set()
     code, _, err = push(etcd, key, yaml_file)
-    assert code == 2
+    assert code == 78
     assert "the master reads /app/config.json as json: give a json file" in err
     assert push(etcd, key, yaml_file, HOTCFG_FORMAT="yaml")[0] == 0
 

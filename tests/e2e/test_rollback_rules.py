@@ -35,7 +35,7 @@ def test_a_rollback_to_content_todays_validator_refuses_is_refused(
 
     refused.write_text("one\n")  # generation 1's content is refused from now on
     out = service.hotcfg("rollback", "--to", "1")
-    assert (out.returncode, out.stdout) == (2, ""), out.stderr
+    assert (out.returncode, out.stdout) == (1, ""), out.stderr
     assert "rejected by validator tests.apps.validators:not_listed" in out.stderr
     assert "value is on today's refused list" in out.stderr
     assert generations(service) == [1, 2]  # nothing was published

@@ -82,7 +82,7 @@ def test_a_hanging_validator_is_reported_and_the_newest_content_goes_next(
     assert "in validator tests.apps.validators:misbehaving" in log
     validating = svc.status()[0]["validating"]
     assert validating["validator"] == "validator tests.apps.validators:misbehaving"
-    assert validating["since"] > 0
+    assert validating["since"].endswith("+00:00")  # ISO 8601, UTC
     # Saves while it hangs: the last one is what gets validated next.
     svc.write_atomic("value: meanwhile\n")
     svc.write_atomic("value: newest\n")

@@ -135,7 +135,7 @@ def test_segment_readable_by_others_is_refused_on_open(live_segment, mode, capsy
     os.chmod(live_segment.path, mode)
     with pytest.raises(SegmentError, match="accessible to others"):
         SegmentView.open(live_segment.path)
-    assert cli.main(["status", "--segment", live_segment.path]) == 2
+    assert cli.main(["status", "--segment", live_segment.path]) == 77
     assert "accessible to others" in capsys.readouterr().err
 
 
@@ -144,7 +144,7 @@ def test_segment_of_another_user_is_refused_on_open(live_segment, capsys):
     os.chown(live_segment.path, NOBODY, NOBODY)
     with pytest.raises(SegmentError, match=f"belongs to uid {NOBODY}"):
         SegmentView.open(live_segment.path)
-    assert cli.main(["get", "value", "--segment", live_segment.path]) == 2
+    assert cli.main(["get", "value", "--segment", live_segment.path]) == 77
     assert f"belongs to uid {NOBODY}" in capsys.readouterr().err
 
 
@@ -182,7 +182,7 @@ def test_no_room_for_a_new_segment_is_a_clear_error(tmpfs):
 def test_every_command_says_the_same_when_no_service_runs(tmp_path, capsys, command):
     empty = tmp_path / "no-service"
     empty.mkdir(mode=0o700)
-    assert cli.main([*command, "--dir", str(empty)]) == 2
+    assert cli.main([*command, "--dir", str(empty)]) == 69
     assert capsys.readouterr().err.strip() == (
         f"no running hotcfg service found in {empty} (no live segment; see --dir)"
     )

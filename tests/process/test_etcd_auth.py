@@ -358,7 +358,7 @@ def test_push_with_a_password_over_tls_and_with_a_wrong_one(
 
         password_file.write_text("wrong-password-x9\n")
         new.write_text("value: refused\n")
-        assert cli.main(["push", str(new), etcd.source(KEY)]) == 2
+        assert cli.main(["push", str(new), etcd.source(KEY)]) == 77
         out = capsys.readouterr()
         reason = f"etcd {etcd.endpoint}: authentication failed for user 'app'"
         assert f"hotcfg: {etcd.source(KEY)}: {reason}" in out.err

@@ -121,15 +121,15 @@ def test_an_invalid_file_is_refused_and_nothing_written(etcd, tmp_path, capsys):
     assert etcd.revision() == revision
 
 
-def test_a_file_of_another_format_than_the_key_is_a_usage_error(etcd, tmp_path):
+def test_a_file_of_another_format_than_the_key_is_a_config_error(etcd, tmp_path):
     path = _file(tmp_path, "c.json", '{"value": 1}')
-    assert cli.main(["push", path, etcd.source(KEY)]) == 2
+    assert cli.main(["push", path, etcd.source(KEY)]) == 78
 
 
-def test_etcd_down_is_exit_2(etcd, tmp_path, capsys):
+def test_etcd_down_is_exit_75(etcd, tmp_path, capsys):
     path = _file(tmp_path, "c.yaml", "value: one\n")
     etcd.stop()
-    assert cli.main(["push", path, etcd.source(KEY)]) == 2
+    assert cli.main(["push", path, etcd.source(KEY)]) == 75
     assert "etcd unreachable" in capsys.readouterr().err
 
 
@@ -214,6 +214,6 @@ def test_a_key_without_a_suffix_takes_the_files_format(etcd, tmp_path, capsys):
     assert etcd.ctl("get", "--print-value-only", plain) == "value: one\n\n"
 
     nameless = _file(tmp_path, "config", "value: two\n")
-    assert cli.main(["push", nameless, etcd.source(plain)]) == 2
+    assert cli.main(["push", nameless, etcd.source(plain)]) == 78
     assert "give --format" in capsys.readouterr().err
     assert cli.main(["push", nameless, etcd.source(plain), "--format=yaml"]) == 0

@@ -289,7 +289,7 @@ def test_another_uid_is_refused_by_the_server(config, tmp_path):
             timeout=30, check=False,
         )  # fmt: skip
         assert out.stdout.strip() == (
-            "ControlError uid 65534 is not the service's uid 0; refused"
+            "ControlDenied uid 65534 is not the service's uid 0; refused"
         ), out.stderr
         # The same request as the master's own uid is served.
         assert _control.request(server.path, {"cmd": "history"})["live"] == 1

@@ -362,7 +362,7 @@ def test_explain_needs_the_master_control_socket_and_says_so(tmp_path, capsys):
     )
     try:
         publisher.start()
-        assert main(["get", "--explain", "a"]) == 2
+        assert main(["get", "--explain", "a"]) == 69
         err = capsys.readouterr().err
         assert "no control socket at" in err
         assert "--explain asks the master" in err
@@ -373,5 +373,5 @@ def test_explain_needs_the_master_control_socket_and_says_so(tmp_path, capsys):
         assert capsys.readouterr().out.splitlines() == ["a = 1", f"  from   {config}"]
     finally:
         publisher.close()
-    assert main(["get", "--explain", "a"]) == 2
+    assert main(["get", "--explain", "a"]) == 69
     assert "no running hotcfg service" in capsys.readouterr().err
