@@ -45,7 +45,8 @@ of a fetch in flight); the threads do not exist in a child.
 Must not be imported by the worker's request path; ``_sources.select``
 imports it only when the source is an http(s) URL. Imports ``base``,
 ``files``, ``locations``, ``follower`` and its own ``fetch``, ``attempt``,
-``failures``, ``proxies`` and ``rules`` of ``_sources``; never ``select``, ``_master`` or ``_worker``.
+``failures``, ``proxies`` and ``rules`` of ``_sources``; never ``select``,
+``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
