@@ -2,7 +2,7 @@
 
 Gunicorn forks workers whenever it likes, also while the etcd watcher
 (``etcd.source``), the fleet record (``_master.fleet``) or the HTTP poller
-(``http.fetch``) holds a connection. A worker inheriting the descriptor
+(``http.attempt``) holds a connection. A worker inheriting the descriptor
 would keep the master's stream (and etcd's watch) open after the master
 closed it. So every such socket is listed in :data:`OPEN` from its
 creation to its close, and a forked child closes its copies at once.

@@ -12,7 +12,8 @@ from hotcfg._master.publisher import Publisher
 from hotcfg._segment import layout
 from hotcfg._segment.shm import Segment
 from hotcfg._settings import Settings
-from hotcfg._sources.http.fetch import Attempt, FetchFailed
+from hotcfg._sources.http.attempt import Attempt
+from hotcfg._sources.http.failures import FetchFailed
 from hotcfg._sources.http.source import HttpPoll, Polled
 from hotcfg._sources.select import source_for
 from hotcfg._worker.reader import Reader
@@ -636,7 +637,7 @@ def test_a_deadline_bounds_the_whole_fetch(http_server):
 FORK_SCRIPT = textwrap.dedent(
     """
     import os, re, sys, threading, time
-    from hotcfg._sources.http.fetch import Attempt
+    from hotcfg._sources.http.attempt import Attempt
     from hotcfg._settings import Settings
     from hotcfg._sources.select import source_for
 

@@ -1,75 +1,47 @@
 """Master side: one bounded, capped, checked GET of a URL, for ``source``.
 
-Each fetch is bounded as a whole: every connect, read and write of its
-sockets gets the time left until one deadline (``HOTCFG_HTTP_TIMEOUT_MS``,
-for connecting, TLS, every redirect, the headers and the body), so a server
-trickling one byte at a time is cut at the deadline, not kept alive by
-per-read timeouts (``http.client`` reads a header line or a buffer with as
-many ``recv`` calls as it takes). ``http.client`` speaks HTTP/1.1 over those
-sockets; certificates and host names are verified (``HOTCFG_HTTP_CA_FILE``
-or the system's store); bodies are capped at ``HOTCFG_MAX_BYTES`` and never
-taken in part (one shorter or longer than its ``Content-Length`` is
-refused); at most five redirects are followed, and neither the token nor
-the validators of the body held go to an origin other than their own; a
-URL a reason names has its query values hidden. What an answer means
-(content types, temporary statuses, Retry-After, redirects) is
-``rules``, pure; the translation of transport errors into reasons is
-here, at the boundary.
-
-Fork story: no connection outlives one fetch (:class:`Attempt` closes its
-sockets when the fetch ends). A worker forked during a fetch inherits the
-socket's descriptor, which would keep the connection open after the master
-closed it: the child closes its copies at once (``forksafe``). For that,
-every descriptor is listed there from its creation to its close, also
-across the TLS wrap (which moves it to a new socket object): creating and
-listing, wrapping and listing the TLS socket, unlisting and closing are
-each one step under ``forksafe.HANDOVER``, which fork() takes too. The
-handshake itself runs after the wrap, outside the lock, on the listed TLS
-socket: a fork may fall into it, and :meth:`Attempt.cancel` cuts it.
-
-Name resolution is bounded by the system resolver's own timeouts only
-(``getaddrinfo`` cannot be interrupted).
+Every connect, read and write of a fetch gets the time left until one
+deadline (``HOTCFG_HTTP_TIMEOUT_MS``, for connecting, TLS, every redirect,
+the headers and the body): ``attempt`` holds that deadline and the fetch's
+fork-safe sockets. ``http.client`` speaks HTTP/1.1 over those sockets;
+certificates and host names are verified (``HOTCFG_HTTP_CA_FILE`` or the
+system's store); bodies are capped at ``HOTCFG_MAX_BYTES`` and never taken
+in part (one shorter or longer than its ``Content-Length`` is refused); at
+most five redirects are followed, and neither the token nor the validators
+of the body held go to an origin other than their own; a URL a reason
+names has its query values hidden. What an answer means (content types,
+temporary statuses, Retry-After, redirects) is ``rules``, pure; the
+translation of transport errors into reasons is here, at the boundary.
 
 Proxies (``proxies`` chooses one per URL, from the environment): an http
 URL is asked of the proxy in absolute form (``GET http://host/path``); an
-https one goes through a tunnel (``CONNECT host:port``, then TLS with the
-origin, verified against the origin's name, so the proxy sees neither the
-token nor the body). The proxy's connect and the CONNECT exchange share
-the fetch's deadline. A proxy that cannot be reached or refuses (407, 502,
-...) makes the fetch fail as temporary, as a server that cannot be reached
-does: the reason names the proxy, its credentials hidden.
+https one goes through a tunnel (``tunnel``). The proxy's connect and the
+CONNECT exchange share the fetch's deadline. A proxy that cannot be
+reached or refuses (407, 502, ...) makes the fetch fail as temporary, as a
+server that cannot be reached does: the reason names the proxy, its
+credentials hidden.
 
-Imports ``files``, ``locations``, ``forksafe`` and ``rules`` and
-``proxies`` of ``_sources``; never a source, ``_master`` or ``_worker``.
+Imports ``files`` and ``locations`` of ``_sources``, and ``attempt``,
+``failures``, ``tunnel``, ``rules`` and ``proxies``; never a source,
+``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import io
 import socket
 import ssl
-import threading
 import time
 from dataclasses import dataclass, replace
-from typing import Any
 from urllib.parse import urlsplit
 
 from ..._errors import SourceError
 from ..._version import __version__
-from .. import forksafe
 from ..files import read_capped
 from ..locations import redact_url
-from .proxies import (
-    CONNECT_HEAD_MAX_BYTES,
-    Proxy,
-    ProxyEnv,
-    ProxyError,
-    authority,
-    connect_request,
-    connect_status,
-)
+from .attempt import Attempt, BoundedSocket, open_socket
+from .failures import FetchCancelled, FetchFailed
+from .proxies import Proxy, ProxyEnv, ProxyError
 from .rules import (
     REDIRECT_STATUSES,
     accept_header,
@@ -82,267 +54,9 @@ from .rules import (
     shown,
     status_text,
 )
+from .tunnel import AtProxy, proxy_refusal, tunnel
 
 _TOKEN_MAX_BYTES = 16384
-
-
-class FetchFailed(Exception):
-    """A fetch gave no document the source accepts.
-
-    Attributes:
-        reason: why, naming no secret.
-        temporary: no answer in time, or the server cannot answer now (the
-            source raises :class:`UnreachableError`, not :class:`SourceError`).
-        retry_after_s: what the server's Retry-After asked (capped).
-    """
-
-    def __init__(
-        self, reason: str, *, temporary: bool, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.temporary = temporary
-        self.retry_after_s = retry_after_s
-
-
-class FetchCancelled(Exception):
-    """The fetch was cut from another thread: the poll is stopping."""
-
-
-class Attempt:
-    """One fetch's deadline and the sockets it opened.
-
-    :meth:`cancel` may be called from another thread (stopping the poll);
-    sockets are shut down and closed only under the attempt's lock, so a
-    descriptor number reused after a close is never shut down by mistake.
-    Sockets are created, wrapped and closed under ``forksafe.HANDOVER`` (taken
-    first), so a fork never falls between a descriptor's change and its
-    listing (the module docstring).
-    """
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.deadline = time.monotonic() + timeout_s
-        self.cancelled = False
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-
-    def left(self) -> float:
-        """Seconds left for this fetch.
-
-        Raises:
-            TimeoutError: none left.
-            FetchCancelled: cancelled.
-        """
-        if self.cancelled:
-            raise FetchCancelled
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the fetch's deadline passed")
-        return left
-
-    def new_socket(self, family: int, kind: int, proto: int) -> socket.socket:
-        """A new socket, closed with this attempt (and in a forked child).
-
-        Raises:
-            FetchCancelled: cancelled.
-        """
-        with forksafe.HANDOVER, self._lock:  # a fork never falls between
-            if self.cancelled:
-                raise FetchCancelled
-            sock = socket.socket(family, kind, proto)
-            self._socks.append(sock)
-            forksafe.OPEN.add(sock)
-        return sock
-
-    def wrap(
-        self, sock: socket.socket, context: ssl.SSLContext, host: str
-    ) -> ssl.SSLSocket:
-        """``sock`` (one of this attempt's) wrapped in TLS, not yet
-        handshaken; the TLS socket takes its place in the lists.
-
-        ``wrap_socket`` moves the descriptor to a new object: a fork must not
-        fall between that and listing it, and the handshake must happen on a
-        listed socket that :meth:`cancel` can shut down.
-
-        Raises:
-            FetchCancelled: cancelled.
-        """
-        with forksafe.HANDOVER, self._lock:
-            if self.cancelled:
-                raise FetchCancelled
-            tls = context.wrap_socket(
-                sock, server_hostname=host, do_handshake_on_connect=False
-            )
-            self._socks[self._socks.index(sock)] = tls
-            forksafe.OPEN.discard(sock)
-            forksafe.OPEN.add(tls)
-        return tls
-
-    def forget(self, sock: socket.socket) -> None:
-        """Close one of this attempt's sockets now (a connect that failed)."""
-        with forksafe.HANDOVER, self._lock:
-            if sock in self._socks:
-                self._socks.remove(sock)
-                forksafe.close(sock)
-
-    def cancel(self) -> None:
-        """Cut the fetch: its blocked connect, handshake, read or write
-        returns at once."""
-        with self._lock:
-            self.cancelled = True
-            for sock in self._socks:
-                with contextlib.suppress(OSError):
-                    # The plain socket's shutdown, also under TLS: it wakes
-                    # the fetch's thread without touching the TLS object
-                    # that thread is using (SSLSocket.shutdown drops it).
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-    def __enter__(self) -> Attempt:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the sockets (idempotent); the fetch is over."""
-        with forksafe.HANDOVER, self._lock:
-            socks, self._socks = self._socks, []
-            for sock in socks:
-                forksafe.close(sock)
-
-
-class _BoundedReader(io.RawIOBase):
-    """A socket's reads, each bounded by the time left to the attempt."""
-
-    def __init__(self, sock: socket.socket, attempt: Attempt) -> None:
-        super().__init__()
-        self._sock = sock
-        self._attempt = attempt
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        self._sock.settimeout(self._attempt.left())
-        return self._sock.recv_into(buffer)
-
-
-class _BoundedSocket:
-    """What ``http.client`` uses of its socket (``sendall``, ``makefile``,
-    ``close``), every call bounded by the time left to the attempt.
-
-    ``http.client`` reads headers with ``readline`` and bodies with buffered
-    reads, each of which may take many ``recv`` calls: a socket timeout
-    alone bounds each of them, not the fetch.
-    """
-
-    def __init__(self, sock: socket.socket, attempt: Attempt) -> None:
-        self._sock = sock
-        self._attempt = attempt
-
-    def sendall(self, data: bytes) -> None:
-        # One timeout for the whole call (CPython >= 3.5), not per send.
-        self._sock.settimeout(self._attempt.left())
-        self._sock.sendall(data)
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(_BoundedReader(self._sock, self._attempt))
-
-    def close(self) -> None:
-        # http.client closes the connection as soon as it has the headers of
-        # an answer that ends it, while the body is still to be read: the
-        # attempt closes the socket when the whole fetch is done.
-        pass
-
-
-def _open_socket(host: str, port: int, attempt: Attempt) -> socket.socket:
-    """Connect to the first address of ``host`` that accepts, each try
-    bounded by the time left (``socket.create_connection`` gives every
-    address the whole timeout). Name resolution is bounded by the system
-    resolver only."""
-    error: OSError | None = None
-    for family, kind, proto, _, address in socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM
-    ):
-        sock = attempt.new_socket(family, kind, proto)
-        try:
-            sock.settimeout(attempt.left())
-            sock.connect(address)
-            return sock
-        except TimeoutError:
-            raise
-        except OSError as exc:
-            attempt.forget(sock)
-            error = exc
-    raise error or OSError(f"no address for {host}")
-
-
-class _AtProxy(Exception):
-    """A transport error while connecting to a proxy or asking it for a
-    tunnel (``error``); :class:`Fetcher` names the proxy in the reason."""
-
-    def __init__(self, error: Exception, proxy: Proxy) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.proxy = proxy
-
-
-def _proxy_refusal(proxy: Proxy, status: int, phrase: str) -> str:
-    """Why a proxy's refusal failed the fetch, with what 407 means here
-    (and 401, which some proxies answer to wrong credentials: tinyproxy)."""
-    reason = f"proxy {proxy.shown}: HTTP {status} {phrase}".rstrip()
-    if status in (401, 407):
-        reason += (
-            " (the proxy refused the credentials in its URL)"
-            if proxy.authorization is not None
-            else " (the proxy asks for credentials: http://user:password@host:port)"
-        )
-    return reason
-
-
-def _tunnel(
-    sock: socket.socket, host: str, port: int, proxy: Proxy, attempt: Attempt
-) -> None:
-    """Ask ``proxy`` (connected on ``sock``) for a tunnel to ``host:port``,
-    within the attempt's deadline.
-
-    Raises:
-        FetchFailed: the proxy refused (temporary, naming it).
-    """
-    sock.settimeout(attempt.left())
-    sock.sendall(connect_request(host, port, proxy, f"hotcfg/{__version__}"))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        if len(head) > CONNECT_HEAD_MAX_BYTES:
-            raise FetchFailed(
-                f"proxy {proxy.shown}: its answer to CONNECT is over "
-                f"{CONNECT_HEAD_MAX_BYTES} bytes",
-                temporary=True,
-            )
-        sock.settimeout(attempt.left())
-        # The origin speaks only after the ClientHello: nothing but the
-        # proxy's answer can arrive before it is sent.
-        part = sock.recv(4096)
-        if not part:
-            raise FetchFailed(
-                f"proxy {proxy.shown}: closed the connection before answering CONNECT",
-                temporary=True,
-            )
-        head += part
-    try:
-        status, phrase = connect_status(head)
-    except ValueError as exc:
-        raise FetchFailed(f"proxy {proxy.shown}: {exc}", temporary=True) from None
-    if status != 200:
-        reason = _proxy_refusal(proxy, status, phrase)
-        if status not in (401, 407):
-            reason += f" to CONNECT {authority(host, port)}"
-        raise FetchFailed(reason, temporary=True)
-    if head.index(b"\r\n\r\n") + 4 != len(head):
-        raise FetchFailed(
-            f"proxy {proxy.shown}: bytes after its answer to CONNECT", temporary=True
-        )
 
 
 class _Connection(http.client.HTTPConnection):
@@ -369,24 +83,24 @@ class _Connection(http.client.HTTPConnection):
         attempt = self._attempt
         proxy = self._proxy
         if proxy is None:
-            sock = _open_socket(self.host, self.port, attempt)
+            sock = open_socket(self.host, self.port, attempt)
         else:
             try:
-                sock = _open_socket(proxy.host, proxy.port, attempt)
+                sock = open_socket(proxy.host, proxy.port, attempt)
                 if self._context is not None:
-                    _tunnel(sock, self.host, self.port, proxy, attempt)
+                    tunnel(sock, self.host, self.port, proxy, attempt)
             except (FetchCancelled, FetchFailed):
                 raise
             except Exception as exc:
-                raise _AtProxy(exc, proxy) from exc
+                raise AtProxy(exc, proxy) from exc
         if self._context is not None:
             sock = attempt.wrap(sock, self._context, self.host)
             # The whole handshake is bounded by the socket's timeout (one
             # deadline in CPython's do_handshake): the time left.
             sock.settimeout(attempt.left())
             sock.do_handshake()
-        # http.client uses only sendall, makefile and close (_BoundedSocket).
-        self.sock = _BoundedSocket(sock, attempt)
+        # http.client uses only sendall, makefile and close (BoundedSocket).
+        self.sock = BoundedSocket(sock, attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,7 +203,7 @@ class Fetcher:
                 raise
             except FetchCancelled:
                 raise
-            except _AtProxy as exc:
+            except AtProxy as exc:
                 if attempt.cancelled:
                     raise FetchCancelled from None
                 failed = self._failure(exc.error, exc.proxy.host)
@@ -627,7 +341,7 @@ class Fetcher:
             conn.request("GET", target, headers=headers)
             response = conn.getresponse()
             if proxy is not None and response.status == 407:
-                reason = _proxy_refusal(proxy, 407, response.reason)
+                reason = proxy_refusal(proxy, 407, response.reason)
                 raise FetchFailed(reason, temporary=True)
             return self._answer(
                 response, conditional=etag is not None or last_modified is not None

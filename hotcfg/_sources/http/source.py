@@ -39,13 +39,14 @@ Threads (master only): ``hotcfg-http`` polls and records the newest answer;
 delays a fetch, and the next publish validates the newest answer.
 
 Fork story: the source holds a body, its validators and the last failure,
-never a connection (``fetch`` closes a child's copies of the sockets
+never a connection (``attempt`` closes a child's copies of the sockets
 of a fetch in flight); the threads do not exist in a child.
 
 Must not be imported by the worker's request path; ``_sources.select``
 imports it only when the source is an http(s) URL. Imports ``base``,
-``files``, ``locations``, ``follower`` and its own ``fetch``, ``proxies``
-and ``rules`` of ``_sources``; never ``select``, ``_master`` or ``_worker``.
+``files``, ``locations``, ``follower`` and its own ``fetch``, ``attempt``,
+``failures``, ``proxies`` and ``rules`` of ``_sources``; never ``select``,
+``_master`` or ``_worker``.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ from ..base import OneDocument
 from ..files import load_document, warn_if_others_read
 from ..follower import Follower
 from ..locations import redact_url
-from .fetch import Answer, Attempt, FetchCancelled, Fetcher, FetchFailed
+from .attempt import Attempt
+from .failures import FetchCancelled, FetchFailed
+from .fetch import Answer, Fetcher
 from .proxies import ProxyEnv, ProxyError
 from .rules import next_poll_s
 
