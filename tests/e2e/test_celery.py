@@ -195,7 +195,7 @@ def test_a_change_reaches_every_idle_child(start_worker):
     worker.wait_until(all_switched, f"4 children recording {generation}")
     assert len(worker.recorded()) == CHILDREN
     result = worker.send("read").get(timeout=30)
-    assert result["value"] == "two" and result["generation"] == generation
+    assert (result["value"], result["generation"]) == ("two", generation)
 
 
 def test_a_task_keeps_its_snapshot_across_a_change(start_worker, tmp_path):
@@ -226,12 +226,24 @@ def test_recycled_children_start_current(start_worker):
     for live, result in results:
         assert result["generation"] >= live, (live, result)
 
+    # The children now running were forked after the last change, into the
+    # slots of those recycled: four rows, each on the last generation.
+    last = sent[-1][0]
+
+    def table_is_current():
+        (report,) = worker.status()
+        rows = {(w["pid"], w["generation"]) for w in report["workers"]}
+        return rows == {(pid, last) for pid in worker.child_pids()}
+
+    worker.wait_until(table_is_current, "4 current rows in the worker table")
+
 
 def test_status_shows_the_parent_and_its_children(start_worker):
     worker = start_worker()
     (report,) = worker.status()
     assert report["role"] == "celery-parent"
-    assert report["master_pid"] == worker.proc.pid and report["master_alive"]
+    assert report["master_pid"] == worker.proc.pid
+    assert report["master_alive"]
     assert {w["pid"] for w in report["workers"]} == worker.child_pids()
     assert all(w["generation"] == report["generation"] for w in report["workers"])
 
