@@ -118,10 +118,10 @@ def on_worker_init(sender: Any = None, **kwargs: Any) -> None:
             start_watching=True, keep_history=True, service=service_of(sender)
         )
     except NotConfiguredError as exc:
-        _logger.critical("hotcfg: %s", NOT_CONFIGURED)
+        # Printed on stderr, and the worker exits 1 (Celery's logging is
+        # not set up yet: a log record would say it a second time).
         raise SystemExit(f"hotcfg: {NOT_CONFIGURED}") from exc
     except HotcfgError as exc:
-        _logger.critical("hotcfg: %s", exc)
         raise SystemExit(f"hotcfg: {exc}") from exc
     # Also when an app module read hotcfg at import and made it standalone.
     publisher.set_role(layout.ROLE_CELERY_PARENT)

@@ -35,7 +35,7 @@ def redis_server(tmp_path):
 class Worker:
     """``celery -A tests.apps.celery_app worker --pool prefork``."""
 
-    def __init__(self, tmp_path, redis, extra_args=()):
+    def __init__(self, tmp_path, redis, extra_args=(), pool="prefork"):
         self.dir = tmp_path / "worker"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
@@ -57,7 +57,7 @@ class Worker:
             [
                 sys.executable,
                 *("-m", "celery", "-A", "tests.apps.celery_app", "worker"),
-                *("--pool", "prefork", "--concurrency", str(CHILDREN)),
+                *("--pool", pool, "--concurrency", str(CHILDREN)),
                 *("--loglevel", "INFO", "--without-mingle", "--without-gossip"),
                 *("--hostname", f"{self.queue}@localhost", "-Q", self.queue),
                 *extra_args,
@@ -71,9 +71,10 @@ class Worker:
         from celery import Celery
 
         self.client = Celery("hotcfg-test-client", broker=redis.url, backend=redis.url)
-        self.wait_until(
-            lambda: len(self.attached_pids()) == CHILDREN, "4 children attached"
-        )
+        if pool == "prefork":
+            self.wait_until(
+                lambda: len(self.attached_pids()) == CHILDREN, "4 children attached"
+            )
 
     def send(self, name, *args, **kwargs):
         return self.client.send_task(name, args, kwargs, queue=self.queue)
@@ -252,3 +253,39 @@ def test_status_shows_the_parent_and_its_children(start_worker):
     assert f"pid {worker.proc.pid} (running), Celery worker's parent" in text.stdout
     assert f"workers     {CHILDREN}, {CHILDREN} on generation" in text.stdout
     print(text.stdout)
+
+
+def test_the_solo_pool_reads_in_the_parent(start_worker):
+    worker = start_worker(pool="solo")
+    first = worker.send("read").get(timeout=30)
+    assert first["pid"] == worker.proc.pid  # the task ran in the parent
+    assert first["value"] == "one"
+    generation = worker.change("value: two\n")
+    second = worker.send("read").get(timeout=30)
+    assert (second["value"], second["generation"]) == ("two", generation)
+    (report,) = worker.status()
+    assert report["role"] == "celery-parent"
+    assert report["master_pid"] == worker.proc.pid
+    assert report["workers"] == []  # no child to hint
+
+
+def test_a_worker_without_a_source_does_not_start(tmp_path, redis_server):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), CELERY_TEST_REDIS=redis_server.url)
+    env.pop("HOTCFG_SOURCE", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "celery", "-A", "tests.apps.celery_app", "worker"),
+            *("--pool", "prefork", "--concurrency", "2"),
+            *("--hostname", f"nosource-{uuid.uuid4().hex[:8]}@localhost"),
+        ],
+        env=env,
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "hotcfg: no configuration source in the Celery worker" in done.stderr
+    assert list(Path(os.environ["HOTCFG_SEGMENT_DIR"]).glob("*.seg")) == []
