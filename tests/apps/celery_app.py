@@ -4,7 +4,7 @@ The broker and result backend are the redis server a test started
 (``CELERY_TEST_REDIS``). Each child records, in the file
 ``CELERY_TEST_RECORD``, a line ``<pid> <generation>`` for every change it
 applies (its ``on_change`` callback, run by its applier thread, also while
-it is idle).
+it is idle). ``CELERY_TEST_START_METHOD`` sets ``worker_pool_start_method``.
 
 Tasks (all answer ``{"pid", "generation", "value"}`` for the key ``value``):
 
@@ -31,6 +31,8 @@ app.conf.update(
     task_acks_late=False,
     worker_prefetch_multiplier=1,
 )
+if os.environ.get("CELERY_TEST_START_METHOD"):
+    app.conf.worker_pool_start_method = os.environ["CELERY_TEST_START_METHOD"]
 install(app)
 
 

@@ -35,7 +35,7 @@ def redis_server(tmp_path):
 class Worker:
     """``celery -A tests.apps.celery_app worker --pool prefork``."""
 
-    def __init__(self, tmp_path, redis, extra_args=(), pool="prefork"):
+    def __init__(self, tmp_path, redis, extra_args=(), pool="prefork", env=None):
         self.dir = tmp_path / "worker"
         self.dir.mkdir()
         self.config = self.dir / "config.yaml"
@@ -51,6 +51,7 @@ class Worker:
             PYTHONPATH=str(ROOT),
             CELERY_TEST_REDIS=redis.url,
             CELERY_TEST_RECORD=str(self.record),
+            **(env or {}),
         )
         self._logf = self.log.open("wb")
         self.proc = subprocess.Popen(
@@ -71,7 +72,7 @@ class Worker:
         from celery import Celery
 
         self.client = Celery("hotcfg-test-client", broker=redis.url, backend=redis.url)
-        if pool == "prefork":
+        if pool == "prefork" and not env:
             self.wait_until(
                 lambda: len(self.attached_pids()) == CHILDREN, "4 children attached"
             )
@@ -267,6 +268,20 @@ def test_the_solo_pool_reads_in_the_parent(start_worker):
     assert report["role"] == "celery-parent"
     assert report["master_pid"] == worker.proc.pid
     assert report["workers"] == []  # no child to hint
+
+
+def test_spawned_children_run_standalone_and_say_so(start_worker):
+    worker = start_worker(env={"CELERY_TEST_START_METHOD": "spawn"})
+    result = worker.send("read").get(timeout=60)
+    assert result["value"] == "one"
+    assert result["pid"] in worker.child_pids()
+    worker.wait_until(
+        lambda: "did not inherit the worker's segment" in worker.log.read_text(),
+        "the warning",
+    )
+    roles = {r["master_pid"]: r["role"] for r in worker.status()}
+    assert roles[worker.proc.pid] == "celery-parent"
+    assert roles[result["pid"]] == "standalone"
 
 
 def test_a_worker_without_a_source_does_not_start(tmp_path, redis_server):
