@@ -72,7 +72,7 @@ class Worker:
         from celery import Celery
 
         self.client = Celery("hotcfg-test-client", broker=redis.url, backend=redis.url)
-        if pool == "prefork" and not env:
+        if pool == "prefork" and "CELERY_TEST_START_METHOD" not in self.env:
             self.wait_until(
                 lambda: len(self.attached_pids()) == CHILDREN, "4 children attached"
             )
@@ -255,9 +255,17 @@ def test_status_shows_the_parent_and_its_children(start_worker):
     assert f"workers     {CHILDREN}, {CHILDREN} on generation" in text.stdout
     print(text.stdout)
 
+    worker.stop()  # worker_shutdown removes the segment
+    assert worker.proc.returncode == 0, worker.log.read_text()
+    assert list(worker.segments.glob("*.seg")) == []
 
-def test_the_solo_pool_reads_in_the_parent(start_worker):
-    worker = start_worker(pool="solo")
+
+@pytest.mark.parametrize(
+    ("pool", "env"),
+    [("solo", {}), ("threads", {}), ("gevent", {"HOTCFG_WATCH": "poll"})],
+)
+def test_pools_that_run_tasks_in_the_parent(start_worker, pool, env):
+    worker = start_worker(pool=pool, env=env)
     first = worker.send("read").get(timeout=30)
     assert first["pid"] == worker.proc.pid  # the task ran in the parent
     assert first["value"] == "one"
@@ -268,6 +276,10 @@ def test_the_solo_pool_reads_in_the_parent(start_worker):
     assert report["role"] == "celery-parent"
     assert report["master_pid"] == worker.proc.pid
     assert report["workers"] == []  # no child to hint
+
+    worker.stop()  # worker_shutdown removes the segment
+    assert worker.proc.returncode == 0, worker.log.read_text()
+    assert list(worker.segments.glob("*.seg")) == []
 
 
 def test_spawned_children_run_standalone_and_say_so(start_worker):
