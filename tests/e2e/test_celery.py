@@ -255,6 +255,16 @@ def test_status_shows_the_parent_and_its_children(start_worker):
     assert f"workers     {CHILDREN}, {CHILDREN} on generation" in text.stdout
     print(text.stdout)
 
+    # The parent keeps history, and answers on its control socket.
+    generation = worker.change("value: two\n")
+    history = worker.hotcfg("history", "--json")
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
+    assert [(r["generation"], r["live"]) for r in rows] == [
+        (1, False),
+        (generation, True),
+    ]
+
     worker.stop()  # worker_shutdown removes the segment
     assert worker.proc.returncode == 0, worker.log.read_text()
     assert list(worker.segments.glob("*.seg")) == []
