@@ -127,17 +127,21 @@ VALIDATOR_MAX_BYTES = 256
 
 #: Who publishes into the segment (``hotcfg status`` names it): not said (a
 #: writer from before this field, whose header holds zero there), a
-#: Gunicorn master, a standalone process, or a standalone process that is a
-#: Gunicorn worker whose master did not set hotcfg up.
+#: Gunicorn master, a standalone process, a standalone process that is a
+#: Gunicorn worker whose master did not set hotcfg up, or the parent of a
+#: Celery worker's pool (``integrations.celery``). A reader that does not
+#: know a role shows ``unknown``.
 ROLE_UNKNOWN = 0
 ROLE_GUNICORN_MASTER = 1
 ROLE_STANDALONE = 2
 ROLE_GUNICORN_WORKER = 3
+ROLE_CELERY_PARENT = 4
 ROLES = {
     ROLE_UNKNOWN: "unknown",
     ROLE_GUNICORN_MASTER: "gunicorn-master",
     ROLE_STANDALONE: "standalone",
     ROLE_GUNICORN_WORKER: "gunicorn-worker",
+    ROLE_CELERY_PARENT: "celery-parent",
 }
 _ROLE_OFFSET = 2304
 

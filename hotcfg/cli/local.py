@@ -181,6 +181,8 @@ def _print_service(r: dict[str, Any]) -> None:
     print(f"segment     {r['segment']}")
     if standalone_only([r]):
         print(f"process     pid {r['master_pid']} ({state}), standalone")
+    elif r.get("role") == "celery-parent":
+        print(f"master      pid {r['master_pid']} ({state}), Celery worker's parent")
     else:
         print(f"master      pid {r['master_pid']} ({state})")
     print(f"generation  {r['generation']} published {when(r['published_at'])}")
