@@ -38,9 +38,13 @@ def lock_holder(path):
         if "->" in fields:  # a process blocked waiting for the lock
             continue
         # "1: FLOCK  ADVISORY  WRITE 1234 00:1a:5678 0 EOF"
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[3] == "WRITE":
-            if int(fields[5].rsplit(":", 1)[1]) == inode:
-                return int(fields[4])
+        if (
+            len(fields) >= 6
+            and fields[1] == "FLOCK"
+            and fields[3] == "WRITE"
+            and int(fields[5].rsplit(":", 1)[1]) == inode
+        ):
+            return int(fields[4])
     return None
 
 
