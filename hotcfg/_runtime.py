@@ -451,8 +451,12 @@ def reader() -> Reader:
                 peers = cfg.peers == "auto" and cfg.source is not None
                 peers = peers and _isolation == 0
                 # Lazily: only where hotcfg starts without a Gunicorn master.
-                from ._worker.unhooked import warn_if_unhooked_worker
+                from ._worker.unhooked import (
+                    in_gunicorn_master,
+                    warn_if_unhooked_worker,
+                )
 
+                peers = peers and not in_gunicorn_master()
                 if warn_if_unhooked_worker(shared=peers):
                     role = ROLE_GUNICORN_WORKER
                 if peers:
