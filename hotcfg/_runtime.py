@@ -60,7 +60,7 @@ from ._segment.layout import (
     ROLE_STANDALONE,
 )
 from ._segment.shm import SUFFIX as SEGMENT_SUFFIX
-from ._segment.shm import Segment, SegmentView, ensure_private_dir
+from ._segment.shm import Segment, SegmentView, ensure_private_dir, remove_if_unused
 from ._segment.slots import SUFFIX as SLOTS_SUFFIX
 from ._segment.slots import WorkerSlots
 from ._segment.snapshot import Snapshot
@@ -434,6 +434,14 @@ def shutdown() -> None:
         path = _publisher.segment.path
         _publisher.close()
         removed = not os.path.lexists(path)
+    elif election.leading or election.try_lead():
+        # The publisher is gone and this process holds the lock (its
+        # thread won it, or it was free): the last one out removes the
+        # segment, the dead publisher's socket name and the lock files.
+        removed = remove_if_unused(election.base + SEGMENT_SUFFIX)
+        if removed:
+            with contextlib.suppress(OSError):
+                os.unlink(election.base + ".sock")
     election.release(remove=removed)
 
 
@@ -486,17 +494,21 @@ def _join_peers(cfg: Settings, role: int) -> None:
     base = _elect.service_base(cfg)
     ensure_private_dir(os.path.dirname(base))
     election = _elect.Election(base)
-    slots = WorkerSlots(base + SLOTS_SUFFIX)
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     try:
         while True:
+            # The slots file is opened only holding the lock or mapping the
+            # segment: a service in that state is never taken for a dead
+            # one (``election.remove_dead_services``).
             if election.try_lead():
+                slots = WorkerSlots(base + SLOTS_SUFFIX)
                 view = _lead(cfg, election, slots, role).segment.view()
                 break
             view_or_none = SegmentView.open_shared(base + SEGMENT_SUFFIX)
             if view_or_none is not None:
                 if layout.read_role(view_or_none.buffer) != layout.ROLE_UNKNOWN:
                     view = view_or_none
+                    slots = WorkerSlots(base + SLOTS_SUFFIX)
                     break
                 view_or_none.close()  # its publisher is still starting
             if time.monotonic() > deadline:
@@ -539,6 +551,7 @@ def _lead(
 
     source = source_for(cfg)
     directory, token = os.path.split(election.base)
+    _elect.remove_dead_services(directory, cfg.name, keep=election.base)
     segment = Segment.open_or_create(directory, token=token, name=cfg.name)
     try:
         publisher = Publisher(
