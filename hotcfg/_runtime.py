@@ -629,7 +629,10 @@ def _start_peer_applier(cfg: Settings) -> None:
     if signum is None or not main:
         _applier = Applier(_apply_latest, poll_s=PEER_POLL_S).start()
         return
-    own = signum if mode_for(signum) == "signal" else None
+    # The look at an interval needs sigtimedwait (not on macOS): else the
+    # socket pair, which the handler writes to.
+    taken = mode_for(signum) == "signal" and hasattr(signal, "sigtimedwait")
+    own = signum if taken else None
     _applier = Applier(_apply_latest, signum=own, poll_s=PEER_POLL_S).start()
     signal.signal(signum, _on_hint)
     signal.siginterrupt(signum, False)
