@@ -64,10 +64,24 @@ def segment_paths(args: argparse.Namespace) -> list[str]:
         paths = [p for p in paths if os.path.basename(p).rsplit("-", 2)[0] == name]
     pid = getattr(args, "pid", None)
     if pid:
-        paths = [
-            p for p in paths if os.path.basename(p).split("-")[-2:-1] == [str(pid)]
-        ]
+        paths = [p for p in paths if _written_by(p, pid)]
     return paths
+
+
+def _written_by(path: str, pid: int) -> bool:
+    """Whether ``pid`` publishes into the segment at ``path``: named in its
+    file name (a master's, a standalone process's), or, for peers, whose
+    segment is named after the service, the writer its header names."""
+    if os.path.basename(path).split("-")[-2:-1] == [str(pid)]:
+        return True
+    if "-peers-" not in os.path.basename(path):
+        return False
+    from .._errors import HotcfgError
+
+    try:
+        return bool(describe(path)["master_pid"] == pid)
+    except (OSError, HotcfgError):
+        return False
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -190,10 +204,11 @@ def _choose(live: list[dict[str, Any]], directory: str) -> str:
 
 
 def standalone_only(reports: list[dict[str, Any]]) -> bool:
-    """Whether every service is a standalone process (no Gunicorn master);
-    a segment from a writer that does not say stays a service."""
+    """Whether every service is a standalone process (no Gunicorn master,
+    no peers); a segment from a writer that does not say stays a service."""
     return bool(reports) and all(
-        r.get("role") in ("standalone", "gunicorn-worker") for r in reports
+        r.get("role") in ("standalone", "gunicorn-worker") and not elected(r)
+        for r in reports
     )
 
 
@@ -211,15 +226,30 @@ def services_phrase(reports: list[dict[str, Any]]) -> str:
 
 
 def pid_label(report: dict[str, Any]) -> str:
-    """What the publishing pid is: a master's, or a standalone process's."""
+    """What the publishing pid is: a master's, or a process's (standalone,
+    or elected by its peers)."""
     return (
         "master pid"
         if report.get("role")
         not in (
             "standalone",
             "gunicorn-worker",
+            "elected-peer",
         )
         else "process pid"
+    )
+
+
+def elected(report: dict[str, Any]) -> bool:
+    """Whether the publishing process was elected by its peers (uvicorn's,
+    Hypercorn's or a ``multiprocessing`` pool's workers, or Gunicorn's
+    without hotcfg's hooks: ``_master.election``); it serves requests too,
+    and another takes over when it stops. A hookless Gunicorn worker that
+    publishes for its peers has them in its worker table; one that runs
+    standalone (``HOTCFG_PEERS=off``) has none."""
+    role = report.get("role")
+    return role == "elected-peer" or (
+        role == "gunicorn-worker" and bool(report.get("workers"))
     )
 
 
