@@ -41,8 +41,9 @@ Other pools run the tasks in the parent itself: ``solo`` (which sends
 ``eventlet``. The parent's publisher is then read in the same process,
 with nothing to hint, and each task still pins its snapshot.
 A pool started with ``worker_pool_start_method = "spawn"`` inherits no
-segment: each child then starts a publisher of its own on its first read,
-as any process without hooks does, and a warning says so.
+segment: the children then elect one publisher among themselves on their
+first reads (``_master.election``), as any processes without hooks do, and
+a warning says so.
 """
 
 from __future__ import annotations
@@ -158,8 +159,8 @@ def on_worker_process_init(**kwargs: Any) -> None:
         if _apps:
             _logger.warning(
                 "hotcfg: this pool process did not inherit the worker's segment "
-                "(worker_pool_start_method spawn?); it starts a publisher of its "
-                "own at its first read"
+                "(worker_pool_start_method spawn?); the pool's processes elect one "
+                "publisher among themselves at their first reads"
             )
         return
     if _parent_pid == os.getpid():

@@ -292,7 +292,7 @@ def test_pools_that_run_tasks_in_the_parent(start_worker, pool, env):
     assert list(worker.segments.glob("*.seg")) == []
 
 
-def test_spawned_children_run_standalone_and_say_so(start_worker):
+def test_spawned_children_elect_a_publisher_and_say_so(start_worker):
     worker = start_worker(env={"CELERY_TEST_START_METHOD": "spawn"})
     result = worker.send("read").get(timeout=60)
     assert result["value"] == "one"
@@ -301,9 +301,15 @@ def test_spawned_children_run_standalone_and_say_so(start_worker):
         lambda: "did not inherit the worker's segment" in worker.log.read_text(),
         "the warning",
     )
-    roles = {r["master_pid"]: r["role"] for r in worker.status()}
+    reports = worker.status()
+    roles = {r["master_pid"]: r["role"] for r in reports}
     assert roles[worker.proc.pid] == "celery-parent"
-    assert roles[result["pid"]] == "standalone"
+    # The spawned children that read share one publisher elected among them,
+    # apart from the parent's segment (which they never inherited).
+    elected = [r for r in reports if r["role"] == "elected-peer"]
+    assert len(elected) == 1, reports
+    sharing = {elected[0]["master_pid"]} | {w["pid"] for w in elected[0]["workers"]}
+    assert result["pid"] in sharing
 
 
 def test_a_worker_without_a_source_does_not_start(tmp_path, redis_server):
