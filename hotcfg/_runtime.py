@@ -581,6 +581,10 @@ def _lead(
     # event the watcher saw: read once more (published only if it differs).
     publisher.publish_from_source()
     _start_control(publisher)
+    # The fleet sees the elected process as the host's master (an etcd
+    # source): a successor's record replaces a dead leader's when its lease
+    # ends.
+    keep_fleet_record()
     return publisher
 
 

@@ -10,6 +10,7 @@ holder), ``/proc/<pid>/fd`` (inotify instances: file watchers), and the
 files the workers' ``on_change`` callbacks write."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -264,3 +265,55 @@ def test_a_new_service_removes_what_a_killed_one_left(tmp_path):
         assert publisher_lock(second.segment_dir) != lock
     finally:
         second.stop()
+
+
+@pytest.mark.timeout(120)
+def test_the_elected_process_keeps_the_fleet_record_and_a_successor_takes_it(
+    tmp_path, etcd
+):
+    """The operator surface of a Gunicorn master, for peers too: the process
+    they elect keeps the host's record for ``hotcfg status --fleet``, and
+    after a ``kill -9`` the successor's record replaces it."""
+    need_proc()
+    from hotcfg._master.fleet import read_fleet
+    from hotcfg._settings import Settings
+
+    key = "/app/peers.yaml"
+    etcd.put(key, "value: 1\n")
+    source = etcd.source(key)
+    started = Pool(tmp_path, source, HOTCFG_FLEET_TTL_MS="2000")
+    try:
+        pids = started.workers()
+        holder = wait_until(started.holder, "a publisher lock holder")
+        settings = Settings.resolve({})
+
+        def records():
+            return read_fleet(source, settings).records
+
+        def record_of(pid):
+            found = [r for r in records() if r["pid"] == pid]
+            return found[0] if found else None
+
+        def workers_recorded(pid):
+            record = record_of(pid)
+            return record is not None and sorted(w["pid"] for w in record["workers"])
+
+        wait_until(
+            lambda: workers_recorded(holder) == pids,
+            "the elected process's record with the four processes",
+        )
+
+        os.kill(holder, signal.SIGKILL)
+        successor = wait_until(
+            lambda: (h := started.holder()) not in (None, holder) and h,
+            "a successor holding the lock",
+        )
+        wait_until(lambda: record_of(successor), "the successor's record")
+        # The dead leader's record goes with its lease: one record is left.
+        wait_until(
+            lambda: [r["pid"] for r in records()] == [successor],
+            "only the successor's record",
+            timeout=30,
+        )
+    finally:
+        started.stop()
