@@ -302,7 +302,8 @@ class Settings:
     )
     fleet: bool = _setting(
         True,
-        "etcd: the Gunicorn master keeps a record of itself and its workers under "
+        "etcd: the publishing process (the Gunicorn master, Celery's parent, the "
+        "process peers elect) keeps a record of itself and its workers under "
         "`/hotcfg/fleet/` for `hotcfg status --fleet`",
     )
     fleet_ttl_ms: float = _setting(
