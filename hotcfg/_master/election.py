@@ -247,17 +247,25 @@ def hinter(
     buffer: Callable[[], layout.Buffer],
     reap: Callable[[layout.Buffer], object],
     signum: int | None,
+    wake: Callable[[int], bool] | None = None,
 ) -> Callable[[], None]:
     """The publisher's ``notify``: clear the entries of peers that are gone,
-    then send ``signum`` to each pid the worker table lists (this process's
-    own included: its applier takes it like any peer's). Never a group."""
+    then wake each process the worker table lists (this process's own
+    included: its applier takes it like any peer's). Never a group.
+
+    A slot whose reader bound a wake-up socket (``wake(slot)`` is True:
+    ``_worker.wake``, readers that may be in another PID namespace) gets one
+    byte there and no signal, since its pid may name another process here;
+    every other slot gets ``signum`` at its pid."""
 
     def notify() -> None:
         buf = buffer()
         reap(buf)
-        if signum is None:
-            return
         for record in layout.read_workers(buf):
+            if wake is not None and wake(record.slot):
+                continue
+            if signum is None:
+                continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(record.pid, signum)
 
