@@ -55,4 +55,5 @@ def test_a_stale_socket_is_replaced_and_nothing_else_is_removed(tmp_path):
         f.write("not a socket")
     with pytest.raises(OSError):
         wake.WakeSocket(other)
-    assert open(other).read() == "not a socket"
+    with open(other) as f:
+        assert f.read() == "not a socket"
