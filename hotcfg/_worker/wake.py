@@ -72,13 +72,11 @@ class WakeSocket:
         send = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             with _address(path) as address:
-                # The directory is private (0700); the mode is set anyway,
-                # as for every file hotcfg leaves there.
-                old = os.umask(0o177)
-                try:
-                    receive.bind(address)
-                finally:
-                    os.umask(old)
+                receive.bind(address)
+                # The directory is private (0700); the mode is set anyway, as
+                # for every file hotcfg leaves there (a umask is the whole
+                # process's, and other threads may be creating files).
+                os.chmod(address, 0o600)
                 send.connect(address)
             send.setblocking(False)
         except BaseException:

@@ -10,7 +10,9 @@ serves ``GET /`` (``"<generation> <value>"``) on a free 127.0.0.1 port, and
 writes ``OUT/ready-INDEX`` (``"<pid> <port>"``, the pid as its own PID
 namespace sees it) once all that runs. Between requests it is idle: only the
 applier, woken by the agent, switches it. With ``AGENT_READER_NO_POLL=1``
-the applier's safety poll is off, so nothing but a wake-up switches it.
+the applier's safety poll is off, so nothing but a wake-up switches it; with
+``AGENT_READER_NO_SOCKET=1`` it binds no wake-up socket, so only that poll
+does (benchmarks/agent_wakeup.py).
 """
 
 import http.server
@@ -23,7 +25,7 @@ from hotcfg import _runtime
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 (the stdlib's name)
+    def do_GET(self):
         now = hotcfg.snapshot()
         body = f"{now.generation} {now['value']}".encode()
         self.send_response(200)
@@ -31,7 +33,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # noqa: A002 (the stdlib's name)
+    def log_message(self, format, *args):
         pass
 
 
@@ -39,6 +41,12 @@ def main():
     out, index = sys.argv[1], sys.argv[2]
     if os.environ.get("AGENT_READER_NO_POLL"):
         _runtime.PEER_POLL_S = 3600.0
+    if os.environ.get("AGENT_READER_NO_SOCKET"):
+        # As if the socket could not be bound: the safety poll alone.
+        def refused(path):
+            raise OSError(f"{path}: refused for this run")
+
+        _runtime.WakeSocket = refused
 
     def changed(old, new):
         with open(os.path.join(out, f"gen-{index}"), "a") as f:

@@ -16,7 +16,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -81,8 +80,13 @@ class Deployment:
         return agent
 
     def reader_argv(self, index):
-        return [sys.executable, "-m", "tests.apps.agent_reader", str(self.out),
-                str(index)]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "tests.apps.agent_reader",
+            str(self.out),
+            str(index),
+        ]
 
     def start_readers(self, n=READERS):
         return [self.start(self.reader_argv(i), HOTCFG_PEERS="read") for i in range(n)]
@@ -107,8 +111,15 @@ class Deployment:
 
     def status(self):
         out = subprocess.run(
-            [sys.executable, "-m", "hotcfg", "status", "--json", "--dir",
-             str(self.segment_dir)],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "hotcfg",
+                "status",
+                "--json",
+                "--dir",
+                str(self.segment_dir),
+            ],
             env=self.env,
             capture_output=True,
             text=True,
@@ -219,9 +230,13 @@ def test_a_reader_without_an_agent_raises_not_configured_after_its_wait(tmp_path
     )
     (tmp_path / "c.yaml").write_text("value: 1\n")
     out = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True,
-        timeout=30, check=False,
-    )  # fmt: skip
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("refused: HOTCFG_PEERS=read: no hotcfg agent")
     # It never published: no segment, no watcher, nothing locked.
@@ -275,12 +290,18 @@ def test_readers_in_another_pid_namespace_are_woken_by_their_socket(deployment):
     agent = d.start_agent()
     # The readers in a PID namespace of their own; their safety poll off, so
     # that only a wake-up can switch them while idle.
-    launch = " & ".join(
-        " ".join(d.reader_argv(i)) for i in range(READERS)
-    ) + " & wait"
+    launch = " & ".join(" ".join(d.reader_argv(i)) for i in range(READERS)) + " & wait"
     ns = d.start(
-        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
-         "sh", "-c", launch],  # fmt: skip
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "sh",
+            "-c",
+            launch,
+        ],
         HOTCFG_PEERS="read",
         AGENT_READER_NO_POLL="1",
     )

@@ -53,7 +53,7 @@ def test_a_stale_socket_is_replaced_and_nothing_else_is_removed(tmp_path):
     other = wake.socket_path(str(tmp_path / "svc"), 1)
     with open(other, "w") as f:
         f.write("not a socket")
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="Address already in use"):
         wake.WakeSocket(other)
     with open(other) as f:
         assert f.read() == "not a socket"
