@@ -336,3 +336,70 @@ def _epoch(iso):
     from datetime import datetime
 
     return datetime.fromisoformat(iso).timestamp()
+
+
+def _shipped_settings(kit):
+    """The agent's and the app's ``HOTCFG_*`` settings as the shipped files
+    give them (ops/systemd, ops/kubernetes), and the directory that exists
+    before either starts (systemd's RuntimeDirectory, the emptyDir)."""
+    from tests.unit.test_ops_agent import environment, pod_parts, unit_environment
+
+    if kit == "systemd":
+        agent = unit_environment()
+        # The app's unit: the same settings, and HOTCFG_PEERS=read
+        # (ops/systemd/hotcfg-agent.service's header).
+        app = dict(agent, HOTCFG_PEERS="read")
+        return agent, app, "/run/app", 0o700
+    spec, maps, agent_c, app_c = pod_parts()
+    (volume,) = [v for v in spec["volumes"] if "emptyDir" in v]
+    (mount,) = [m for m in app_c["volumeMounts"] if m["name"] == volume["name"]]
+    # An emptyDir is world-writable; hotcfg makes its directory inside.
+    return (
+        environment(agent_c, maps),
+        environment(app_c, maps),
+        mount["mountPath"],
+        0o777,
+    )
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("kit", ["systemd", "kubernetes"])
+def test_the_shipped_files_settings_run_an_agent_and_its_readers(deployment, kit):
+    import socket
+
+    d = deployment
+    agent_env, app_env, premade, mode = _shipped_settings(kit)
+    root = d.out.parent / "root"
+
+    def here(path):
+        return str(root / path.lstrip("/"))
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for env in (agent_env, app_env):
+        env["HOTCFG_SOURCE"] = here(env["HOTCFG_SOURCE"])
+        env["HOTCFG_SEGMENT_DIR"] = here(env["HOTCFG_SEGMENT_DIR"])
+        if "HOTCFG_METRICS" in env:
+            env["HOTCFG_METRICS"] = f"127.0.0.1:{port}"
+    Path(here(premade)).mkdir(parents=True)
+    os.chmod(here(premade), mode)
+    source = Path(agent_env["HOTCFG_SOURCE"])
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("value: 1\n")
+    d.config, d.segment_dir = source, Path(agent_env["HOTCFG_SEGMENT_DIR"])
+
+    agent = d.start([sys.executable, "-m", "hotcfg", "agent"], **agent_env)
+    wait_until(lambda: d.holder() == agent.pid, "the agent holding the lock")
+    for i in range(2):
+        d.start(d.reader_argv(i), **app_env)
+    d.ready(2)
+    write_atomic(source, "value: 2\n")
+    d.all_at(2, n=2)
+    if "HOTCFG_METRICS" in agent_env:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/metrics", timeout=10
+        ) as r:
+            assert b"hotcfg_" in r.read()
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
