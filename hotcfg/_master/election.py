@@ -49,6 +49,7 @@ from .._segment import layout
 from .._segment.shm import SUFFIX as SEGMENT_SUFFIX
 from .._segment.shm import _check_owned_file, remove_if_unused
 from .._settings import Settings
+from .._worker.wake import INFIX as WAKE_INFIX
 from .claim import DEFAULT_NAME, _read_pid, _still_named, _write_pid
 
 _logger = logging.getLogger(__name__)
@@ -284,6 +285,12 @@ def remove_dead_services(directory: str, name: str, *, keep: str) -> list[str]:
                 continue
             if not remove_if_unused(base + SEGMENT_SUFFIX):
                 continue  # mapped: its peers are electing a new publisher
+            # The wake-up sockets of its readers (``_worker.wake``) first.
+            stem = os.path.basename(base) + WAKE_INFIX
+            for other in entries:
+                if other.startswith(stem) and other[len(stem) :].isdigit():
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(directory, other))
             for suffix in (".sock", ".slots", LOCK_SUFFIX):
                 with contextlib.suppress(OSError):
                     os.unlink(base + suffix)

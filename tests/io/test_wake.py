@@ -57,3 +57,23 @@ def test_a_stale_socket_is_replaced_and_nothing_else_is_removed(tmp_path):
         wake.WakeSocket(other)
     with open(other) as f:
         assert f.read() == "not a socket"
+
+
+def test_a_dead_services_wake_up_sockets_go_with_its_files(tmp_path):
+    from hotcfg._master import election
+
+    directory = tmp_path / "seg"
+    directory.mkdir(mode=0o700)
+    dead = str(directory / "svc-peers-dead0000")
+    for suffix in (".publisher", ".slots"):
+        with open(dead + suffix, "w"):
+            pass
+        os.chmod(dead + suffix, 0o600)
+    for slot in (0, 7):
+        bound = wake.WakeSocket(wake.socket_path(dead, slot))
+        bound.receive.close()
+        bound.send.close()
+    keep = str(directory / "svc-peers-live0000")
+    removed = election.remove_dead_services(str(directory), "svc", keep=keep)
+    assert removed == [dead]
+    assert os.listdir(directory) == []
