@@ -9,6 +9,8 @@ history``, ``diff``, ``rollback``), the history, the metrics
 (``HOTCFG_METRICS``) and, for an etcd source, the fleet record. It runs until
 SIGTERM or SIGINT, then stops cleanly (exit 0); the readers keep the
 segment mapped and serve its last content until the next agent publishes.
+SIGHUP reads the source again and publishes what it holds, even after a
+rollback, as a Gunicorn master's HUP does (``systemctl reload``).
 
 The publisher's modules are imported when the command runs (the CLI's
 other commands must not pay for them).
@@ -25,21 +27,28 @@ from types import FrameType
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    """Publish until SIGTERM or SIGINT; 0 after a clean stop."""
+    """Publish until SIGTERM or SIGINT (SIGHUP: read the source again);
+    0 after a clean stop."""
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
         format="%(asctime)s hotcfg-agent[%(process)d] %(levelname)s %(message)s",
     )
     stop = threading.Event()
+    reload = threading.Event()
+    wake = threading.Event()  # either of the two: the main loop looks
 
     def stopping(signum: int, frame: FrameType | None) -> None:
         stop.set()
+        wake.set()
 
-    previous = {
-        signum: signal.signal(signum, stopping)
-        for signum in (signal.SIGTERM, signal.SIGINT)
-    }
+    def reloading(signum: int, frame: FrameType | None) -> None:
+        reload.set()
+        wake.set()
+
+    handlers = {signal.SIGTERM: stopping, signal.SIGINT: stopping}
+    handlers[signal.SIGHUP] = reloading
+    previous = {signum: signal.signal(signum, h) for signum, h in handlers.items()}
     from .. import _runtime
 
     log = logging.getLogger("hotcfg.agent")
@@ -52,8 +61,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
                 publisher.segment.path,
                 publisher.generation,
             )
-            while not stop.wait(3600.0):
-                pass
+            while not stop.is_set():
+                wake.wait(3600.0)
+                wake.clear()
+                if reload.is_set() and not stop.is_set():
+                    reload.clear()
+                    log.info("SIGHUP: reading %s again", publisher.settings.source)
+                    # The watcher's thread reads (a validator may take long).
+                    publisher.request_publish()
     finally:
         _runtime.shutdown()
         for signum, handler in previous.items():

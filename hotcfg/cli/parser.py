@@ -193,7 +193,8 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "record. The app's processes run with HOTCFG_PEERS=read and the same\n"
         "HOTCFG_* settings: they never publish, and wake by a socket in the\n"
         "segment directory (they may be in another PID namespace: a\n"
-        "Kubernetes sidecar). Logs to stderr; runs until SIGTERM or SIGINT.",
+        "Kubernetes sidecar). Logs to stderr; runs until SIGTERM or SIGINT;\n"
+        "SIGHUP reads the source again (even after a rollback).",
         "HOTCFG_SOURCE=/etc/app/config.yaml HOTCFG_NAME=app hotcfg agent",
         "0 stopped by SIGTERM or SIGINT; 78 the source or a setting is\n"
         "invalid at start; 1 HOTCFG_SOURCE is not set.",

@@ -403,3 +403,64 @@ def test_the_shipped_files_settings_run_an_agent_and_its_readers(deployment, kit
             assert b"hotcfg_" in r.read()
     agent.send_signal(signal.SIGTERM)
     assert agent.wait(timeout=30) == 0
+
+
+def _hotcfg(d, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "hotcfg", *args, "--dir", str(d.segment_dir)],
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(90)
+def test_the_agents_control_socket_rolls_back_and_hup_reads_the_source(deployment):
+    d = deployment
+    agent = d.start_agent()
+    write_atomic(d.config, "value: 2\n")
+    wait_until(lambda: d.status()["generation"] == 2, "generation 2")
+
+    history = _hotcfg(d, "history", "--json")
+    assert history.returncode == 0, history.stderr
+    rollback = _hotcfg(d, "rollback")
+    assert rollback.returncode == 0, rollback.stderr
+    assert d.status()["generation"] == 3
+    assert _hotcfg(d, "get", "value").stdout.strip() == "1"
+
+    # HUP: what the source holds, even after the rollback.
+    agent.send_signal(signal.SIGHUP)
+    wait_until(lambda: d.status()["generation"] == 4, "generation 4 after HUP")
+    assert _hotcfg(d, "get", "value").stdout.strip() == "2"
+    assert agent.poll() is None
+    agent.send_signal(signal.SIGINT)
+    assert agent.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("source", "code", "said"),
+    [(None, 1, "needs HOTCFG_SOURCE"), ("value: [\n", 78, "")],
+    ids=["no-source", "bad-source"],
+)
+def test_the_agent_refuses_to_start_without_a_good_source(
+    deployment, source, code, said
+):
+    d = deployment
+    env = dict(d.env)
+    if source is None:
+        del env["HOTCFG_SOURCE"]
+    else:
+        d.config.write_text(source)
+    out = subprocess.run(
+        [sys.executable, "-m", "hotcfg", "agent"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == code, out.stderr
+    assert said in out.stderr
+    assert d.holder() is None
