@@ -442,6 +442,7 @@ def shutdown() -> None:
     wake, _wake = _wake, None
     if wake is not None:
         wake.unlink()
+        wake.close()
     removed = False
     if _publisher is not None:
         path = _publisher.segment.path
@@ -594,20 +595,22 @@ def _read_only(cfg: Settings) -> None:
     slots = WorkerSlots(base + SLOTS_SUFFIX)
     slot = slots.claim(view.buffer)
     _slots, _slot = slots, slot
+    # The socket even without an applier (``HOTCFG_APPLIER=off``): a slot
+    # with one gets no signal, which in another PID namespace could reach an
+    # unrelated process; unread, its queue fills and the agent stops there.
+    if slot is not None:
+        try:
+            _wake = WakeSocket(wake_socket_path(base, slot))
+        except OSError as exc:
+            _logger.warning(
+                "hotcfg: no wake-up socket for slot %d (%s): switching within "
+                "%g s of a publish, or at the next request",
+                slot,
+                exc,
+                PEER_POLL_S,
+            )
     if cfg.applier:
-        channel = None
-        if slot is not None:
-            try:
-                _wake = WakeSocket(wake_socket_path(base, slot))
-                channel = (_wake.receive, _wake.send)
-            except OSError as exc:
-                _logger.warning(
-                    "hotcfg: no wake-up socket for slot %d (%s): switching "
-                    "within %g s of a publish, or at the next request",
-                    slot,
-                    exc,
-                    PEER_POLL_S,
-                )
+        channel = None if _wake is None else (_wake.receive, _wake.send)
         _applier = Applier(_apply_latest, poll_s=PEER_POLL_S, channel=channel).start()
     # After the slot and its socket: a publish before this read is read now.
     _reader = Reader(view, slot=slot, callbacks=_callbacks)

@@ -92,6 +92,11 @@ class WakeSocket:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
 
+    def close(self) -> None:
+        """Close both ends (after the applier that used them stopped)."""
+        self.receive.close()
+        self.send.close()
+
 
 def _remove_stale(path: str) -> None:
     """A socket left by a process that held the slot before: only a socket

@@ -77,7 +77,30 @@ class Deployment:
     def start_agent(self):
         agent = self.start([sys.executable, "-m", "hotcfg", "agent"])
         wait_until(lambda: self.holder() == agent.pid, "the agent holding the lock")
+        # Published (the lock comes first): a change written from now on is
+        # a new generation, not the agent's first read.
+        wait_until(lambda: self.published_by(agent.pid), "the agent's first publish")
         return agent
+
+    def published_by(self, pid):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hotcfg",
+                "status",
+                "--json",
+                "--dir",
+                str(self.segment_dir),
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        services = json.loads(out.stdout or "[]") if out.returncode == 0 else []
+        return any(s["master_pid"] == pid and s["generation"] >= 1 for s in services)
 
     def reader_argv(self, index):
         return [
@@ -427,7 +450,7 @@ def test_the_agents_control_socket_rolls_back_and_hup_reads_the_source(deploymen
     assert history.returncode == 0, history.stderr
     rollback = _hotcfg(d, "rollback")
     assert rollback.returncode == 0, rollback.stderr
-    assert d.status()["generation"] == 3
+    wait_until(lambda: d.status()["generation"] == 3, "generation 3, the rollback")
     assert _hotcfg(d, "get", "value").stdout.strip() == "1"
 
     # HUP: what the source holds, even after the rollback.
