@@ -205,6 +205,8 @@ def test_agent_publishes_for_readers_and_a_restarted_agent_is_followed(deploymen
     status = d.status()
     assert (status["role"], status["master_pid"]) == ("agent", agent.pid)
     assert sorted(w["pid"] for w in status["workers"]) == pids
+    shown = _hotcfg(d, "status").stdout
+    assert f"agent       pid {agent.pid} (running), hotcfg agent" in shown
 
     # A change reaches every idle reader (no request is made to them).
     write_atomic(d.config, "value: 2\n")

@@ -5,7 +5,7 @@ mounted at the segment directory in both, one ``HOTCFG_NAME``, no shared
 PID namespace); the systemd unit passes ``systemd-analyze verify`` where
 that command runs, else a structural check of its sections and keys.
 tests/process/test_agent.py runs an agent and readers with both files'
-settings."""
+settings. And `HOTCFG_PEERS=read` is a setting as any other."""
 
 import configparser
 import shutil
@@ -150,3 +150,13 @@ def test_the_operations_page_shows_the_shipped_files_as_they_are():
     page = (ROOT / "docs" / "operations" / "agent.md").read_text()
     for path in (UNIT, POD):
         assert path.read_text().rstrip("\n") in page, f"{path.name} differs"
+
+
+def test_peers_read_is_a_setting_like_the_others():
+    from hotcfg._errors import ConfigError
+    from hotcfg._settings import Settings
+
+    assert Settings.resolve({"HOTCFG_PEERS": " Read "}).peers == "read"
+    assert Settings.resolve({}, peers="read").peers == "read"
+    with pytest.raises(ConfigError, match="HOTCFG_PEERS"):
+        Settings.resolve({"HOTCFG_PEERS": "readonly"})
