@@ -210,6 +210,8 @@ def test_agent_publishes_for_readers_and_a_restarted_agent_is_followed(deploymen
 
     # A change reaches every idle reader (no request is made to them).
     write_atomic(d.config, "value: 2\n")
+    waited = _hotcfg(d, "wait")  # the deploy step: until every reader applied
+    assert waited.returncode == 0, waited.stderr
     d.all_at(2)
 
     # The agent stops: the readers keep serving the last good config, none
