@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ConfigError, HotcfgError, NotConfiguredError, SegmentError
 from ._segment import layout
 from ._segment.layout import (
+    ROLE_AGENT,
     ROLE_ELECTED_PEER,
     ROLE_GUNICORN_MASTER,
     ROLE_GUNICORN_WORKER,
@@ -67,6 +68,8 @@ from ._segment.snapshot import Snapshot
 from ._settings import Settings
 from ._worker.applier import Applier, mode_for
 from ._worker.reader import ChangeCallbacks, Reader
+from ._worker.wake import WakeSocket
+from ._worker.wake import socket_path as wake_socket_path
 
 if TYPE_CHECKING:
     from ._master.election import Election
@@ -85,6 +88,8 @@ _callbacks = ChangeCallbacks()
 _election: Election | None = None
 _slots: WorkerSlots | None = None
 _slot: int | None = None
+# A reader that only reads (``HOTCFG_PEERS=read``): its wake-up socket.
+_wake: WakeSocket | None = None
 _isolation = 0  # depth of isolated(): peers never start inside it
 #: How long a peer waits for the elected process to publish its first
 #: generation (it reads the source and runs the validators first).
@@ -93,6 +98,10 @@ JOIN_TIMEOUT_S = 60.0
 #: sent before its handler was in place, or from a thread that could not
 #: install one (a generation check when nothing changed).
 PEER_POLL_S = 1.0
+#: How long a process under ``HOTCFG_PEERS=read`` waits at its first read
+#: for the agent's segment (the agent may start after the app, or be reading
+#: a slow source); then its read raises :class:`NotConfiguredError`.
+AGENT_WAIT_S = 30.0
 # The snapshot pinned for the current request (or context); set and read
 # by ``_api``'s pinning functions.
 _pinned: contextvars.ContextVar[Snapshot | None] = contextvars.ContextVar(
@@ -412,12 +421,12 @@ def forget_worker(slot: int) -> None:
 def shutdown() -> None:
     """Stop the applier, stop watching and remove the segment (the creating
     process only; among peers, the last process that maps it)."""
-    global _applier, _election, _reader
+    global _applier, _election, _reader, _slots, _slot, _wake
     applier, _applier = _applier, None
     if applier is not None:
         applier.close()
     election, _election = _election, None
-    if election is None:
+    if election is None and _slots is None:
         if _publisher is not None:
             _publisher.close()
         return
@@ -429,12 +438,17 @@ def shutdown() -> None:
         current.close()
     if _slots is not None and _slot is not None:
         _slots.release(_slot)
+    _slots, _slot = None, None
+    wake, _wake = _wake, None
+    if wake is not None:
+        wake.unlink()
+        wake.close()
     removed = False
     if _publisher is not None:
         path = _publisher.segment.path
         _publisher.close()
         removed = not os.path.lexists(path)
-    elif election.leading or election.try_lead():
+    elif election is not None and (election.leading or election.try_lead()):
         # The publisher is gone and this process holds the lock (its
         # thread won it, or it was free): the last one out removes the
         # segment, the dead publisher's socket name and the lock files.
@@ -442,7 +456,8 @@ def shutdown() -> None:
         if removed:
             with contextlib.suppress(OSError):
                 os.unlink(election.base + ".sock")
-    election.release(remove=removed)
+    if election is not None:
+        election.release(remove=removed)
 
 
 def reader() -> Reader:
@@ -456,6 +471,10 @@ def reader() -> Reader:
             role = None
             if _publisher is None:
                 cfg = settings()
+                if cfg.peers == "read" and _isolation == 0:
+                    _read_only(cfg)
+                    assert _reader is not None
+                    return _reader
                 peers = cfg.peers == "auto" and cfg.source is not None
                 peers = peers and _isolation == 0
                 # Lazily: only where hotcfg starts without a Gunicorn master.
@@ -531,6 +550,117 @@ def _join_peers(cfg: Settings, role: int) -> None:
         election.wait_to_lead(lambda: _take_over(cfg, election, slots, role))
 
 
+def _read_only(cfg: Settings) -> None:
+    """``HOTCFG_PEERS=read``: read what this service's agent publishes
+    (``hotcfg agent``), never publish nor take over. Wait for its segment up
+    to :data:`AGENT_WAIT_S`, claim a worker-table slot, and bind the slot's
+    wake-up socket (``_worker.wake``): the agent may be in another PID
+    namespace, where a signal cannot reach this process. Called with
+    ``_lock`` held.
+
+    Raises:
+        NotConfiguredError: no source is set (it names the segment), or no
+            agent published within :data:`AGENT_WAIT_S`; the next read
+            tries again. Failing loudly is what a deployment wants: an app
+            that started on nothing (or on defaults) would hide a missing
+            agent until its first request that needs the config.
+    """
+    global _reader, _slots, _slot, _wake, _applier
+    if cfg.source is None:
+        raise NotConfiguredError(
+            "HOTCFG_PEERS=read needs HOTCFG_SOURCE, set as the agent's: with the "
+            "other publishing settings it names the segment to read"
+        )
+    # Where the files are named only: no publisher is built here.
+    from ._master.election import service_base
+
+    base = service_base(cfg)
+    ensure_private_dir(os.path.dirname(base))
+    path = base + SEGMENT_SUFFIX
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        view = SegmentView.open_shared(path)
+        if view is not None:
+            if layout.read_role(view.buffer) != layout.ROLE_UNKNOWN:
+                break
+            view.close()  # the agent is still starting
+        if time.monotonic() > deadline:
+            raise NotConfiguredError(
+                f"HOTCFG_PEERS=read: no hotcfg agent has published into {path} "
+                f"within {AGENT_WAIT_S:g} s; run `hotcfg agent` with the same "
+                "HOTCFG_SOURCE, HOTCFG_NAME, HOTCFG_SEGMENT_DIR and publishing "
+                "settings, as the same user"
+            )
+        time.sleep(0.02)
+    slots = WorkerSlots(base + SLOTS_SUFFIX)
+    slot = slots.claim(view.buffer)
+    _slots, _slot = slots, slot
+    # The socket even without an applier (``HOTCFG_APPLIER=off``): a slot
+    # with one gets no signal, which in another PID namespace could reach an
+    # unrelated process; unread, its queue fills and the agent stops there.
+    if slot is not None:
+        try:
+            _wake = WakeSocket(wake_socket_path(base, slot))
+        except OSError as exc:
+            _logger.warning(
+                "hotcfg: no wake-up socket for slot %d (%s): switching within "
+                "%g s of a publish, or at the next request",
+                slot,
+                exc,
+                PEER_POLL_S,
+            )
+    if cfg.applier:
+        channel = None if _wake is None else (_wake.receive, _wake.send)
+        _applier = Applier(_apply_latest, poll_s=PEER_POLL_S, channel=channel).start()
+    # After the slot and its socket: a publish before this read is read now.
+    _reader = Reader(view, slot=slot, callbacks=_callbacks)
+
+
+def run_agent(stop: threading.Event) -> Publisher | None:
+    """``hotcfg agent``: publish for this service's processes, which only
+    read (``HOTCFG_PEERS=read``), holding the service's publisher lock. If
+    another process holds it (an agent still stopping), wait for it until
+    ``stop`` is set (then None). The publisher watches, serves the control
+    socket, the metrics and, for etcd, the fleet record until
+    :func:`shutdown`.
+
+    Raises:
+        NotConfiguredError: no ``HOTCFG_SOURCE``.
+        ConfigError: the source is bad and nothing is live yet (as a master).
+    """
+    global _election, _slots
+    cfg = settings()
+    if cfg.source is None:
+        raise NotConfiguredError("hotcfg agent needs HOTCFG_SOURCE")
+    from ._master.election import Election, service_base
+
+    base = service_base(cfg)
+    ensure_private_dir(os.path.dirname(base))
+    election = Election(base)
+    said = False
+    while not election.try_lead():
+        if not said:
+            _logger.warning(
+                "hotcfg: pid %s publishes for this service; waiting for it to stop",
+                election.holder() or "unknown",
+            )
+            said = True
+        if stop.wait(0.2):
+            election.release()
+            return None
+    slots = WorkerSlots(base + SLOTS_SUFFIX)
+    with _lock:
+        try:
+            publisher = _lead(cfg, election, slots, ROLE_AGENT)
+        except BaseException:
+            election.release()
+            raise
+        _election, _slots = election, slots
+    keep_fleet_record()
+    publisher.notify()  # readers that kept the last content meanwhile look once
+    return publisher
+
+
 def _lead(
     cfg: Settings, election: Election, slots: WorkerSlots, role: int
 ) -> Publisher:
@@ -548,6 +678,7 @@ def _lead(
     from ._master import election as _elect
     from ._master.publisher import Publisher
     from ._sources.select import source_for
+    from ._worker.wake import Sender
 
     source = source_for(cfg)
     directory, token = os.path.split(election.base)
@@ -570,7 +701,10 @@ def _lead(
         raise
     publisher.set_role(role)
     publisher.notify = _elect.hinter(
-        lambda: publisher.segment.buffer, slots.reap, cfg.hint_signal
+        lambda: publisher.segment.buffer,
+        slots.reap,
+        cfg.hint_signal,
+        Sender(election.base),
     )
     _publisher = publisher
     # The socket's name is the segment's: a dead leader's is in the way.
@@ -689,12 +823,12 @@ def isolated(cfg: Settings | None) -> Iterator[None]:
 
 
 def _reset_lock_in_child() -> None:
-    global _lock, _applier, _election, _slot
+    global _lock, _applier, _election, _slot, _slots, _wake
     _lock = threading.RLock()
     _applier = None  # its thread did not cross the fork (``_worker.applier``)
     # The election's lock and the slot are the parent's (``_master.election``,
     # ``_segment.slots``): the child forgets them.
-    _election, _slot = None, None
+    _election, _slot, _slots, _wake = None, None, None, None
 
 
 os.register_at_fork(after_in_child=_reset_lock_in_child)

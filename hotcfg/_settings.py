@@ -69,7 +69,7 @@ from ._sources.locations import (
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 WATCH_MODES = ("auto", "events", "poll")
-PEERS_MODES = ("auto", "off")
+PEERS_MODES = ("auto", "off", "read")
 
 
 def parse_signal(value: str) -> int | None:
@@ -259,7 +259,10 @@ class Settings:
         "Hypercorn, a `multiprocessing` pool) elect one publisher per service and "
         "host and share its segment, and another takes over when it dies (`off`: "
         "each process publishes for itself alone; see [frameworks]"
-        "(../guide/frameworks.md#uvicorn-hypercorn-and-multiprocessing))",
+        "(../guide/frameworks.md#uvicorn-hypercorn-and-multiprocessing); `read`: "
+        "never publish, only read what a `hotcfg agent` with the same settings "
+        "publishes, waiting up to 30 s for it at the first read, see "
+        "[agent](../operations/agent.md))",
     )
     history: int = _setting(
         10,

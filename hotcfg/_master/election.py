@@ -49,6 +49,7 @@ from .._segment import layout
 from .._segment.shm import SUFFIX as SEGMENT_SUFFIX
 from .._segment.shm import _check_owned_file, remove_if_unused
 from .._settings import Settings
+from .._worker.wake import INFIX as WAKE_INFIX
 from .claim import DEFAULT_NAME, _read_pid, _still_named, _write_pid
 
 _logger = logging.getLogger(__name__)
@@ -284,6 +285,12 @@ def remove_dead_services(directory: str, name: str, *, keep: str) -> list[str]:
                 continue
             if not remove_if_unused(base + SEGMENT_SUFFIX):
                 continue  # mapped: its peers are electing a new publisher
+            # The wake-up sockets of its readers (``_worker.wake``) first.
+            stem = os.path.basename(base) + WAKE_INFIX
+            for other in entries:
+                if other.startswith(stem) and other[len(stem) :].isdigit():
+                    with contextlib.suppress(OSError):
+                        os.unlink(os.path.join(directory, other))
             for suffix in (".sock", ".slots", LOCK_SUFFIX):
                 with contextlib.suppress(OSError):
                     os.unlink(base + suffix)
@@ -299,17 +306,25 @@ def hinter(
     buffer: Callable[[], layout.Buffer],
     reap: Callable[[layout.Buffer], object],
     signum: int | None,
+    wake: Callable[[int], bool] | None = None,
 ) -> Callable[[], None]:
     """The publisher's ``notify``: clear the entries of peers that are gone,
-    then send ``signum`` to each pid the worker table lists (this process's
-    own included: its applier takes it like any peer's). Never a group."""
+    then wake each process the worker table lists (this process's own
+    included: its applier takes it like any peer's). Never a group.
+
+    A slot whose reader bound a wake-up socket (``wake(slot)`` is True:
+    ``_worker.wake``, readers that may be in another PID namespace) gets one
+    byte there and no signal, since its pid may name another process here;
+    every other slot gets ``signum`` at its pid."""
 
     def notify() -> None:
         buf = buffer()
         reap(buf)
-        if signum is None:
-            return
         for record in layout.read_workers(buf):
+            if wake is not None and wake(record.slot):
+                continue
+            if signum is None:
+                continue
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(record.pid, signum)
 

@@ -131,15 +131,16 @@ VALIDATOR_MAX_BYTES = 256
 #: Gunicorn master, a standalone process, a Gunicorn worker whose master did
 #: not set hotcfg up (standalone, or elected among its siblings), the
 #: process its peers elected (uvicorn's or Hypercorn's workers, a
-#: ``multiprocessing`` pool: ``_master.election``), or the parent of a
-#: Celery worker's pool (``integrations.celery``). A reader that does not
-#: know a role shows ``unknown``.
+#: ``multiprocessing`` pool: ``_master.election``), the parent of a Celery
+#: worker's pool (``integrations.celery``), or ``hotcfg agent``. A reader
+#: that does not know a role shows ``unknown``.
 ROLE_UNKNOWN = 0
 ROLE_GUNICORN_MASTER = 1
 ROLE_STANDALONE = 2
 ROLE_GUNICORN_WORKER = 3
 ROLE_ELECTED_PEER = 4
 ROLE_CELERY_PARENT = 5
+ROLE_AGENT = 6
 ROLES = {
     ROLE_UNKNOWN: "unknown",
     ROLE_GUNICORN_MASTER: "gunicorn-master",
@@ -147,6 +148,7 @@ ROLES = {
     ROLE_GUNICORN_WORKER: "gunicorn-worker",
     ROLE_ELECTED_PEER: "elected-peer",
     ROLE_CELERY_PARENT: "celery-parent",
+    ROLE_AGENT: "agent",
 }
 _ROLE_OFFSET = 2304
 _WRITER_PID_OFFSET = 60

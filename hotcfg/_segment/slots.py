@@ -61,6 +61,9 @@ class WorkerSlots:
         self.path = path
         self._fd: int | None = fd
         self._owner_pid = os.getpid()
+        # The slots this process claimed: a pid alone does not say it (a
+        # reader in another PID namespace may have this process's number).
+        self._mine: set[int] = set()
         _LIVE.add(self)
 
     def _try(self, slot: int) -> bool:
@@ -94,6 +97,7 @@ class WorkerSlots:
                 if (slot in taken) != order:
                     continue
                 if self._try(slot):
+                    self._mine.add(slot)
                     _layout.write_worker(
                         buffer, slot, pid=pid, generation=0, applied_at=0.0
                     )
@@ -108,12 +112,11 @@ class WorkerSlots:
         Returns:
             The pids cleared.
         """
-        pid = os.getpid()
         cleared = []
         for record in _layout.read_workers(buffer):
             # This process's own slot would lock again (record locks do
             # not conflict within a process): never ours.
-            if record.pid == pid or not self._try(record.slot):
+            if record.slot in self._mine or not self._try(record.slot):
                 continue
             try:
                 now = _layout.read_workers_slot(buffer, record.slot)
@@ -127,12 +130,14 @@ class WorkerSlots:
     def release(self, slot: int) -> None:
         """Give ``slot`` back (this process's reader closed)."""
         if os.getpid() == self._owner_pid:
+            self._mine.discard(slot)
             self._free(slot)
 
     def _forget_in_child(self) -> None:
         # A child holds none of its parent's record locks; closing its copy
         # of the descriptor drops nothing of the parent's.
         fd, self._fd = self._fd, None
+        self._mine = set()
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -105,6 +105,7 @@ class Applier:
         signum: int | None = None,
         name: str = "hotcfg-applier",
         poll_s: float | None = None,
+        channel: tuple[socket.socket, socket.socket] | None = None,
     ) -> None:
         self._apply = apply
         self._signum = signum  # set: wait for this signal (blocked here first)
@@ -112,7 +113,10 @@ class Applier:
         # may be lost: ``_runtime``), a generation check when nothing changed.
         self._poll_s = poll_s
         self._pid = os.getpid()
-        self._receive, self._send = socket.socketpair()
+        # Set: a receiving socket others can reach too (``_worker.wake``: a
+        # datagram socket bound in the segment directory) and a sender
+        # connected to it; else a private socket pair.
+        self._receive, self._send = channel or socket.socketpair()
         self._send.setblocking(False)
         self._send_fd = self._send.fileno()
         self._closed = False
@@ -165,6 +169,8 @@ class Applier:
             return not self._closed
         except OSError:
             return False  # closed under us
+        # A datagram socket's wake-ups come one per recv: a burst costs a
+        # generation check each (no switch), as cheap as the poll's.
         return bool(data) and not self._closed
 
     def _run(self) -> None:
@@ -189,7 +195,13 @@ class Applier:
         # the receiving socket is closed by the thread's owner only after
         # that, so the thread never reads a descriptor number reused since.
         with contextlib.suppress(OSError):
-            self._send.shutdown(socket.SHUT_WR)
+            if self._send.type == socket.SOCK_DGRAM:
+                # An empty datagram is the end (a shutdown does not reach
+                # a datagram socket's receiver).
+                # (The sender is non-blocking: a full queue wakes it too.)
+                self._send.send(b"")
+            else:
+                self._send.shutdown(socket.SHUT_WR)
         self._send.close()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)

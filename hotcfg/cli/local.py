@@ -185,6 +185,8 @@ def _print_service(r: dict[str, Any]) -> None:
             f"process     pid {r['master_pid']} ({state}), elected by its peers "
             "(each serves; another takes over if it stops)"
         )
+    elif r.get("role") == "agent":
+        print(f"agent       pid {r['master_pid']} ({state}), hotcfg agent")
     elif standalone_only([r]):
         print(f"process     pid {r['master_pid']} ({state}), standalone")
     elif r.get("role") == "celery-parent":

@@ -184,6 +184,21 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "socket; 75 the master is busy or did not answer; 77 access refused;\n"
         "2 usage.",
     ),
+    "agent": (
+        "publish for an app whose processes only read (HOTCFG_PEERS=read)",
+        "Runs the publisher of the service that HOTCFG_SOURCE, HOTCFG_NAME and\n"
+        "HOTCFG_SEGMENT_DIR name, holding its publisher lock, as a Gunicorn\n"
+        "master would: the watcher, the control socket (history, diff,\n"
+        "rollback), the metrics (HOTCFG_METRICS) and, for etcd, the fleet\n"
+        "record. The app's processes run with HOTCFG_PEERS=read and the same\n"
+        "HOTCFG_* settings: they never publish, and wake by a socket in the\n"
+        "segment directory (they may be in another PID namespace: a\n"
+        "Kubernetes sidecar). Logs to stderr; runs until SIGTERM or SIGINT;\n"
+        "SIGHUP reads the source again (even after a rollback).",
+        "HOTCFG_SOURCE=/etc/app/config.yaml HOTCFG_NAME=app hotcfg agent",
+        "0 stopped by SIGTERM or SIGINT; 78 the source or a setting is\n"
+        "invalid at start; 1 HOTCFG_SOURCE is not set.",
+    ),
 }
 
 
@@ -200,6 +215,7 @@ _RUN = {
     "diff": "control:cmd_diff",
     "rollback": "control:cmd_rollback",
     "push": "etcd:cmd_push",
+    "agent": "agent:cmd_agent",
 }
 
 
@@ -283,7 +299,7 @@ def build_parser(
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add_arguments in _ARGUMENTS.items():
         if command is None or name == command:
-            selects = arguments and name not in ("validate", "clean", "push")
+            selects = arguments and name not in ("validate", "clean", "push", "agent")
             p = _subcommand(sub, name, selects=selects)
             if arguments:
                 add_arguments(p)
@@ -391,6 +407,11 @@ def _push_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
 
+def _agent_args(p: argparse.ArgumentParser) -> None:
+    """``agent`` takes its settings from the ``HOTCFG_*`` environment only,
+    as the app's processes do: both sides must name the same service."""
+
+
 #: Each command's own arguments, in the order ``hotcfg --help`` lists them.
 _ARGUMENTS = {
     "validate": _validate_args,
@@ -403,6 +424,7 @@ _ARGUMENTS = {
     "diff": _diff_args,
     "rollback": _rollback_args,
     "push": _push_args,
+    "agent": _agent_args,
 }
 
 

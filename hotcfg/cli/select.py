@@ -227,7 +227,9 @@ def services_phrase(reports: list[dict[str, Any]]) -> str:
 
 def pid_label(report: dict[str, Any]) -> str:
     """What the publishing pid is: a master's, or a process's (standalone,
-    or elected by its peers)."""
+    or elected by its peers), or a ``hotcfg agent``'s."""
+    if report.get("role") == "agent":
+        return "agent pid"
     return (
         "master pid"
         if report.get("role")
