@@ -47,7 +47,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -514,6 +514,11 @@ def _join_peers(cfg: Settings, role: int) -> None:
     ensure_private_dir(os.path.dirname(base))
     election = _elect.Election(base)
     deadline = time.monotonic() + JOIN_TIMEOUT_S
+    # A thread inherits its creator's signal mask. Leading starts the
+    # watcher's, the control socket's and the fleet's threads before the
+    # applier takes the hint signal: blocked from here, none of them can
+    # receive a hint, which would wait for the main thread's next bytecode.
+    unblock = _block_hint_signal(cfg)
     try:
         while True:
             # The slots file is opened only holding the lock or mapping the
@@ -539,11 +544,13 @@ def _join_peers(cfg: Settings, role: int) -> None:
             time.sleep(0.005)
     except BaseException:
         election.release()
+        unblock()
         raise
     _election, _slots = election, slots
     # The applier first, so that a hint sent once the slot names this pid
     # finds it; the reader's first refresh follows the slot.
     _start_peer_applier(cfg)
+    unblock()
     _slot = slots.claim(view.buffer)
     _reader = Reader(view, slot=_slot, callbacks=_callbacks)
     if not election.leading:
@@ -728,6 +735,9 @@ def _take_over(
     """The election thread, once the lock is this process's: the leader
     died or stopped. The readers keep their mapping of the same segment."""
     started = time.monotonic()
+    # This thread only takes over: the threads leading starts inherit its
+    # mask, so none of them takes a hint meant for the applier.
+    _block_hint_signal(cfg)
     with _lock:
         if _election is not election or _publisher is not None:
             return  # this process is stopping, or publishes already
@@ -768,6 +778,23 @@ def _warn_no_handler(signum: int) -> None:
         os.getpid(),
         signal.Signals(signum).name,
     )
+
+
+def _block_hint_signal(cfg: Settings) -> Callable[[], None]:
+    """Block the hint signal in this thread; the callable returned unblocks
+    it again unless the applier took it (``sigwait`` needs it blocked, and
+    the applier blocked it itself) or it was blocked before."""
+    signum = cfg.hint_signal
+    if signum is None or not cfg.applier:
+        return lambda: None
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signum})
+
+    def unblock() -> None:
+        taken = _applier is not None and _applier.signum == signum
+        if signum not in before and not taken:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+
+    return unblock
 
 
 def _start_peer_applier(cfg: Settings) -> None:

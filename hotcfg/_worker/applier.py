@@ -123,6 +123,12 @@ class Applier:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         _LIVE.add(self)
 
+    @property
+    def signum(self) -> int | None:
+        """The signal this applier waits for (None: it polls, or a socket
+        pair wakes it)."""
+        return self._signum
+
     def start(self) -> Applier:
         if self._signum is not None:
             # Blocked in the calling (main) thread before the applier starts,

@@ -317,3 +317,38 @@ def test_the_elected_process_keeps_the_fleet_record_and_a_successor_takes_it(
         )
     finally:
         started.stop()
+
+
+def _threads_taking(pid, signum):
+    """The threads of ``pid`` that do not block ``signum`` (from /proc).
+    A thread waiting in ``sigtimedwait`` shows the signals it waits for as
+    unblocked while it waits: the applier's is one of these."""
+    taking = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+        blocked = next(
+            line.split()[1] for line in status.splitlines() if line.startswith("SigBlk")
+        )
+        if not int(blocked, 16) & (1 << (signum - 1)):
+            taking.append(int(task.name))
+    return taking
+
+
+def test_no_thread_of_the_elected_process_takes_the_hint_from_its_applier(pool):
+    """The hint signal reaches the applier's ``sigwait`` only if every other
+    thread blocks it. The elected process starts its watcher's, control
+    socket's and fleet's threads before its applier: unless the signal is
+    blocked first, they receive hints the applier then never sees, and the
+    process switches only at its next look (about half a second later)."""
+    from hotcfg._settings import Settings
+
+    pool.workers()
+    holder = wait_until(pool.holder, "a publisher lock holder")
+    signum = Settings.resolve({}).hint_signal
+    threads = list(Path(f"/proc/{holder}/task").iterdir())
+    assert len(threads) > 2, "the elected process runs its publisher's threads"
+    # Only one thread may take it: the applier, waiting for it.
+    assert len(_threads_taking(holder, signum)) == 1, (holder, signum)
