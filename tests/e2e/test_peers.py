@@ -259,3 +259,61 @@ def test_peers_off_runs_each_worker_standalone(server, name, workers):
             answer = fetch(svc.port)
             answered[answer["pid"]] = answer["value"]
     assert answered == dict.fromkeys(pids, 2)
+
+
+@pytest.mark.timeout(90)
+def test_middleware_workers_join_at_startup_and_apply_changes_idle(tmp_path):
+    """With ``HotcfgMiddleware`` (examples/asgi_app.py reads nothing at
+    import), every uvicorn worker joins at lifespan startup: before any
+    request, ``status`` lists all of them, and a change reaches each one
+    that never served a request."""
+    need_proc()
+    config = tmp_path / "config.yaml"
+    config.write_text("greeting: one\n")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--workers", "3", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log", "asgi_app:app"],
+        env=dict(os.environ, HOTCFG_SOURCE=str(config), HOTCFG_DEBOUNCE_MS="10",
+                 PYTHONPATH=f"{ROOT / 'examples'}{os.pathsep}{ROOT}"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+
+    def report():
+        out = subprocess.run(
+            [sys.executable, "-m", "hotcfg", "status", "--json"],
+            capture_output=True, text=True, timeout=30, check=False,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )  # fmt: skip
+        reports = json.loads(out.stdout or "[]")
+        return reports[0] if len(reports) == 1 else None
+
+    try:
+        joined = wait_until(
+            lambda: (r := report()) and len(r["workers"]) == 3 and r,
+            "three workers in the table before any request",
+        )
+        pids = sorted(w["pid"] for w in joined["workers"])
+        write_atomic(config, "greeting: two\n")
+        wait_until(
+            lambda: (
+                (r := report())
+                and r["generation"] > joined["generation"]
+                and sorted(
+                    w["pid"] for w in r["workers"] if w["generation"] == r["generation"]
+                )
+                == pids
+            ),
+            "every idle worker on the new generation",
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
