@@ -547,11 +547,10 @@ def _join_peers(cfg: Settings, role: int) -> None:
         unblock()
         raise
     _election, _slots = election, slots
-    # The applier first, so that a hint sent once the slot names this pid
-    # finds it; the reader's first refresh follows the slot.
-    _start_peer_applier(cfg)
-    unblock()
     _slot = slots.claim(view.buffer)
+    _start_peer_waking(cfg, base, _slot)
+    unblock()
+    # After the slot and its wake-up: a publish before this read is read now.
     _reader = Reader(view, slot=_slot, callbacks=_callbacks)
     if not election.leading:
         election.wait_to_lead(lambda: _take_over(cfg, election, slots, role))
@@ -795,6 +794,34 @@ def _block_hint_signal(cfg: Settings) -> Callable[[], None]:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
 
     return unblock
+
+
+def _start_peer_waking(cfg: Settings, base: str, slot: int | None) -> None:
+    """How the publisher wakes this peer: the slot's socket where it can be
+    bound, else the hint signal.
+
+    A socket wakes the applier whichever threads the process has. A signal
+    goes to any thread that does not block it, and the threads a server
+    started before this process joined (an event loop's executor, say) do
+    not: a hint taken there runs its handler only at the main thread's next
+    bytecode, which in an idle uvicorn worker is its next 100 ms tick.
+    """
+    global _wake, _applier
+    if slot is not None:
+        try:
+            _wake = WakeSocket(wake_socket_path(base, slot))
+        except OSError as exc:
+            _logger.warning(
+                "hotcfg: no wake-up socket for slot %d (%s): woken by signal",
+                slot,
+                exc,
+            )
+    if _wake is None:
+        _start_peer_applier(cfg)
+        return
+    if cfg.applier:
+        channel = (_wake.receive, _wake.send)
+        _applier = Applier(_apply_latest, poll_s=PEER_POLL_S, channel=channel).start()
 
 
 def _start_peer_applier(cfg: Settings) -> None:

@@ -255,8 +255,9 @@ def test_a_new_service_removes_what_a_killed_one_left(tmp_path):
         first.stop()
     base = str(lock)[: -len(".publisher")]
     left = sorted(p.name for p in first.segment_dir.glob(Path(base).name + ".*"))
+    # The four processes' wake-up sockets (one per slot) are left too.
     assert [name.rsplit(".", 1)[1] for name in left] == [
-        "publisher", "seg", "slots", "sock"
+        "publisher", "seg", "slots", "sock", "wake-0", "wake-1", "wake-2", "wake-3"
     ]  # fmt: skip
     second = Pool(tmp_path / "b", config)
     try:

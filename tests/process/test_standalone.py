@@ -56,7 +56,7 @@ def test_elected_process_leaves_only_its_history_at_exit(tmp_path):
     (``hotcfg clean`` removes them), nothing per start."""
     config = tmp_path / "c.yaml"
     config.write_text("value: one\n")
-    running = "one ['history', 'lock', 'publisher', 'seg', 'slots', 'sock']"
+    running = "one ['history', 'lock', 'publisher', 'seg', 'slots', 'sock', 'wake-0']"
     assert run_script(AT_EXIT, config) == running
     left = sorted(
         p.name.rsplit(".", 1)[1]
