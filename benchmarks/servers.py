@@ -9,8 +9,9 @@ once per mode: ``HOTCFG_PEERS=off`` (each worker runs hotcfg standalone:
 its own watcher, parse and segment) and ``HOTCFG_PEERS=auto`` (the workers
 elect one publisher and share its segment). A hotcfg without the setting
 runs standalone only and the shared rows say "not available". Per mode and
-load (``idle``: no request at all; ``light``: wrk, one connection per
-worker, 100 ms between requests) it renames a new config over the old
+load (``idle``: no request at all; ``light``: wrk, as many connections as
+workers, each a new connection per request, so the workers' shared
+listening socket spreads them, and 100 ms between requests) it renames a new config over the old
 (``--changes`` times, 0.2-0.5 s apart, after the previous change reached
 every worker or timed out) and measures:
 
