@@ -8,9 +8,17 @@ Three situations, one state:
   maps the inherited segment with the worker's table slot, and
   :func:`start_applier`, the thread that switches when :func:`hint` wakes
   it. ``pre_request`` pins a snapshot for the request (``_api.pin``).
-* **Anywhere else** (``flask run``, a script, a test): the first call to
-  :func:`reader` creates a publisher and a reader in this process from
-  ``HOTCFG_SOURCE`` (or :func:`configure`), with the same file watching.
+* **Peers** (``uvicorn --workers``, ``hypercorn --workers``, a
+  ``multiprocessing`` pool, a Gunicorn worker without hotcfg's hooks, and
+  also ``flask run`` or a script): the first call to :func:`reader` joins the
+  processes of the same service on this host (``HOTCFG_PEERS=auto``, the
+  default; ``_master.election``). The first publishes, the others map its
+  segment, claim a worker-table slot and switch when it hints them, and one
+  of them takes over when it dies (:func:`_take_over`). A process alone is
+  simply the one elected.
+* **Standalone** (``HOTCFG_PEERS=off``, or inside :func:`isolated`): the first
+  call to :func:`reader` creates a publisher and a reader in this process
+  from ``HOTCFG_SOURCE`` (or :func:`configure`), with the same file watching.
 
 The request side (``_api``: ``get``, pinning, ``on_change``) reads this
 state; the request's pin and the change callbacks live here too, so that
@@ -36,23 +44,32 @@ import contextlib
 import contextvars
 import logging
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigError, HotcfgError, NotConfiguredError
+from ._errors import ConfigError, HotcfgError, NotConfiguredError, SegmentError
+from ._segment import layout
 from ._segment.layout import (
+    ROLE_ELECTED_PEER,
     ROLE_GUNICORN_MASTER,
     ROLE_GUNICORN_WORKER,
     ROLE_STANDALONE,
 )
-from ._segment.shm import Segment
+from ._segment.shm import SUFFIX as SEGMENT_SUFFIX
+from ._segment.shm import Segment, SegmentView, ensure_private_dir
+from ._segment.slots import SUFFIX as SLOTS_SUFFIX
+from ._segment.slots import WorkerSlots
 from ._segment.snapshot import Snapshot
 from ._settings import Settings
 from ._worker.applier import Applier, mode_for
 from ._worker.reader import ChangeCallbacks, Reader
 
 if TYPE_CHECKING:
+    from ._master.election import Election
     from ._master.publisher import Publisher
 
 _logger = logging.getLogger(__name__)
@@ -63,6 +80,19 @@ _publisher: Publisher | None = None
 _reader: Reader | None = None
 _applier: Applier | None = None
 _callbacks = ChangeCallbacks()
+# Peers (``_join_peers``): this process's part in the election, its slot
+# locks and its slot; None standalone, under Gunicorn, or in isolation.
+_election: Election | None = None
+_slots: WorkerSlots | None = None
+_slot: int | None = None
+_isolation = 0  # depth of isolated(): peers never start inside it
+#: How long a peer waits for the elected process to publish its first
+#: generation (it reads the source and runs the validators first).
+JOIN_TIMEOUT_S = 60.0
+#: How often a peer's applier looks without a hint: a safety net for a hint
+#: sent before its handler was in place, or from a thread that could not
+#: install one (a generation check when nothing changed).
+PEER_POLL_S = 1.0
 # The snapshot pinned for the current request (or context); set and read
 # by ``_api``'s pinning functions.
 _pinned: contextvars.ContextVar[Snapshot | None] = contextvars.ContextVar(
@@ -109,6 +139,7 @@ def configure(
     worker_nice: int | None = None,
     metrics: str | None = None,
     applier: bool | None = None,
+    peers: str | None = None,
     history: int | None = None,
     etcd_timeout_ms: float | None = None,
     etcd_progress_ms: float | None = None,
@@ -152,6 +183,8 @@ def configure(
         metrics: ``host:port`` where the master serves Prometheus metrics.
         applier: switch Gunicorn workers when hinted (default), not only
             at their next request.
+        peers: ``auto`` (processes of one service elect one publisher among
+            themselves) or ``off`` (each publishes for itself alone).
         history: good generations kept for ``hotcfg history`` and ``rollback``.
         etcd_timeout_ms: etcd: connecting, and each request but the watch.
         etcd_progress_ms: etcd: the cluster's progress notification interval.
@@ -378,13 +411,30 @@ def forget_worker(slot: int) -> None:
 
 def shutdown() -> None:
     """Stop the applier, stop watching and remove the segment (the creating
-    process only)."""
-    global _applier
+    process only; among peers, the last process that maps it)."""
+    global _applier, _election, _reader
     applier, _applier = _applier, None
     if applier is not None:
         applier.close()
+    election, _election = _election, None
+    if election is None:
+        if _publisher is not None:
+            _publisher.close()
+        return
+    # A peer: its slot first, then the publisher (which removes the segment
+    # if no other process maps it any more), then the lock, which a waiting
+    # peer takes at once.
+    current, _reader = _reader, None
+    if current is not None:
+        current.close()
+    if _slots is not None and _slot is not None:
+        _slots.release(_slot)
+    removed = False
     if _publisher is not None:
+        path = _publisher.segment.path
         _publisher.close()
+        removed = not os.path.lexists(path)
+    election.release(remove=removed)
 
 
 def reader() -> Reader:
@@ -397,14 +447,175 @@ def reader() -> Reader:
         if _reader is None:
             role = None
             if _publisher is None:
-                # Lazily: only where hotcfg starts standalone.
+                cfg = settings()
+                peers = cfg.peers == "auto" and cfg.source is not None
+                peers = peers and _isolation == 0
+                # Lazily: only where hotcfg starts without a Gunicorn master.
                 from ._worker.unhooked import warn_if_unhooked_worker
 
-                if warn_if_unhooked_worker():
+                if warn_if_unhooked_worker(shared=peers):
                     role = ROLE_GUNICORN_WORKER
+                if peers:
+                    _join_peers(cfg, ROLE_ELECTED_PEER if role is None else role)
+                    assert _reader is not None
+                    return _reader
             publisher = ensure_publisher(role=role)
             _reader = Reader(publisher.segment.view(), callbacks=_callbacks)
         return _reader
+
+
+def _join_peers(cfg: Settings, role: int) -> None:
+    """Join this service's peers on this host (module docstring): lead if
+    nobody does, else map the leader's segment once it has published, claim
+    a slot, and wait (in a thread) to take over. Called with ``_lock`` held.
+
+    Raises:
+        ConfigError: elected, and the source is bad at start (as standalone).
+        SegmentError: the files cannot be used, or the elected process has
+            not published within :data:`JOIN_TIMEOUT_S`.
+    """
+    global _reader, _election, _slots, _slot
+    # The election's modules are the publisher's side; they come in here,
+    # in a process that may have to publish, never on the request path.
+    from ._master import election as _elect
+
+    base = _elect.service_base(cfg)
+    ensure_private_dir(os.path.dirname(base))
+    election = _elect.Election(base)
+    slots = WorkerSlots(base + SLOTS_SUFFIX)
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    try:
+        while True:
+            if election.try_lead():
+                view = _lead(cfg, election, slots, role).segment.view()
+                break
+            view_or_none = SegmentView.open_shared(base + SEGMENT_SUFFIX)
+            if view_or_none is not None:
+                if layout.read_role(view_or_none.buffer) != layout.ROLE_UNKNOWN:
+                    view = view_or_none
+                    break
+                view_or_none.close()  # its publisher is still starting
+            if time.monotonic() > deadline:
+                raise SegmentError(
+                    f"the process publishing for this service (pid "
+                    f"{election.holder() or 'unknown'}) has not published into "
+                    f"{base + SEGMENT_SUFFIX} within {JOIN_TIMEOUT_S:g} s"
+                )
+            time.sleep(0.005)
+    except BaseException:
+        election.release()
+        raise
+    _election, _slots = election, slots
+    # The applier first, so that a hint sent once the slot names this pid
+    # finds it; the reader's first refresh follows the slot.
+    _start_peer_applier(cfg)
+    _slot = slots.claim(view.buffer)
+    _reader = Reader(view, slot=_slot, callbacks=_callbacks)
+    if not election.leading:
+        election.wait_to_lead(lambda: _take_over(cfg, election, slots, role))
+
+
+def _lead(
+    cfg: Settings, election: Election, slots: WorkerSlots, role: int
+) -> Publisher:
+    """Publish for the peers, holding the lock: open the service's segment
+    (or create it), go on from its live generation, publish the source only
+    if it differs, keep the history and cache files, hint the table's pids,
+    watch, and serve the control socket.
+
+    Raises:
+        ConfigError: the source is bad and the segment has nothing live
+            (a first start), unless ``HOTCFG_START_EMPTY``.
+    """
+    global _publisher
+    from ._master import control as _control
+    from ._master import election as _elect
+    from ._master.publisher import Publisher
+    from ._sources.select import source_for
+
+    source = source_for(cfg)
+    directory, token = os.path.split(election.base)
+    segment = Segment.open_or_create(directory, token=token, name=cfg.name)
+    try:
+        publisher = Publisher(
+            source, segment, cfg, keep_history=True, service=_elect.FILES_SERVICE
+        )
+    except BaseException:
+        segment.close(unlink=True)
+        raise
+    try:
+        publisher.adopt_live()
+        # Something live already (a takeover): a bad source keeps it.
+        live = publisher.generation > 0
+        publisher.start(start_empty=cfg.start_empty or live)
+    except BaseException:
+        publisher.close()
+        raise
+    publisher.set_role(role)
+    publisher.notify = _elect.hinter(
+        lambda: publisher.segment.buffer, slots.reap, cfg.hint_signal
+    )
+    _publisher = publisher
+    # The socket's name is the segment's: a dead leader's is in the way.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_control.socket_path(segment.path))
+    publisher.start_watching()
+    # A change saved between the first read and the watch's start raised no
+    # event the watcher saw: read once more (published only if it differs).
+    publisher.publish_from_source()
+    _start_control(publisher)
+    return publisher
+
+
+def _take_over(
+    cfg: Settings, election: Election, slots: WorkerSlots, role: int
+) -> None:
+    """The election thread, once the lock is this process's: the leader
+    died or stopped. The readers keep their mapping of the same segment."""
+    started = time.monotonic()
+    with _lock:
+        if _election is not election or _publisher is not None:
+            return  # this process is stopping, or publishes already
+        try:
+            publisher = _lead(cfg, election, slots, role)
+        except Exception:
+            _logger.exception(
+                "hotcfg: pid %d could not take over publishing for its peers",
+                os.getpid(),
+            )
+            return
+    _logger.warning(
+        "hotcfg: pid %d took over publishing for its peers (generation %d, "
+        "%.1f ms after it was elected)",
+        os.getpid(),
+        publisher.generation,
+        (time.monotonic() - started) * 1000.0,
+    )
+    publisher.notify()  # the table's peers look once: nothing lost meanwhile
+
+
+def _on_hint(signum: int, frame: FrameType | None) -> None:
+    # As Gunicorn's workers: a flag and a wake-up, never the switch itself.
+    hint()
+
+
+def _start_peer_applier(cfg: Settings) -> None:
+    """A peer's applier and hint handler, as a Gunicorn worker's, where
+    this thread can install a handler (the main thread); elsewhere the
+    applier looks every :data:`PEER_POLL_S` only. Both look at that
+    interval anyway: a hint can come before the handler is in place."""
+    global _applier
+    signum = cfg.hint_signal
+    if not cfg.applier:
+        return
+    main = threading.current_thread() is threading.main_thread()
+    if signum is None or not main:
+        _applier = Applier(_apply_latest, poll_s=PEER_POLL_S).start()
+        return
+    own = signum if mode_for(signum) == "signal" else None
+    _applier = Applier(_apply_latest, signum=own, poll_s=PEER_POLL_S).start()
+    signal.signal(signum, _on_hint)
+    signal.siginterrupt(signum, False)
 
 
 @contextlib.contextmanager
@@ -415,10 +626,11 @@ def isolated(cfg: Settings | None) -> Iterator[None]:
     With ``cfg=None`` the settings are resolved on first use, from the
     environment as it is then, or set by :func:`configure` inside.
     """
-    global _settings, _publisher, _reader
+    global _settings, _publisher, _reader, _isolation
     with _lock:
         saved = (_settings, _publisher, _reader)
         _settings, _publisher, _reader = cfg, None, None
+        _isolation += 1
     token = _pinned.set(None)
     try:
         yield
@@ -426,6 +638,7 @@ def isolated(cfg: Settings | None) -> Iterator[None]:
         with _lock:
             inner_publisher, inner_reader = _publisher, _reader
             _settings, _publisher, _reader = saved
+            _isolation -= 1
         _pinned.reset(token)
         if inner_reader is not None:
             inner_reader.close()
@@ -434,9 +647,12 @@ def isolated(cfg: Settings | None) -> Iterator[None]:
 
 
 def _reset_lock_in_child() -> None:
-    global _lock, _applier
+    global _lock, _applier, _election, _slot
     _lock = threading.RLock()
     _applier = None  # its thread did not cross the fork (``_worker.applier``)
+    # The election's lock and the slot are the parent's (``_master.election``,
+    # ``_segment.slots``): the child forgets them.
+    _election, _slot = None, None
 
 
 os.register_at_fork(after_in_child=_reset_lock_in_child)

@@ -69,6 +69,7 @@ from ._sources.locations import (
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 WATCH_MODES = ("auto", "events", "poll")
+PEERS_MODES = ("auto", "off")
 
 
 def parse_signal(value: str) -> int | None:
@@ -251,6 +252,14 @@ class Settings:
         "Gunicorn workers switch when hinted, in an applier thread (`off`: at their "
         "next request only)",
         shown="`on`",
+    )
+    peers: str = _setting(
+        "auto",
+        "processes that spawn without a publishing parent (`uvicorn --workers`, "
+        "Hypercorn, a `multiprocessing` pool) elect one publisher per service and "
+        "host and share its segment, and another takes over when it dies (`off`: "
+        "each process publishes for itself alone; see [frameworks]"
+        "(../guide/frameworks.md#uvicorn-hypercorn-and-multiprocessing))",
     )
     history: int = _setting(
         10,
@@ -627,6 +636,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_nice": _nice,
     "metrics": lambda raw: _address(raw) if raw.strip() else None,
     "applier": _boolean,
+    "peers": _choice(PEERS_MODES),
     "history": _history_length,
     "etcd_timeout_ms": _milliseconds(positive=True),
     "etcd_progress_ms": _milliseconds(positive=True),

@@ -50,7 +50,7 @@ PURE_MODULES = (
     "_sources.etcd.keytree",
     "cli.fleet_view",
 )
-IMPURE_IN_PURE_DIRS = ("_segment.shm", "_segment.where")
+IMPURE_IN_PURE_DIRS = ("_segment.shm", "_segment.slots", "_segment.where")
 IMPURE_STDLIB = ("os", "mmap", "signal", "threading", "time", "socket", "select")
 
 #: What a worker runs on every request, and what none of it may load when

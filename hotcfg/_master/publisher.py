@@ -525,6 +525,32 @@ class Publisher:
             coldstart.save(self.cache_path, entry)
         return generation
 
+    def adopt_live(self) -> None:
+        """Take the live generation of a segment another process published
+        into as this publisher's own (a peer that took over publishing,
+        ``_master.election``): its content is the live one, so a source
+        read equal to it publishes nothing, and nothing is served twice;
+        the writer in the header becomes this process (``hotcfg status``).
+        A header its dead writer left half-updated is made readable first."""
+        if not self._active:
+            return
+        with self._serial, self._write_lock:
+            buffer = self.segment.buffer
+            layout.repair_sequence(buffer)
+            layout.record_writer(buffer, os.getpid())
+            if layout.read_generation(buffer) == 0:
+                return
+            live, payload = layout.read_consistent(
+                buffer, attempts=1000, pause=os.sched_yield
+            )
+            self._digest = _history.digest(payload)
+            self._live_entry = _history.Entry.of(
+                live.generation,
+                payload,
+                published_at=live.published_at,
+                source=live.source,
+            )
+
     def set_role(self, role: int) -> None:
         """Say who publishes (``layout.ROLE_*``) in the header, for
         ``hotcfg status``."""

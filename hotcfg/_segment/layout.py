@@ -94,6 +94,7 @@ FLAG_REJECTED = 0x1
 _FIXED = struct.Struct("<8sHHIQQQQQIIddQIIHH")
 _U64 = struct.Struct("<Q")
 _U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
 _SLOT = struct.Struct("<qQdQ")
 
 SEQ_OFFSET = 16
@@ -127,19 +128,24 @@ VALIDATOR_MAX_BYTES = 256
 
 #: Who publishes into the segment (``hotcfg status`` names it): not said (a
 #: writer from before this field, whose header holds zero there), a
-#: Gunicorn master, a standalone process, or a standalone process that is a
-#: Gunicorn worker whose master did not set hotcfg up.
+#: Gunicorn master, a standalone process, a Gunicorn worker whose master did
+#: not set hotcfg up (standalone, or elected among its siblings), or the
+#: process its peers elected (uvicorn's or Hypercorn's workers, a
+#: ``multiprocessing`` pool: ``_master.election``).
 ROLE_UNKNOWN = 0
 ROLE_GUNICORN_MASTER = 1
 ROLE_STANDALONE = 2
 ROLE_GUNICORN_WORKER = 3
+ROLE_ELECTED_PEER = 4
 ROLES = {
     ROLE_UNKNOWN: "unknown",
     ROLE_GUNICORN_MASTER: "gunicorn-master",
     ROLE_STANDALONE: "standalone",
     ROLE_GUNICORN_WORKER: "gunicorn-worker",
+    ROLE_ELECTED_PEER: "elected-peer",
 }
 _ROLE_OFFSET = 2304
+_WRITER_PID_OFFSET = 60
 
 assert WRITING_OFFSET % 8 == 0
 assert _VALIDATING_OFFSET + _VALIDATING.size + VALIDATOR_MAX_BYTES <= HEADER_SIZE
@@ -457,6 +463,33 @@ def clear_error(buf: Buffer) -> None:
     _bump_sequence(buf)
 
 
+def record_writer(buf: Buffer, pid: int) -> None:
+    """Say which process writes now: a peer that took over publishing
+    (``_master.election``) before it has anything new to publish, so that
+    ``hotcfg status`` and ``wait`` find a live writer."""
+    _bump_sequence(buf)
+    _U32.pack_into(buf, _WRITER_PID_OFFSET, pid)
+    _bump_sequence(buf)
+
+
+def repair_sequence(buf: Buffer) -> bool:
+    """Make an odd sequence even again: its writer died in the middle of a
+    header update (``kill -9``), and a peer that took over writes next.
+    Only the one writer may call it. Returns whether it was odd."""
+    seq = _get_u64(buf, SEQ_OFFSET)
+    if seq % 2 == 0:
+        return False
+    _U64.pack_into(buf, SEQ_OFFSET, seq + 1)
+    return True
+
+
+def read_role(buf: Buffer) -> int:
+    """The role alone (one aligned 2-byte load, no seqlock): what a peer
+    waits for before it trusts a segment its publisher is still starting."""
+    role: int = _U16.unpack_from(buf, _ROLE_OFFSET)[0]
+    return role
+
+
 def record_role(buf: Buffer, role: int) -> None:
     """Say who publishes (``ROLE_*``): set at creation, and again when a
     process's publisher becomes a Gunicorn master's (a preloaded app that
@@ -566,6 +599,12 @@ def write_worker(
 def clear_worker(buf: Buffer, slot: int) -> None:
     """Free a slot (its worker exited)."""
     write_worker(buf, slot, pid=0, generation=0, applied_at=0.0)
+
+
+def read_workers_slot(buf: Buffer, slot: int) -> int:
+    """The pid in ``slot`` (0: free)."""
+    pid: int = _SLOT.unpack_from(buf, TABLE_OFFSET + slot * _SLOT.size)[0]
+    return pid
 
 
 def read_workers(buf: Buffer) -> list[WorkerRecord]:

@@ -183,6 +183,43 @@ def remove_stale(directory: str, *, name: str) -> list[str]:
     return removed
 
 
+def _open_shared(path: str, *, writable: bool) -> tuple[int, int] | None:
+    """Open and share-lock the segment at ``path``: the descriptor and the
+    file's size, or None when there is none (or it was removed before the
+    lock was taken, by :func:`remove_stale` or its last writer).
+
+    Raises:
+        SegmentError: a symlink, not a regular file of ours, or shared.
+    """
+    mode = os.O_RDWR if writable else os.O_RDONLY
+    try:
+        fd = os.open(path, mode | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SegmentError(f"{path} is a symlink; refusing it") from exc
+        raise SegmentError(f"cannot open segment {path}: {exc}") from exc
+    try:
+        info = _check_owned_file(fd, path)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            now = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if (
+            now is None
+            or (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino)
+            or info.st_size < _layout.DATA_START
+        ):
+            os.close(fd)
+            return None
+        return fd, os.fstat(fd).st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     """A generation :meth:`Segment.write_generation` wrote."""
@@ -201,11 +238,16 @@ class Segment:
         buffer: the writer's own mapping.
     """
 
-    def __init__(self, path: str, fd: int, buffer: mmap.mmap) -> None:
+    def __init__(
+        self, path: str, fd: int, buffer: mmap.mmap, *, shared: bool = False
+    ) -> None:
         self.path = path
         self.fd = fd
         self.buffer = buffer
         self.owner_pid = os.getpid()
+        # Peers map it by path and outlive this writer: removed at close
+        # only when no other process holds it (``_master.election``).
+        self.shared = shared
 
     @classmethod
     def create(
@@ -245,6 +287,56 @@ class Segment:
             os.close(fd)
             raise
         return cls(path, fd, buffer)
+
+    @classmethod
+    def open_or_create(
+        cls, directory: str, *, token: str, name: str, capacity: int = INITIAL_CAPACITY
+    ) -> Segment:
+        """The segment of a fixed name that peers share (``_master.election``):
+        the one there, written on where its last writer stopped (the
+        generation goes on; readers keep their mapping), else a new one.
+        Only the elected writer calls it, holding the service's publisher
+        lock, so nothing else creates or removes that name meanwhile but
+        :func:`remove_stale` (whose removal is noticed: the name is opened
+        again). A file there that is not a segment of this layout is
+        replaced (removed, so a reader of it keeps its old mapping).
+
+        Raises:
+            SegmentError: the directory is not private, the file not ours,
+                or space is short.
+        """
+        ensure_private_dir(directory)
+        path = os.path.join(directory, token + SUFFIX)
+        for _ in range(5):
+            existing = _open_shared(path, writable=True)
+            if existing is not None:
+                fd, size = existing
+                buffer = _map(fd, size)
+                try:
+                    _layout.read_header(buffer, attempts=1)
+                except CorruptSegmentError:
+                    # Not a segment we can write on (another layout, or
+                    # broken): start a new one under the name.
+                    _layout.repair_sequence(buffer)
+                    try:
+                        _layout.read_header(buffer, attempts=1)
+                    except CorruptSegmentError:
+                        buffer.close()
+                        os.close(fd)
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(path)
+                        continue
+                return cls(path, fd, buffer, shared=True)
+            remove_stale(directory, name=name)
+            try:
+                created = cls._create_named(directory, token, capacity)
+            except SegmentError:
+                if os.path.lexists(path):
+                    continue  # created meanwhile: open it
+                raise
+            created.shared = True
+            return created
+        raise SegmentError(f"cannot open or create the segment {path}")
 
     @property
     def capacity(self) -> int:
@@ -299,6 +391,16 @@ class Segment:
         )
         return Written(generation, published_at, waiting)
 
+    def _alone(self) -> bool:
+        """Whether no other process maps this shared segment: its peers each
+        hold a shared ``flock`` on their own open file. (Converting the lock
+        may drop this process's: it is closing it anyway.)"""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
     def view(self) -> SegmentView:
         """A reader's own mapping of this segment (in this or a forked process)."""
         return SegmentView(os.dup(self.fd))
@@ -312,6 +414,8 @@ class Segment:
         """
         if os.getpid() != self.owner_pid:
             return
+        if unlink and self.shared:
+            unlink = self._alone()
         if unlink:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
@@ -352,6 +456,22 @@ class SegmentView:
         except BaseException:
             os.close(fd)
             raise
+
+    @classmethod
+    def open_shared(cls, path: str) -> SegmentView | None:
+        """A peer's mapping of the segment its elected writer publishes
+        (``_master.election``): checked as :meth:`open` checks, writable for
+        this process's worker-table slot, and holding a shared ``flock`` so
+        that the segment is not removed while this process maps it. None
+        while there is none yet (the writer is creating it).
+
+        Raises:
+            SegmentError: it is a symlink, not ours, or not private.
+        """
+        opened = _open_shared(path, writable=True)
+        if opened is None:
+            return None
+        return cls(opened[0])
 
     def header(self) -> _layout.Header:
         """The header, read as another process than the writer must: a

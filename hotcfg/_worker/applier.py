@@ -104,9 +104,13 @@ class Applier:
         *,
         signum: int | None = None,
         name: str = "hotcfg-applier",
+        poll_s: float | None = None,
     ) -> None:
         self._apply = apply
         self._signum = signum  # set: wait for this signal (blocked here first)
+        # Set: also apply this often without a wake-up (a peer whose hint
+        # may be lost: ``_runtime``), a generation check when nothing changed.
+        self._poll_s = poll_s
         self._pid = os.getpid()
         self._receive, self._send = socket.socketpair()
         self._send.setblocking(False)
@@ -148,10 +152,17 @@ class Applier:
     def _wait(self) -> bool:
         """Block until woken; False when the applier is closing."""
         if self._signum is not None:
-            signal.sigwait({self._signum})
+            if self._poll_s is not None:
+                signal.sigtimedwait({self._signum}, self._poll_s)
+            else:
+                signal.sigwait({self._signum})
             return not self._closed
+        if self._poll_s is not None:
+            self._receive.settimeout(self._poll_s)
         try:
             data = self._receive.recv(4096)
+        except TimeoutError:
+            return not self._closed
         except OSError:
             return False  # closed under us
         return bool(data) and not self._closed

@@ -51,9 +51,11 @@ def gunicorn_worker() -> Any | None:
     return None
 
 
-def warn_if_unhooked_worker() -> bool:
+def warn_if_unhooked_worker(*, shared: bool = False) -> bool:
     """Log a WARNING, in the worker's log, when this process is a Gunicorn
-    worker about to run hotcfg standalone (its master has no hotcfg hooks).
+    worker about to run hotcfg without its master (which has no hotcfg
+    hooks): standalone, or, with ``shared`` (``HOTCFG_PEERS=auto``), among
+    its sibling workers, one of which publishes for the others.
 
     Returns:
         Whether it is such a worker.
@@ -61,12 +63,22 @@ def warn_if_unhooked_worker() -> bool:
     worker = gunicorn_worker()
     if worker is None:
         return False
-    message = (
-        "hotcfg: this Gunicorn worker (pid %d) runs hotcfg standalone: its "
-        "master (pid %s) did not set hotcfg up, so every worker reads the "
-        "source and publishes its own segment, with no history, no hint and "
-        "no 'hotcfg wait' across workers. To fix it, %s"
-    )
+    if shared:
+        message = (
+            "hotcfg: this Gunicorn worker (pid %d) runs hotcfg without its "
+            "master (pid %s), which did not set hotcfg up: the workers elect "
+            "one of them to read the source and publish, and it starts after "
+            "the app is loaded, so workers start on a generation the master "
+            "never checked and a recycled publishing worker hands over to "
+            "another. To fix it, %s"
+        )
+    else:
+        message = (
+            "hotcfg: this Gunicorn worker (pid %d) runs hotcfg standalone: its "
+            "master (pid %s) did not set hotcfg up, so every worker reads the "
+            "source and publishes its own segment, with no history, no hint and "
+            "no 'hotcfg wait' across workers. To fix it, %s"
+        )
     args = (os.getpid(), getattr(worker, "ppid", "unknown"), FIX)
     log = getattr(worker, "log", None)
     warn = getattr(log, "warning", None)
