@@ -11,14 +11,16 @@ elect one publisher and share its segment). A hotcfg without the setting
 runs standalone only and the shared rows say "not available". Per mode and
 load (``idle``: no request at all; ``light``: wrk, as many connections as
 workers, each a new connection per request, so the workers' shared
-listening socket spreads them, and 100 ms between requests) it renames a new config over the old
-(``--changes`` times, 0.2-0.5 s apart, after the previous change reached
-every worker or timed out) and measures:
+listening socket spreads them, and 100 ms between requests) it renames a
+new config over the old (``--changes`` times, 0.2-0.5 s apart, after the
+previous change reached every worker or timed out) and measures:
 
 - applied: from the write until every worker's ``on_change`` callback ran;
   each worker appends its CLOCK_MONOTONIC time to one ``O_APPEND`` file, so
   the figure is on the benchmark's own clock and includes the watcher, the
   parse, the publish and the switch. Median and p95 over the changes.
+- parsed: from the write to the first parse of it (the watcher's delay),
+  median: what is left of "applied" is the publish and the switch.
 - spread: per change, the last worker's time minus the first's (median, max).
 - parses per change: the app wraps hotcfg's loader (``loaders.parse``) and
   logs every call, in whichever process parses; counted from the first
@@ -28,8 +30,8 @@ every worker or timed out) and measures:
   links and all entries in ``/proc/<pid>/fd``, summed over the uvicorn
   supervisor and every process under it.
 
-A row whose first change does not reach every worker within ``--timeout``
-stops there: standalone workers with no request never run a callback (they
+A row stops at the first change that does not reach every worker within
+``--timeout``: standalone workers with no request never run a callback (they
 switch at their next read), which is what the idle row shows.
 
 Part 2, in this process: one read of the nested key ``db.pool.size`` from
@@ -196,6 +198,7 @@ class Run:
     """One mode and load: per change, each worker's ms from the write."""
 
     applied: list[dict[int, float]]  # per converged change: pid -> ms
+    parsed: list[float]  # per converged change: ms to the first parse
     changes: int  # changes written
     parses: int  # loader calls from the first write until the settle
     processes: int
@@ -226,11 +229,13 @@ def measure(
             server.collect()
             parses_from = len(server.lines)
             applied: list[dict[int, float]] = []
+            parsed: list[float] = []
             written, stopped = 0, False
             for value in range(1, changes + 1):
                 time.sleep(rng.uniform(0.2, 0.5))
                 write = prepare_write(config, config_text(value, SIZE), "rename")
                 start = time.monotonic_ns()
+                since = len(server.lines)
                 write()
                 written += 1
                 times = wait_applied(server, str(value), start, timeout)
@@ -238,6 +243,9 @@ def measure(
                     stopped = True
                     break
                 applied.append(times)
+                first = min(ns for kind, _, _, ns in server.lines[since:]
+                            if kind == "parse" and ns >= start)  # fmt: skip
+                parsed.append((first - start) / 1e6)
             time.sleep(SETTLE_S)
             server.collect()
             parses = sum(1 for k, *_ in server.lines[parses_from:] if k == "parse")
@@ -245,7 +253,7 @@ def measure(
             if wrk is not None:
                 wrk.stop()
             server.stop()
-    return Run(applied, written, parses, procs, watchers, fds, stopped)
+    return Run(applied, parsed, written, parses, procs, watchers, fds, stopped)
 
 
 def wait_applied(
@@ -268,6 +276,7 @@ def fmt(value: float | None, width: int, digits: int = 1) -> str:
 
 @dataclass
 class Summary:
+    parsed: float | None
     median: float | None
     p95: float | None
     spread: float | None
@@ -282,6 +291,7 @@ def summarize(run: Run) -> Summary:
     spreads = [max(t.values()) - min(t.values()) for t in run.applied]
     ok = bool(last) and not run.stopped
     return Summary(
+        statistics.median(run.parsed) if ok else None,
         statistics.median(last) if ok else None,
         p95(last) if ok else None,
         statistics.median(spreads) if ok else None,
@@ -298,9 +308,13 @@ def part_servers(args: argparse.Namespace) -> None:
     print(f"uvicorn --workers {args.workers}, {SIZE // 1000} KB YAML, atomic "
           f"rename, {args.changes} changes 0.2-0.5 s apart, "
           "HOTCFG_DEBOUNCE_MS=0")  # fmt: skip
-    print("applied: write -> every worker's on_change ran (CLOCK_MONOTONIC); "
-          "spread: last worker - first, per change")  # fmt: skip
-    head = (f"{'load':>5} {'mode':>10} {'median ms':>10} {'p95 ms':>8} "
+    print(
+        "parsed: write -> first parse (median); applied: write -> every "
+        "worker's on_change ran (CLOCK_MONOTONIC),"
+    )
+    print("median and p95; spread: last worker - first, per change")
+    head = (f"{'load':>5} {'mode':>10} {'parsed ms':>10} {'median ms':>10} "
+            f"{'p95 ms':>8} "
             f"{'spread ms':>10} {'spread max':>11} {'parses/chg':>11} "
             f"{'applied':>8} {'watchers':>9} {'fds':>5} {'procs':>6}")  # fmt: skip
     print(head)
@@ -317,7 +331,8 @@ def part_servers(args: argparse.Namespace) -> None:
             note = ""
             if run.stopped:
                 note = f"  not applied by every worker within {args.timeout:g} s"
-            print(f"{load:>5} {mode:>10} {fmt(s.median, 10)} {fmt(s.p95, 8)} "
+            print(f"{load:>5} {mode:>10} {fmt(s.parsed, 10)} {fmt(s.median, 10)} "
+                  f"{fmt(s.p95, 8)} "
                   f"{fmt(s.spread, 10)} {fmt(s.spread_max, 11)} "
                   f"{s.parses:>11.1f} {len(run.applied):>3}/{run.changes:<4} "
                   f"{s.watchers:>9} {s.descriptors:>5} "
@@ -476,6 +491,11 @@ def part_reads(args: argparse.Namespace) -> None:
 def poll_reader(kind: str, name: str, log: str, stop: str) -> None:
     """A reader process: poll db.pool.size every ms, log each new value,
     until the file ``stop`` exists."""
+    from multiprocessing import resource_tracker
+
+    # A reader only attaches: the writer owns the block and unlinks it. Left
+    # registered, the tracker this process shares with the writer would warn.
+    resource_tracker.register = lambda name, rtype: None
     out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     d = (
         open_smd(name, create=False)
