@@ -477,9 +477,9 @@ def part_reads(args: argparse.Namespace) -> None:
           f"(median of {args.runs} runs of {args.number})")  # fmt: skip
     costs = read_costs(args.runs, args.number)
     base = costs['dict["db"]["pool"]["size"]']
-    print(f"  {'reader':<44} {'ns':>8} {'x dict':>7}")
+    print(f"  {'reader':<44} {'per read':>9} {'x dict':>7}")
     for name, ns in costs.items():
-        print(f"  {name:<44} {ns:>8.0f} {ns / base:>7.1f}")
+        print(f"  {name:<44} {ns:>6.0f} ns {ns / base:>7.1f}")
     for lib in ("shared-memory-dict", "UltraDict"):
         if not any(n.startswith(lib) for n in costs):
             print(f"  {lib}: not installed (pip install --group bench)")
