@@ -1,7 +1,7 @@
 """Beyond Gunicorn: ``uvicorn --workers``, hotcfg shared or standalone.
 
     .venv/bin/python benchmarks/servers.py [--workers 4] [--changes 30]
-        [--loads idle light] [--timeout 2] [--runs 5]
+        [--loads idle light] [--timeout 2] [--runs 7]
 
 Part 1 starts a real ``uvicorn --workers N`` (benchmarks/uvicorn_app.py, a
 plain ASGI app behind hotcfg's middleware, a 10 KB YAML config, debounce 0)
@@ -39,7 +39,8 @@ the same 10 KB config through a plain dict, ``hotcfg.get`` inside a
 request (pinned with ``_api.RequestScope``, as the integrations do) and
 outside one, UltraDict and shared-memory-dict (``pip install --group
 bench``; rows are skipped if they are missing). Nanoseconds per read, the
-median of ``--runs`` timeit runs, and the ratio to the plain dict.
+median of ``--runs`` timeit runs (each of 0.2 s or more), and the ratio
+to the plain dict.
 
 Part 3: the time for a change to reach 4 readers through UltraDict and
 shared-memory-dict. They have no notification, so each reader process polls
@@ -408,11 +409,9 @@ def read_costs(runs: int, number: int) -> dict[str, float]:
     assert hotcfg.get("db.pool.size") == 10
 
     def median_ns(fn: Callable[[], object]) -> float:
-        return (
-            statistics.median(timeit.repeat(fn, number=number, repeat=runs))
-            / number
-            * 1e9
-        )
+        timer = timeit.Timer(fn)
+        n = number or timer.autorange()[0]  # auto: a run of 0.2 s or more
+        return statistics.median(timer.repeat(number=n, repeat=runs)) / n * 1e9
 
     costs: dict[str, float] = {}
     plain = data
@@ -473,8 +472,9 @@ def open_ultra(name: str, *, create: bool) -> Any:
 
 
 def part_reads(args: argparse.Namespace) -> None:
+    reads = args.number or "0.2 s or more"
     print(f"one read of db.pool.size, {SIZE // 1000} KB config, ns per read "
-          f"(median of {args.runs} runs of {args.number})")  # fmt: skip
+          f"(median of {args.runs} runs of {reads})")  # fmt: skip
     costs = read_costs(args.runs, args.number)
     base = costs['dict["db"]["pool"]["size"]']
     print(f"  {'reader':<44} {'per read':>9} {'x dict':>7}")
@@ -606,9 +606,9 @@ def main() -> None:
                         choices=sorted(LOADS))  # fmt: skip
     parser.add_argument("--timeout", type=float, default=2.0,
                         help="seconds for a change to reach every worker")  # fmt: skip
-    parser.add_argument("--runs", type=int, default=5, help="timeit runs per read")
-    parser.add_argument("--number", type=int, default=200_000,
-                        help="reads per timeit run")  # fmt: skip
+    parser.add_argument("--runs", type=int, default=7, help="timeit runs per read")
+    parser.add_argument("--number", type=int, default=0,
+                        help="reads per timeit run (0: 0.2 s worth)")  # fmt: skip
     parser.add_argument("--dict-changes", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
