@@ -84,9 +84,10 @@ def alive(pid):
     return state != "Z"
 
 
-def seen(log_dir, pid):
-    """(generation, value) pairs ``pid``'s callback wrote, in order."""
-    path = Path(log_dir) / f"gen-{pid}"
+def seen(log_dir, pid, kind="gen"):
+    """(generation, value) pairs ``pid``'s callback wrote, in order (or,
+    with ``kind="init"``, what it started on)."""
+    path = Path(log_dir) / f"{kind}-{pid}"
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -96,6 +97,11 @@ def seen(log_dir, pid):
         generation, value = line.split()
         pairs.append((int(generation), int(value)))
     return pairs
+
+
+def last_value(log_dir, pid):
+    """The value ``pid`` applied last (0: none yet)."""
+    return (seen(log_dir, pid) or seen(log_dir, pid, "init") or [(0, 0)])[-1][1]
 
 
 def wait_until(predicate, what, timeout=30.0):

@@ -18,6 +18,7 @@ import time
 from .exits import Exit, Stop
 from .select import (
     describe,
+    elected,
     load_live,
     no_such_pid,
     not_running,
@@ -179,7 +180,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _print_service(r: dict[str, Any]) -> None:
     state = "running" if r["master_alive"] else "dead"
     print(f"segment     {r['segment']}")
-    if standalone_only([r]):
+    if elected(r):
+        print(
+            f"process     pid {r['master_pid']} ({state}), elected by its peers "
+            "(each serves; another takes over if it stops)"
+        )
+    elif standalone_only([r]):
         print(f"process     pid {r['master_pid']} ({state}), standalone")
     else:
         print(f"master      pid {r['master_pid']} ({state})")
@@ -230,6 +236,10 @@ def cmd_wait(args: argparse.Namespace) -> int:
     while True:
         report = describe(path)
         if not report["master_alive"]:
+            if elected(report) and time.monotonic() < deadline:
+                # Its peers elect another within milliseconds: wait on.
+                time.sleep(0.02)
+                continue
             who = "process" if standalone_only([report]) else "master"
             raise Stop(
                 Exit.NO_SERVICE, f"the {who} (pid {report['master_pid']}) exited"

@@ -64,10 +64,24 @@ def segment_paths(args: argparse.Namespace) -> list[str]:
         paths = [p for p in paths if os.path.basename(p).rsplit("-", 2)[0] == name]
     pid = getattr(args, "pid", None)
     if pid:
-        paths = [
-            p for p in paths if os.path.basename(p).split("-")[-2:-1] == [str(pid)]
-        ]
+        paths = [p for p in paths if _written_by(p, pid)]
     return paths
+
+
+def _written_by(path: str, pid: int) -> bool:
+    """Whether ``pid`` publishes into the segment at ``path``: named in its
+    file name (a master's, a standalone process's), or, for peers, whose
+    segment is named after the service, the writer its header names."""
+    if os.path.basename(path).split("-")[-2:-1] == [str(pid)]:
+        return True
+    if "-peers-" not in os.path.basename(path):
+        return False
+    from .._errors import HotcfgError
+
+    try:
+        return bool(describe(path)["master_pid"] == pid)
+    except (OSError, HotcfgError):
+        return False
 
 
 def describe(path: str) -> dict[str, Any]:
@@ -211,16 +225,25 @@ def services_phrase(reports: list[dict[str, Any]]) -> str:
 
 
 def pid_label(report: dict[str, Any]) -> str:
-    """What the publishing pid is: a master's, or a standalone process's."""
+    """What the publishing pid is: a master's, or a process's (standalone,
+    or elected by its peers)."""
     return (
         "master pid"
         if report.get("role")
         not in (
             "standalone",
             "gunicorn-worker",
+            "elected-peer",
         )
         else "process pid"
     )
+
+
+def elected(report: dict[str, Any]) -> bool:
+    """Whether the publishing process was elected by its peers (uvicorn's,
+    Hypercorn's or a ``multiprocessing`` pool's workers: ``_master.election``);
+    it serves requests too, and another takes over when it stops."""
+    return report.get("role") == "elected-peer"
 
 
 def candidates(reports: list[dict[str, Any]]) -> list[str]:

@@ -23,6 +23,7 @@ from tests.peers import (
     alive,
     inotify_fds,
     kill_all,
+    last_value,
     lock_holder,
     need_proc,
     never_backwards,
@@ -50,7 +51,8 @@ POOL = textwrap.dedent(
 
         hotcfg.on_change()(changed)
         now = hotcfg.snapshot()
-        with open(os.path.join(out, f"gen-{os.getpid()}"), "a") as f:
+        # Apart: the applier may call back before this line is written.
+        with open(os.path.join(out, f"init-{os.getpid()}"), "a") as f:
             f.write(f"{now.generation} {now['value']}\\n")
         open(os.path.join(out, f"ready-{os.getpid()}"), "w").close()
 
@@ -134,7 +136,7 @@ def pool(tmp_path):
 
 
 def last_values(pool, pids):
-    return {pid: (seen(pool.out, pid) or [(0, 0)])[-1][1] for pid in pids}
+    return {pid: last_value(pool.out, pid) for pid in pids}
 
 
 @pytest.mark.timeout(120)

@@ -44,9 +44,25 @@ def test_segment_is_removed_at_interpreter_exit(tmp_path):
     config.write_text("value: one\n")
     # The segment and its control socket while running (a process of its own
     # keeps no history: that is the Gunicorn master's), and nothing after.
-    assert run_script(AT_EXIT, config) == "one ['seg', 'sock']"
+    assert run_script(AT_EXIT, config, HOTCFG_PEERS="off") == "one ['seg', 'sock']"
     left = [p.name for p in Path(os.environ["HOTCFG_SEGMENT_DIR"]).iterdir()]
     assert left == []
+
+
+def test_elected_process_leaves_only_its_history_at_exit(tmp_path):
+    """With peers (the default), a process alone is the one elected: it
+    publishes for peers that may join, so it keeps the service's history
+    as a Gunicorn master does; at exit only the history and its lock stay
+    (``hotcfg clean`` removes them), nothing per start."""
+    config = tmp_path / "c.yaml"
+    config.write_text("value: one\n")
+    running = "one ['history', 'lock', 'publisher', 'seg', 'slots', 'sock']"
+    assert run_script(AT_EXIT, config) == running
+    left = sorted(
+        p.name.rsplit(".", 1)[1]
+        for p in Path(os.environ["HOTCFG_SEGMENT_DIR"]).iterdir()
+    )
+    assert left == ["history", "lock"]
 
 
 def test_not_configured_says_how(monkeypatch, fresh_hotcfg):
