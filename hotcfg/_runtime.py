@@ -60,7 +60,7 @@ from ._segment.layout import (
     ROLE_STANDALONE,
 )
 from ._segment.shm import SUFFIX as SEGMENT_SUFFIX
-from ._segment.shm import Segment, SegmentView, ensure_private_dir
+from ._segment.shm import Segment, SegmentView, ensure_private_dir, remove_if_unused
 from ._segment.slots import SUFFIX as SLOTS_SUFFIX
 from ._segment.slots import WorkerSlots
 from ._segment.snapshot import Snapshot
@@ -434,6 +434,14 @@ def shutdown() -> None:
         path = _publisher.segment.path
         _publisher.close()
         removed = not os.path.lexists(path)
+    elif election.leading or election.try_lead():
+        # The publisher is gone and this process holds the lock (its
+        # thread won it, or it was free): the last one out removes the
+        # segment, the dead publisher's socket name and the lock files.
+        removed = remove_if_unused(election.base + SEGMENT_SUFFIX)
+        if removed:
+            with contextlib.suppress(OSError):
+                os.unlink(election.base + ".sock")
     election.release(remove=removed)
 
 
@@ -451,8 +459,12 @@ def reader() -> Reader:
                 peers = cfg.peers == "auto" and cfg.source is not None
                 peers = peers and _isolation == 0
                 # Lazily: only where hotcfg starts without a Gunicorn master.
-                from ._worker.unhooked import warn_if_unhooked_worker
+                from ._worker.unhooked import (
+                    in_gunicorn_master,
+                    warn_if_unhooked_worker,
+                )
 
+                peers = peers and not in_gunicorn_master()
                 if warn_if_unhooked_worker(shared=peers):
                     role = ROLE_GUNICORN_WORKER
                 if peers:
@@ -482,17 +494,21 @@ def _join_peers(cfg: Settings, role: int) -> None:
     base = _elect.service_base(cfg)
     ensure_private_dir(os.path.dirname(base))
     election = _elect.Election(base)
-    slots = WorkerSlots(base + SLOTS_SUFFIX)
     deadline = time.monotonic() + JOIN_TIMEOUT_S
     try:
         while True:
+            # The slots file is opened only holding the lock or mapping the
+            # segment: a service in that state is never taken for a dead
+            # one (``election.remove_dead_services``).
             if election.try_lead():
+                slots = WorkerSlots(base + SLOTS_SUFFIX)
                 view = _lead(cfg, election, slots, role).segment.view()
                 break
             view_or_none = SegmentView.open_shared(base + SEGMENT_SUFFIX)
             if view_or_none is not None:
                 if layout.read_role(view_or_none.buffer) != layout.ROLE_UNKNOWN:
                     view = view_or_none
+                    slots = WorkerSlots(base + SLOTS_SUFFIX)
                     break
                 view_or_none.close()  # its publisher is still starting
             if time.monotonic() > deadline:
@@ -535,6 +551,7 @@ def _lead(
 
     source = source_for(cfg)
     directory, token = os.path.split(election.base)
+    _elect.remove_dead_services(directory, cfg.name, keep=election.base)
     segment = Segment.open_or_create(directory, token=token, name=cfg.name)
     try:
         publisher = Publisher(
@@ -612,7 +629,10 @@ def _start_peer_applier(cfg: Settings) -> None:
     if signum is None or not main:
         _applier = Applier(_apply_latest, poll_s=PEER_POLL_S).start()
         return
-    own = signum if mode_for(signum) == "signal" else None
+    # The look at an interval needs sigtimedwait (not on macOS): else the
+    # socket pair, which the handler writes to.
+    taken = mode_for(signum) == "signal" and hasattr(signal, "sigtimedwait")
+    own = signum if taken else None
     _applier = Applier(_apply_latest, signum=own, poll_s=PEER_POLL_S).start()
     signal.signal(signum, _on_hint)
     signal.siginterrupt(signum, False)

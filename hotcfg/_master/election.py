@@ -46,7 +46,8 @@ from collections.abc import Callable
 
 from .._errors import SegmentError
 from .._segment import layout
-from .._segment.shm import _check_owned_file
+from .._segment.shm import SUFFIX as SEGMENT_SUFFIX
+from .._segment.shm import _check_owned_file, remove_if_unused
 from .._settings import Settings
 from .claim import DEFAULT_NAME, _read_pid, _still_named, _write_pid
 
@@ -241,6 +242,57 @@ class Election:
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def remove_dead_services(directory: str, name: str, *, keep: str) -> list[str]:
+    """Remove the files of ``name``'s peer services whose processes are all
+    gone (killed together, or ended by a signal without running ``atexit``,
+    as uvicorn's workers are): their segment, socket, slots and lock. A
+    new leader calls it, so that nothing accumulates across starts (each
+    start of a server is a new process group, and so a new service).
+
+    A service is dead when nobody holds its publisher lock and nobody
+    maps its segment. Its processes open the slots file only once they
+    hold the lock or map the segment, so a service starting now is never
+    taken for a dead one; one whose lock file goes under it opens a new one.
+
+    Returns:
+        The bases (paths without suffix) removed.
+    """
+    removed: list[str] = []
+    prefix = f"{name}-peers-"
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(LOCK_SUFFIX)):
+            continue
+        base = os.path.join(directory, entry[: -len(LOCK_SUFFIX)])
+        if base == keep:
+            continue
+        path = base + LOCK_SUFFIX
+        flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            continue
+        try:
+            _check_owned_file(fd, path)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not _still_named(fd, path):
+                continue
+            if not remove_if_unused(base + SEGMENT_SUFFIX):
+                continue  # mapped: its peers are electing a new publisher
+            for suffix in (".sock", ".slots", LOCK_SUFFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(base + suffix)
+            removed.append(base)
+        except (OSError, SegmentError):
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 def hinter(

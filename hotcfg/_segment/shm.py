@@ -220,6 +220,34 @@ def _open_shared(path: str, *, writable: bool) -> tuple[int, int] | None:
         raise
 
 
+def remove_if_unused(path: str) -> bool:
+    """Remove the segment at ``path`` if no process holds a lock on it (no
+    peer maps it any more): the last of a service's peers to stop. True
+    when it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid() or not stat.S_ISREG(info.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        current = os.stat(path, follow_symlinks=False)
+        if (current.st_dev, current.st_ino) == (info.st_dev, info.st_ino):
+            os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 @dataclass(frozen=True, slots=True)
 class Written:
     """A generation :meth:`Segment.write_generation` wrote."""

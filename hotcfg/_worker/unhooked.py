@@ -51,6 +51,18 @@ def gunicorn_worker() -> Any | None:
     return None
 
 
+def in_gunicorn_master() -> bool:
+    """Whether this process is a Gunicorn master (its arbiter runs here and
+    it is not one of its workers): a preloaded app read hotcfg at import,
+    before ``on_starting``. It publishes alone, as a standalone process,
+    until the hooks make that publisher the master's: never a peer."""
+    if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn/"):
+        return False
+    if "gunicorn.arbiter" not in sys.modules:
+        return False
+    return gunicorn_worker() is None
+
+
 def warn_if_unhooked_worker(*, shared: bool = False) -> bool:
     """Log a WARNING, in the worker's log, when this process is a Gunicorn
     worker about to run hotcfg without its master (which has no hotcfg

@@ -204,10 +204,11 @@ def _choose(live: list[dict[str, Any]], directory: str) -> str:
 
 
 def standalone_only(reports: list[dict[str, Any]]) -> bool:
-    """Whether every service is a standalone process (no Gunicorn master);
-    a segment from a writer that does not say stays a service."""
+    """Whether every service is a standalone process (no Gunicorn master,
+    no peers); a segment from a writer that does not say stays a service."""
     return bool(reports) and all(
-        r.get("role") in ("standalone", "gunicorn-worker") for r in reports
+        r.get("role") in ("standalone", "gunicorn-worker") and not elected(r)
+        for r in reports
     )
 
 
@@ -241,9 +242,15 @@ def pid_label(report: dict[str, Any]) -> str:
 
 def elected(report: dict[str, Any]) -> bool:
     """Whether the publishing process was elected by its peers (uvicorn's,
-    Hypercorn's or a ``multiprocessing`` pool's workers: ``_master.election``);
-    it serves requests too, and another takes over when it stops."""
-    return report.get("role") == "elected-peer"
+    Hypercorn's or a ``multiprocessing`` pool's workers, or Gunicorn's
+    without hotcfg's hooks: ``_master.election``); it serves requests too,
+    and another takes over when it stops. A hookless Gunicorn worker that
+    publishes for its peers has them in its worker table; one that runs
+    standalone (``HOTCFG_PEERS=off``) has none."""
+    role = report.get("role")
+    return role == "elected-peer" or (
+        role == "gunicorn-worker" and bool(report.get("workers"))
+    )
 
 
 def candidates(reports: list[dict[str, Any]]) -> list[str]:

@@ -96,8 +96,8 @@ def test_asgi_examples_on_gunicorns_asgi_worker(
 
 def test_asgi_example_under_uvicorn_workers(tmp_path):
     """uvicorn's supervisor has no hooks and spawns (not forks) its workers,
-    so each worker runs hotcfg standalone: its own watcher, its own segment.
-    A change still reaches every worker."""
+    so they elect one of them to publish (tests/e2e/test_peers.py checks
+    how). A change reaches every worker."""
     pytest.importorskip("uvicorn")
     config = tmp_path / "config.yaml"
     config.write_text("greeting: one\n")

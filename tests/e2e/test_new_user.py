@@ -25,10 +25,42 @@ def _warnings(svc):
     ]
 
 
+def test_workers_without_the_hooks_share_and_warn_once(start_service, tmp_path):
+    """Without the hooks the workers elect one of them to publish (peers,
+    the default): one service, both workers in its table, the warning and
+    its fix still shown."""
+    svc = start_service(tmp_path, workers=2, extra_args=_no_hooks(tmp_path))
+    pids = svc.worker_pids()
+    svc.all_workers_answer("one")
+    svc.wait_until(lambda: len(_warnings(svc)) == 2, "a warning from each worker")
+    lines = _warnings(svc)
+    assert {int(line.split("[")[2].split("]")[0]) for line in lines} == pids
+    assert all("the workers elect one of them" in line for line in lines)
+    assert all("install(globals())" in line for line in lines)
+
+    (report,) = svc.status()
+    assert report["role"] == "gunicorn-worker"
+    assert report["master_pid"] in pids
+    assert {w["pid"] for w in report["workers"]} == pids
+    out = svc.hotcfg("status")
+    assert out.returncode == 0, out.stderr
+    assert "elected by its peers" in out.stdout
+    assert "fix: start Gunicorn with -c python:hotcfg.integrations.gunicorn" in (
+        out.stdout
+    )
+    out = svc.hotcfg("wait", "--timeout", "10")
+    assert out.returncode == 0, out.stderr
+
+
 def test_workers_without_the_hooks_warn_once_and_status_says_standalone(
     start_service, tmp_path
 ):
-    svc = start_service(tmp_path, workers=2, extra_args=_no_hooks(tmp_path))
+    svc = start_service(
+        tmp_path,
+        env_extra={"HOTCFG_PEERS": "off"},
+        workers=2,
+        extra_args=_no_hooks(tmp_path),
+    )
     pids = svc.worker_pids()
     svc.all_workers_answer("one")
     svc.get()  # more reads: still one warning per worker

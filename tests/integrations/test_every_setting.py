@@ -34,6 +34,7 @@ SAMPLES = {
     "worker_nice": (5, 5),
     "metrics": ("127.0.0.1:9109", "127.0.0.1:9109"),
     "applier": (False, False),
+    "peers": ("off", "off"),
     "history": (3, 3),
     "etcd_timeout_ms": (750, 750.0),
     "etcd_progress_ms": (5000, 5000.0),

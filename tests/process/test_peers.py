@@ -233,3 +233,34 @@ def test_peers_off_keeps_one_publisher_per_process(tmp_path):
         assert len(list(pool.segment_dir.glob("*.seg"))) == 4
     finally:
         pool.stop()
+
+
+@pytest.mark.timeout(90)
+def test_a_new_service_removes_what_a_killed_one_left(tmp_path):
+    """Every start of a server is a new process group, so a new service:
+    what a service killed as a whole left (its workers all ``kill -9``ed,
+    as uvicorn's end by a signal without ``atexit``) is removed by the next
+    one elected, so nothing accumulates across starts."""
+    need_proc()
+    config = tmp_path / "c.yaml"
+    config.write_text("value: 1\n")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Pool(tmp_path / "a", config)
+    try:
+        first.workers()
+        lock = publisher_lock(first.segment_dir)
+    finally:
+        first.stop()
+    base = str(lock)[: -len(".publisher")]
+    left = sorted(p.name for p in first.segment_dir.glob(Path(base).name + ".*"))
+    assert [name.rsplit(".", 1)[1] for name in left] == [
+        "publisher", "seg", "slots", "sock"
+    ]  # fmt: skip
+    second = Pool(tmp_path / "b", config)
+    try:
+        second.workers()
+        assert sorted(first.segment_dir.glob(Path(base).name + ".*")) == []
+        assert publisher_lock(second.segment_dir) != lock
+    finally:
+        second.stop()
