@@ -616,6 +616,22 @@ def _on_hint(signum: int, frame: FrameType | None) -> None:
     hint()
 
 
+def _warn_no_handler(signum: int) -> None:
+    """The first read happened outside the main thread, where no handler
+    can be installed: harmless for a signal whose default action is to
+    ignore it (``SIGURG``, the default), fatal for another."""
+    if signum in (getattr(signal, "SIGURG", -1), getattr(signal, "SIGWINCH", -1)):
+        return
+    _logger.warning(
+        "hotcfg: pid %d first read its configuration outside the main thread, "
+        "so it cannot take HOTCFG_SIGNAL=%s, whose default action ends the "
+        "process, and the publisher's hint would: read hotcfg once at import, "
+        "or keep the default SIGURG",
+        os.getpid(),
+        signal.Signals(signum).name,
+    )
+
+
 def _start_peer_applier(cfg: Settings) -> None:
     """A peer's applier and hint handler, as a Gunicorn worker's, where
     this thread can install a handler (the main thread); elsewhere the
@@ -627,6 +643,8 @@ def _start_peer_applier(cfg: Settings) -> None:
         return
     main = threading.current_thread() is threading.main_thread()
     if signum is None or not main:
+        if signum is not None and signal.getsignal(signum) == signal.SIG_DFL:
+            _warn_no_handler(signum)
         _applier = Applier(_apply_latest, poll_s=PEER_POLL_S).start()
         return
     # The look at an interval needs sigtimedwait (not on macOS): else the
