@@ -194,7 +194,9 @@ class Load:
     after an instant, and how long the requests took meanwhile.
     """
 
-    def __init__(self, port: int, connections: int, pause_ms: int = 0) -> None:
+    def __init__(
+        self, port: int, connections: int, pause_ms: int = 0, close: bool = False
+    ) -> None:
         wrk = shutil.which("wrk")
         if wrk is None:
             raise SystemExit("wrk is needed: apt-get install wrk")
@@ -204,8 +206,11 @@ class Load:
         self._files: dict[str, TextIO] = {}
         self._partial: dict[str, str] = {}
         script = str(ROOT / "benchmarks" / "answers.lua")
+        # close: a new connection per request, so that servers whose workers
+        # share one listening socket (uvicorn) spread the load over them all
+        header = ["-H", "Connection: close"] if close else []
         self._proc = subprocess.Popen(
-            [wrk, "-t", str(connections), "-c", str(connections), "-d", "1h",
+            [wrk, "-t", str(connections), "-c", str(connections), "-d", "1h", *header,
              "-s", script, f"http://127.0.0.1:{port}/", "--", self._dir, str(pause_ms)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

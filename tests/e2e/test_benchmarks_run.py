@@ -262,3 +262,42 @@ def test_import_check_cost():
         assert min(with_ns, without_ns) > 0, out
         assert abs(diff - (with_ns - without_ns)) <= 0.11, out
         assert_ratio(ratio, with_ns, without_ns, out, decimals=3, inputs=1)
+
+
+@pytest.mark.timeout(180)
+def test_servers():
+    pytest.importorskip("uvicorn")
+    out = run("servers.py", "--workers", "2", "--changes", "3", "--loads", "idle",
+              "--runs", "1", "--number", "1000", "--dict-changes", "2",
+              timeout=150)  # fmt: skip
+    # Idle standalone workers switch at their next request: with none, the
+    # first change reaches no callback and the row says so.
+    standalone = re.search(r"^ *idle +standalone +- .* ([\d.]+) +0/1 +(\d+) +(\d+) "
+                           r"+(\d+) +not applied", out, re.M)  # fmt: skip
+    assert standalone, out
+    parses, watchers, fds, procs = map(float, standalone.groups())
+    assert parses >= 2, out  # each worker parsed the change itself
+    assert watchers == 2, out  # one watcher per worker
+    assert fds > 0, out
+    assert procs >= 3, out  # the supervisor and its two workers
+    if "shared: not available" not in out:
+        line = re.search(r"^ *idle +shared +([\d. ]+) 3/3 ", out, re.M)
+        assert line, out  # every change reached both workers
+        parsed, median, p95_ms, spread, spread_max, parses = map(
+            float, line.group(1).split()
+        )
+        assert 0 < parsed <= median <= p95_ms, out
+        assert 0 <= spread <= spread_max, out
+        assert parses >= 1, out
+        shared = re.search(r"^ *idle +shared .* 3/3 +(\d+) ", out, re.M)
+        assert shared, out
+        assert int(shared.group(1)) == 1, out  # one watcher for the host
+        assert re.search(r"^target: shared ahead on every measure: (met|not met)", out,
+                         re.M), out  # fmt: skip
+    base = nanoseconds(out, 'dict["db"]["pool"]["size"]')
+    assert base > 0, out
+    for label in ('hotcfg.get("db.pool.size"), in a request',
+                  'hotcfg.get("db.pool.size"), outside'):  # fmt: skip
+        assert nanoseconds(out, label) > 0, out
+    for lib in ("shared-memory-dict", "UltraDict"):
+        assert re.search(rf"^  {lib} +(\d|not installed)", out, re.M), out
