@@ -1,4 +1,4 @@
-"""How idle readers learn of a publish: signal, wake-up socket, poll.
+"""How idle readers learn of a publish: peers, an agent's socket, poll.
 
     .venv/bin/python benchmarks/agent_wakeup.py [--readers 4] [--rounds 30] \
         [--idle-s 30]
@@ -6,9 +6,9 @@
 Three ways, each with real processes (tests/apps/agent_reader.py, idle: no
 request is made to them) sharing one ``HOTCFG_NAME``:
 
-- ``signal``: ``HOTCFG_PEERS=auto`` peers; the elected one publishes and
-  sends ``SIGURG`` to every pid of the worker table (their appliers take it
-  with ``sigwait``). Only works within one PID namespace.
+- ``peers``: ``HOTCFG_PEERS=auto`` peers; the elected one publishes and
+  wakes every slot of the worker table through the slot's wake-up socket
+  (the hint signal only where no socket could be bound).
 - ``socket``: a ``hotcfg agent`` and ``HOTCFG_PEERS=read`` readers; the agent
   sends one byte to each reader's datagram socket in the segment directory
   (``_worker.wake``), which the reader's applier waits on in ``recv``. Works
@@ -43,7 +43,7 @@ from hotcfg._segment import layout  # noqa: E402
 from hotcfg._segment.shm import SegmentView  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
-MODES = ("signal", "socket", "poll")
+MODES = ("peers", "socket", "poll")
 
 
 def cpu_s(pid: int) -> float:
@@ -97,11 +97,11 @@ def run_mode(mode: str, readers: int, rounds: int, idle_s: float) -> dict[str, o
             return p
 
         try:
-            reader_env = {"HOTCFG_PEERS": "auto" if mode == "signal" else "read"}
+            reader_env = {"HOTCFG_PEERS": "auto" if mode == "peers" else "read"}
             if mode == "poll":
                 reader_env["AGENT_READER_NO_SOCKET"] = "1"
             agent = None
-            if mode != "signal":
+            if mode != "peers":
                 agent = start([sys.executable, "-m", "hotcfg", "agent"])
                 wait_for(lambda: list(seg.glob("*.seg")), "the agent's segment")
             pids = [
@@ -109,8 +109,8 @@ def run_mode(mode: str, readers: int, rounds: int, idle_s: float) -> dict[str, o
                     [sys.executable, "-m", "tests.apps.agent_reader", str(out), str(i)],
                     **reader_env,
                 ).pid
-                # signal: one more, the one elected publishes (measured apart)
-                for i in range(readers + (mode == "signal"))
+                # peers: one more, the one elected publishes (measured apart)
+                for i in range(readers + (mode == "peers"))
             ]
             wait_for(
                 lambda: len(list(out.glob("ready-?"))) == len(pids), "readers ready"
@@ -118,10 +118,8 @@ def run_mode(mode: str, readers: int, rounds: int, idle_s: float) -> dict[str, o
             (path,) = seg.glob("*.seg")
             view = SegmentView.open(str(path))
             publisher_pid = layout.read_header(view.buffer).writer_pid
-            # The readers that do not publish: the elected peer hints itself
-            # too, but its own threads (the watcher's) were started before it
-            # blocked the signal, so the signal may land there (see
-            # BENCHMARKS.md); it is timed apart.
+            # The readers that do not publish; the elected peer, which wakes
+            # itself too, is timed apart.
             measured = [p for p in pids if p != publisher_pid]
             latencies, own = [], []
             for value in range(1, rounds + 1):
@@ -215,7 +213,7 @@ def main() -> None:
         )
         if r["own_median"] is not None:
             print(
-                f"  (signal: the elected peer's own switch, median "
+                f"  (peers: the elected peer's own switch, median "
                 f"{r['own_median']:.1f} ms; it is not among the readers above)"
             )
 
