@@ -5,8 +5,9 @@ lease (docs/design.md, "Fleet view")::
 
     /hotcfg/fleet/<the config key, percent-encoded>/<host>:<master pid>
 
-(the host: ``HOTCFG_HOST``, by default the host name) holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``),
-the source, the etcd revision of the key's last change the master holds
+(the host: ``HOTCFG_HOST``, by default the host name: :func:`host_label`)
+holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``), the
+source, the etcd revision of the key's last change the master holds
 (not moved by progress notifications: a quiet store changes no record), the live
 generation and when it was published, the last rejection (if the live
 generation is not the source's content), what the live generation holds

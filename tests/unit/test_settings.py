@@ -3,12 +3,14 @@ mappings go through the same parsing, and a bad value stops startup naming
 its variable."""
 
 import signal
+import socket
 
 import pytest
 
 import hotcfg
 from hotcfg import _runtime
 from hotcfg._errors import ConfigError
+from hotcfg._master import fleet
 from hotcfg._settings import Settings
 from hotcfg._sources.locations import redact_url
 
@@ -200,10 +202,6 @@ def test_a_bad_host_label_is_refused_naming_hotcfg_host(raw, why):
 
 
 def test_without_a_host_label_the_fleet_record_names_the_host_name():
-    import socket
-
-    from hotcfg._master import fleet
-
     assert Settings().host is None
     assert fleet.host_label(Settings()) == socket.gethostname()
     assert fleet.host_label(Settings.resolve({"HOTCFG_HOST": "h2"})) == "h2"
