@@ -159,6 +159,7 @@ def configure(
     etcd_key_file: str | os.PathLike[str] | None = None,
     fleet: bool | None = None,
     fleet_ttl_ms: float | None = None,
+    host: str | None = None,
     http_timeout_ms: float | None = None,
     http_token_file: str | os.PathLike[str] | None = None,
     http_ca_file: str | os.PathLike[str] | None = None,
@@ -204,6 +205,7 @@ def configure(
         etcd_key_file: etcd: the client certificate's private key (PEM).
         fleet: etcd: keep this master's record for ``hotcfg status --fleet``.
         fleet_ttl_ms: etcd: that record's lease time to live.
+        host: etcd: the host label in that record (default: the host name).
         http_timeout_ms: HTTP source: each fetch's total deadline.
         http_token_file: HTTP source: the file holding a bearer token.
         http_ca_file: HTTP source: CA bundle (PEM) for ``https``.

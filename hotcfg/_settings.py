@@ -314,6 +314,15 @@ class Settings:
         "etcd: that record's lease; a master that dies disappears this long after "
         "(one that stops, at once); at least `2000`",
     )
+    host: str | None = _setting(
+        None,
+        "etcd: the host label of this publishing process's fleet record (its key "
+        "`/hotcfg/fleet/<key>/<host>:<pid>` and its `host`, the `HOST` of `hotcfg "
+        "status --fleet`), so several masters on one machine, or in containers "
+        "sharing a host name, stand for several hosts: printable, no `/`, at most "
+        "253 characters",
+        shown="the host name",
+    )
     http_timeout_ms: float = _setting(
         5000.0,
         "HTTP source: each fetch's total deadline (connecting, TLS, redirects, "
@@ -614,6 +623,26 @@ def _fleet_ttl(raw: str) -> float:
     return value
 
 
+#: The longest host label, a DNS name's longest.
+HOST_MAX_CHARS = 253
+
+
+def _host(raw: str) -> str:
+    """A host label (``HOTCFG_HOST``): it names a master in the fleet
+    record's key and in ``hotcfg status --fleet``'s table, so it is one
+    printable path segment."""
+    label = raw.strip()
+    if not label:
+        raise ValueError("expected a host label, not an empty one")
+    if "/" in label:
+        raise ValueError("a host label has no '/'")
+    if not label.isprintable():
+        raise ValueError("a host label has only printable characters")
+    if len(label) > HOST_MAX_CHARS:
+        raise ValueError(f"a host label has at most {HOST_MAX_CHARS} characters")
+    return label
+
+
 def _name(raw: str) -> str:
     name = raw.strip()
     if not name or "/" in name or name.startswith("."):
@@ -651,6 +680,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "etcd_key_file": _text,
     "fleet": _boolean,
     "fleet_ttl_ms": _fleet_ttl,
+    "host": _host,
     "http_timeout_ms": _milliseconds(positive=True),
     "http_token_file": _text,
     "http_ca_file": _text,

@@ -5,8 +5,9 @@ lease (docs/design.md, "Fleet view")::
 
     /hotcfg/fleet/<the config key, percent-encoded>/<host>:<master pid>
 
-holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``),
-the source, the etcd revision of the key's last change the master holds
+(the host: ``HOTCFG_HOST``, by default the host name: :func:`host_label`)
+holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``), the
+source, the etcd revision of the key's last change the master holds
 (not moved by progress notifications: a quiet store changes no record), the live
 generation and when it was published, the last rejection (if the live
 generation is not the source's content), what the live generation holds
@@ -241,7 +242,7 @@ class FleetRecord:
         access: TLS and credentials, the source's own.
         content: the record's content now (:func:`build_record`); called
             from the thread.
-        host: this host's name, in the key.
+        host: this host's label (:func:`host_label`), in the key.
         ttl_s: the lease's time to live.
         timeout_s: connecting, and each etcd call.
     """
@@ -493,6 +494,13 @@ def etcd_source_of(source: object) -> EtcdSource | None:
     return None
 
 
+def host_label(settings: Settings) -> str:
+    """The host this process's record stands for: ``HOTCFG_HOST``, or the
+    machine's host name (several masters on one machine, or containers
+    sharing a host name, set it to be told apart)."""
+    return settings.host or socket.gethostname()
+
+
 def start(publisher: Publisher) -> FleetRecord | None:
     """Keep ``publisher``'s record (idempotent), stopped and revoked when the
     publisher closes. Only for an etcd source with ``HOTCFG_FLEET`` on, and
@@ -504,7 +512,7 @@ def start(publisher: Publisher) -> FleetRecord | None:
     existing = _BY_PUBLISHER.get(publisher)
     if existing is not None or os.getpid() != publisher.segment.owner_pid:
         return existing
-    host = socket.gethostname()
+    host = host_label(settings)
     keeper = FleetRecord(
         followed.target,
         lambda: publisher_content(publisher, host=host),

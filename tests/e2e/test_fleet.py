@@ -254,3 +254,40 @@ def test_status_fleet_names_a_rollback_and_rejections_until_the_key_is_served_ag
     assert (
         report["summary"] == f"2 masters on 1 host, 4 workers; all on revision {good}"
     )
+
+
+def test_masters_labelled_h1_h2_h3_on_one_machine_are_three_hosts(
+    etcd, start_service, tmp_path
+):
+    etcd.put(KEY, "value: one\n")
+    services = {
+        host: start_master(
+            start_service, tmp_path, etcd, f"svc-{host}", 2, HOTCFG_HOST=host
+        )
+        for host in ("h1", "h2", "h3")
+    }
+    revision = key_revision(etcd)
+    wait_for(
+        lambda: on_the_key(etcd, services.values(), revision), "three masters on it"
+    )
+
+    code, out, err = fleet(etcd, "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    by_host = {r["host"]: r for r in shown["records"]}
+    assert sorted(by_host) == ["h1", "h2", "h3"]
+    for host, service in services.items():
+        mine = by_host[host]
+        assert mine["pid"] == service.proc.pid
+        assert mine["service"] == f"svc-{host}"
+        assert {w["pid"] for w in mine["workers"]} == service.worker_pids()
+        assert len(mine["workers"]) == 2
+    assert shown["summary"] == f"3 hosts, 6 workers; all on revision {revision}"
+
+    code, out, err = fleet(etcd)
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines()[1:4]]
+    assert [(row[0], row[1]) for row in rows] == [
+        (host, str(services[host].proc.pid)) for host in ("h1", "h2", "h3")
+    ]
+    assert f"3 hosts, 6 workers; all on revision {revision}" in out

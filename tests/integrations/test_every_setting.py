@@ -45,6 +45,7 @@ SAMPLES = {
     "etcd_key_file": ("/etc/etcd/client-key.pem", "/etc/etcd/client-key.pem"),
     "fleet": (False, False),
     "fleet_ttl_ms": (3000, 3000.0),
+    "host": ("h1", "h1"),
     "http_timeout_ms": (1500, 1500.0),
     "http_token_file": ("/run/secrets/token", "/run/secrets/token"),
     "http_ca_file": ("/etc/ssl/internal-ca.pem", "/etc/ssl/internal-ca.pem"),

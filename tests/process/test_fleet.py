@@ -30,17 +30,17 @@ class Master:
     """A publisher following ``KEY``, a reader in worker slot 0 (this
     process), and the fleet record thread."""
 
-    def __init__(self, etcd, *, ttl_ms=2000):
+    def __init__(self, etcd, *, ttl_ms=2000, name="svc", host=None):
         self.etcd = etcd
         self.settings = Settings.resolve(
-            {},
+            {} if host is None else {"HOTCFG_HOST": host},
             source=etcd.source(KEY),
             etcd_progress_ms=PROGRESS_MS,
             etcd_timeout_ms=1000,
             fleet_ttl_ms=ttl_ms,
-            name="svc",
+            name=name,
         )
-        self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="svc")
+        self.segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name=name)
         self.publisher = Publisher(
             source_for(self.settings), self.segment, self.settings, keep_history=False
         )
@@ -118,6 +118,27 @@ def test_the_record_follows_each_publish_and_a_close_removes_it_at_once(etcd, ma
 
     m.close()
     assert m.records() == []
+
+
+def test_two_publishers_on_one_machine_labelled_h1_and_h2_are_two_hosts(
+    etcd, master
+):
+    h1 = master(name="one", host="h1")
+    h2 = master(name="two", host="h2")
+    wait_for(lambda: len(h1.records()) == 2, "both records")
+
+    records = h1.records()
+    assert [(r["host"], r["pid"], r["service"]) for r in records] == [
+        ("h1", os.getpid(), "one"),
+        ("h2", os.getpid(), "two"),
+    ]
+    keys = etcd.ctl("get", "--prefix", _fleet.PREFIX, "--keys-only").split()
+    prefix = _fleet.prefix_for(KEY)
+    assert sorted(keys) == [f"{prefix}h1:{os.getpid()}", f"{prefix}h2:{os.getpid()}"]
+    assert fleet_view.summary(records, 0).startswith("2 hosts, 2 workers")
+
+    h2.close()
+    assert [r["host"] for r in h1.records()] == ["h1"]
 
 
 def test_the_record_comes_back_after_etcd_restarts_and_the_loss_is_logged_once(

@@ -3,12 +3,14 @@ mappings go through the same parsing, and a bad value stops startup naming
 its variable."""
 
 import signal
+import socket
 
 import pytest
 
 import hotcfg
 from hotcfg import _runtime
 from hotcfg._errors import ConfigError
+from hotcfg._master import fleet
 from hotcfg._settings import Settings
 from hotcfg._sources.locations import redact_url
 
@@ -165,3 +167,41 @@ def test_a_token_with_layers_on_several_http_origins_is_refused(tmp_path):
 )
 def test_redact_url_hides_credentials_and_every_query_value(text, shown):
     assert redact_url(text) == shown
+
+
+@pytest.mark.parametrize(
+    ("raw", "label"),
+    [
+        ("h1", "h1"),
+        ("  web-3.eu  ", "web-3.eu"),
+        ("rack 2:b", "rack 2:b"),
+        ("é" * 253, "é" * 253),
+    ],
+)
+def test_a_host_label_is_kept_stripped(raw, label):
+    assert Settings.resolve({"HOTCFG_HOST": raw}).host == label
+    assert Settings.resolve({}, host=raw).host == label
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("", "not an empty one"),
+        ("   ", "not an empty one"),
+        ("a/b", "no '/'"),
+        ("/", "no '/'"),
+        ("h\x001", "only printable"),
+        ("h\t1", "only printable"),
+        ("web\n2", "only printable"),
+        ("h" * 254, "at most 253 characters"),
+    ],
+)
+def test_a_bad_host_label_is_refused_naming_hotcfg_host(raw, why):
+    with pytest.raises(ConfigError, match=f"^HOTCFG_HOST: invalid value .*{why}"):
+        Settings.resolve({"HOTCFG_HOST": raw})
+
+
+def test_without_a_host_label_the_fleet_record_names_the_host_name():
+    assert Settings().host is None
+    assert fleet.host_label(Settings()) == socket.gethostname()
+    assert fleet.host_label(Settings.resolve({"HOTCFG_HOST": "h2"})) == "h2"
