@@ -630,7 +630,7 @@ HOST_MAX_CHARS = 253
 def _host(raw: str) -> str:
     """A host label (``HOTCFG_HOST``): it names a master in the fleet
     record's key and in ``hotcfg status --fleet``'s table, so it is one
-    printable path segment."""
+    printable path segment, and one column of the table (no blank)."""
     label = raw.strip()
     if not label:
         raise ValueError("expected a host label, not an empty one")
@@ -638,6 +638,8 @@ def _host(raw: str) -> str:
         raise ValueError("a host label has no '/'")
     if not label.isprintable():
         raise ValueError("a host label has only printable characters")
+    if any(c.isspace() for c in label):
+        raise ValueError("a host label has no blank (it is one column of a table)")
     if len(label) > HOST_MAX_CHARS:
         raise ValueError(f"a host label has at most {HOST_MAX_CHARS} characters")
     return label

@@ -194,6 +194,7 @@ def test_a_host_label_is_kept_stripped(raw, label):
         ("h\t1", "only printable"),
         ("web\n2", "only printable"),
         ("h" * 254, "at most 253 characters"),
+        ("rack 2", "no blank"),
     ],
 )
 def test_a_bad_host_label_is_refused_naming_hotcfg_host(raw, why):
