@@ -75,6 +75,7 @@ def in_process_order(endpoints: Sequence[T]) -> list[T]:
     at = start_offset() % len(items)
     return items[at:] + items[:at]
 
+
 # "hasleader" is etcd's require-leader gRPC metadata; the gateway passes
 # Grpc-Metadata-* headers on as metadata. A watch made with it is ended with
 # "etcdserver: no leader" when the member loses its leader.
