@@ -153,3 +153,10 @@ def test_the_spread_is_chosen_within_the_window(monkeypatch, draw):
     monkeypatch.setattr(fleet.random, "uniform", lambda a, b: a + (b - a) * draw)
     state["n"] = 1
     assert 0.0 <= record._until_due() <= 2.0
+
+
+def test_the_listed_order_starts_every_process_at_the_first(monkeypatch):
+    monkeypatch.setattr(client, "_listed", True)
+    for _ in range(20):
+        monkeypatch.setattr(client, "_start", None)
+        assert _first_tried() == ENDPOINTS[0]

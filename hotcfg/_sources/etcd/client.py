@@ -53,6 +53,15 @@ T = TypeVar("T")
 # one list spreads its watches and calls over the members instead of putting
 # every one on the first (docs/decisions/0069).
 _start: tuple[int, int] | None = None
+# HOTCFG_ETCD_ORDER=listed: every process starts at the first endpoint.
+_listed = False
+
+
+def set_listed_order(listed: bool) -> None:
+    """Start every endpoint list at its first (``HOTCFG_ETCD_ORDER``), for
+    this process: set once its settings are resolved."""
+    global _listed
+    _listed = listed
 
 
 def start_offset() -> int:
@@ -70,7 +79,7 @@ def in_process_order(endpoints: Sequence[T]) -> list[T]:
     """``endpoints`` rotated to begin at this process's random start, then
     round the list from there (its written order otherwise kept)."""
     items = list(endpoints)
-    if not items:
+    if not items or _listed:
         return items
     at = start_offset() % len(items)
     return items[at:] + items[:at]
