@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -65,6 +66,7 @@ class Watcher(threading.Thread):
         self.created = threading.Event()
         self.reconnected_at: float | None = None
         self.member: str | None = None
+        self.broke = False
 
     def delay(self, failures: int, healthy: bool) -> float:
         if self.policy == "before":
@@ -78,7 +80,9 @@ class Watcher(threading.Thread):
             try:
                 conn = http.client.HTTPConnection(host, port, timeout=2.0)
                 self.conn = conn
-                body = {"create_request": {"key": base64.b64encode(KEY.encode()).decode()}}
+                body = {
+                    "create_request": {"key": base64.b64encode(KEY.encode()).decode()}
+                }
                 conn.request("POST", "/v3/watch", json.dumps(body))
                 response = conn.getresponse()
                 first = json.loads(response.readline() or b"{}")
@@ -97,7 +101,7 @@ class Watcher(threading.Thread):
             except (OSError, http.client.HTTPException, ValueError):
                 if self.stopping.is_set():
                     return
-                broke = True
+                broke = self.broke = True
                 failures += 1
                 index = (index + 1) % len(self.endpoints)
                 self.stopping.wait(self.delay(failures, healthy))
@@ -106,10 +110,8 @@ class Watcher(threading.Thread):
     def close(self) -> None:
         conn = self.conn
         if conn is not None and conn.sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def phase(cluster, policy: str, count: int, after_s: float, seed: int):
@@ -141,6 +143,11 @@ def phase(cluster, policy: str, count: int, after_s: float, seed: int):
     cpu[victim.name] = cpu_ticks(victim.proc.pid) - restarted_ticks
     window = time.monotonic() - stopped_at
     victim.wait_healthy()
+    deadline = time.monotonic() + 15.0  # every watch that broke is back
+    while time.monotonic() < deadline and any(
+        w.broke and w.reconnected_at is None for w in watchers
+    ):
+        time.sleep(0.05)
     followed = [w for w in watchers if w.reconnected_at is not None]
     delays = sorted((w.reconnected_at - stopped_at) * 1000.0 for w in followed)  # type: ignore[operator]
     after_members = Counter(names[w.member] for w in followed if w.member)
@@ -171,9 +178,10 @@ def pct(values, q):
 def report(results, count: int, after_s: float) -> None:
     print(
         f"3-member etcd; {count} watcher threads (raw gateway watches) per policy; "
-        f"member m0 stopped (SIGTERM) and started again; {after_s:g} s measured from the stop"
+        f"member m0 stopped (SIGTERM) and started again; "
+        f"{after_s:g} s measured from the stop"
     )
-    print("reconnect delay: from the stop to the new watch's `created`, of the watchers that moved")
+    print("reconnect delay: stop -> the new watch's `created` (watchers that moved)")
     print("policy  on m0  moved  p50 ms  p95 ms  max ms")
     for r in results:
         d = r["delays"]
@@ -201,11 +209,15 @@ def report(results, count: int, after_s: float) -> None:
             cells.append(f"{r['before'].get(n, 0):>5} -> {now:<4}")
         print(f"{r['policy']:<7} " + " ".join(f"{c:>12}" for c in cells))
     print()
-    print("etcd CPU during the window, ms (utime+stime; m0: its new process from its start)")
+    print("etcd CPU in the window, ms (utime+stime; m0: new process from its start)")
     print("policy  " + " ".join(f"{n:>7}" for n in names) + "    total")
     for r in results:
         ms = [r["cpu"][n] * 1000.0 / TICKS_PER_S for n in names]
-        print(f"{r['policy']:<7} " + " ".join(f"{x:>7.0f}" for x in ms) + f" {sum(ms):>8.0f}")
+        print(
+            f"{r['policy']:<7} "
+            + " ".join(f"{x:>7.0f}" for x in ms)
+            + f" {sum(ms):>8.0f}"
+        )
 
 
 def main() -> None:

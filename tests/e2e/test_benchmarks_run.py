@@ -312,4 +312,4 @@ def test_fleet_reconnect():
         assert on_victim == moved, out  # every watch on the stopped member moved
         assert 0 <= p50 <= p95 <= most, out
     assert "reconnects per 100 ms" in out
-    assert "etcd CPU during the window" in out
+    assert "etcd CPU in the window" in out
