@@ -152,6 +152,7 @@ def configure(
     history: int | None = None,
     etcd_timeout_ms: float | None = None,
     etcd_progress_ms: float | None = None,
+    etcd_order: str | None = None,
     etcd_user: str | None = None,
     etcd_password_file: str | os.PathLike[str] | None = None,
     etcd_ca_file: str | os.PathLike[str] | None = None,
@@ -198,6 +199,7 @@ def configure(
         history: good generations kept for ``hotcfg history`` and ``rollback``.
         etcd_timeout_ms: etcd: connecting, and each request but the watch.
         etcd_progress_ms: etcd: the cluster's progress notification interval.
+        etcd_order: etcd: ``random`` start in the endpoint list, or ``listed``.
         etcd_user: etcd: the user to authenticate as.
         etcd_password_file: etcd: the file holding that user's password.
         etcd_ca_file: etcd: CA bundle (PEM); setting it means TLS.

@@ -70,6 +70,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 WATCH_MODES = ("auto", "events", "poll")
 PEERS_MODES = ("auto", "off", "read")
+ETCD_ORDERS = ("random", "listed")
 
 
 def parse_signal(value: str) -> int | None:
@@ -280,6 +281,12 @@ class Settings:
         "(`--experimental-watch-progress-notify-interval`); a watch silent 1.5 times "
         "this long (plus the timeout) is reconnected",
         shown="`600000` (etcd's)",
+    )
+    etcd_order: str = _setting(
+        "random",
+        "etcd: where each process starts in the endpoint list: `random` (a "
+        "rotation chosen once per process, so a fleet spreads over the members) "
+        "or `listed` (always the first written, e.g. the local member)",
     )
     etcd_user: str | None = _setting(
         None, "etcd: user to authenticate as (needs `HOTCFG_ETCD_PASSWORD_FILE`)"
@@ -675,6 +682,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "history": _history_length,
     "etcd_timeout_ms": _milliseconds(positive=True),
     "etcd_progress_ms": _milliseconds(positive=True),
+    "etcd_order": _choice(ETCD_ORDERS),
     "etcd_user": lambda raw: raw.strip() or None,
     "etcd_password_file": _text,
     "etcd_ca_file": _text,

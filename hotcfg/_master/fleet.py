@@ -80,6 +80,12 @@ PREFIX = "/hotcfg/fleet/"
 #: How often the thread looks whether the record's content changed.
 CHECK_INTERVAL_S = 0.5
 BACKOFF_FIRST_S = 0.25
+#: A changed record is put after a uniform random delay in [0, this]; changes
+#: within it are coalesced into the one put. Every host of a fleet applies a
+#: put at once: the spread turns their record writes into a ramp instead of
+#: one burst through raft (docs/decisions/0069). The first record, and one
+#: put again under a new lease, are not delayed.
+SPREAD_S = 1.0
 BACKOFF_MAX_S = 3.0
 #: Largest answer read when listing the records (many masters, many workers).
 LIST_MAX_BYTES = 16 * 1024 * 1024
@@ -245,6 +251,8 @@ class FleetRecord:
         host: this host's label (:func:`host_label`), in the key.
         ttl_s: the lease's time to live.
         timeout_s: connecting, and each etcd call.
+        spread_s: a changed record waits a random time up to this before
+            its put (:data:`SPREAD_S`).
     """
 
     def __init__(
@@ -256,6 +264,7 @@ class FleetRecord:
         host: str,
         ttl_s: float,
         timeout_s: float,
+        spread_s: float = SPREAD_S,
     ) -> None:
         self.target = target
         self.access = access
@@ -271,6 +280,8 @@ class FleetRecord:
         self._granted_ttl = self._ttl
         self._renew_at = 0.0  # monotonic; 0: at the next look
         self._put: dict[str, Any] | None = None  # the content put under the lease
+        self._spread_s = max(0.0, spread_s)
+        self._due: float | None = None  # monotonic: when a changed record is put
         self.failures = 0  # in a row; 0 while etcd answers
         self.renewals = 0  # keep-alives answered
         self._unreachable = False  # the last call found no endpoint
@@ -326,7 +337,11 @@ class FleetRecord:
                 return 0.0
             content = self._content()
             if content != self._put:
+                wait = self._until_due()
+                if wait > 0.0:
+                    return min(wait, CHECK_INTERVAL_S, self._until_renewal())
                 self._put_record(content)
+                self._due = None
         except UnreachableError as exc:
             # A put refused for a lease etcd lost is retried after the
             # keep-alive, which then finds the lease gone.
@@ -338,7 +353,21 @@ class FleetRecord:
         if self.failures:
             _logger.info("hotcfg: the fleet record %s is kept again", self.key)
             self.failures = 0
-        return max(0.0, min(CHECK_INTERVAL_S, self._renew_at - time.monotonic()))
+        return min(CHECK_INTERVAL_S, self._until_renewal())
+
+    def _until_renewal(self) -> float:
+        return max(0.0, self._renew_at - time.monotonic())
+
+    def _until_due(self) -> float:
+        """Seconds until a changed record may be put: none for the first
+        record under a lease; else a random time up to the spread, chosen at
+        the first change seen and kept, so later changes join that put."""
+        if self._put is None or self._spread_s <= 0.0:
+            return 0.0
+        now = time.monotonic()
+        if self._due is None:
+            self._due = now + random.uniform(0.0, self._spread_s)
+        return max(0.0, self._due - now)
 
     def _failed(self, exc: BaseException) -> float:
         self.failures += 1

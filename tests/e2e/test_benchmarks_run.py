@@ -301,3 +301,15 @@ def test_servers():
         assert nanoseconds(out, label) > 0, out
     for lib in ("shared-memory-dict", "UltraDict"):
         assert re.search(rf"^  {lib} +(\d|not installed)", out, re.M), out
+
+
+def test_fleet_reconnect():
+    if shutil.which("etcd") is None:
+        pytest.skip("no etcd binary on PATH (Debian: apt-get install etcd-server)")
+    out = run("fleet_reconnect.py", "--watchers", "6", "--after-s", "1", timeout=120)
+    for policy in ("before", "after"):
+        on_victim, moved, p50, p95, most = row(out, policy)
+        assert on_victim == moved, out  # every watch on the stopped member moved
+        assert 0 <= p50 <= p95 <= most, out
+    assert "reconnects per 100 ms" in out
+    assert "etcd CPU in the window" in out

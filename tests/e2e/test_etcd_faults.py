@@ -38,6 +38,8 @@ def settings_for(source, **extra):
         "HOTCFG_SOURCE": source,
         "HOTCFG_ETCD_PROGRESS_MS": str(PROGRESS_MS),
         "HOTCFG_ETCD_TIMEOUT_MS": "1000",
+        # These tests know which member the master follows: the first.
+        "HOTCFG_ETCD_ORDER": "listed",
         **extra,
     }
 
@@ -371,7 +373,11 @@ def test_a_frozen_member_is_left_within_seconds_losing_nothing(
     cluster.put(KEY, "value: before\n")
     # Default settings but a short lease, whose keep-alives must not wait
     # on the frozen member longer than the lease lasts.
-    env = {"HOTCFG_SOURCE": cluster.source(KEY), "HOTCFG_FLEET_TTL_MS": "3000"}
+    env = {
+        "HOTCFG_SOURCE": cluster.source(KEY),
+        "HOTCFG_FLEET_TTL_MS": "3000",
+        "HOTCFG_ETCD_ORDER": "listed",  # the master follows the first member
+    }
     service = start_service(tmp_path, env_extra=env, workers=WORKERS)
     service.all_workers_answer("before")
     service.wait_until(

@@ -38,6 +38,7 @@ SAMPLES = {
     "history": (3, 3),
     "etcd_timeout_ms": (750, 750.0),
     "etcd_progress_ms": (5000, 5000.0),
+    "etcd_order": ("listed", "listed"),
     "etcd_user": ("myapp", "myapp"),
     "etcd_password_file": ("/run/secrets/etcd", "/run/secrets/etcd"),
     "etcd_ca_file": ("/etc/etcd/ca.pem", "/etc/etcd/ca.pem"),

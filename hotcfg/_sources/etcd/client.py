@@ -33,9 +33,11 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
+import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from ..._errors import ConfigError, SourceError, UnreachableError
@@ -45,6 +47,43 @@ from .answer import LineReader, Overflow, base64_length, header_of
 from .connection import CHUNK, close, connect, within
 
 T = TypeVar("T")
+
+# (pid, offset): where this process starts in an endpoint list. Chosen once
+# per process (a forked child chooses its own), so a fleet whose hosts share
+# one list spreads its watches and calls over the members instead of putting
+# every one on the first (docs/decisions/0069).
+_start: tuple[int, int] | None = None
+# HOTCFG_ETCD_ORDER=listed: every process starts at the first endpoint.
+_listed = False
+
+
+def set_listed_order(listed: bool) -> None:
+    """Start every endpoint list at its first (``HOTCFG_ETCD_ORDER``), for
+    this process: set once its settings are resolved."""
+    global _listed
+    _listed = listed
+
+
+def start_offset() -> int:
+    """This process's random offset into every endpoint list, chosen at its
+    first use and kept: one process always begins at the same member, while
+    a fleet of them spreads evenly over the members."""
+    global _start
+    pid = os.getpid()
+    if _start is None or _start[0] != pid:
+        _start = (pid, random.SystemRandom().randrange(1 << 30))
+    return _start[1]
+
+
+def in_process_order(endpoints: Sequence[T]) -> list[T]:
+    """``endpoints`` rotated to begin at this process's random start, then
+    round the list from there (its written order otherwise kept)."""
+    items = list(endpoints)
+    if not items or _listed:
+        return items
+    at = start_offset() % len(items)
+    return items[at:] + items[:at]
+
 
 # "hasleader" is etcd's require-leader gRPC metadata; the gateway passes
 # Grpc-Metadata-* headers on as metadata. A watch made with it is ended with
@@ -442,13 +481,14 @@ def first_answer(
     first: tuple[str, int] | None = None,
 ) -> T:
     """``attempt`` on each endpoint in turn until one answers, from ``first``
-    (one that answered last time) when given, then on in the list's order.
+    (one that answered last time) when given, else from this process's
+    random start (:func:`in_process_order`), then round the list.
 
     Raises:
         UnreachableError: none answered (every endpoint's reason).
         SourceError: none answered, and one refused (auth, TLS).
     """
-    endpoints = list(target.endpoints)
+    endpoints = in_process_order(target.endpoints)
     if first in endpoints:
         at = endpoints.index(first)
         endpoints = endpoints[at:] + endpoints[:at]

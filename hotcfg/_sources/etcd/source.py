@@ -103,6 +103,7 @@ class EtcdSource(OneDocument):
         assert settings.source is not None
         assert settings.format is not None
         target = parse_etcd(settings.source)
+        client.set_listed_order(settings.etcd_order == "listed")
         kind = EtcdPrefixSource if target.is_prefix else cls
         return kind(
             target,

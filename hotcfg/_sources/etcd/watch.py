@@ -48,6 +48,7 @@ from .client import (
     Unavailable,
     endpoint_text,
     error_message,
+    in_process_order,
     last_words,
     refusal,
     request_headers,
@@ -61,10 +62,29 @@ from .probe import PROBE_AFTER_S, probe_while_silent
 _logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST_S = 0.05
+#: The first retry after a stream that worked waits a uniform random time in
+#: [0, this]: a member's restart breaks every host's stream at once, and a
+#: window this wide spreads their reconnections instead of landing them
+#: within 50 ms of each other (docs/decisions/0069).
+RECONNECT_WINDOW_S = 1.5
 BACKOFF_MAX_S = 3.0
 #: A stream that fails this soon after its watch was created, with nothing
 #: else said, did not recover the watch.
 SHAKY_S = 1.0
+
+
+def retry_delay(
+    failures: int, *, after_healthy: bool, window_s: float = RECONNECT_WINDOW_S
+) -> float:
+    """How long to wait before the next attempt, with full jitter (uniform
+    in [0, cap]): after the first failure of a stream that worked, over
+    ``window_s``, so a fleet that loses one member does not come back in
+    one burst; then an exponential cap from :data:`BACKOFF_FIRST_S` up to
+    :data:`BACKOFF_MAX_S` (docs/decisions/0069)."""
+    if failures <= 1 and after_healthy:
+        return random.uniform(0.0, window_s)
+    cap = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** min(failures, 16))
+    return random.uniform(0.0, cap)
 
 
 class Followed(Protocol):
@@ -116,7 +136,7 @@ class EtcdWatch(Follower):
         # Under self._cond: the stream open now, its member, why the
         # probing thread cut it.
         self._stream: http.client.HTTPConnection | None = None
-        self._stream_at: tuple[str, int] = source.target.endpoints[0]
+        self._stream_at: tuple[str, int] = in_process_order(source.target.endpoints)[0]
         self._cut: str | None = None
         # monotonic: the stream's last word, or its member's last answer to
         # a probe. Written without the lock: a late read only delays a probe.
@@ -169,7 +189,8 @@ class EtcdWatch(Follower):
 
     def _follow(self) -> None:
         source = self.source
-        endpoints = source.target.endpoints
+        # This process's random start, then round the list (0069).
+        endpoints = in_process_order(source.target.endpoints)
         index = 0
         reread = source.revision == 0
         while not self._stopping:
@@ -239,8 +260,7 @@ class EtcdWatch(Follower):
                 self._reported = (reason, denied)
                 source.fail(reason, denied=denied)
                 self.notice()
-        delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** min(failures, 16))
-        return delay * random.uniform(0.5, 1.0)
+        return retry_delay(failures, after_healthy=not self._shaky)
 
     def _ended(self) -> None:
         """The last stream failed (the caller holds ``_cond``). One that
