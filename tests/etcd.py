@@ -234,17 +234,25 @@ class Etcd:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def put(self, key, value):
-        """Put ``value`` at ``key``; the new revision."""
-        self.ctl("put", "--", key, value)
-        return self.revision()
+    def put(self, key, value=None, *, stdin=None):
+        """Put ``value`` (or ``stdin``, for a value too long for an argument)
+        at ``key``; the revision of this put, from its own answer: the store's
+        revision read after it may be a master's fleet record's already."""
+        args = ["put", "--write-out=json", "--", key]
+        reply = self.ctl(*args, *([] if value is None else [value]), stdin=stdin)
+        return int(json.loads(reply)["header"]["revision"])
 
     def txn(self, *operations):
         """Run ``operations`` (``"put /k v"``, ``"del /k"``) as one etcd
-        transaction, so they land at one revision; the new revision."""
-        out = self.ctl("txn", stdin="\n" + "\n".join(operations) + "\n\n\n")
-        assert out.startswith("SUCCESS"), out
-        return self.revision()
+        transaction, so they land at one revision; that revision."""
+        out = self.ctl(
+            "txn",
+            "--write-out=json",
+            stdin="\n" + "\n".join(operations) + "\n\n\n",
+        )
+        reply = json.loads(out)
+        assert reply.get("succeeded"), out
+        return int(reply["header"]["revision"])
 
     def revision(self):
         out = self.ctl("endpoint", "status", "--write-out=fields")

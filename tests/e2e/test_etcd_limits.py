@@ -60,8 +60,7 @@ def test_an_oversized_value_under_a_prefix_is_rejected_and_the_next_put_served(
 
     # Larger than one watch response may be, whole: left out, not held.
     big = "x" * 200_000
-    etcd.ctl("put", "--", PREFIX + "big", stdin=big)  # too long for an argument
-    revision = etcd.revision()
+    revision = etcd.put(PREFIX + "big", stdin=big)  # too long for an argument
     reason = f"over the {LIMIT}-byte limit"
     service.wait_until(lambda: reason in last_error(service), "the size rejected")
     error = last_error(service)
