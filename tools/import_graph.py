@@ -48,6 +48,7 @@ PURE_MODULES = (
     "_sources.http.rules",
     "_sources.http.proxies",
     "_sources.etcd.keytree",
+    "_sources.etcd.rollout",
     "cli.fleet_view",
 )
 IMPURE_IN_PURE_DIRS = ("_segment.shm", "_segment.slots", "_segment.where")
