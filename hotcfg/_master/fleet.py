@@ -5,7 +5,7 @@ lease (docs/design.md, "Fleet view")::
 
     /hotcfg/fleet/<the config key, percent-encoded>/<host>:<master pid>
 
-(the host: ``HOTCFG_HOST``, by default the host name: :func:`host_label`)
+(the host: ``HOTCFG_HOST``, by default the host name: ``_settings.host_label``)
 holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``), the
 source, the etcd revision of the key's last change the master holds
 (not moved by progress notifications: a quiet store changes no record), the live
@@ -51,7 +51,6 @@ import math
 import os
 import random
 import re
-import socket
 import threading
 import time
 import weakref
@@ -62,7 +61,7 @@ from urllib.parse import quote
 
 from .._errors import UnreachableError
 from .._segment import layout
-from .._settings import Settings
+from .._settings import Settings, host_label
 from .._sources.etcd import client as etcd_client
 from .._sources.etcd import keytree
 from .._sources.etcd.access import EtcdAccess
@@ -521,13 +520,6 @@ def etcd_source_of(source: object) -> EtcdSource | None:
         if isinstance(layer, EtcdSource):
             return layer
     return None
-
-
-def host_label(settings: Settings) -> str:
-    """The host this process's record stands for: ``HOTCFG_HOST``, or the
-    machine's host name (several masters on one machine, or containers
-    sharing a host name, set it to be told apart)."""
-    return settings.host or socket.gethostname()
 
 
 def start(publisher: Publisher) -> FleetRecord | None:
