@@ -8,7 +8,10 @@ lease (docs/design.md, "Fleet view")::
 (the host: ``HOTCFG_HOST``, by default the host name: ``_settings.host_label``)
 holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``), the
 source, the etcd revision of the key's last change the master holds
-(not moved by progress notifications: a quiet store changes no record), the live
+(not moved by progress notifications: a quiet store changes no record) and
+its ``track`` (``"main"``, the key's document, or ``"canary"``, the
+canary's content for this host: then the revision is the canary record's;
+``canary_error``: why a canary record is served by nobody), the live
 generation and when it was published, the last rejection (if the live
 generation is not the source's content), what the live generation holds
 (``serving``: :func:`serving`), every worker's pid and applied generation,
@@ -131,6 +134,8 @@ def build_record(
     serving: str,
     fmt: str | None,
     max_bytes: int | None,
+    track: str = "main",
+    canary_error: str | None = None,
 ) -> dict[str, Any]:
     """The record's content (without ``updated_at``, which changes at every
     put and so is not part of what "changed" means).
@@ -141,6 +146,9 @@ def build_record(
         serving: what the live generation holds (:func:`serving`).
         fmt: the format the master parses the key's value in (``format``).
         max_bytes: the largest value of the key it accepts.
+        track: ``"main"`` or ``"canary"``: what the source holds for this
+            host (``revision`` is the canary record's on the canary).
+        canary_error: why the canary record held is served by nobody.
     """
     return {
         "host": host,
@@ -148,6 +156,8 @@ def build_record(
         "service": service,
         "source": source,
         "revision": revision,
+        "track": track,
+        "canary_error": canary_error,
         "generation": generation,
         "published_at": published_at,
         "workers": [
@@ -486,7 +496,9 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
         buffer = publisher.segment.buffer
         header = layout.read_header(buffer)
         workers = layout.read_workers(buffer)
-    revision = followed.changed_at if followed is not None else 0
+    track, revision, canary_error = (
+        followed.held() if followed is not None else ("main", 0, None)
+    )
     error = publisher.last_error
     return build_record(
         host=host,
@@ -508,6 +520,8 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
         ),
         fmt=followed.fmt if followed is not None else None,
         max_bytes=followed.max_bytes if followed is not None else None,
+        track=track,
+        canary_error=canary_error,
     )
 
 

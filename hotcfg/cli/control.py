@@ -11,8 +11,10 @@ master that serves no control socket is exit 69, one that does not answer
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
+import socket
 from typing import Any
 
 from .._content import diff as _diff
@@ -62,11 +64,44 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"{mark} {e['generation']:>10}  {when(e['published_at']):<25}  "
             f"{e['size']:>8}  {e['hash']:<32}  {e['source']}"
         )
+        who = _who(e)
+        if who:
+            print(f"  {'':>10}  {who}")
     return Exit.OK
 
 
+def _who(entry: dict[str, Any]) -> str:
+    """An entry's action, author and message on one line (``rollback by
+    ann@web-1: pool too small``); empty when the master knew none."""
+    action, author = entry.get("action"), entry.get("author")
+    message = entry.get("message")
+    words = " ".join(
+        part for part in (action or "", f"by {author}" if author else "") if part
+    )
+    if message:
+        # One line: a message's own line breaks would break the table.
+        flat = " ".join(str(message).split())
+        words = f"{words}: {flat}" if words else flat
+    return words
+
+
+def default_author() -> str:
+    """``user@host`` of the caller: who a rollback is recorded as without
+    ``--author``."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no name for the uid (a bare container)
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
-    message: dict[str, Any] = {"cmd": "rollback", "to": args.to}
+    message: dict[str, Any] = {
+        "cmd": "rollback",
+        "to": args.to,
+        "author": args.author or default_author(),
+        "message": args.message or "",
+    }
     answer = _ask(args, message)  # refused (not kept): ControlRefused, exit 1
     if args.json:
         report = {k: answer[k] for k in ("generation", "from", "path")}

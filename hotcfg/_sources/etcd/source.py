@@ -186,31 +186,33 @@ class EtcdSource(OneDocument):
         (or, for a prefix, the newest key's), or a deletion's; progress
         notifications leave it (0: nothing held yet). The fleet record
         shows it, so a quiet store changes no record."""
-        with self._lock:
-            canary, changed = self._canary, self._changed_at
-        if self._choose(canary).name == CANARY:
-            return canary.mod_revision
-        return changed
+        return self.held()[1]
 
     @property
     def track(self) -> str:
         """What the held state serves this host: ``"main"`` (the key's
         document) or ``"canary"`` (the canary's content)."""
-        with self._lock:
-            canary = self._canary
-        return self._choose(canary).name
+        return self.held()[0]
 
     @property
     def canary_problem(self) -> str | None:
         """Why a canary record held is served by nobody (every master
         serves the key), or None."""
+        return self.held()[2]
+
+    def held(self) -> tuple[str, int, str | None]:
+        """:attr:`track`, :attr:`changed_at` and :attr:`canary_problem` of
+        one state (the fleet record shows them together)."""
         with self._lock:
-            canary = self._canary
-        unusable = self._choose(canary).unusable
-        if unusable is None:
-            return None
-        where = rollout.canary_key(self.target.key)
-        return f"{where} at revision {canary.mod_revision}: {unusable}"
+            canary, changed = self._canary, self._changed_at
+        chosen = self._choose(canary)
+        problem = None
+        if chosen.unusable is not None:
+            where = rollout.canary_key(self.target.key)
+            problem = f"{where} at revision {canary.mod_revision}: {chosen.unusable}"
+        if chosen.name == CANARY:
+            return chosen.name, canary.mod_revision, problem
+        return chosen.name, changed, problem
 
     @property
     def provenance(self) -> rollout.Audit | None:
