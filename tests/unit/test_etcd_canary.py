@@ -168,7 +168,9 @@ def test_canary_content_that_does_not_parse_names_the_canary_key():
 
 def test_provenance_is_the_audit_of_the_same_transaction_or_none():
     followed = source("web-2")
-    followed.apply(response(put(KEY, "value: one\n", 2), put(KEY + "#audit", audit(), 2)))
+    followed.apply(
+        response(put(KEY, "value: one\n", 2), put(KEY + "#audit", audit(), 2))
+    )
     followed.load()
     assert followed.provenance == Audit("push", "ann@desk", "why", 1.5)
     followed.apply(response(put(KEY, "value: two\n", 3)))  # by hand: no audit
