@@ -119,10 +119,16 @@ def test_a_master_started_during_a_canary_follows_its_selector(
     other.all_workers_answer("one")
     wait_for(lambda: settled(etcd, chosen, "canary", pushed), "web-1 on the canary")
     # Aborted: the canary's master goes back to the key.
-    etcd.txn(f"del {KEY}#canary", audit_put("abort", "bob@desk", "no"))
+    etcd.txn(f"del {KEY}#canary", audit_put("abort", "bob@desk", "too slow"))
     chosen.all_workers_answer("one")
     wait_for(
         lambda: settled(etcd, chosen, "main", key_revision(etcd)), "web-1 on the key"
+    )
+    newest = history(chosen)[-1]
+    assert (newest["action"], newest["author"], newest["message"]) == (
+        "abort",
+        "bob@desk",
+        "too slow",
     )
 
 

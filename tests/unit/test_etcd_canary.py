@@ -192,3 +192,16 @@ def test_a_source_refused_the_range_ignores_canaries():
     followed.apply(response(put(KEY + "#canary", canary("web-1"), 3)))
     assert followed.load() == {"value": "main"}
     assert "range_end" not in followed.watched()
+
+
+def test_after_an_abort_the_selected_master_records_the_abort():
+    chosen = on_canary("web-1")
+    chosen.load()
+    chosen.apply(
+        response(delete(KEY + "#canary", 5), put(KEY + "#audit", audit("abort"), 5))
+    )
+    assert chosen.load() == {"value": "main"}
+    assert chosen.provenance == Audit("abort", "ann@desk", "why", 1.5)
+    chosen.apply(response(put(KEY + "#audit", audit("push", "eve"), 6)))
+    chosen.load()
+    assert chosen.provenance is None  # an audit of no change of what is served

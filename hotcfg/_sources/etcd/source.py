@@ -281,7 +281,9 @@ class EtcdSource(OneDocument):
         # Decided here, from this master's own label, at every load.
         track = self._choose(canary)
         self._note_unusable(track, canary)
-        self._provenance = provenance(track, key=Held(value, changed_at), audit=audit)
+        self._provenance = provenance(
+            track, key=Held(value, changed_at), audit=audit, canary=canary
+        )
         if track.name == CANARY:
             assert track.canary is not None
             return self._load_canary(track.canary, canary.mod_revision)

@@ -83,10 +83,13 @@ def choose(canary: Held, *, host: str, max_bytes: int) -> Track:
     return Track(MAIN, canary=record)
 
 
-def provenance(track: Track, *, key: Held, audit: Held) -> Audit | None:
+def provenance(
+    track: Track, *, key: Held, audit: Held, canary: Held | None = None
+) -> Audit | None:
     """Who made what ``track`` serves, and why: the canary's author and
-    message; for the key, its audit record when etcd wrote both in one
-    transaction (the same ``mod_revision``); None when not known."""
+    message; for the key, the audit record etcd wrote in one transaction
+    (the same ``mod_revision``) with the key, or with the canary's deletion
+    (an abort: this host is back on the key); None when not known."""
     if track.name == CANARY:
         assert track.canary is not None
         record = track.canary
@@ -100,7 +103,7 @@ def provenance(track: Track, *, key: Held, audit: Held) -> Audit | None:
     if (
         key.value is None
         or not isinstance(audit.value, bytes)
-        or audit.mod_revision != key.mod_revision
+        or audit.mod_revision not in _changes(key, canary)
         or len(audit.value) > AUDIT_MAX_BYTES
     ):
         return None
@@ -108,3 +111,11 @@ def provenance(track: Track, *, key: Held, audit: Held) -> Audit | None:
         return Audit.decode(audit.value)
     except ValueError:
         return None
+
+
+def _changes(key: Held, canary: Held | None) -> tuple[int, ...]:
+    """The revisions whose audit record speaks for the key as served: its
+    own put, and the canary's deletion."""
+    if canary is not None and canary.value is None and canary.mod_revision:
+        return (key.mod_revision, canary.mod_revision)
+    return (key.mod_revision,)
