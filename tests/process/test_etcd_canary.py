@@ -172,3 +172,19 @@ def test_provenance_goes_with_what_the_host_serves(etcd, selected):
             assert followed.source.track == "main"
     finally:
         followed.close()
+
+
+def test_a_selected_master_refuses_canary_content_it_cannot_parse(etcd):
+    etcd.put(KEY, "value: one\n")
+    followed = Followed(_settings(etcd, host="web-1"), name="badcanary")
+    try:
+        followed.wait_value("one")
+        revision = etcd.txn(canary_put("web-1", "value: [unclosed\n"))
+        wait_for(lambda: f"{KEY}#canary" in followed.error(), "the canary refused")
+        assert followed.value() == "one"  # the last good config stays
+        record = fleet.publisher_content(followed.publisher, host="web-1")
+        assert (record["track"], record["revision"]) == ("canary", revision)
+        assert f"{KEY}#canary" in record["error"]
+        assert record["serving"] == f"rejected revision {revision}"
+    finally:
+        followed.close()
