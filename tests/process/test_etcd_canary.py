@@ -180,7 +180,13 @@ def test_a_selected_master_refuses_canary_content_it_cannot_parse(etcd):
     try:
         followed.wait_value("one")
         revision = etcd.txn(canary_put("web-1", "value: [unclosed\n"))
-        wait_for(lambda: f"{KEY}#canary" in followed.error(), "the canary refused")
+        # The publisher's own record of it (the segment's header is written
+        # just before): what the fleet record shows.
+        wait_for(
+            lambda: f"{KEY}#canary" in (followed.publisher.last_error or ""),
+            "the canary refused",
+        )
+        assert f"{KEY}#canary" in followed.error()
         assert followed.value() == "one"  # the last good config stays
         record = fleet.publisher_content(followed.publisher, host="web-1")
         assert (record["track"], record["revision"]) == ("canary", revision)
