@@ -432,15 +432,21 @@ def _push_diff(
 
 
 def _record_json(record: dict[str, Any]) -> dict[str, Any]:
-    """A fleet record for ``status --fleet --json``: its times UTC ISO 8601."""
+    """A fleet record for ``status --fleet --json``: its times UTC ISO 8601,
+    its ``track`` (null for a master that does not report one)."""
     times = ("published_at", "updated_at")
-    return {**record, **{k: utc(record.get(k)) for k in times if k in record}}
+    return {
+        **record,
+        "track": record.get("track"),
+        **{k: utc(record.get(k)) for k in times if k in record},
+    }
 
 
 def status_fleet(args: argparse.Namespace) -> int:
     """``status --fleet URL``: every master following the key, from the
     records they keep in etcd (``_master.fleet``), not from this host's segments."""
     from .._master import fleet as _fleet  # only this command reads the fleet
+    from .canary_status import canary_status
     from .fleet_view import render, summary
 
     url = args.fleet
@@ -453,7 +459,9 @@ def status_fleet(args: argparse.Namespace) -> int:
         print(f"hotcfg: --fleet: {exc.reason}", file=sys.stderr)
         return Exit.USAGE
     try:
-        fleet = _fleet.read_fleet(url, Settings.resolve())
+        settings = Settings.resolve()
+        fleet = _fleet.read_fleet(url, settings)
+        canary, canary_lines = canary_status(url, settings, fleet.records)
     except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {url}: {exc.reason}", file=sys.stderr)
         return _etcd_failed(exc)
@@ -471,6 +479,7 @@ def status_fleet(args: argparse.Namespace) -> int:
             "key": key,
             "key_revision": fleet.key_revision,
             "revision": fleet.revision,
+            "canary": canary,
             "records": [_record_json(r) for r in fleet.records],
             "summary": (
                 summary(fleet.records, fleet.key_revision) if fleet.records else None
@@ -478,6 +487,12 @@ def status_fleet(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report, indent=2))
         return Exit.OK
-    lines = render(url, fleet.records, key_revision=fleet.key_revision, now=time.time())
+    lines = render(
+        url,
+        fleet.records,
+        key_revision=fleet.key_revision,
+        now=time.time(),
+        canary=canary_lines,
+    )
     print("\n".join(lines))
     return Exit.OK
