@@ -31,7 +31,7 @@ from .audit import author, changed_paths, document, key_format, message
 from .control import print_diff
 from .etcd import Checked, _etcd_failed, check_push
 from .exits import Exit
-from .times import utc
+from .times import local, utc
 
 if TYPE_CHECKING:
     from .._sources.etcd.rollout import Canary, Selector
@@ -699,7 +699,7 @@ def cmd_history_etcd(args: argparse.Namespace) -> int:
         lines.append(
             (
                 str(row.revision),
-                str(utc(row.at)) if row.at is not None else "-",
+                local(row.at) if row.at is not None else "-",
                 row.action,
                 row.author or "-",
                 row.message or "-",
