@@ -182,7 +182,7 @@ def cmd_push_canary(args: argparse.Namespace) -> int:
     try:
         selector = _rollout.Selector.parse(args.canary)
     except ConfigError as exc:
-        print(f"hotcfg: {exc}", file=sys.stderr)
+        print(f"hotcfg: {exc.reason}", file=sys.stderr)
         return Exit.USAGE
     checked = check_push(args)
     if isinstance(checked, int):

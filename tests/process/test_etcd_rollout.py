@@ -372,3 +372,43 @@ def test_status_fleet_shows_the_track_and_the_canary(etcd, main, tmp_path, capsy
     capsys.readouterr()
     assert cli.main(["status", "--fleet", etcd.source(KEY), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["canary"] is None
+
+
+def test_a_promote_whose_answer_was_lost_finds_its_own_write(
+    etcd, main, tmp_path, capsys, monkeypatch
+):
+    """The transaction lands, its answer is lost and it is sent again (to
+    the next member): the retry loses its compare, finds its own audit
+    record and reports the promote done, not a conflict."""
+    from hotcfg._sources.etcd import txn as _txn
+
+    _canary(etcd, tmp_path, capsys)
+    real = _txn.transact
+
+    def sent_twice(*args, **kwargs):
+        real(*args, **kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_txn, "transact", sent_twice)
+    assert cli.main(["promote", etcd.source(KEY), "--force"]) == 0
+    out = capsys.readouterr().out
+    _, revision = _get(etcd, KEY)
+    assert f"to main: revision {revision}" in out
+
+
+def test_a_promote_etcd_does_not_answer_may_have_happened(
+    etcd, main, tmp_path, capsys, monkeypatch
+):
+    from hotcfg._errors import UnreachableError
+    from hotcfg._sources.etcd import txn as _txn
+
+    _canary(etcd, tmp_path, capsys)
+
+    def unanswered(*args, **kwargs):
+        raise UnreachableError("etcd unreachable: timed out", source=KEY)
+
+    monkeypatch.setattr(_txn, "transact", unanswered)
+    assert cli.main(["promote", etcd.source(KEY), "--force"]) == 75
+    err = capsys.readouterr().err
+    assert "the promote may or may not have happened" in err
+    assert f"hotcfg history {etcd.source(KEY)}" in err
