@@ -66,9 +66,10 @@ class _Key:
             Compacted: ``revision`` is compacted away.
             SourceError: unreachable, or refused.
         """
+        from .._sources.etcd import rollout as _rollout
         from .._sources.etcd import txn as _txn
 
-        return _txn.read_range(
+        found = _txn.read_range(
             self.target,
             *self.span(),
             access=self.access,
@@ -76,6 +77,11 @@ class _Key:
             max_bytes=self.settings.max_bytes * 3 + 65536,
             revision=revision,
         )
+        # The range holds a few other names too (K followed by a byte
+        # below "$"): not this key's.
+        ours = (self.key, _rollout.canary_key(self.key), _rollout.audit_key(self.key))
+        entries = {k: v for k, v in found.entries.items() if k in ours}
+        return _txn.Range(entries, found.revision)
 
 
 def _open(url: str) -> _Key | int:

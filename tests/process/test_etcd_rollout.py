@@ -119,7 +119,7 @@ def test_a_canary_push_dry_run_shows_the_diff_and_the_hosts_and_writes_nothing(
 
 
 def test_a_stale_expected_revision_or_a_canary_pushed_meanwhile_conflicts(
-    etcd, main, tmp_path, capsys
+    etcd, main, tmp_path, capsys, monkeypatch
 ):
     path = _file(tmp_path, "c.yaml", "pool: 8\nname: app\n")
     stale = ["--expect-revision", str(main - 1)]
@@ -127,26 +127,22 @@ def test_a_stale_expected_revision_or_a_canary_pushed_meanwhile_conflicts(
     assert "conflict:" in capsys.readouterr().err
     assert _get(etcd, CANARY) == (None, 0)
 
-    # Two canary pushes read the same state: one wins, one is told.
-    files = [_file(tmp_path, f"{n}.yaml", f"pool: {n}\nname: app\n") for n in (7, 9)]
-    codes = [None, None]
+    # Another canary pushed between this push's read and its write.
+    from hotcfg._sources.etcd import txn as _txn
 
-    def push(n):
-        codes[n] = cli.main(["push", files[n], etcd.source(KEY), "--canary", "h1"])
+    real = _txn.transact
+    meanwhile = []
 
-    threads = [threading.Thread(target=push, args=(n,)) for n in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    # Both read "no canary" and one loses, or one read the other's and
-    # replaced it (a fix): never both written blind.
-    value, _ = _get(etcd, CANARY)
-    assert value is not None
-    if sorted(codes) == [0, 1]:
-        assert "its canary is revision" in capsys.readouterr().err
-    else:
-        assert codes == [0, 0]
+    def after_another(*args, **kwargs):
+        meanwhile.append(etcd.put(CANARY, "another"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_txn, "transact", after_another)
+    assert cli.main(["push", path, etcd.source(KEY), "--canary", "h1"]) == 1
+    err = capsys.readouterr().err
+    assert f"its canary is revision {meanwhile[0]} (was none)" in err
+    assert "nothing" in err
+    assert _get(etcd, CANARY) == (b"another", meanwhile[0])
 
 
 def test_promote_is_refused_without_a_canary(etcd, main, capsys):
@@ -282,6 +278,7 @@ def test_a_plain_push_writes_its_audit_in_the_same_transaction(
 def test_history_lists_each_change_with_its_author_and_paths(
     etcd, main, tmp_path, capsys
 ):
+    etcd.put(KEY + "!other", "not this key's")  # inside the range, ignored
     first = _file(tmp_path, "a.yaml", "pool: 6\nname: app\n")
     assert (
         cli.main(["push", first, etcd.source(KEY), "-m", "six", "--author", "ann"]) == 0
