@@ -316,6 +316,17 @@ def test_history_lists_each_change_with_its_author_and_paths(
     assert lines[2].split()[2:4] == ["promote", "cy"]
     assert len(lines) == 3
 
+    # A delete by hand (no audit record with it) is found between reads.
+    etcd.ctl("del", KEY)
+    deleted = etcd.revision()
+    etcd.put(KEY + "!other", "later")  # not this key's: moves the store only
+    assert cli.main(["history", etcd.source(KEY), "--limit", "2", "--json"]) == 0
+    changes = json.loads(capsys.readouterr().out)["changes"]
+    assert [(c["revision"], c["action"], c["keys"]) for c in changes] == [
+        (deleted, "delete", [KEY]),
+        (by_hand, "put", [KEY]),
+    ]
+
 
 def test_history_stops_at_compaction_and_says_where(etcd, main, tmp_path, capsys):
     for n in (5, 6, 7):
