@@ -223,7 +223,25 @@ def _put(args: argparse.Namespace, checked: Checked, expected: int) -> int:
         return Exit.NO
     if not args.json:
         print(f"pushed {args.file} to {args.url}: revision {result.mod_revision}")
+    _canary_note(args.url, key, outcome)
     return Exit.OK
+
+
+def _canary_note(url: str, key: str, outcome: Outcome) -> None:
+    """After a push to main while a canary runs: the canary was reviewed
+    against the main before, and ``promote`` now refuses it; say so."""
+    from .._sources.etcd import rollout as _rollout
+
+    canary = _rollout.canary_key(key)
+    now = outcome.now
+    if now is None or not now.mod_revision(canary):
+        return
+    print(
+        f"note: a canary runs on {url} (revision {now.mod_revision(canary)}), "
+        "pushed on the main before this push: hotcfg promote refuses it now; "
+        "push it again (push --canary) on top of this, or hotcfg abort it",
+        file=sys.stderr,
+    )
 
 
 def _etcd_failed(exc: SourceError) -> int:

@@ -420,3 +420,15 @@ def test_a_promote_etcd_does_not_answer_may_have_happened(
     err = capsys.readouterr().err
     assert "the promote may or may not have happened" in err
     assert f"hotcfg history {etcd.source(KEY)}" in err
+
+
+def test_a_push_to_main_while_a_canary_runs_says_promote_now_refuses_it(
+    etcd, main, tmp_path, capsys
+):
+    _canary(etcd, tmp_path, capsys)
+    _, revision = _get(etcd, CANARY)
+    path = _file(tmp_path, "main.yaml", "pool: 5\nname: app\n")
+    assert cli.main(["push", path, etcd.source(KEY)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: a canary runs on {etcd.source(KEY)} (revision {revision})" in err
+    assert "hotcfg promote refuses it now" in err

@@ -6,7 +6,8 @@ rollout commands (``push``, ``push --canary``, ``promote``, ``abort``,
   (0: the key must not exist), then puts and deletes, all at one revision
   or none; a lost compare reads the range back, so the caller can say what
   is there instead, or find that its own write landed (a retry after a
-  member timed out with the write done).
+  member timed out with the write done); a write that lands reads it back
+  too, as it is after the write.
 * :func:`read_range`: the keys of a range, now or as of an older
   revision (etcd's MVCC keeps every revision back to its last compaction);
   a revision compacted away is :class:`Compacted`, not a failure.
@@ -76,8 +77,8 @@ class FutureRevision(Exception):
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A transaction's outcome: ``succeeded``, the store's revision after it
-    (the new one when it succeeded), and, when a compare failed, the range
-    as it is instead (``now``)."""
+    (the new one when it succeeded), and the range read back (``now``):
+    after the writes, or as it is instead when a compare failed."""
 
     succeeded: bool
     revision: int
@@ -93,7 +94,9 @@ class Writes:
             written at that revision (0: must not exist).
         put: ``(key, value)`` written when every compare holds.
         delete: keys deleted when every compare holds.
-        read_back: the range ``(start, end)`` read when a compare fails.
+        read_back: the range ``(start, end)`` read in the same
+            transaction, after the writes (or instead of them when a
+            compare fails).
     """
 
     compare: Sequence[tuple[str, int]]
@@ -148,6 +151,11 @@ def transact(
             a permission missing on one of the keys).
     """
     size = sum(len(value) for _, value in writes.put)
+    reads: list[dict[str, Any]] = (
+        [{"request_range": _range_request(*writes.read_back, None)}]
+        if writes.read_back is not None
+        else []
+    )
     request: dict[str, Any] = {
         "compare": [
             {
@@ -165,12 +173,9 @@ def transact(
         + [
             {"request_delete_range": {"key": b64(key.encode())}}
             for key in writes.delete
-        ],
-        "failure": (
-            [{"request_range": _range_request(*writes.read_back, None)}]
-            if writes.read_back is not None
-            else []
-        ),
+        ]
+        + reads,
+        "failure": reads,
     }
 
     def attempt(endpoint: tuple[str, int]) -> Outcome:
@@ -184,14 +189,12 @@ def transact(
         )
         try:
             revision = int(reply["header"]["revision"])
-            if reply.get("succeeded"):
-                return Outcome(True, revision)
             now = None
             if writes.read_back is not None:
                 responses = reply.get("responses") or [{}]
-                kvs = responses[0].get("response_range", {}).get("kvs") or []
+                kvs = responses[-1].get("response_range", {}).get("kvs") or []
                 now = Range(_entries(kvs), revision)
-            return Outcome(False, revision, now)
+            return Outcome(bool(reply.get("succeeded")), revision, now)
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise not_etcd(endpoint) from exc
 
