@@ -8,15 +8,17 @@ each policy, in the same run and on the same cluster:
 
 * ``before``: every watcher starts at the first endpoint (the order
   written) and retries 50-100 ms after its stream breaks (the old policy);
-* ``after``: each watcher starts at a random rotation of the list and waits
+* ``after``: each watcher starts at a random rotation of the list, goes on
+  to the other members in a random order when its stream breaks
+  (``hotcfg._sources.etcd.client.after_failure``) and waits
   ``hotcfg._sources.etcd.watch.retry_delay`` (uniform in [0, 1.5 s] after a
   healthy stream, then exponential with full jitter).
 
 Watchers are threads in this process making raw gateway watch requests
 (``POST /v3/watch``, one connection each) and following the retry policy
-above, moving to the next endpoint of their list on a failure, as hotcfg's
-watch does: hundreds of full hotcfg sources (three threads and a segment
-each) would measure this process's CPU rather than etcd's. Once every
+above, moving on through their list on a failure, as hotcfg's watch does:
+hundreds of full hotcfg sources (three threads and a segment each) would
+measure this process's CPU rather than etcd's. Once every
 watcher's watch is created, the first member is stopped and started again;
 a watcher's reconnect delay runs from the stop to its new watch's
 ``created`` answer. etcd's CPU is utime + stime from ``/proc/<pid>/stat``
@@ -45,6 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hotcfg._sources.etcd.client import after_failure  # noqa: E402
 from hotcfg._sources.etcd.watch import retry_delay  # noqa: E402
 from tests.etcd import EtcdCluster  # noqa: E402
 
@@ -102,6 +105,10 @@ class Watcher(threading.Thread):
                 if self.stopping.is_set():
                     return
                 broke = self.broke = True
+                if self.policy == "after" and failures == 0:
+                    # A working stream broke: the others in a random order.
+                    self.endpoints = after_failure(self.endpoints, index, rng=self.rng)
+                    index = 0
                 failures += 1
                 index = (index + 1) % len(self.endpoints)
                 self.stopping.wait(self.delay(failures, healthy))

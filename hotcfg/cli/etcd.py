@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._content import diff as _diff
@@ -33,12 +34,51 @@ from .times import utc
 
 if TYPE_CHECKING:
     from .._sources.etcd.kv import KeyState
+    from .._sources.etcd.txn import Outcome
 
 
-def cmd_push(args: argparse.Namespace) -> int:
-    """Validate FILE as the master would, check that the live masters of the
-    key would parse it, then write it to the etcd key with a compare-and-swap
-    on the revision read (or ``--expect-revision``)."""
+@dataclass(frozen=True, slots=True)
+class _PutResult:
+    """A push's outcome as it is told: ``written``, the key's revision now
+    (the new one, or the one there instead of the one expected; 0: no such
+    key), ``already``: not written since the key holds these very bytes
+    (a retry whose first try landed, or the same push by someone else)."""
+
+    written: bool
+    mod_revision: int
+    already: bool = False
+
+
+def _put_result(outcome: Outcome, key: str, content: bytes) -> _PutResult:
+    if outcome.succeeded:
+        return _PutResult(True, outcome.revision)
+    now = outcome.now
+    if now is None or key not in now.entries:
+        return _PutResult(False, 0)
+    return _PutResult(False, now.mod_revision(key), now.value(key) == content)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A file ``push`` checked, and the key it goes to as read: what the
+    write (plain, or a canary: :mod:`.rollout`) starts from."""
+
+    target: Any
+    content: bytes
+    data: dict[str, Any]
+    key_format: str
+    access: Any
+    timeout_s: float
+    settings: Settings
+    state: KeyState
+    masters: list[dict[str, Any]]
+
+
+def check_push(args: argparse.Namespace) -> Checked | int:
+    """Everything ``push`` checks before it writes: the URL is one etcd
+    key, FILE is valid as the master would find it, the key is read, and
+    every live master would parse FILE. The exit code of a refusal (said
+    why), else what the write needs."""
     from .._sources.etcd import access as _etcd_access
     from .._sources.etcd import kv as _etcd  # only this command speaks to etcd
 
@@ -92,38 +132,64 @@ def cmd_push(args: argparse.Namespace) -> int:
     )
     if isinstance(key_format, int):
         return key_format
+    return Checked(
+        target, content, data, key_format, access, timeout_s, settings, state, masters
+    )
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Validate FILE as the master would, check that the live masters of the
+    key would parse it, then write it to the etcd key with a compare-and-swap
+    on the revision read (or ``--expect-revision``), and the audit record
+    beside it (``K#audit``: who, why, the paths changed) in the same
+    transaction."""
+    checked = check_push(args)
+    if isinstance(checked, int):
+        return checked
+    state = checked.state
     expected = state.mod_revision
     if args.expect_revision is not None:
         expected = args.expect_revision
     if args.dry_run:
-        return _push_diff(args, state, data, key_format)
-    return _put(args, target, content, access, (expected, timeout_s))
+        return _push_diff(args, state, checked.data, checked.key_format)
+    return _put(args, checked, expected)
 
 
-def _put(
-    args: argparse.Namespace,
-    target: Any,
-    content: bytes,
-    access: Any,
-    expected_timeout: tuple[int, float],
-) -> int:
-    """The compare-and-swap write of ``push``, and what it says."""
-    from .._sources.etcd import kv as _etcd
+def _put(args: argparse.Namespace, checked: Checked, expected: int) -> int:
+    """The compare-and-swap write of ``push``, with its audit record, and
+    what it says."""
+    from .._sources.etcd import rollout as _rollout
+    from .._sources.etcd import txn as _txn
+    from .audit import author, changed_paths, document, message
 
-    expected, timeout_s = expected_timeout
+    key = checked.target.key
+    old = checked.state.value if isinstance(checked.state.value, bytes) else None
+    record = _rollout.Audit(
+        "push",
+        author(args),
+        message(args),
+        time.time(),
+        changed_paths(document(old, checked.key_format, args.url), checked.data),
+    ).encode()
+    start, end = _rollout.watch_range(key)
     try:
-        result = _etcd.put_if(
-            target,
-            content,
-            access=access,
-            mod_revision=expected,
-            timeout_s=timeout_s,
+        outcome = _txn.transact(
+            checked.target,
+            _txn.Writes(
+                compare=[(key, expected)],
+                put=[(key, checked.content), (_rollout.audit_key(key), record)],
+                read_back=(start.decode(), end.decode()),
+                max_bytes=checked.settings.max_bytes * 3,
+            ),
+            access=checked.access,
+            timeout_s=checked.timeout_s,
         )
     except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {args.url}: {exc.reason}", file=sys.stderr)
         return _etcd_failed(exc)
+    result = _put_result(outcome, key, checked.content)
     if args.json:
-        outcome = {
+        report = {
             "file": args.file,
             "url": args.url,
             "written": bool(result.written and not result.already),
@@ -133,7 +199,7 @@ def _put(
             "expected_revision": expected,
             "dry_run": False,
         }
-        print(json.dumps(outcome, indent=2))
+        print(json.dumps(report, indent=2))
     if result.already:
         if not args.json:
             print(
@@ -157,7 +223,25 @@ def _put(
         return Exit.NO
     if not args.json:
         print(f"pushed {args.file} to {args.url}: revision {result.mod_revision}")
+    _canary_note(args.url, key, outcome)
     return Exit.OK
+
+
+def _canary_note(url: str, key: str, outcome: Outcome) -> None:
+    """After a push to main while a canary runs: the canary was reviewed
+    against the main before, and ``promote`` now refuses it; say so."""
+    from .._sources.etcd import rollout as _rollout
+
+    canary = _rollout.canary_key(key)
+    now = outcome.now
+    if now is None or not now.mod_revision(canary):
+        return
+    print(
+        f"note: a canary runs on {url} (revision {now.mod_revision(canary)}), "
+        "pushed on the main before this push: hotcfg promote refuses it now; "
+        "push it again (push --canary) on top of this, or hotcfg abort it",
+        file=sys.stderr,
+    )
 
 
 def _etcd_failed(exc: SourceError) -> int:
@@ -366,15 +450,21 @@ def _push_diff(
 
 
 def _record_json(record: dict[str, Any]) -> dict[str, Any]:
-    """A fleet record for ``status --fleet --json``: its times UTC ISO 8601."""
+    """A fleet record for ``status --fleet --json``: its times UTC ISO 8601,
+    its ``track`` (null for a master that does not report one)."""
     times = ("published_at", "updated_at")
-    return {**record, **{k: utc(record.get(k)) for k in times if k in record}}
+    return {
+        **record,
+        "track": record.get("track"),
+        **{k: utc(record.get(k)) for k in times if k in record},
+    }
 
 
 def status_fleet(args: argparse.Namespace) -> int:
     """``status --fleet URL``: every master following the key, from the
     records they keep in etcd (``_master.fleet``), not from this host's segments."""
     from .._master import fleet as _fleet  # only this command reads the fleet
+    from .canary_status import canary_status
     from .fleet_view import render, summary
 
     url = args.fleet
@@ -387,7 +477,9 @@ def status_fleet(args: argparse.Namespace) -> int:
         print(f"hotcfg: --fleet: {exc.reason}", file=sys.stderr)
         return Exit.USAGE
     try:
-        fleet = _fleet.read_fleet(url, Settings.resolve())
+        settings = Settings.resolve()
+        fleet = _fleet.read_fleet(url, settings)
+        canary, canary_lines = canary_status(url, settings, fleet.records)
     except SourceError as exc:  # unreachable, or refused (auth, TLS)
         print(f"hotcfg: {url}: {exc.reason}", file=sys.stderr)
         return _etcd_failed(exc)
@@ -405,6 +497,7 @@ def status_fleet(args: argparse.Namespace) -> int:
             "key": key,
             "key_revision": fleet.key_revision,
             "revision": fleet.revision,
+            "canary": canary,
             "records": [_record_json(r) for r in fleet.records],
             "summary": (
                 summary(fleet.records, fleet.key_revision) if fleet.records else None
@@ -412,6 +505,12 @@ def status_fleet(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report, indent=2))
         return Exit.OK
-    lines = render(url, fleet.records, key_revision=fleet.key_revision, now=time.time())
+    lines = render(
+        url,
+        fleet.records,
+        key_revision=fleet.key_revision,
+        now=time.time(),
+        canary=canary_lines,
+    )
     print("\n".join(lines))
     return Exit.OK

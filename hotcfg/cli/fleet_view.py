@@ -15,11 +15,17 @@ last change (it held a deletion of it, or a key of a prefix since deleted),
 so "on the key's revision" means "at or past it". A record without
 ``serving`` (a master of an earlier version) serves the revision unless it
 has a rejection.
+
+A canary (``K#canary``, ``_sources.etcd.rollout``): a master reports its
+``track``, ``"main"`` or ``"canary"``, its revision then the canary's.
+The TRACK column is shown when a record reports one or a canary runs;
+:func:`canary_not_ready` says which selected masters do not serve the
+canary yet, the check ``hotcfg promote`` makes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 COLUMNS = (
@@ -35,6 +41,8 @@ COLUMNS = (
 
 #: ``serving`` of a master whose live generation is the key's content.
 REVISION = "revision"
+#: The column shown with a canary, after REVISION.
+TRACK = "TRACK"
 
 
 def age(seconds: float) -> str:
@@ -122,9 +130,26 @@ def summary(records: Sequence[Mapping[str, Any]], key_revision: int) -> str:
     return f"{head}; behind revision {target}: {listed}"
 
 
-def table(records: Sequence[Mapping[str, Any]], *, now: float) -> list[str]:
-    """The records as aligned columns (:data:`COLUMNS`), a header first."""
-    rows = [COLUMNS] + [
+def track(record: Mapping[str, Any]) -> str:
+    """``main``, ``canary``, or ``-`` for a record without the field."""
+    told = record.get("track")
+    return told if isinstance(told, str) and told else "-"
+
+
+def shows_track(records: Sequence[Mapping[str, Any]], *, canary: bool) -> bool:
+    """Whether the table has a TRACK column: a canary runs, or a record
+    reports its track."""
+    return canary or any("track" in r for r in records)
+
+
+def table(
+    records: Sequence[Mapping[str, Any]], *, now: float, with_track: bool = False
+) -> list[str]:
+    """The records as aligned columns (:data:`COLUMNS`, and :data:`TRACK`
+    after REVISION ``with_track``), a header first."""
+    at = COLUMNS.index("REVISION") + 1
+    columns = (*COLUMNS[:at], TRACK, *COLUMNS[at:]) if with_track else COLUMNS
+    cells = [
         (
             str(r["host"]),
             str(r["pid"]),
@@ -137,7 +162,11 @@ def table(records: Sequence[Mapping[str, Any]], *, now: float) -> list[str]:
         )
         for r in records
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    rows = [columns] + [
+        (*row[:at], track(r), *row[at:]) if with_track else row
+        for row, r in zip(cells, records, strict=True)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     return [
         "  ".join(
             cell.ljust(width) for cell, width in zip(row, widths, strict=True)
@@ -146,20 +175,80 @@ def table(records: Sequence[Mapping[str, Any]], *, now: float) -> list[str]:
     ]
 
 
+def canary_not_ready(
+    records: Sequence[Mapping[str, Any]],
+    selects: Callable[[str], bool],
+    revision: int,
+) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """The masters a canary's selector picks, and why each that is not
+    ready is not (``h1:4242 rejected the canary: ...``, ``h2:77 is on
+    main``, ``h1:4242 has 1 worker behind``): a master is ready when it
+    reports the canary's track at the canary's ``revision``
+    (``K#canary``'s ``mod_revision``) with no rejection, and every one of
+    its workers applied its live generation."""
+    selected = [r for r in records if selects(str(r["host"]))]
+    reasons = []
+    for r in selected:
+        name = master_name(r)
+        told = r.get("track")
+        if r.get("error"):
+            reasons.append(f"{name} rejected the canary: {r['error']}")
+        elif told is None:
+            reasons.append(f"{name} reports no track (a hotcfg without canaries)")
+        elif told != "canary":
+            reasons.append(f"{name} is on {told}")
+        elif int(r["revision"]) != revision:
+            reasons.append(
+                f"{name} is on the canary of revision {r['revision']}, not {revision}"
+            )
+        behind = [w for w in r["workers"] if w["generation"] != r["generation"]]
+        if behind:
+            noun = "worker" if len(behind) == 1 else "workers"
+            reasons.append(f"{name} has {len(behind)} {noun} behind")
+    return selected, reasons
+
+
+def canary_line(canary: Mapping[str, Any], *, when: str) -> str:
+    """The line above the table while a canary runs: ``canary  revision 9
+    for h1 (h1), pushed by ann@ops at <when>: "message"``.
+
+    Args:
+        canary: ``revision``, ``selector`` (as ``--canary`` takes it),
+            ``hosts`` (the live masters' hosts it picks), ``author``,
+            ``message``.
+        when: the push's time, as the caller prints times.
+    """
+    hosts = ",".join(canary.get("hosts") or ()) or "no live master"
+    line = (
+        f"canary  revision {canary['revision']} for {hosts} "
+        f"({canary['selector']}), pushed by {canary.get('author') or '-'} at {when}"
+    )
+    if canary.get("message"):
+        line += f': "{canary["message"]}"'
+    return line
+
+
 def render(
     key: str,
     records: Sequence[Mapping[str, Any]],
     *,
     key_revision: int,
     now: float,
+    canary: Sequence[str] = (),
 ) -> list[str]:
-    """Everything ``status --fleet`` prints: the table, the summary line,
-    then each master's last rejection (a reason, never a value)."""
+    """Everything ``status --fleet`` prints: the canary's lines when one
+    runs (:func:`canary_line`, then who is not ready), the table, the
+    summary line, then each master's last rejection (a reason, never a
+    value)."""
     if not records:
         return [
-            f"no hotcfg master reports on {key} (none running, or HOTCFG_FLEET=false)"
+            *canary,
+            f"no hotcfg master reports on {key} (none running, or HOTCFG_FLEET=false)",
         ]
-    lines = table(records, now=now)
+    lines = list(canary)
+    lines += table(
+        records, now=now, with_track=shows_track(records, canary=bool(canary))
+    )
     lines.append(summary(records, key_revision))
     lines.extend(
         f"{master_name(r)} rejected: {r['error']}" for r in records if r.get("error")

@@ -122,14 +122,22 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "0 printed; 69 no service found; 77 access refused; 2 usage.",
     ),
     "history": (
-        "list the generations the master keeps",
+        "list the generations the master keeps, or an etcd key's changes",
         "Lists the last good generations the master keeps (HOTCFG_HISTORY,\n"
         "kept across restarts): generation, publish time, size, content\n"
         "hash and source; * marks the live one. Asks the running master\n"
-        "through its control socket.",
-        "hotcfg history --json",
+        "through its control socket.\n"
+        "\n"
+        "With etcd://HOST:PORT/KEY: the changes of KEY and of its canary,\n"
+        "newest first, from etcd's own revisions (back to its last\n"
+        "compaction): revision, time, action (push, canary, promote, abort;\n"
+        "put or delete for a write made without hotcfg), author, message and\n"
+        "the key paths changed. --limit N rows (default 20).",
+        "hotcfg history --json\n"
+        "  hotcfg history etcd://10.0.0.1:2379/app/config.yaml --limit 5",
         "0 listed; 69 no service found, or its master serves no control\n"
-        "socket; 75 the master did not answer; 77 access refused; 2 usage.",
+        "socket; 75 the master (or etcd) did not answer; 77 access refused;\n"
+        "2 usage.",
     ),
     "diff": (
         "changed key paths between two generations, or a file and the live one",
@@ -159,11 +167,20 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "key since it was read (or since --expect-revision N, the revision\n"
         "you reviewed; 0: the key must not exist). --dry-run prints the key\n"
         "paths that would change. One key only: a prefix source\n"
-        "(etcd://.../app/config/) is refused.\n"
+        "(etcd://.../app/config/) is refused. Every push writes KEY#audit in\n"
+        "the same transaction: who (--author, default user@host), why (-m)\n"
+        "and the key paths changed (hotcfg history lists them).\n"
+        "\n"
+        "With --canary HOSTS (web-1,web-2) or --canary 10%: FILE goes to\n"
+        "KEY#canary instead, served only by the masters whose HOTCFG_HOST it\n"
+        "selects; KEY is untouched. A canary pushed again replaces the one\n"
+        "running (a fix). hotcfg promote makes it main, hotcfg abort drops it.\n"
         "etcd auth and TLS come from HOTCFG_ETCD_USER,\n"
         "HOTCFG_ETCD_PASSWORD_FILE, HOTCFG_ETCD_CA_FILE, HOTCFG_ETCD_CERT_FILE\n"
         "and HOTCFG_ETCD_KEY_FILE, as for the master.",
-        "hotcfg push config.yaml etcd://10.0.0.1:2379/app/config.yaml",
+        "hotcfg push config.yaml etcd://10.0.0.1:2379/app/config.yaml\n"
+        "  hotcfg push new.yaml etcd://10.0.0.1:2379/app/config.yaml --canary web-1 "
+        "-m 'pool up'",
         "0 written (the new revision is printed), or --dry-run shown; 1 FILE\n"
         "is invalid, a live master would not parse it, or a conflict\n"
         "(someone wrote in between: the revision there now is named); nothing\n"
@@ -171,6 +188,32 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "(authentication, TLS); 78 FILE's format is not the key's (no live\n"
         "master), or a HOTCFG_ETCD_* setting is invalid; 2 not one etcd key\n"
         "(another scheme, a prefix), or usage.",
+    ),
+    "promote": (
+        "make an etcd key's canary its main content",
+        "Writes the canary's content (KEY#canary) to KEY and deletes the\n"
+        "canary, in one etcd transaction that holds only if neither key\n"
+        "changed since they were read. Refused unless every live master the\n"
+        "canary's selector picks serves the canary (track canary, at the\n"
+        "canary's revision, no rejection, every worker on its generation), at\n"
+        "least one does, and KEY is still at the revision the canary was\n"
+        "pushed on: each master not ready is named with why. --force skips\n"
+        "these checks (not the compare-and-swap).",
+        "hotcfg promote etcd://10.0.0.1:2379/app/config.yaml -m 'looks good'",
+        "0 promoted; 1 no canary, a selected master not ready, KEY moved since\n"
+        "the canary was pushed, or a conflict (someone changed KEY or the\n"
+        "canary in between); nothing written; 75 etcd unreachable (the promote\n"
+        "may or may not have happened: hotcfg history KEY tells); 77 etcd\n"
+        "refused access; 78 a HOTCFG_* setting invalid; 2 usage.",
+    ),
+    "abort": (
+        "drop an etcd key's canary: every master serves the main content",
+        "Deletes KEY#canary, if nobody changed it since it was read, and\n"
+        "writes KEY#audit in the same transaction. KEY is untouched.",
+        "hotcfg abort etcd://10.0.0.1:2379/app/config.yaml -m 'p99 up'",
+        "0 aborted; 1 no canary, or a conflict (the canary changed in\n"
+        "between); nothing written; 75 etcd unreachable; 77 etcd refused\n"
+        "access; 78 a HOTCFG_* setting invalid; 2 usage.",
     ),
     "rollback": (
         "publish a kept generation's content again, as a new one",
@@ -212,10 +255,12 @@ _RUN = {
     "wait": "local:cmd_wait",
     "get": "parser:_get",
     "dump": "local:cmd_dump",
-    "history": "control:cmd_history",
+    "history": "parser:_history",
     "diff": "control:cmd_diff",
     "rollback": "control:cmd_rollback",
-    "push": "etcd:cmd_push",
+    "push": "parser:_push",
+    "promote": "rollout:cmd_promote",
+    "abort": "rollout:cmd_abort",
     "agent": "agent:cmd_agent",
 }
 
@@ -300,7 +345,14 @@ def build_parser(
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add_arguments in _ARGUMENTS.items():
         if command is None or name == command:
-            selects = arguments and name not in ("validate", "clean", "push", "agent")
+            selects = arguments and name not in (
+                "validate",
+                "clean",
+                "push",
+                "agent",
+                "promote",
+                "abort",
+            )
             p = _subcommand(sub, name, selects=selects)
             if arguments:
                 add_arguments(p)
@@ -363,6 +415,42 @@ def _dump_args(p: argparse.ArgumentParser) -> None:
 
 
 def _history_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "url",
+        nargs="?",
+        metavar="etcd://HOST:PORT[,...]/KEY",
+        help="an etcd key: its changes, from etcd (not this host's master)",
+    )
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=20,
+        metavar="N",
+        help="with an etcd key: at most N changes (default: 20)",
+    )
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
+def _audited(p: argparse.ArgumentParser) -> None:
+    """Who makes a change of an etcd key, and why (its audit record)."""
+    p.add_argument("-m", "--message", default="", help="why (kept in KEY#audit)")
+    p.add_argument("--author", help="who (default: user@host)")
+
+
+def _promote_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", metavar="etcd://HOST:PORT[,...]/KEY")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="skip the checks of the masters and of KEY's revision",
+    )
+    _audited(p)
+    p.add_argument("--json", action="store_true", help=_JSON_HELP)
+
+
+def _abort_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", metavar="etcd://HOST:PORT[,...]/KEY")
+    _audited(p)
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
 
@@ -416,6 +504,13 @@ def _push_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--values", action="store_true", help="with --dry-run, show values too"
     )
+    p.add_argument(
+        "--canary",
+        metavar="SEL",
+        help="write KEY#canary for these hosts (web-1,web-2) or a share (10%%); "
+        "KEY is untouched",
+    )
+    _audited(p)
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
 
@@ -436,6 +531,8 @@ _ARGUMENTS = {
     "diff": _diff_args,
     "rollback": _rollback_args,
     "push": _push_args,
+    "promote": _promote_args,
+    "abort": _abort_args,
     "agent": _agent_args,
 }
 
@@ -469,6 +566,35 @@ def _status(args: argparse.Namespace) -> int:
     from .etcd import status_fleet
 
     return status_fleet(args)
+
+
+def _push(args: argparse.Namespace) -> int:
+    """``push``: to the key, or with ``--canary`` to its canary."""
+    if args.canary is not None:
+        from .rollout import cmd_push_canary
+
+        return cmd_push_canary(args)
+    from .etcd import cmd_push
+
+    return cmd_push(args)
+
+
+def _history(args: argparse.Namespace) -> int:
+    """``history``: the local master's generations, or with an etcd key
+    its changes, from etcd."""
+    if args.url is None:
+        from .control import cmd_history
+
+        return cmd_history(args)
+    if not args.url.startswith("etcd://"):
+        print(
+            f"hotcfg history takes an etcd key (etcd://host:port/key), not {args.url}",
+            file=sys.stderr,
+        )
+        return Exit.USAGE
+    from .rollout import cmd_history_etcd
+
+    return cmd_history_etcd(args)
 
 
 def _get(args: argparse.Namespace) -> int:

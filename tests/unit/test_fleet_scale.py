@@ -8,6 +8,7 @@ import base64
 import json
 import random
 import time
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 
 from hotcfg._master import fleet
 from hotcfg._sources.etcd import client
+from hotcfg._sources.etcd import watch as watch_module
 from hotcfg._sources.etcd.access import EtcdAccess
 from hotcfg._sources.etcd.client import Unavailable
 from hotcfg._sources.etcd.watch import EtcdWatch
@@ -160,3 +162,48 @@ def test_the_listed_order_starts_every_process_at_the_first(monkeypatch):
     for _ in range(20):
         monkeypatch.setattr(client, "_start", None)
         assert _first_tried() == ENDPOINTS[0]
+
+
+def test_the_watchers_of_a_failed_member_spread_over_the_others():
+    rng = random.Random(70)
+    moved = Counter(client.after_failure(ENDPOINTS, 0, rng=rng)[1] for _ in range(300))
+    assert set(moved) == set(ENDPOINTS[1:])
+    # 300 over the 2 remaining members: each near 150, none all of them.
+    assert all(count >= 100 for count in moved.values()), moved
+
+
+def test_after_a_failure_the_failed_member_is_tried_last_of_the_round():
+    for failed in range(len(ENDPOINTS)):
+        order = client.after_failure(ENDPOINTS, failed)
+        assert order[0] == ENDPOINTS[failed]
+        assert sorted(order) == sorted(ENDPOINTS)
+
+
+def test_the_listed_order_moves_to_the_next_member(monkeypatch):
+    monkeypatch.setattr(client, "_listed", True)
+    assert client.after_failure(ENDPOINTS, 1) == [*ENDPOINTS[1:], ENDPOINTS[0]]
+
+
+def test_a_broken_stream_moves_the_watch_to_a_random_other_member(monkeypatch):
+    monkeypatch.setattr(watch_module, "retry_delay", lambda *a, **k: 0.0)
+    steps: Counter[int] = Counter()
+    for _ in range(60):
+        monkeypatch.setattr(client, "_start", None, raising=False)
+        watch = EtcdWatch(_source(), lambda: None)  # type: ignore[arg-type]
+        tried: list[tuple[str, int]] = []
+
+        def broken(
+            endpoint: tuple[str, int],
+            watch: EtcdWatch = watch,
+            tried: list[tuple[str, int]] = tried,
+        ) -> None:
+            tried.append(endpoint)
+            if len(tried) == 2:
+                watch._stopping = True
+            raise Unavailable("connection reset")
+
+        watch._watch = broken  # type: ignore[method-assign]
+        watch._follow()
+        steps[(ENDPOINTS.index(tried[1]) - ENDPOINTS.index(tried[0])) % 3] += 1
+    # Both other members take some: not all the next one in the list.
+    assert set(steps) == {1, 2}, steps

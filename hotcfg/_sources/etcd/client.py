@@ -85,6 +85,30 @@ def in_process_order(endpoints: Sequence[T]) -> list[T]:
     return items[at:] + items[:at]
 
 
+def after_failure(
+    endpoints: Sequence[T], failed: int, *, rng: random.Random | None = None
+) -> list[T]:
+    """The list to go round once a working stream from ``endpoints[failed]``
+    broke: that member first, then the others in a random order. Every
+    process following that member moves at once, and going on in the
+    written order would send all of them to the same next member; a random
+    order spreads them over the remaining ones. ``HOTCFG_ETCD_ORDER=listed``
+    keeps the written order.
+    """
+    items = list(endpoints)
+    if not items:
+        return items
+    rotated = items[failed:] + items[:failed]
+    if _listed:
+        return rotated
+    others = rotated[1:]
+    (rng or _shuffler).shuffle(others)
+    return [rotated[0], *others]
+
+
+_shuffler = random.SystemRandom()
+
+
 # "hasleader" is etcd's require-leader gRPC metadata; the gateway passes
 # Grpc-Metadata-* headers on as metadata. A watch made with it is ended with
 # "etcdserver: no leader" when the member loses its leader.

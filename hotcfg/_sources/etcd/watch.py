@@ -46,6 +46,7 @@ from .client import (
     AccessDenied,
     TokenRefused,
     Unavailable,
+    after_failure,
     endpoint_text,
     error_message,
     in_process_order,
@@ -212,6 +213,8 @@ class EtcdWatch(Follower):
             except Unavailable as exc:
                 if self._stopping:
                     return
+                if self._failures == 0:  # a working stream broke
+                    endpoints, index = after_failure(endpoints, index), 0
                 index = (index + 1) % len(endpoints)
                 with self._cond:
                     delay = self._failed(exc, endpoints[index])

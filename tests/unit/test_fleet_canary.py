@@ -1,0 +1,64 @@
+"""What ``status --fleet`` and ``promote`` say about a canary, from the
+fleet's records (pure: ``cli.fleet_view``)."""
+
+from hotcfg._sources.etcd.rollout import Selector
+from hotcfg.cli import fleet_view
+from tests.unit.test_fleet import record
+
+
+def tracked(track, **fields):
+    built = record(**fields)
+    built["track"] = track
+    return built
+
+
+def test_a_selected_master_is_ready_only_on_the_canary_revision_with_all_workers():
+    records = [
+        tracked("canary", host="h1", pid=1, revision=9),
+        tracked("canary", host="h1", pid=2, revision=8),
+        tracked("main", host="h1", pid=3, revision=5),
+        tracked("canary", host="h1", pid=4, revision=9, error="bad: x"),
+        tracked("canary", host="h1", pid=5, revision=9, workers=[(51, 7), (52, 6)]),
+        record(host="h1", pid=6, revision=9),  # an older hotcfg: no track
+        tracked("main", host="h2", pid=7, revision=5),  # not selected
+    ]
+    selected, reasons = fleet_view.canary_not_ready(
+        records, Selector.parse("h1").selects, 9
+    )
+    assert [r["pid"] for r in selected] == [1, 2, 3, 4, 5, 6]
+    assert reasons == [
+        "h1:2 is on the canary of revision 8, not 9",
+        "h1:3 is on main",
+        "h1:4 rejected the canary: bad: x",
+        "h1:5 has 1 worker behind",
+        "h1:6 reports no track (a hotcfg without canaries)",
+    ]
+
+
+def test_the_track_column_shows_with_a_canary_or_a_record_that_reports_one():
+    old = [record()]
+    assert "TRACK" not in fleet_view.render("k", old, key_revision=42, now=1000)[0]
+    lines = fleet_view.render(
+        "k", old, key_revision=42, now=1000, canary=["canary  revision 9 ..."]
+    )
+    assert lines[0] == "canary  revision 9 ..."
+    assert lines[1].split()[4] == "TRACK"
+    assert lines[2].split()[4] == "-"
+    lines = fleet_view.table([tracked("main")], now=1000.0, with_track=True)
+    assert lines[1].split()[4] == "main"
+
+
+def test_the_canary_line_names_hosts_selector_author_and_message():
+    line = fleet_view.canary_line(
+        {
+            "revision": 9,
+            "selector": "10%",
+            "hosts": ["h1", "h4"],
+            "author": "ann@ops",
+            "message": "pool up",
+        },
+        when="T",
+    )
+    assert (
+        line == 'canary  revision 9 for h1,h4 (10%), pushed by ann@ops at T: "pool up"'
+    )
