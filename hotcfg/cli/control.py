@@ -11,10 +11,8 @@ master that serves no control socket is exit 69, one that does not answer
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
-import socket
 from typing import Any
 
 from .._content import diff as _diff
@@ -24,6 +22,7 @@ from .._master import control as _control
 from .._master.check import validate_source
 from .._segment import payload as _payload
 from .._settings import Settings
+from .audit import author
 from .exits import Exit, Stop
 from .select import load_live, one_live_service, when
 from .times import utc
@@ -73,11 +72,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 def _who(entry: dict[str, Any]) -> str:
     """An entry's action, author and message on one line (``rollback by
     ann@web-1: pool too small``); empty when the master knew none."""
-    action, author = entry.get("action"), entry.get("author")
+    action, by = entry.get("action"), entry.get("author")
     message = entry.get("message")
-    words = " ".join(
-        part for part in (action or "", f"by {author}" if author else "") if part
-    )
+    words = " ".join(part for part in (action or "", f"by {by}" if by else "") if part)
     if message:
         # One line: a message's own line breaks would break the table.
         flat = " ".join(str(message).split())
@@ -85,21 +82,11 @@ def _who(entry: dict[str, Any]) -> str:
     return words
 
 
-def default_author() -> str:
-    """``user@host`` of the caller: who a rollback is recorded as without
-    ``--author``."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):  # no name for the uid (a bare container)
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
-
-
 def cmd_rollback(args: argparse.Namespace) -> int:
     message: dict[str, Any] = {
         "cmd": "rollback",
         "to": args.to,
-        "author": args.author or default_author(),
+        "author": author(args),
         "message": args.message or "",
     }
     answer = _ask(args, message)  # refused (not kept): ControlRefused, exit 1

@@ -6,13 +6,14 @@ started during a canary follows the selector; the master's history says who
 made each generation and why, from the key's audit record, the canary, or
 ``hotcfg rollback -m --author``."""
 
+import argparse
 import json
 import socket
 
 import pytest
 
 from hotcfg._sources.etcd.rollout import Audit, Canary, Selector
-from hotcfg.cli.control import default_author
+from hotcfg.cli.audit import author
 from tests.waiting import wait_for
 
 from .test_fleet import key_revision, records, start_master
@@ -153,7 +154,7 @@ def test_a_rollback_is_recorded_with_its_author_and_message(service):
     done = service.hotcfg("rollback")
     assert done.returncode == 0, done.stderr
     entries = json.loads(service.hotcfg("history", "--json").stdout)
-    me = default_author()  # user@host, as the CLI run above found them
+    me = author(argparse.Namespace(author=None))  # user@host, as the CLI's
     assert me.endswith(f"@{socket.gethostname()}")
     assert (entries[-1]["action"], entries[-1]["author"], entries[-1]["message"]) == (
         "rollback",
