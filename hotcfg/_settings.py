@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -326,7 +327,8 @@ class Settings:
         "etcd: the host label of this publishing process's fleet record (its key "
         "`/hotcfg/fleet/<key>/<host>:<pid>` and its `host`, the `HOST` of `hotcfg "
         "status --fleet`), so several masters on one machine, or in containers "
-        "sharing a host name, stand for several hosts: printable, no `/`, at most "
+        "sharing a host name, stand for several hosts; a staged rollout's "
+        "`--canary` selects masters by it too: printable, no `/`, at most "
         "253 characters",
         shown="the host name",
     )
@@ -454,6 +456,14 @@ class Settings:
     @property
     def resolved_segment_dir(self) -> str:
         return self.segment_dir or default_segment_dir()
+
+
+def host_label(settings: Settings) -> str:
+    """The host this process stands for: ``HOTCFG_HOST``, or the machine's
+    host name. Its fleet record is named by it, and a canary's selector
+    picks masters by it (``_sources.etcd.rollout``); both sides ask here,
+    so they never disagree."""
+    return settings.host or socket.gethostname()
 
 
 def normalise_source(source: str, *, base_dir: str | None) -> tuple[str, str]:

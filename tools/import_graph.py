@@ -49,6 +49,7 @@ PURE_MODULES = (
     "_sources.http.proxies",
     "_sources.etcd.keytree",
     "_sources.etcd.rollout",
+    "_sources.etcd.track",
     "cli.fleet_view",
 )
 IMPURE_IN_PURE_DIRS = ("_segment.shm", "_segment.slots", "_segment.where")

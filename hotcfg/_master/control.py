@@ -16,7 +16,8 @@ request gets ``{"ok": True, ...}`` or ``{"ok": False, "error": reason}``::
 
     {"cmd": "history"}                  -> {"live": G, "keep": K, "entries": [...]}
     {"cmd": "payload", "generation": G} -> {"entry": {..., "payload": bytes}}
-    {"cmd": "rollback", "to": G | None} -> {"generation": new, "from": G, "path": src}
+    {"cmd": "rollback", "to": G | None,  -> {"generation": new, "from": G, "path": src}
+     "author": str, "message": str}     (both optional; the history records them)
     {"cmd": "explain", "path": "a.b"}   -> {"generation": G, "value": v, "from": [...],
                                             "layers": [...], ...} (``_layers.explain``)
     {"cmd": "publish", "timeout_s": T}  -> {"generation": G, "rejected": reason | None,
@@ -182,6 +183,18 @@ def _generation(request: dict[str, Any], key: str, *, optional: bool) -> int | N
     return int(value)
 
 
+def _text(request: dict[str, Any], key: str) -> str | None:
+    """An optional text field of a request; None when absent or empty.
+
+    Raises:
+        ControlError: not text.
+    """
+    value = request.get(key)
+    if value is not None and type(value) is not str:
+        raise ControlError(f"{key!r} must be text")
+    return value or None
+
+
 def handle(publisher: Publisher, request: dict[str, Any]) -> dict[str, Any]:
     """Answer one request (in a connection thread of the master).
 
@@ -216,7 +229,12 @@ def handle(publisher: Publisher, request: dict[str, Any]) -> dict[str, Any]:
             raise ControlError(_not_kept(to, history))
         if entry.generation == live:
             raise ControlError(f"generation {live} is the live one already")
-        new = publisher.republish(entry, timeout_s=ROLLBACK_WAIT_S)
+        new = publisher.republish(
+            entry,
+            timeout_s=ROLLBACK_WAIT_S,
+            author=_text(request, "author"),
+            message=_text(request, "message"),
+        )
         if new is None:
             raise ControlError(
                 f"the content of generation {entry.generation} is live already "

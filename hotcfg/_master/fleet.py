@@ -5,10 +5,13 @@ lease (docs/design.md, "Fleet view")::
 
     /hotcfg/fleet/<the config key, percent-encoded>/<host>:<master pid>
 
-(the host: ``HOTCFG_HOST``, by default the host name: :func:`host_label`)
+(the host: ``HOTCFG_HOST``, by default the host name: ``_settings.host_label``)
 holding JSON: the host, the master's pid, the service (``HOTCFG_NAME``), the
 source, the etcd revision of the key's last change the master holds
-(not moved by progress notifications: a quiet store changes no record), the live
+(not moved by progress notifications: a quiet store changes no record) and
+its ``track`` (``"main"``, the key's document, or ``"canary"``, the
+canary's content for this host: then the revision is the canary record's;
+``canary_error``: why a canary record is served by nobody), the live
 generation and when it was published, the last rejection (if the live
 generation is not the source's content), what the live generation holds
 (``serving``: :func:`serving`), every worker's pid and applied generation,
@@ -51,7 +54,6 @@ import math
 import os
 import random
 import re
-import socket
 import threading
 import time
 import weakref
@@ -62,7 +64,7 @@ from urllib.parse import quote
 
 from .._errors import UnreachableError
 from .._segment import layout
-from .._settings import Settings
+from .._settings import Settings, host_label
 from .._sources.etcd import client as etcd_client
 from .._sources.etcd import keytree
 from .._sources.etcd.access import EtcdAccess
@@ -132,6 +134,8 @@ def build_record(
     serving: str,
     fmt: str | None,
     max_bytes: int | None,
+    track: str = "main",
+    canary_error: str | None = None,
 ) -> dict[str, Any]:
     """The record's content (without ``updated_at``, which changes at every
     put and so is not part of what "changed" means).
@@ -142,6 +146,9 @@ def build_record(
         serving: what the live generation holds (:func:`serving`).
         fmt: the format the master parses the key's value in (``format``).
         max_bytes: the largest value of the key it accepts.
+        track: ``"main"`` or ``"canary"``: what the source holds for this
+            host (``revision`` is the canary record's on the canary).
+        canary_error: why the canary record held is served by nobody.
     """
     return {
         "host": host,
@@ -149,6 +156,8 @@ def build_record(
         "service": service,
         "source": source,
         "revision": revision,
+        "track": track,
+        "canary_error": canary_error,
         "generation": generation,
         "published_at": published_at,
         "workers": [
@@ -487,7 +496,9 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
         buffer = publisher.segment.buffer
         header = layout.read_header(buffer)
         workers = layout.read_workers(buffer)
-    revision = followed.changed_at if followed is not None else 0
+    track, revision, canary_error = (
+        followed.held() if followed is not None else ("main", 0, None)
+    )
     error = publisher.last_error
     return build_record(
         host=host,
@@ -509,6 +520,8 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
         ),
         fmt=followed.fmt if followed is not None else None,
         max_bytes=followed.max_bytes if followed is not None else None,
+        track=track,
+        canary_error=canary_error,
     )
 
 
@@ -521,13 +534,6 @@ def etcd_source_of(source: object) -> EtcdSource | None:
         if isinstance(layer, EtcdSource):
             return layer
     return None
-
-
-def host_label(settings: Settings) -> str:
-    """The host this process's record stands for: ``HOTCFG_HOST``, or the
-    machine's host name (several masters on one machine, or containers
-    sharing a host name, set it to be told apart)."""
-    return settings.host or socket.gethostname()
 
 
 def start(publisher: Publisher) -> FleetRecord | None:

@@ -13,10 +13,12 @@ restarting master) sees the old file or the new one, never half of one.
 
 Format: one msgpack map, never pickle::
 
-    {"format": "hotcfg-history", "version": 2,
+    {"format": "hotcfg-history", "version": 3,
      "entries": [{"generation": int, "published_at": float, "source": str,
                   "size": int, "hash": str, "payload": bytes,
-                  "base": bytes | None, "base_hash": str | None}, ...]}
+                  "base": bytes | None, "base_hash": str | None,
+                  "action": str | None, "author": str | None,
+                  "message": str | None}, ...]}
 
 ``payload`` is the generation as published (``hotcfg diff`` shows it);
 ``hash`` is its hex BLAKE2b (16 bytes), the digest the publisher compares;
@@ -31,8 +33,18 @@ hashes and the size are checked when read, so a flipped byte is a corrupt
 file, not a wrong configuration to roll back to. Entries are oldest first,
 generations strictly increasing.
 
+``action``, ``author`` and ``message`` say who made the generation and
+why, when the publisher knows: an etcd key's audit record written in the
+transaction that changed it, a canary's author and message
+(``_sources.etcd.rollout``), or ``hotcfg rollback -m MSG --author WHO``
+(action ``rollback``); None each when not known, and then left out of
+the entry (the only fields that may be). Each is at most
+:data:`TEXT_MAX_CHARS` characters.
+
 Version 1 (before ``base``) is still read: its payloads hold the overrides
 of their time, and are published again with the current ones on top.
+Version 2 (before ``action``, ``author`` and ``message``) is still read,
+with None for each.
 
 Must not import ``_master.publisher``, ``_master.control`` or anything above them.
 """
@@ -60,18 +72,22 @@ from .._sources.files import read_fd
 _logger = logging.getLogger(__name__)
 
 FORMAT = "hotcfg-history"
-VERSION = 2
-#: Versions read; 1 has no ``base`` (see the module docstring).
-READABLE = (1, 2)
+VERSION = 3
+#: Versions read; 1 has no ``base``, 2 no author (see the module docstring).
+READABLE = (1, 2, 3)
 SUFFIX = ".history"
 #: The file is never written larger than this, and a larger one is refused
 #: unread: the oldest entries are dropped first to stay under it.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 #: Longest source label kept (the segment header keeps 256 bytes of it too).
 SOURCE_MAX_CHARS = 1024
+#: Longest action, author or message kept; a longer one is cut.
+TEXT_MAX_CHARS = 1024
 _TMP_GRACE_S = 60.0
 _FIELDS_V1 = ("generation", "published_at", "source", "size", "hash", "payload")
-_FIELDS = (*_FIELDS_V1, "base", "base_hash")
+_FIELDS_V2 = (*_FIELDS_V1, "base", "base_hash")
+_WHO = ("action", "author", "message")
+_FIELDS = (*_FIELDS_V2, *_WHO)
 
 
 def digest(payload: bytes) -> bytes:
@@ -99,6 +115,9 @@ class Entry:
     payload: bytes
     base: bytes | None = None
     base_hash: str | None = None
+    action: str | None = None
+    author: str | None = None
+    message: str | None = None
 
     @classmethod
     def of(
@@ -109,6 +128,9 @@ class Entry:
         published_at: float,
         source: str,
         base: bytes | None = None,
+        action: str | None = None,
+        author: str | None = None,
+        message: str | None = None,
     ) -> Entry:
         if base == payload:
             base = None
@@ -121,6 +143,9 @@ class Entry:
             payload,
             base,
             None if base is None else content_hash(base),
+            _cut(action),
+            _cut(author),
+            _cut(message),
         )
 
     @property
@@ -142,7 +167,14 @@ class Entry:
             "source": self.source,
             "size": self.size,
             "hash": self.hash,
+            "action": self.action,
+            "author": self.author,
+            "message": self.message,
         }
+
+
+def _cut(text: str | None) -> str | None:
+    return None if text is None else text[:TEXT_MAX_CHARS]
 
 
 def encode_entries(entries: Sequence[Entry], *, kind: str = FORMAT) -> bytes:
@@ -152,15 +184,29 @@ def encode_entries(entries: Sequence[Entry], *, kind: str = FORMAT) -> bytes:
     doc = {
         "format": kind,
         "version": VERSION,
-        "entries": [{name: getattr(e, name) for name in _FIELDS} for e in entries],
+        "entries": [_fields_of(e) for e in entries],
     }
     packed: bytes = msgpack.packb(doc, use_bin_type=True)
     return packed
 
 
+def _fields_of(entry: Entry) -> dict[str, object]:
+    """An entry as the file keeps it: every field, but who made it only
+    where known (an entry without costs no more than in version 2)."""
+    fields = {name: getattr(entry, name) for name in _FIELDS_V2}
+    for name in _WHO:
+        if getattr(entry, name) is not None:
+            fields[name] = getattr(entry, name)
+    return fields
+
+
 def _entry(raw: object, index: int, *, version: int) -> Entry:
-    fields = _FIELDS if version >= 2 else _FIELDS_V1
-    if not isinstance(raw, dict) or set(raw) != set(fields):
+    fields = _FIELDS_V2 if version >= 2 else _FIELDS_V1
+    optional = _WHO if version >= 3 else ()
+    if not isinstance(raw, dict) or not set(fields) <= set(raw) <= {
+        *fields,
+        *optional,
+    }:
         raise CorruptHistoryError(f"entry {index} is not a history entry")
     generation, published_at = raw["generation"], raw["published_at"]
     source, size, digest, payload = (
@@ -170,6 +216,7 @@ def _entry(raw: object, index: int, *, version: int) -> Entry:
         raw["payload"],
     )
     base, base_hash = raw.get("base"), raw.get("base_hash")
+    who = tuple(raw.get(name) for name in _WHO)  # absent: None
     if not (
         type(generation) is int
         and generation > 0
@@ -180,6 +227,7 @@ def _entry(raw: object, index: int, *, version: int) -> Entry:
         and type(payload) is bytes
         and (base is None or type(base) is bytes)
         and (base_hash is None or type(base_hash) is str)
+        and all(text is None or type(text) is str for text in who)
     ):
         raise CorruptHistoryError(f"entry {index} has a field of the wrong type")
     if size != len(payload) or digest != content_hash(payload):
@@ -191,8 +239,19 @@ def _entry(raw: object, index: int, *, version: int) -> Entry:
         raise CorruptHistoryError(
             f"entry {index} (generation {generation}): base does not match its hash"
         )
+    action, author, message = who
     return Entry(
-        generation, published_at, source, size, digest, payload, base, base_hash
+        generation,
+        published_at,
+        source,
+        size,
+        digest,
+        payload,
+        base,
+        base_hash,
+        action,
+        author,
+        message,
     )
 
 
@@ -255,7 +314,12 @@ def trim(
 def _estimate(entry: Entry) -> int:
     """An upper bound of the entry's encoded size."""
     overhead = 128 if entry.base is None else 168
-    return entry.stored_bytes + overhead + len(entry.source) * 4
+    who = sum(
+        16 + len(text) * 4
+        for text in (entry.action, entry.author, entry.message)
+        if text is not None
+    )
+    return entry.stored_bytes + overhead + len(entry.source) * 4 + who
 
 
 def path_for(

@@ -69,6 +69,29 @@ _REJECTION_KINDS: dict[type[BaseException], str] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Who:
+    """Who made a generation and why, as the history records it (each
+    None when not known)."""
+
+    action: str | None = None
+    author: str | None = None
+    message: str | None = None
+
+
+def _who(provenance: object) -> Who | None:
+    """A source's ``provenance`` (``_sources.etcd.rollout.Audit``, or
+    anything with its ``action``, ``author`` and ``message``) as a
+    :class:`Who`; None for none. An empty message is no message."""
+    if provenance is None:
+        return None
+    return Who(
+        getattr(provenance, "action", None) or None,
+        getattr(provenance, "author", None) or None,
+        getattr(provenance, "message", None) or None,
+    )
+
+
 def _no_notify() -> None:
     pass
 
@@ -371,6 +394,9 @@ class Publisher:
                 started = time.monotonic()
                 loaded = self.source.load()
                 layers, base = self.source.loaded, self.source.base
+                # Who made what was loaded, and why (an etcd key's audit
+                # record, a canary's author); other sources know nobody.
+                who = _who(getattr(self.source, "provenance", None))
                 data = self._validate(loaded)
                 checked_ms = (time.monotonic() - started) * 1000.0
                 force, self._force = self._force, False
@@ -380,6 +406,7 @@ class Publisher:
                     source_read=not force,
                     layers=layers,
                     base=base,
+                    who=who,
                 )
                 self.from_cache = None  # the source answered: live content now
                 return generation
@@ -430,6 +457,7 @@ class Publisher:
         cache: bool = True,
         layers: tuple[Layer, ...] | None = None,
         base: Mapping[str, Any] | None = None,
+        who: Who | None = None,
     ) -> int | None:
         """Publish an already validated mapping as the next generation.
 
@@ -450,6 +478,8 @@ class Publisher:
             base: ``data`` before the overrides and the validators, when
                 there are overrides: what the history and the cache keep
                 (``_master.history``); None: ``data`` is its own base.
+            who: the action, author and message the history records with
+                it (:class:`Who`), when known.
 
         Returns:
             The new generation, or None when the content did not change.
@@ -512,12 +542,16 @@ class Publisher:
         self.convergence.published(generation, published_at, written.waiting)
         self._notify()
         # After the hint: workers need not wait for a file write.
+        who = who or Who()
         entry = _history.Entry.of(
             generation,
             payload,
             published_at=published_at,
             source=source or self.source.label,
             base=kept,
+            action=who.action,
+            author=who.author,
+            message=who.message,
         )
         self._live_entry = entry
         self.history.add(entry)
@@ -619,14 +653,25 @@ class Publisher:
             published_at=written.published_at,
             source=entry.source,
             base=entry.base,
+            action=entry.action,
+            author=entry.author,
+            message=entry.message,
         )
         self._live_entry = again
         return again
 
-    def republish(self, entry: _history.Entry, *, timeout_s: float) -> int | None:
+    def republish(
+        self,
+        entry: _history.Entry,
+        *,
+        timeout_s: float,
+        author: str | None = None,
+        message: str | None = None,
+    ) -> int | None:
         """Publish a recorded generation's content again, as a new generation
         (``hotcfg rollback``): its document before the overrides, under this
-        master's overrides, validated as any document is today.
+        master's overrides, validated as any document is today. The history
+        records it as a ``rollback`` by ``author``, for ``message``.
 
         Returns:
             The new generation, or None when that content is live already.
@@ -643,7 +688,13 @@ class Publisher:
             origin = f"rollback to generation {entry.generation}"
             data, base, layers = self._under_overrides(entry, origin)
             label = f"rollback:{entry.generation} {self.source.label}"
-            generation = self.publish(data, source=label, base=base, layers=layers)
+            generation = self.publish(
+                data,
+                source=label,
+                base=base,
+                layers=layers,
+                who=Who("rollback", author, message),
+            )
         finally:
             self._serial.release()
         if generation is not None:

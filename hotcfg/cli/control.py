@@ -22,6 +22,7 @@ from .._master import control as _control
 from .._master.check import validate_source
 from .._segment import payload as _payload
 from .._settings import Settings
+from .audit import author
 from .exits import Exit, Stop
 from .select import load_live, one_live_service, when
 from .times import utc
@@ -62,11 +63,32 @@ def cmd_history(args: argparse.Namespace) -> int:
             f"{mark} {e['generation']:>10}  {when(e['published_at']):<25}  "
             f"{e['size']:>8}  {e['hash']:<32}  {e['source']}"
         )
+        who = _who(e)
+        if who:
+            print(f"  {'':>10}  {who}")
     return Exit.OK
 
 
+def _who(entry: dict[str, Any]) -> str:
+    """An entry's action, author and message on one line (``rollback by
+    ann@web-1: pool too small``); empty when the master knew none."""
+    action, by = entry.get("action"), entry.get("author")
+    message = entry.get("message")
+    words = " ".join(part for part in (action or "", f"by {by}" if by else "") if part)
+    if message:
+        # One line: a message's own line breaks would break the table.
+        flat = " ".join(str(message).split())
+        words = f"{words}: {flat}" if words else flat
+    return words
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
-    message: dict[str, Any] = {"cmd": "rollback", "to": args.to}
+    message: dict[str, Any] = {
+        "cmd": "rollback",
+        "to": args.to,
+        "author": author(args),
+        "message": args.message or "",
+    }
     answer = _ask(args, message)  # refused (not kept): ControlRefused, exit 1
     if args.json:
         report = {k: answer[k] for k in ("generation", "from", "path")}

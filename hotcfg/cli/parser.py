@@ -220,8 +220,9 @@ _HELP: dict[str, tuple[str, str, str, str]] = {
         "Publishes the content of generation G (default: the one before the\n"
         "live one) as a new generation, validated and hinted to every worker\n"
         "like any change. The source still holds the newer content: its next\n"
-        "change, or a HUP of the master, publishes that again.",
-        "hotcfg rollback --to 41 && hotcfg wait",
+        "change, or a HUP of the master, publishes that again. The history\n"
+        "records it as a rollback, by --author (default: user@host), for -m.",
+        "hotcfg rollback --to 41 -m 'pool too small' && hotcfg wait",
         "0 published; 1 the master refused (G is not kept, or its content is\n"
         "live already); 69 no service found, or its master serves no control\n"
         "socket; 75 the master is busy or did not answer; 77 access refused;\n"
@@ -469,6 +470,17 @@ def _diff_args(p: argparse.ArgumentParser) -> None:
 def _rollback_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--to", type=int, help="generation to go back to (default: the one before)"
+    )
+    p.add_argument(
+        "-m",
+        "--message",
+        metavar="MSG",
+        help="why, recorded in the master's history (hotcfg history)",
+    )
+    p.add_argument(
+        "--author",
+        metavar="WHO",
+        help="who, recorded in the master's history (default: user@host)",
     )
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 

@@ -179,13 +179,25 @@ def test_control_socket_answers_history_payload_and_rollback(served, config):
     assert answer["live"] == 2
     assert [e["generation"] for e in answer["entries"]] == [1, 2]
     assert set(answer["entries"][0]) == {
-        "generation", "published_at", "source", "size", "hash"
+        "generation", "published_at", "source", "size", "hash",
+        "action", "author", "message",
     }  # fmt: skip
     entry = _control.request(server.path, {"cmd": "payload", "generation": 1})["entry"]
     assert _payload.decode_payload(entry["payload"])["value"] == "one"
-    rolled = _control.request(server.path, {"cmd": "rollback", "to": None})
+    with pytest.raises(ControlError, match="'author' must be text"):
+        _control.request(server.path, {"cmd": "rollback", "author": 7})
+    rolled = _control.request(
+        server.path,
+        {"cmd": "rollback", "to": None, "author": "ann@desk", "message": "too small"},
+    )
     assert (rolled["generation"], rolled["from"]) == (3, 1)
     assert live(publisher)["value"] == "one"
+    newest = _control.request(server.path, {"cmd": "history"})["entries"][-1]
+    assert (newest["action"], newest["author"], newest["message"]) == (
+        "rollback",
+        "ann@desk",
+        "too small",
+    )
     for bad, reason in [
         ({"cmd": "payload", "generation": 99}, "not in the history"),
         ({"cmd": "rollback", "to": 3}, "live one already"),

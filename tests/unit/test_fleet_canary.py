@@ -12,6 +12,13 @@ def tracked(track, **fields):
     return built
 
 
+def older(**fields):
+    """A record as a hotcfg without canaries puts it: no track."""
+    built = record(**fields)
+    del built["track"], built["canary_error"]
+    return built
+
+
 def test_a_selected_master_is_ready_only_on_the_canary_revision_with_all_workers():
     records = [
         tracked("canary", host="h1", pid=1, revision=9),
@@ -19,7 +26,7 @@ def test_a_selected_master_is_ready_only_on_the_canary_revision_with_all_workers
         tracked("main", host="h1", pid=3, revision=5),
         tracked("canary", host="h1", pid=4, revision=9, error="bad: x"),
         tracked("canary", host="h1", pid=5, revision=9, workers=[(51, 7), (52, 6)]),
-        record(host="h1", pid=6, revision=9),  # an older hotcfg: no track
+        older(host="h1", pid=6, revision=9),  # an older hotcfg: no track
         tracked("main", host="h2", pid=7, revision=5),  # not selected
     ]
     selected, reasons = fleet_view.canary_not_ready(
@@ -36,7 +43,7 @@ def test_a_selected_master_is_ready_only_on_the_canary_revision_with_all_workers
 
 
 def test_the_track_column_shows_with_a_canary_or_a_record_that_reports_one():
-    old = [record()]
+    old = [older()]
     assert "TRACK" not in fleet_view.render("k", old, key_revision=42, now=1000)[0]
     lines = fleet_view.render(
         "k", old, key_revision=42, now=1000, canary=["canary  revision 9 ..."]

@@ -132,3 +132,57 @@ def test_a_version_1_file_is_read_its_payloads_as_their_bases():
                 ]}
             )
         )  # fmt: skip
+
+
+texts = st.none() | st.text(min_size=1, max_size=60)
+
+
+@given(histories(), st.lists(st.tuples(texts, texts, texts), min_size=8, max_size=8))
+def test_who_made_each_entry_round_trips(entries, who):
+    entries = [
+        Entry.of(
+            e.generation,
+            e.payload,
+            published_at=e.published_at,
+            source=e.source,
+            base=e.base,
+            action=action,
+            author=author,
+            message=message,
+        )
+        for e, (action, author, message) in zip(entries, who, strict=False)
+    ]
+    decoded = decode_entries(encode_entries(entries))
+    assert decoded == entries
+    assert [(e.action, e.author, e.message) for e in decoded] == [
+        w for w, _ in zip(who, entries, strict=False)
+    ]
+
+
+def _packed(version, entry_fields):
+    return msgpack.packb(
+        {"format": _history.FORMAT, "version": version, "entries": [entry_fields]}
+    )
+
+
+def test_a_version_2_file_is_read_without_who_and_version_3_stays_strict():
+    entry = Entry.of(4, b"\x80", published_at=1.0, source="s", base=b"\x81")
+    v2 = {name: getattr(entry, name) for name in _history._FIELDS_V2}
+    assert decode_entries(_packed(2, v2)) == [entry]
+    assert decode_entries(_packed(2, v2))[0].author is None
+    # Who made it is only in version 3, and only text there.
+    with pytest.raises(CorruptHistoryError, match="not a history entry"):
+        decode_entries(_packed(2, {**v2, "author": "ann"}))
+    assert decode_entries(_packed(3, {**v2, "author": "ann"}))[0].author == "ann"
+    with pytest.raises(CorruptHistoryError, match="wrong type"):
+        decode_entries(_packed(3, {**v2, "message": 7}))
+    with pytest.raises(CorruptHistoryError, match="not a history entry"):
+        decode_entries(_packed(3, {**v2, "who": "ann"}))
+
+
+def test_a_long_author_or_message_is_cut():
+    entry = Entry.of(
+        1, b"\x80", published_at=1.0, source="s", author="a" * 5000, message="m" * 5000
+    )
+    assert len(entry.author) == len(entry.message) == _history.TEXT_MAX_CHARS
+    assert entry.describe()["author"] == entry.author

@@ -1,5 +1,6 @@
 """Master side: etcd's key-value calls as hotcfg makes them, over the
 gateway ``client``: a key read (:func:`read_key_from`, :func:`read_key`),
+a key with its canary and audit record in one read (:func:`read_range_from`),
 the keys under a prefix read at one revision (:func:`read_prefix_from`),
 and the compare-and-swap ``hotcfg push`` writes with (:func:`put_if`).
 
@@ -17,7 +18,7 @@ import base64
 from dataclasses import dataclass
 
 from ..locations import EtcdTarget
-from . import keytree
+from . import keytree, rollout
 from .access import EtcdAccess
 from .answer import MARK, Elided, Field, Garbled, decoded
 from .client import TooLarge, b64, call, first_answer, not_etcd
@@ -63,6 +64,59 @@ def read_key_from(
             return KeyState(None, 0, revision)
         value = decoded(kvs[0].get("value", ""))
         return KeyState(value, int(kvs[0]["mod_revision"]), revision)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise not_etcd(endpoint) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RangeState:
+    """A key, its canary and its audit record as one read at one revision
+    (``rollout.watch_range``): each key present as read (value and
+    ``mod_revision``; absent: not in the dict), and the store's revision."""
+
+    found: dict[str, tuple[Field, int]]
+    revision: int
+
+
+def read_range_from(
+    endpoint: tuple[str, int],
+    key: str,
+    *,
+    access: EtcdAccess,
+    timeout_s: float,
+    max_bytes: int,
+    value_bytes: int,
+) -> RangeState:
+    """Read ``key``, ``key#canary`` and ``key#audit`` from ``endpoint`` in
+    one ``/v3/kv/range`` over ``rollout.watch_range(key)``; any other key
+    of the range is left out. A value over ``value_bytes`` is held as its
+    size only.
+
+    Raises:
+        TooLarge: the answer is over ``max_bytes`` even so (keys of the
+            range that are none of the three, many and long).
+        Unavailable: no answer, or an error from etcd (:class:`AccessDenied`:
+            the user may not read the range).
+    """
+    start, end = rollout.watch_range(key)
+    reply = call(
+        endpoint,
+        "/v3/kv/range",
+        {"key": b64(start), "range_end": b64(end)},
+        access=access,
+        timeout_s=timeout_s,
+        max_bytes=max_bytes,
+        value_bytes=value_bytes,
+    )
+    wanted = {key, rollout.canary_key(key), rollout.audit_key(key)}
+    try:
+        revision = int(reply["header"]["revision"])
+        found = {}
+        for kv in reply.get("kvs") or []:
+            name = key_text(kv["key"])
+            if name in wanted:
+                found[name] = (decoded(kv.get("value", "")), int(kv["mod_revision"]))
+        return RangeState(found, revision)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise not_etcd(endpoint) from exc
 

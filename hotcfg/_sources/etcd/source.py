@@ -12,12 +12,24 @@ key holds makes the source ask for the same revision again: what etcd
 sends is either applied (and then rejected or published) or is no etcd
 answer at all, a fault of the endpoint, retried ever more slowly.
 
+A key ``K`` is followed with the keys hotcfg keeps beside it
+(``rollout``): one read and one watch over ``[K, K + "$")`` hold ``K``,
+its canary ``K#canary`` and its audit record ``K#audit`` (any other key of
+the range is ignored), so every key one transaction writes (a promote puts
+``K`` and deletes ``K#canary``) is applied at once, never half of it.
+``load()`` serves the canary's content when its selector picks this
+master's host label, else ``K``'s document (``track``). A user whose role
+may read ``K`` alone is refused the range: then ``K`` alone is followed,
+as before canaries, for the source's life, and a WARNING names the range
+to grant (docs/decisions/0070).
+
 A prefix (a source key ending in ``/``, :class:`EtcdPrefixSource`) is
 followed the same way over the range ``[prefix, range_end(prefix))``: it
 holds every key under the prefix and its value, applies each watch response
 (every event of a revision: a txn putting several keys) before the change
 is handed on, and ``load()`` parses each value and nests the keys
 (``keytree``). No keys under the prefix is a rejection like a deleted key.
+A prefix has no canary.
 
 Fork story: no client, no connection held (they live inside one call, or
 in the watch's threads). ``_sources`` imports it only for ``etcd://``.
@@ -25,21 +37,39 @@ in the watch's threads). ``_sources`` imports it only for ``etcd://``.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..._content import loaders, validate
 from ..._errors import SourceError, UnreachableError
-from ..._settings import Settings
+from ..._settings import Settings, host_label
 from ..base import OneDocument
 from ..files import load_document
 from ..locations import EtcdTarget, parse_etcd
-from . import client, keytree
+from . import client, keytree, rollout
 from .access import EtcdAccess
 from .answer import MARK, Elided, Field, Garbled, decoded
-from .kv import key_text, read_key_from, read_prefix_from
+from .kv import key_text, read_key_from, read_prefix_from, read_range_from
+from .track import (
+    AUDIT_MAX_BYTES,
+    CANARY,
+    Held,
+    Track,
+    canary_record_bytes,
+    choose,
+    provenance,
+)
 from .watch import EtcdWatch
+
+_logger = logging.getLogger(__name__)
+
+#: What a watch response of a key's range may carry beyond ``max_bytes``
+#: (an audit record beside the key's value) before it is read in full
+#: instead: a larger one (a canary near the limit with its JSON escapes, a
+#: watch catching up) is correct either way, only slower.
+WATCH_SLACK_BYTES = 32 * 1024
 
 
 def _unheld(value: Field, max_bytes: int) -> str | None:
@@ -64,6 +94,8 @@ class EtcdSource(OneDocument):
         progress_s: the cluster's progress-notification interval; a watch
             stream silent for longer (plus ``timeout_s``) is reconnected.
         access: TLS, the user and its token (default: plain, anonymous).
+        host: this master's host label, which a canary's selector picks
+            (default: the host name; ``from_settings``: ``HOTCFG_HOST``).
     """
 
     def __init__(
@@ -75,8 +107,10 @@ class EtcdSource(OneDocument):
         timeout_s: float = 5.0,
         progress_s: float = 600.0,
         access: EtcdAccess | None = None,
+        host: str | None = None,
     ) -> None:
         self.target = target
+        self.host = host if host is not None else host_label(Settings())
         self.access = access if access is not None else EtcdAccess()
         self._fmt = fmt
         self.max_bytes = max_bytes
@@ -90,6 +124,13 @@ class EtcdSource(OneDocument):
         self._problem: str | None = None  # why etcd cannot be followed now
         self._denied = False  # the problem is a refusal, not unreachability
         self._watching = False
+        # The range beside the key (rollout): False once etcd refused it.
+        self._ranged = not target.is_prefix
+        self._canary = Held()
+        self._audit = Held()
+        self._chosen: tuple[Held, Track] = (self._canary, Track("main"))
+        self._warned_at = 0  # the canary revision last warned about
+        self._provenance: rollout.Audit | None = None  # of the last load
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EtcdSource:
@@ -112,6 +153,7 @@ class EtcdSource(OneDocument):
             timeout_s=settings.etcd_timeout_ms / 1000.0,
             progress_s=settings.etcd_progress_ms / 1000.0,
             access=EtcdAccess.from_settings(settings),
+            host=host_label(settings),
         )
 
     @property
@@ -139,28 +181,79 @@ class EtcdSource(OneDocument):
 
     @property
     def changed_at(self) -> int:
-        """The revision of the last change to what is held: the key's (or,
-        for a prefix, the newest key's) ``mod_revision``, or a deletion's;
-        progress notifications leave it (0: nothing held yet). The fleet
-        record shows it, so a quiet store changes no record."""
-        return self._changed_at
+        """The revision of the last change to what is held for this host:
+        on the canary, the canary record's ``mod_revision``; else the key's
+        (or, for a prefix, the newest key's), or a deletion's; progress
+        notifications leave it (0: nothing held yet). The fleet record
+        shows it, so a quiet store changes no record."""
+        return self.held()[1]
+
+    @property
+    def track(self) -> str:
+        """What the held state serves this host: ``"main"`` (the key's
+        document) or ``"canary"`` (the canary's content)."""
+        return self.held()[0]
+
+    @property
+    def canary_problem(self) -> str | None:
+        """Why a canary record held is served by nobody (every master
+        serves the key), or None."""
+        return self.held()[2]
+
+    def held(self) -> tuple[str, int, str | None]:
+        """:attr:`track`, :attr:`changed_at` and :attr:`canary_problem` of
+        one state (the fleet record shows them together)."""
+        with self._lock:
+            canary, changed = self._canary, self._changed_at
+        chosen = self._choose(canary)
+        problem = None
+        if chosen.unusable is not None:
+            where = rollout.canary_key(self.target.key)
+            problem = f"{where} at revision {canary.mod_revision}: {chosen.unusable}"
+        if chosen.name == CANARY:
+            return chosen.name, canary.mod_revision, problem
+        return chosen.name, changed, problem
+
+    @property
+    def provenance(self) -> rollout.Audit | None:
+        """Who made the document the last ``load()`` gave, and why: the
+        key's audit record of the same transaction, or the canary's author
+        and message; None when not known (the publisher records it)."""
+        return self._provenance
+
+    def _choose(self, canary: Held) -> Track:
+        """The track for the held canary record, decided from this host's
+        label (``track.choose``), remembered for the same record."""
+        held, chosen = self._chosen
+        if held is not canary:
+            chosen = choose(canary, host=self.host, max_bytes=self.max_bytes)
+            self._chosen = (canary, chosen)
+        return chosen
 
     @property
     def answer_bytes(self) -> int:
         """The most a read or one watch response may carry, before base64,
-        with every value over ``max_bytes`` left out (only its size is
-        held): a longer watch response is not applied, the state is read
-        in full instead."""
+        with every value over the limit left out (only its size is held): a
+        longer watch response is not applied, the state is read in full
+        instead."""
+        if self._ranged:
+            return self.max_bytes + WATCH_SLACK_BYTES
         return self.max_bytes
 
     @property
     def string_limit(self) -> int:
         """The longest string of an answer kept: a value over ``max_bytes``
-        is held as its size only, and rejected by it."""
+        (a canary record over its own limit) is held as its size only, and
+        rejected by it."""
+        if self._ranged:
+            return client.string_limit_for(canary_record_bytes(self.max_bytes))
         return client.string_limit_for(self.max_bytes)
 
     def watched(self) -> dict[str, str]:
         """The key (and range) a watch's ``create_request`` names."""
+        if self._ranged:
+            start, end = rollout.watch_range(self.target.key)
+            return {"key": client.b64(start), "range_end": client.b64(end)}
         return {"key": client.b64(self.target.key.encode())}
 
     def needs_read(self) -> bool:
@@ -183,7 +276,17 @@ class EtcdSource(OneDocument):
         with self._lock:
             problem, value, deleted_at = self._problem, self._value, self._deleted_at
             denied, changed_at = self._denied, self._changed_at
+            canary, audit = self._canary, self._audit
         self._raise_problem(problem, denied=denied)
+        # Decided here, from this master's own label, at every load.
+        track = self._choose(canary)
+        self._note_unusable(track, canary)
+        self._provenance = provenance(
+            track, key=Held(value, changed_at), audit=audit, canary=canary
+        )
+        if track.name == CANARY:
+            assert track.canary is not None
+            return self._load_canary(track.canary, canary.mod_revision)
         key = self.target.key
         if value is None:
             if deleted_at:
@@ -201,6 +304,40 @@ class EtcdSource(OneDocument):
         if not value.strip():
             raise SourceError(f"key {key} holds an empty value", source=self.location)
         return load_document(value, fmt=self._fmt, source=self.location)
+
+    def _load_canary(self, canary: rollout.Canary, revision: int) -> dict[str, Any]:
+        """The canary's content as this master's document.
+
+        Raises:
+            SourceError: the content empty or over ``max_bytes``.
+            ConfigError: it does not parse.
+        """
+        where = self.location + rollout.CANARY_SUFFIX
+        name = rollout.canary_key(self.target.key)
+        size = len(canary.content)
+        if size > self.max_bytes:
+            raise SourceError(
+                f"canary {name} at revision {revision}: its content is {size} "
+                f"bytes, over the {self.max_bytes}-byte limit (HOTCFG_MAX_BYTES)",
+                source=where,
+            )
+        if not canary.content.strip():
+            raise SourceError(f"canary {name} holds an empty content", source=where)
+        return load_document(canary.content, fmt=self._fmt, source=where)
+
+    def _note_unusable(self, track: Track, canary: Held) -> None:
+        """Log a canary record served by nobody, once per revision of it."""
+        if track.unusable is None or canary.mod_revision == self._warned_at:
+            return
+        self._warned_at = canary.mod_revision
+        _logger.warning(
+            "hotcfg: the canary %s at revision %d is served by nobody (every "
+            "master serves %s): %s",
+            rollout.canary_key(self.target.key),
+            canary.mod_revision,
+            self.target.key,
+            track.unusable,
+        )
 
     def _raise_problem(self, problem: str | None, *, denied: bool) -> None:
         """Why etcd cannot be followed now, raised: a refusal (the store
@@ -243,11 +380,56 @@ class EtcdSource(OneDocument):
         self.fail(reason, denied=denied)
 
     def read_from(self, endpoint: tuple[str, int]) -> None:
-        """Read the key's value and the store's revision from ``endpoint``.
+        """Read the key's value, its canary's and its audit record's, and
+        the store's revision from ``endpoint``, in one read of the range;
+        the key alone when etcd refuses the range but not the key.
 
         Raises:
             Unavailable: no answer, or an error from etcd.
         """
+        if self._ranged:
+            try:
+                self._read_range_from(endpoint)
+                return
+            except client.AccessDenied as refused:
+                try:
+                    self._read_key_from(endpoint)
+                except client.Unavailable:
+                    raise refused from None
+                self._range_refused(refused)
+                return
+            except client.TooLarge as exc:
+                _logger.warning(
+                    "hotcfg: the keys beside %s take %d bytes to read, more than "
+                    "a key, its canary and its audit record may; reading the key "
+                    "alone (no canary)",
+                    self.target.key,
+                    exc.size,
+                )
+        self._read_key_from(endpoint)
+
+    def _read_range_from(self, endpoint: tuple[str, int]) -> None:
+        key = self.target.key
+        record_bytes = canary_record_bytes(self.max_bytes)
+        state = read_range_from(
+            endpoint,
+            key,
+            access=self.access,
+            timeout_s=self.timeout_s,
+            max_bytes=self.max_bytes + record_bytes + AUDIT_MAX_BYTES,
+            value_bytes=record_bytes,
+        )
+        value, mod_revision = state.found.get(key, (None, 0))
+        with self._lock:
+            if state.revision < self._revision:
+                return  # the watch applied newer changes meanwhile
+            self._read(state.revision, mod_revision)
+            self._value = value
+            self._deleted_at = 0
+            self._canary = Held(*state.found.get(rollout.canary_key(key), (None, 0)))
+            self._audit = Held(*state.found.get(rollout.audit_key(key), (None, 0)))
+
+    def _read_key_from(self, endpoint: tuple[str, int]) -> None:
         state = read_key_from(
             endpoint,
             self.target.key,
@@ -261,6 +443,24 @@ class EtcdSource(OneDocument):
             self._read(state.revision, state.mod_revision)
             self._value = state.value
             self._deleted_at = 0
+            self._canary, self._audit = Held(), Held()
+
+    def _range_refused(self, refused: client.Unavailable) -> None:
+        """etcd refused the range but gave the key: follow the key alone
+        from now on, without canaries, and say what to grant."""
+        self._ranged = False
+        start, end = rollout.watch_range(self.target.key)
+        _logger.warning(
+            "hotcfg: etcd refused reading the keys beside %s (%s): following the "
+            "key alone, without canaries or audit records, until the master "
+            "restarts; grant the range [%s, %s), as with `etcdctl role "
+            "grant-permission ROLE read %s --prefix`",
+            self.target.key,
+            refused,
+            start.decode(),
+            end.decode(),
+            self.target.key,
+        )
 
     def _read(self, revision: int, changed_at: int) -> None:
         """A full read succeeded (the caller holds the lock): its revisions,
@@ -294,31 +494,46 @@ class EtcdSource(OneDocument):
         ]
 
     def apply(self, result: dict[str, Any]) -> bool:
-        """Apply one watch response whole; whether the key changed.
+        """Apply one watch response whole; whether the key or its canary
+        changed (an audit record alone changes nothing served).
 
-        Several events of one response (a watch catching up) leave the key
-        as its last one says; a response with none is a progress
-        notification: everything up to its revision has been sent.
+        Several events of one response (a watch catching up, or one
+        transaction: a promote puts the key and deletes the canary) are all
+        applied before the change is handed on, each key left as its last
+        event says; a response with none is a progress notification:
+        everything up to its revision has been sent.
         """
         events = result.get("events") or []
+        key = self.target.key
+        canary_key, audit_key = rollout.canary_key(key), rollout.audit_key(key)
         with self._lock:
             if not events:
                 revision = int(result.get("header", {}).get("revision", 0))
                 self._revision = max(self._revision, revision)
                 return False
             events = self._unseen(events)
-            if not events:
-                return False
-            last = events[-1]
-            kv = last.get("kv", {})
-            value = (
-                None if last.get("type") == "DELETE" else decoded(kv.get("value", ""))
-            )
-            self._revision = int(kv.get("mod_revision", self._revision))
-            self._changed_at = self._revision
-            self._value = value
-            self._deleted_at = self._revision if value is None else 0
-            return True
+            changed = False
+            for event in events:
+                kv = event.get("kv", {})
+                name = key_text(kv["key"]) if "key" in kv else key
+                value = (
+                    None
+                    if event.get("type") == "DELETE"
+                    else decoded(kv.get("value", ""))
+                )
+                revision = int(kv.get("mod_revision", self._revision))
+                self._revision = revision
+                if name == key:
+                    self._changed_at = revision
+                    self._value = value
+                    self._deleted_at = revision if value is None else 0
+                    changed = True
+                elif self._ranged and name == canary_key:
+                    self._canary = Held(value, revision)
+                    changed = True
+                elif self._ranged and name == audit_key:
+                    self._audit = Held(value, revision)
+            return changed
 
     def watch(self, on_change: Callable[[], object], settings: Settings) -> EtcdWatch:
         """Follow the key from the revision read last (or read it first)."""
@@ -355,6 +570,10 @@ class EtcdPrefixSource(EtcdSource):
         # values' own bytes; the values' sum is checked against
         # max_bytes in load(), where the reason can be given.
         return 2 * self.max_bytes
+
+    @property
+    def string_limit(self) -> int:
+        return client.string_limit_for(self.max_bytes)
 
     def watched(self) -> dict[str, str]:
         start = self.target.key.encode()
