@@ -487,19 +487,24 @@ class FleetRecord:
 def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
     """The record of ``publisher``'s master now: the segment's live
     generation and worker table, read under the write lock (a publish that
-    grows the segment closes the old mapping), the revision of the last
-    change its etcd source (or etcd layer) holds, what the live generation
+    grows the segment closes the old mapping), the revision and track its
+    etcd source (or etcd layer) last loaded (never one received but not yet
+    published or rejected), what the live generation
     holds (:func:`serving`), and the format and size limit that source
     reads the key with."""
     followed = etcd_source_of(publisher.source)
-    with publisher.write_lock:
-        buffer = publisher.segment.buffer
-        header = layout.read_header(buffer)
-        workers = layout.read_workers(buffer)
-    track, revision, canary_error = (
-        followed.held() if followed is not None else ("main", 0, None)
-    )
-    error = publisher.last_error
+    # Between publishes: the state last loaded and the generation made of
+    # it (or the rejection of it) go together.
+    with publisher.serial:
+        with publisher.write_lock:
+            buffer = publisher.segment.buffer
+            header = layout.read_header(buffer)
+            workers = layout.read_workers(buffer)
+        track, revision, canary_error = (
+            followed.loaded_state() if followed is not None else ("main", 0, None)
+        )
+        error = publisher.last_error
+        serves_source = publisher.serves_source
     return build_record(
         host=host,
         pid=os.getpid(),
@@ -514,7 +519,7 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
             generation=header.generation,
             label=header.source,
             from_cache=publisher.from_cache is not None,
-            serves_source=publisher.serves_source,
+            serves_source=serves_source,
             revision=revision,
             error=error,
         ),

@@ -228,6 +228,12 @@ class Publisher:
         return self.source.overrides
 
     @property
+    def serial(self) -> threading.RLock:
+        """Held through a read of the source and its publish (or its
+        rejection): a reader holding it sees the two together."""
+        return self._serial
+
+    @property
     def write_lock(self) -> threading.Lock:
         """Held while the segment is written or grown; a reader of the
         master's own mapping from another thread (metrics) holds it too."""

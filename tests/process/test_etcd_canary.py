@@ -194,3 +194,30 @@ def test_a_selected_master_refuses_canary_content_it_cannot_parse(etcd):
         assert record["serving"] == f"rejected revision {revision}"
     finally:
         followed.close()
+
+
+def test_the_record_shows_a_canary_only_once_its_generation_is_published(etcd):
+    """A canary received but not yet published is no canary applied: the
+    record keeps the revision and track of what was last loaded, so promote
+    never takes the generation before it for the canary's."""
+    before = etcd.put(KEY, "value: one\n")
+    followed = Followed(_settings(etcd, host="web-1"), name="pending")
+    try:
+        followed.wait_value("one")
+        publisher = followed.publisher
+        with publisher.serial:  # no publish can run meanwhile
+            revision = etcd.txn(canary_put("web-1", "value: canary\n"))
+            wait_for(lambda: followed.source.held()[1] == revision, "canary held")
+            record = fleet.publisher_content(publisher, host="web-1")
+            assert (record["track"], record["revision"]) == ("main", before)
+        followed.wait_value("canary")
+        wait_for(
+            lambda: fleet.publisher_content(publisher, host="web-1")["track"]
+            == "canary",
+            "the record on the canary",
+        )
+        record = fleet.publisher_content(publisher, host="web-1")
+        assert record["revision"] == revision
+        assert record["generation"] == publisher.generation
+    finally:
+        followed.close()

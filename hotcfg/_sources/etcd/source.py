@@ -55,6 +55,7 @@ from .kv import key_text, read_key_from, read_prefix_from, read_range_from
 from .track import (
     AUDIT_MAX_BYTES,
     CANARY,
+    MAIN,
     Held,
     Track,
     canary_record_bytes,
@@ -131,6 +132,8 @@ class EtcdSource(OneDocument):
         self._chosen: tuple[Held, Track] = (self._canary, Track("main"))
         self._warned_at = 0  # the canary revision last warned about
         self._provenance: rollout.Audit | None = None  # of the last load
+        # held() as of the last load: what the publisher last handled.
+        self._loaded_state: tuple[str, int, str | None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EtcdSource:
@@ -206,13 +209,26 @@ class EtcdSource(OneDocument):
         with self._lock:
             canary, changed = self._canary, self._changed_at
         chosen = self._choose(canary)
-        problem = None
-        if chosen.unusable is not None:
-            where = rollout.canary_key(self.target.key)
-            problem = f"{where} at revision {canary.mod_revision}: {chosen.unusable}"
+        problem = self._problem_of(chosen, canary)
         if chosen.name == CANARY:
             return chosen.name, canary.mod_revision, problem
         return chosen.name, changed, problem
+
+    def loaded_state(self) -> tuple[str, int, str | None]:
+        """:meth:`held` as of the last :meth:`load` (the held state before
+        any): what the publisher last published or rejected. The fleet
+        record shows this, not the held state, so a record never pairs a
+        revision just received with the generation before it: ``hotcfg
+        promote`` would take that for a canary applied."""
+        loaded = self._loaded_state
+        return self.held() if loaded is None else loaded
+
+    def _problem_of(self, chosen: Track, canary: Held) -> str | None:
+        """Why the canary record ``canary`` is served by nobody, or None."""
+        if chosen.unusable is None:
+            return None
+        where = rollout.canary_key(self.target.key)
+        return f"{where} at revision {canary.mod_revision}: {chosen.unusable}"
 
     @property
     def provenance(self) -> rollout.Audit | None:
@@ -283,6 +299,11 @@ class EtcdSource(OneDocument):
         self._note_unusable(track, canary)
         self._provenance = provenance(
             track, key=Held(value, changed_at), audit=audit, canary=canary
+        )
+        self._loaded_state = (
+            track.name,
+            canary.mod_revision if track.name == CANARY else changed_at,
+            self._problem_of(track, canary),
         )
         if track.name == CANARY:
             assert track.canary is not None
@@ -602,6 +623,7 @@ class EtcdPrefixSource(EtcdSource):
             emptied_at, denied = self._emptied_at, self._denied
             too_large, changed_at = self._too_large, self._changed_at
         self._raise_problem(problem, denied=denied)
+        self._loaded_state = (MAIN, changed_at, None)
         prefix = self.target.key
         if too_large:
             raise SourceError(
