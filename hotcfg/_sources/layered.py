@@ -79,6 +79,17 @@ class LayeredSource:
         return "+".join(dict.fromkeys(source.fmt for source in self.sources))
 
     @property
+    def provenance(self) -> object | None:
+        """Who made the last load's document, and why: the first layer that
+        knows (an etcd layer's audit record or canary); None when none does.
+        The publisher records it with the generation."""
+        for source in self.sources:
+            known: object = getattr(source, "provenance", None)
+            if known is not None:
+                return known
+        return None
+
+    @property
     def keeps_cache(self) -> bool:
         """Yes, whatever the layers, as for any source but a single file:
         one cache per set of layers, holding the merge without the

@@ -77,9 +77,14 @@ def test_an_etcd_layer_follows_the_canary_of_its_key(etcd, tmp_path):
     try:
         chosen.wait_value("one")
         other.wait_value("one")
-        revision = etcd.txn(canary_put("web-1", "value: canary\n"))
+        revision = etcd.txn(
+            canary_put("web-1", "value: canary\n", author="bob@ops", message="m")
+        )
         chosen.wait_value("canary")
         assert chosen.snapshot().get("from_file") is True  # merged as a layer
+        # Who made it reaches the publisher through the layers.
+        who = chosen.publisher.source.provenance
+        assert (who.action, who.author, who.message) == ("canary", "bob@ops", "m")
         record = fleet.publisher_content(chosen.publisher, host="web-1")
         assert (record["track"], record["revision"]) == ("canary", revision)
         etcd.put(KEY, "value: two\n")
