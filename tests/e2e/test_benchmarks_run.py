@@ -313,3 +313,17 @@ def test_fleet_reconnect():
         assert 0 <= p50 <= p95 <= most, out
     assert "reconnects per 100 ms" in out
     assert "etcd CPU in the window" in out
+
+
+@needs_etcd
+@pytest.mark.timeout(300)
+def test_rollout():
+    out = run("rollout.py", "--quick", timeout=240)
+    for step, count in (("push", 6), ("canary", 2), ("promote", 6)):
+        workers, median, p95, high, write, applied, _leaked = row(out, step)
+        assert workers == count, out
+        assert 0 < median <= p95 <= high, out
+        assert write > 0, out
+        assert applied == 5, out  # --quick: every round reached its workers
+    assert row(out, "canary")[6] == 0, out  # no other host applied a canary
+    assert re.search(r"canary and promote median <= 20 ms: (not )?met \(", out), out
