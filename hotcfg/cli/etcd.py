@@ -492,6 +492,7 @@ def status_fleet(args: argparse.Namespace) -> int:
             "are not fleet records; skipped",
             file=sys.stderr,
         )
+    canary_revision = int(canary["revision"]) if canary else 0
     if args.json:
         report = {
             "key": key,
@@ -500,7 +501,9 @@ def status_fleet(args: argparse.Namespace) -> int:
             "canary": canary,
             "records": [_record_json(r) for r in fleet.records],
             "summary": (
-                summary(fleet.records, fleet.key_revision) if fleet.records else None
+                summary(fleet.records, fleet.key_revision, canary_revision)
+                if fleet.records
+                else None
             ),
         }
         print(json.dumps(report, indent=2))
@@ -511,6 +514,7 @@ def status_fleet(args: argparse.Namespace) -> int:
         key_revision=fleet.key_revision,
         now=time.time(),
         canary=canary_lines,
+        canary_revision=canary_revision,
     )
     print("\n".join(lines))
     return Exit.OK

@@ -109,8 +109,12 @@ def why_behind(record: Mapping[str, Any], target: int) -> list[str]:
     return reasons
 
 
-def summary(records: Sequence[Mapping[str, Any]], key_revision: int) -> str:
-    """One line: how many masters and workers, and who is behind."""
+def summary(
+    records: Sequence[Mapping[str, Any]], key_revision: int, canary_revision: int = 0
+) -> str:
+    """One line: how many masters and workers, and who is behind. While a
+    canary runs (``canary_revision``), a master on it is current at the
+    canary's revision, the others at the key's."""
     hosts = len({r["host"] for r in records})
     workers = sum(len(r["workers"]) for r in records)
     masters = (
@@ -119,15 +123,22 @@ def summary(records: Sequence[Mapping[str, Any]], key_revision: int) -> str:
         else f"{len(records)} masters on {hosts} host{'s' if hosts != 1 else ''}"
     )
     head = f"{masters}, {workers} worker{'s' if workers != 1 else ''}"
-    target = target_revision(records, key_revision)
-    behind = [(r, why_behind(r, target)) for r in records]
+    on_canary = [r for r in records if canary_revision and track(r) == "canary"]
+    on_main = [r for r in records if not any(r is c for c in on_canary)]
+    target = target_revision(on_main or records, key_revision)
+    behind = [(r, why_behind(r, target)) for r in on_main]
+    behind += [(r, why_behind(r, canary_revision)) for r in on_canary]
     behind = [(r, reasons) for r, reasons in behind if reasons]
+    where = f"revision {target}"
+    if on_canary:
+        hosts_on = ", ".join(master_name(r) for r in on_canary)
+        where += f", the canary's {canary_revision} on {hosts_on}"
     if not behind:
-        return f"{head}; all on revision {target}"
+        return f"{head}; all on {where}"
     listed = "; ".join(
         f"{master_name(r)} ({', '.join(reasons)})" for r, reasons in behind
     )
-    return f"{head}; behind revision {target}: {listed}"
+    return f"{head}; behind {where}: {listed}"
 
 
 def track(record: Mapping[str, Any]) -> str:
@@ -235,6 +246,7 @@ def render(
     key_revision: int,
     now: float,
     canary: Sequence[str] = (),
+    canary_revision: int = 0,
 ) -> list[str]:
     """Everything ``status --fleet`` prints: the canary's lines when one
     runs (:func:`canary_line`, then who is not ready), the table, the
@@ -249,7 +261,7 @@ def render(
     lines += table(
         records, now=now, with_track=shows_track(records, canary=bool(canary))
     )
-    lines.append(summary(records, key_revision))
+    lines.append(summary(records, key_revision, canary_revision))
     lines.extend(
         f"{master_name(r)} rejected: {r['error']}" for r in records if r.get("error")
     )

@@ -69,3 +69,24 @@ def test_the_canary_line_names_hosts_selector_author_and_message():
     assert (
         line == 'canary  revision 9 for h1,h4 (10%), pushed by ann@ops at T: "pool up"'
     )
+
+
+def test_the_summary_holds_canary_masters_to_the_canary_revision():
+    records = [
+        tracked("canary", host="h1", pid=1, revision=57),
+        tracked("main", host="h2", pid=2, revision=51),
+    ]
+    assert fleet_view.summary(records, 51, 57).endswith(
+        "all on revision 51, the canary's 57 on h1:1"
+    )
+    rejected = [
+        tracked("canary", host="h1", pid=1, revision=57, error="bad: x"),
+        tracked("main", host="h2", pid=2, revision=51),
+    ]
+    line = fleet_view.summary(rejected, 51, 57)
+    assert "behind revision 51, the canary's 57 on h1:1: h1:1 (" in line
+    assert "h2:2" not in line.split(": ", 1)[1]
+    # Without a canary a master still on an old one's track is just behind.
+    assert "behind revision 51: h1:1 (revision 50" in fleet_view.summary(
+        [tracked("canary", host="h1", pid=1, revision=50)], 51
+    )
