@@ -77,6 +77,11 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
+#: How long the keeper waits for a running publish before it renews the
+#: lease anyway and looks again (a validator may run for long), and how
+#: soon it looks again.
+BUSY_WAIT_S = 0.25
+BUSY_RETRY_S = 0.25
 #: Every record lives under this prefix; config keys must not.
 PREFIX = "/hotcfg/fleet/"
 #: How often the thread looks whether the record's content changed.
@@ -267,7 +272,7 @@ class FleetRecord:
     def __init__(
         self,
         target: EtcdTarget,
-        content: Callable[[], dict[str, Any]],
+        content: Callable[[], dict[str, Any] | None],
         *,
         access: EtcdAccess,
         host: str,
@@ -345,6 +350,8 @@ class FleetRecord:
                 self.lease, self._put = None, None
                 return 0.0
             content = self._content()
+            if content is None:  # a publish is running: look again soon
+                return min(BUSY_RETRY_S, self._until_renewal())
             if content != self._put:
                 wait = self._until_due()
                 if wait > 0.0:
@@ -484,18 +491,32 @@ class FleetRecord:
         _logger.info("hotcfg: fleet record %s removed", self.key)
 
 
-def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
+def publisher_content(
+    publisher: Publisher, *, host: str, wait_s: float | None = None
+) -> dict[str, Any] | None:
     """The record of ``publisher``'s master now: the segment's live
     generation and worker table, read under the write lock (a publish that
     grows the segment closes the old mapping), the revision and track its
     etcd source (or etcd layer) last loaded (never one received but not yet
     published or rejected), what the live generation
     holds (:func:`serving`), and the format and size limit that source
-    reads the key with."""
+    reads the key with.
+
+    Args:
+        wait_s: how long to wait for a publish that is running (its
+            validators may take long); None waits for it.
+
+    Returns:
+        The record, or None when the publish still ran after ``wait_s``:
+        the keeper keeps the lease alive and looks again.
+    """
     followed = etcd_source_of(publisher.source)
     # Between publishes: the state last loaded and the generation made of
     # it (or the rejection of it) go together.
-    with publisher.serial:
+    serial = publisher.serial
+    if not serial.acquire(timeout=-1 if wait_s is None else wait_s):
+        return None
+    try:
         with publisher.write_lock:
             buffer = publisher.segment.buffer
             header = layout.read_header(buffer)
@@ -505,6 +526,8 @@ def publisher_content(publisher: Publisher, *, host: str) -> dict[str, Any]:
         )
         error = publisher.last_error
         serves_source = publisher.serves_source
+    finally:
+        serial.release()
     return build_record(
         host=host,
         pid=os.getpid(),
@@ -555,7 +578,7 @@ def start(publisher: Publisher) -> FleetRecord | None:
     host = host_label(settings)
     keeper = FleetRecord(
         followed.target,
-        lambda: publisher_content(publisher, host=host),
+        lambda: publisher_content(publisher, host=host, wait_s=BUSY_WAIT_S),
         access=followed.access,
         host=host,
         ttl_s=settings.fleet_ttl_ms / 1000.0,

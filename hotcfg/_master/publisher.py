@@ -92,6 +92,12 @@ def _who(provenance: object) -> Who | None:
     )
 
 
+def _on_canary(who: Who | None) -> bool:
+    """Whether what is published is an etcd key's canary (its provenance
+    says so), which the cache never keeps."""
+    return who is not None and who.action == "canary"
+
+
 def _no_notify() -> None:
     pass
 
@@ -190,6 +196,9 @@ class Publisher:
             named = f"{source.label}\0{settings.source}"
         self._named = named
         self._live_entry: _history.Entry | None = None  # the last publish
+        # A canary was published and not cached: the cache holds an older
+        # generation of the key (saved again once the key serves).
+        self._cache_behind = False
         # The files of this service, and of no other live master (claim).
         self.files = (
             claim.claim(
@@ -509,6 +518,9 @@ class Publisher:
                         # changes nothing: the live one was not rolled back).
                         self.live_layers = (self.generation, layers)
                 self._accept()
+                if self._cache_behind and not _on_canary(who) and cache:
+                    # A canary promoted: the same content, now the key's.
+                    self._save_cache(self._live_entry)
                 _logger.debug("hotcfg: %s unchanged; no publish", self.source.label)
                 return None
             # Before the commit: a base that cannot be kept is a rejection,
@@ -561,9 +573,21 @@ class Publisher:
         )
         self._live_entry = entry
         self.history.add(entry)
-        if cache and self.cache_path is not None:
-            coldstart.save(self.cache_path, entry)
+        if cache:
+            if _on_canary(who):
+                # Never cached: a master restarted while etcd is out of
+                # reach would serve a canary that may have been aborted
+                # meanwhile, or whose selector no longer picks this host.
+                self._cache_behind = self.cache_path is not None
+            else:
+                self._save_cache(entry)
         return generation
+
+    def _save_cache(self, entry: _history.Entry | None) -> None:
+        """``entry`` as the cache a cold start serves (``coldstart``)."""
+        if entry is not None and self.cache_path is not None:
+            coldstart.save(self.cache_path, entry)
+            self._cache_behind = False
 
     def adopt_live(self) -> None:
         """Take the live generation of a segment another process published
@@ -637,8 +661,8 @@ class Publisher:
             if live.generation <= self.history.last_generation:
                 live = self._publish_again(live)
             self.history.add(live)
-            if self.cache_path is not None and self.from_cache is None:
-                coldstart.save(self.cache_path, live)
+            if self.from_cache is None and live.action != "canary":
+                self._save_cache(live)
 
     def _publish_again(self, entry: _history.Entry) -> _history.Entry:
         """The live payload once more, as the generation after the

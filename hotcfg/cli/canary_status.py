@@ -57,7 +57,9 @@ def canary_status(
     except ValueError as exc:
         return None, [f"canary  {canary_key} is not a canary hotcfg can read ({exc})"]
     revision = now.mod_revision(canary_key)
-    selected, not_ready = canary_not_ready(records, canary.selector.selects, revision)
+    selected, not_ready = canary_not_ready(
+        records, canary.selector.selects, revision, named=canary.selector.hosts
+    )
     shown = {
         "selector": canary.selector.describe(),
         "revision": revision,

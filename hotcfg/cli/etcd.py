@@ -26,7 +26,7 @@ from .._errors import ConfigError, HotcfgError, SourceError, UnreachableError
 from .._master.check import validate_source
 from .._settings import Settings
 from .._sources.files import load_document, read_capped
-from .._sources.locations import ETCD_SCHEME, parse_etcd
+from .._sources.locations import ETCD_SCHEME, parse_etcd, redact_url
 from .control import print_diff
 from .exits import Exit
 from .local import file_settings
@@ -83,7 +83,10 @@ def check_push(args: argparse.Namespace) -> Checked | int:
     from .._sources.etcd import kv as _etcd  # only this command speaks to etcd
 
     if not args.url.startswith(ETCD_SCHEME):
-        print(f"not an etcd key: {args.url} (etcd://host:port/key)", file=sys.stderr)
+        print(
+            f"not an etcd key: {redact_url(args.url)} (etcd://host:port/key)",
+            file=sys.stderr,
+        )
         return Exit.USAGE
     try:
         target = parse_etcd(args.url)
@@ -469,7 +472,10 @@ def status_fleet(args: argparse.Namespace) -> int:
 
     url = args.fleet
     if not url.startswith(ETCD_SCHEME):
-        print(f"not an etcd key: {url} (etcd://host:port/key)", file=sys.stderr)
+        print(
+            f"not an etcd key: {redact_url(url)} (etcd://host:port/key)",
+            file=sys.stderr,
+        )
         return Exit.USAGE
     try:
         key = parse_etcd(url).key

@@ -190,15 +190,23 @@ def canary_not_ready(
     records: Sequence[Mapping[str, Any]],
     selects: Callable[[str], bool],
     revision: int,
+    named: Sequence[str] = (),
 ) -> tuple[list[Mapping[str, Any]], list[str]]:
     """The masters a canary's selector picks, and why each that is not
     ready is not (``h1:4242 rejected the canary: ...``, ``h2:77 is on
     main``, ``h1:4242 has 1 worker behind``): a master is ready when it
     reports the canary's track at the canary's ``revision``
     (``K#canary``'s ``mod_revision``) with no rejection, and every one of
-    its workers applied its live generation."""
+    its workers applied its live generation, and that generation is the
+    source's content (not a rollback, not the cache). A host the selector
+    names (``named``) with no live master is not ready either: it may be
+    down, or restarting from its cache."""
     selected = [r for r in records if selects(str(r["host"]))]
-    reasons = []
+    reasons = [
+        f"{host} has no live master (no fleet record)"
+        for host in named
+        if not any(str(r["host"]) == host for r in records)
+    ]
     for r in selected:
         name = master_name(r)
         told = r.get("track")
@@ -212,6 +220,8 @@ def canary_not_ready(
             reasons.append(
                 f"{name} is on the canary of revision {r['revision']}, not {revision}"
             )
+        elif serving(r) != REVISION:
+            reasons.append(f"{name} serves {serving(r)}, not the canary")
         behind = [w for w in r["workers"] if w["generation"] != r["generation"]]
         if behind:
             noun = "worker" if len(behind) == 1 else "workers"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError, SourceError
 from .._settings import Settings
-from .._sources.locations import ETCD_SCHEME, parse_etcd
+from .._sources.locations import ETCD_SCHEME, parse_etcd, redact_url
 from .audit import author, changed_paths, document, key_format, message
 from .control import print_diff
 from .etcd import Checked, _etcd_failed, check_push
@@ -90,7 +90,10 @@ def _open(url: str) -> _Key | int:
     from .._sources.etcd.access import EtcdAccess
 
     if not url.startswith(ETCD_SCHEME):
-        print(f"not an etcd key: {url} (etcd://host:port/key)", file=sys.stderr)
+        print(
+            f"not an etcd key: {redact_url(url)} (etcd://host:port/key)",
+            file=sys.stderr,
+        )
         return Exit.USAGE
     try:
         target = parse_etcd(url)
@@ -362,7 +365,9 @@ def _gates(
             f"{main}, the canary was pushed on {canary.base_revision} (someone "
             "pushed main meanwhile; push the canary again on top of it)"
         )
-    selected, not_ready = canary_not_ready(records, canary.selector.selects, revision)
+    selected, not_ready = canary_not_ready(
+        records, canary.selector.selects, revision, named=canary.selector.hosts
+    )
     reasons.extend(not_ready)
     if not selected:
         reasons.append(
@@ -653,6 +658,13 @@ def _walk(key: _Key, limit: int, fmt: str) -> tuple[list[_Row], int | None]:
             return rows, None
         try:
             after = key.read(newest) if newest != at else cursor
+        except _txn.Compacted as exc:
+            # Compacted past the newest change (routine with etcd's
+            # auto-compaction): no key of the range changed since, so
+            # what it holds now is that change, its audit record with it.
+            rows.append(_row(key.key, newest, cursor, None, fmt))
+            return rows, _oldest_kept(key, exc.revision, at)
+        try:
             gone = [k for k in after.entries if k not in cursor.entries]
             if gone:
                 deleted = _deleted_at(key, gone, newest, at)

@@ -226,3 +226,49 @@ def test_the_record_shows_a_canary_only_once_its_generation_is_published(etcd):
         assert record["generation"] == publisher.generation
     finally:
         followed.close()
+
+
+def _cached(publisher):
+    """The document of the entry a cold start of ``publisher`` would serve."""
+    from hotcfg._master import coldstart
+    from hotcfg._segment.payload import decode_payload
+
+    entry = coldstart.load(publisher.cache_path)
+    return None if entry is None else decode_payload(entry.document).to_dict()
+
+
+def test_the_cache_never_keeps_a_canary_and_keeps_it_once_promoted(etcd):
+    """A master restarted while etcd is out of reach serves its cache: that
+    must never be a canary, which may have been aborted meanwhile or no
+    longer pick this host. Promoted (the same content, now the key's), it
+    is cached."""
+    import os
+
+    from hotcfg._master.publisher import Publisher
+    from hotcfg._segment.shm import Segment
+    from hotcfg._sources.select import source_for
+    from hotcfg._worker.reader import Reader
+
+    etcd.put(KEY, "value: main\n")
+    settings = _settings(etcd, host="web-1")
+    segment = Segment.create(os.environ["HOTCFG_SEGMENT_DIR"], name="cached")
+    publisher = Publisher(source_for(settings), segment, settings, keep_history=True)
+    reader = None
+    try:
+        publisher.start()
+        publisher.start_watching()
+        reader = Reader(segment.view())
+        assert publisher.cache_path is not None
+        assert _cached(publisher) == {"value": "main"}
+        etcd.txn(canary_put("web-1", "value: canary\n"))
+        wait_for(lambda: reader.refresh().get("value") == "canary", "the canary")
+        with publisher.serial:  # the publish is done, its files written
+            assert _cached(publisher) == {"value": "main"}
+        # Promoted: the key gets the canary's content, the canary goes.
+        etcd.txn(f"put {KEY} {quoted('value: canary')}", f"del {KEY}#canary")
+        wait_for(lambda: _cached(publisher) == {"value": "canary"}, "cached")
+        assert reader.refresh().get("value") == "canary"
+    finally:
+        if reader is not None:
+            reader.close()
+        publisher.close()

@@ -432,3 +432,25 @@ def test_a_push_to_main_while_a_canary_runs_says_promote_now_refuses_it(
     err = capsys.readouterr().err
     assert f"note: a canary runs on {etcd.source(KEY)} (revision {revision})" in err
     assert "hotcfg promote refuses it now" in err
+
+
+def test_history_shows_the_newest_change_when_compacted_past_it(
+    etcd, main, tmp_path, capsys
+):
+    """etcd's auto-compaction passes a key's last write all the time: the
+    newest change is still listed, from the range as it is now, with its
+    audit record."""
+    for n in (5, 6):
+        path = _file(tmp_path, f"{n}.yaml", f"pool: {n}\nname: app\n")
+        assert cli.main(["push", path, etcd.source(KEY), "--author", "ann"]) == 0
+    _, last = _get(etcd, KEY)
+    etcd.put(KEY + "!other", "moves the store only")
+    now = etcd.revision()
+    etcd.ctl("compact", str(now))
+    capsys.readouterr()
+    assert cli.main(["history", etcd.source(KEY), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [(c["revision"], c["action"], c["author"]) for c in report["changes"]] == [
+        (last, "push", "ann")
+    ]
+    assert report["compacted_before"] == now

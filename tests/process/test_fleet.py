@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 
 import pytest
 
@@ -297,3 +298,23 @@ def test_a_master_serving_its_cache_says_so_in_its_record(etcd, http_server):
         assert "503" in mine["error"]
     finally:
         master.close()
+
+
+def test_a_long_publish_keeps_the_lease_and_the_record(etcd, master):
+    """A publish that runs longer than the lease (a slow validator) holds
+    the publisher's lock the record is read under: the keeper renews the
+    lease meanwhile and puts the record once the publish is done, so the
+    master never drops out of the fleet view (and of promote's gates)."""
+    m = master(ttl_ms=2000)
+    wait_for(m.current, "the record")
+    lease = m.fleet.lease
+    renewals = m.fleet.renewals
+    with m.publisher.serial:  # as a publish does, for 2 lease lifetimes
+        deadline = time.monotonic() + 4.5
+        while time.monotonic() < deadline:
+            assert m.lease_in_etcd() == lease, "the record went with its lease"
+            time.sleep(0.2)
+    assert m.fleet.renewals > renewals
+    etcd.put(KEY, "value: two\n")
+    wait_for(m.current, "the record after the publish")
+    assert m.fleet.lease == lease

@@ -90,3 +90,29 @@ def test_the_summary_holds_canary_masters_to_the_canary_revision():
     assert "behind revision 51: h1:1 (revision 50" in fleet_view.summary(
         [tracked("canary", host="h1", pid=1, revision=50)], 51
     )
+
+
+def test_a_selected_master_serving_a_rollback_or_its_cache_is_not_ready():
+    records = [
+        tracked(
+            "canary", host="h1", pid=1, revision=9, serving="rollback to generation 3"
+        ),
+        tracked("canary", host="h2", pid=2, revision=9, serving="cache"),
+        tracked("canary", host="h3", pid=3, revision=9),
+    ]
+    _, reasons = fleet_view.canary_not_ready(
+        records, Selector.parse("h1,h2,h3").selects, 9
+    )
+    assert reasons == [
+        "h1:1 serves rollback to generation 3, not the canary",
+        "h2:2 serves cache, not the canary",
+    ]
+
+
+def test_a_named_host_without_a_live_master_is_not_ready():
+    records = [tracked("canary", host="h1", pid=1, revision=9)]
+    selector = Selector.parse("h1,h4")
+    _, reasons = fleet_view.canary_not_ready(
+        records, selector.selects, 9, named=selector.hosts
+    )
+    assert reasons == ["h4 has no live master (no fleet record)"]

@@ -150,3 +150,24 @@ def test_long_texts_are_cut_not_refused():
     back = Audit.decode(audit.encode())
     assert len(back.author) == 1024
     assert len(back.message) == 1024
+
+
+def test_a_bad_selector_is_named_by_its_shape_never_its_content():
+    raw = {
+        "format": "hotcfg-canary",
+        "version": 1,
+        "content": "a: 1",
+        "selector": {"hosts": "s3cret" * 1000},
+    }
+    with pytest.raises(ValueError, match="selector") as caught:
+        Canary.decode(json.dumps(raw).encode())
+    assert "s3cret" not in str(caught.value)
+    assert len(str(caught.value)) <= 200
+
+
+def test_an_audit_record_keeps_its_paths_short():
+    audit = Audit("push", "ann", paths=tuple("p" * 5000 + str(n) for n in range(500)))
+    back = Audit.decode(audit.encode())
+    assert len(back.paths) == 100
+    assert all(len(path) == 200 for path in back.paths)
+    assert len(audit.encode()) < 64 * 1024

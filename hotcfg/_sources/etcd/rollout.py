@@ -46,6 +46,10 @@ _RANGE_END_SUFFIX = b"$"
 ACTIONS = ("push", "canary", "promote", "abort", "rollback")
 #: Longest author or message kept; a longer one is cut, not refused.
 TEXT_MAX_CHARS = 1024
+#: The changed key paths an audit record keeps, each cut to this length:
+#: the record stays well under what a master reads of it.
+PATHS_KEPT = 100
+PATH_MAX_CHARS = 200
 
 
 def canary_key(key: str) -> str:
@@ -146,7 +150,10 @@ class Selector:
                 and all(isinstance(h, str) and h for h in hosts)
             ):
                 return cls(hosts=tuple(hosts))
-        raise ValueError(f"not a canary selector: {raw!r}")
+        # Named by its shape, never its content: the reason reaches logs,
+        # status and the fleet record, and the value may be large.
+        shape = sorted(raw)[:5] if isinstance(raw, dict) else type(raw).__name__
+        raise ValueError(f"not a canary selector (hosts or percent): {shape}"[:200])
 
 
 def _text(raw: dict[str, Any], name: str) -> str:
@@ -270,7 +277,7 @@ class Audit:
             "author": self.author[:TEXT_MAX_CHARS],
             "message": self.message[:TEXT_MAX_CHARS],
             "at": self.at,
-            "paths": list(self.paths[:100]),
+            "paths": [path[:PATH_MAX_CHARS] for path in self.paths[:PATHS_KEPT]],
             "selector": self.selector,
         }
         return json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
