@@ -437,6 +437,16 @@ def _audited(p: argparse.ArgumentParser) -> None:
     p.add_argument("--author", help="who (default: user@host)")
 
 
+def _expect_canary(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--expect-canary-revision",
+        type=int,
+        metavar="N",
+        help="act only if KEY#canary is still at revision N, the one reviewed "
+        "in status --fleet (0: there must be none)",
+    )
+
+
 def _promote_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", metavar="etcd://HOST:PORT[,...]/KEY")
     p.add_argument(
@@ -444,12 +454,14 @@ def _promote_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip the checks of the masters and of KEY's revision",
     )
+    _expect_canary(p)
     _audited(p)
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
 
 def _abort_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", metavar="etcd://HOST:PORT[,...]/KEY")
+    _expect_canary(p)
     _audited(p)
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
@@ -510,6 +522,7 @@ def _push_args(p: argparse.ArgumentParser) -> None:
         help="write KEY#canary for these hosts (web-1,web-2) or a share (10%%); "
         "KEY is untouched",
     )
+    _expect_canary(p)
     _audited(p)
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
 
@@ -570,6 +583,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _push(args: argparse.Namespace) -> int:
     """``push``: to the key, or with ``--canary`` to its canary."""
+    if args.canary is None and args.expect_canary_revision is not None:
+        print("--expect-canary-revision goes with --canary", file=sys.stderr)
+        return Exit.USAGE
     if args.canary is not None:
         from .rollout import cmd_push_canary
 

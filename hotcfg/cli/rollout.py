@@ -224,6 +224,8 @@ def cmd_push_canary(args: argparse.Namespace) -> int:
         "canary", canary.author, canary.message, at, paths, selector.describe()
     ).encode()
     replaced = now.mod_revision(canary_key)
+    if args.expect_canary_revision is not None:
+        replaced = args.expect_canary_revision
     try:
         outcome = _transact(
             key,
@@ -378,6 +380,23 @@ def _gates(
     return reasons
 
 
+def _not_reviewed(args: argparse.Namespace, revision: int) -> bool:
+    """Whether the canary is not the one ``--expect-canary-revision``
+    names (said as a conflict); False without it."""
+    expected = args.expect_canary_revision
+    if expected is None or expected == revision:
+        return False
+    now = f"at revision {revision}" if revision else "gone"
+    wanted = f"revision {expected}" if expected else "none"
+    print(
+        f"conflict: the canary of {args.url} is {now}; this command expected "
+        f"{wanted} (someone pushed, promoted or aborted in between); nothing "
+        "written. Review with hotcfg status --fleet and run it again.",
+        file=sys.stderr,
+    )
+    return True
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     """``promote URL``: the canary's content to ``K`` and the canary
     deleted, in one transaction comparing both keys with what was read;
@@ -398,6 +417,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         return canary
     canary_key = _rollout.canary_key(key.key)
     revision = now.mod_revision(canary_key)
+    if _not_reviewed(args, revision):
+        return Exit.NO
     main_revision = now.mod_revision(key.key)
     try:
         records = _fleet.read_fleet(args.url, key.settings).records
@@ -480,6 +501,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         return _failed(args.url, exc)
     canary_key = _rollout.canary_key(key.key)
     revision = now.mod_revision(canary_key)
+    if _not_reviewed(args, revision):
+        return Exit.NO
     if not revision:
         print(f"no canary on {args.url}: nothing to do", file=sys.stderr)
         return Exit.NO

@@ -454,3 +454,33 @@ def test_history_shows_the_newest_change_when_compacted_past_it(
         (last, "push", "ann")
     ]
     assert report["compacted_before"] == now
+
+
+def test_each_command_can_hold_to_the_canary_the_operator_reviewed(
+    etcd, main, tmp_path, capsys
+):
+    """``--expect-canary-revision``: a canary pushed, replaced or dropped by
+    someone else since the operator looked is a conflict, nothing written."""
+    url = etcd.source(KEY)
+    fix = _file(tmp_path, "fix.yaml", "pool: 9\nname: app\n")
+    _canary(etcd, tmp_path, capsys)
+    _, reviewed = _get(etcd, KEY + "#canary")
+    # Someone else pushes a fix meanwhile.
+    assert cli.main(["push", fix, url, "--canary", "h1"]) == 0
+    _, theirs = _get(etcd, KEY + "#canary")
+    capsys.readouterr()
+    # A push meant to start the first canary, one meant to replace the
+    # reviewed one, a promote and an abort of the reviewed one: refused.
+    for command in (
+        ["push", fix, url, "--canary", "h1", "--expect-canary-revision", "0"],
+        ["push", fix, url, "--canary", "h1", "--expect-canary-revision", str(reviewed)],
+        ["promote", url, "--force", "--expect-canary-revision", str(reviewed)],
+        ["abort", url, "--expect-canary-revision", str(reviewed)],
+    ):
+        assert cli.main(command) == 1, command
+        assert "conflict:" in capsys.readouterr().err
+        assert _get(etcd, KEY + "#canary")[1] == theirs
+    # The one running now, reviewed: taken.
+    assert cli.main(["abort", url, "--expect-canary-revision", str(theirs)]) == 0
+    assert _get(etcd, KEY + "#canary") == (None, 0)
+    assert cli.main(["push", fix, url, "--expect-canary-revision", "0"]) == 2
