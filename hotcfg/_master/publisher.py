@@ -724,6 +724,8 @@ class Publisher:
                 base=base,
                 layers=layers,
                 who=Who("rollback", author, message),
+                # A canary's content, aborted perhaps, is never cached.
+                cache=entry.action != "canary",
             )
         finally:
             self._serial.release()

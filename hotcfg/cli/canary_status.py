@@ -57,9 +57,19 @@ def canary_status(
     except ValueError as exc:
         return None, [f"canary  {canary_key} is not a canary hotcfg can read ({exc})"]
     revision = now.mod_revision(canary_key)
+    moved = now.mod_revision(target.key)
+    if moved != canary.base_revision:
+        # promote refuses this too: say it here first.
+        note = [
+            f"{target.key} moved since the canary was pushed: it is at revision "
+            f"{moved}, the canary was pushed on {canary.base_revision}"
+        ]
+    else:
+        note = []
     selected, not_ready = canary_not_ready(
         records, canary.selector.selects, revision, named=canary.selector.hosts
     )
+    not_ready = note + not_ready
     shown = {
         "selector": canary.selector.describe(),
         "revision": revision,

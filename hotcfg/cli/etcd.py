@@ -241,7 +241,7 @@ def _canary_note(url: str, key: str, outcome: Outcome) -> None:
         return
     print(
         f"note: a canary runs on {url} (revision {now.mod_revision(canary)}), "
-        "pushed on the main before this push: hotcfg promote refuses it now; "
+        "pushed on main as it was before this push: hotcfg promote refuses it now; "
         "push it again (push --canary) on top of this, or hotcfg abort it",
         file=sys.stderr,
     )

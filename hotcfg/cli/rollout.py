@@ -208,7 +208,13 @@ def cmd_push_canary(args: argparse.Namespace) -> int:
     main_revision = now.mod_revision(key.key)
     expected = main_revision if args.expect_revision is None else args.expect_revision
     main = document(now.value(key.key), checked.key_format, args.url)
+    running = now.mod_revision(canary_key)
+    if _not_reviewed(args, running):
+        return Exit.NO
+    _note_unknown_hosts(selector, checked.masters)
     if args.dry_run:
+        if running and not args.json:
+            print(f"it would replace the canary of revision {running}")
         return _canary_dry_run(args, checked, selector, main, main_revision)
     paths = changed_paths(main, checked.data)
     at = time.time()
@@ -271,6 +277,19 @@ def cmd_push_canary(args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _note_unknown_hosts(selector: Selector, masters: list[dict[str, Any]]) -> None:
+    """A note for each host the selector names that no live master reports
+    (a typo, or a host down): the canary would reach none of them."""
+    live = {str(r["host"]) for r in masters}
+    unknown = [host for host in selector.hosts if host not in live]
+    if unknown and masters:
+        print(
+            f"note: no live master reports {', '.join(unknown)} "
+            f"(the live hosts: {', '.join(sorted(live))})",
+            file=sys.stderr,
+        )
+
+
 def _canary_dry_run(
     args: argparse.Namespace,
     checked: Checked,
@@ -320,10 +339,10 @@ def _say_conflict(
         if canary != expected[1]:
             there = f"revision {canary}" if canary else "gone"
             was = f"revision {expected[1]}" if expected[1] else "none"
-            moved.append(f"its canary is {there} (was {was})")
+            moved.append(f"its canary is {there}, not {was}")
     said = "; ".join(moved) or "someone wrote in between"
     print(
-        f"conflict: {url} changed since it was read: {said}; this {what} wrote "
+        f"conflict: {url} is not as this {what} expected: {said}; it wrote "
         "nothing. Look again (hotcfg status --fleet, hotcfg history) and retry.",
         file=sys.stderr,
     )
@@ -552,7 +571,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         print(
             f"aborted the canary of {args.url} (revision {revision}"
             f"{', for ' + selector if selector else ''}): revision "
-            f"{outcome.revision}; every master serves main"
+            f"{outcome.revision}; its masters return to main as they apply it "
+            "(hotcfg status --fleet)"
         )
     return Exit.OK
 

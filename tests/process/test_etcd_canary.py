@@ -268,6 +268,13 @@ def test_the_cache_never_keeps_a_canary_and_keeps_it_once_promoted(etcd):
         etcd.txn(f"put {KEY} {quoted('value: canary')}", f"del {KEY}#canary")
         wait_for(lambda: _cached(publisher) == {"value": "canary"}, "cached")
         assert reader.refresh().get("value") == "canary"
+        # A rollback to a generation the canary made is not cached either.
+        etcd.put(KEY, "value: two\n")
+        wait_for(lambda: _cached(publisher) == {"value": "two"}, "two cached")
+        made = [e for e in publisher.history.entries if e.action == "canary"]
+        assert publisher.republish(made[-1], timeout_s=10) is not None
+        assert reader.refresh().get("value") == "canary"
+        assert _cached(publisher) == {"value": "two"}
     finally:
         if reader is not None:
             reader.close()

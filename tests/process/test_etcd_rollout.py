@@ -140,7 +140,7 @@ def test_a_stale_expected_revision_or_a_canary_pushed_meanwhile_conflicts(
     monkeypatch.setattr(_txn, "transact", after_another)
     assert cli.main(["push", path, etcd.source(KEY), "--canary", "h1"]) == 1
     err = capsys.readouterr().err
-    assert f"its canary is revision {meanwhile[0]} (was none)" in err
+    assert f"its canary is revision {meanwhile[0]}, not none" in err
     assert "nothing" in err
     assert _get(etcd, CANARY) == (b"another", meanwhile[0])
 
@@ -484,3 +484,34 @@ def test_each_command_can_hold_to_the_canary_the_operator_reviewed(
     assert cli.main(["abort", url, "--expect-canary-revision", str(theirs)]) == 0
     assert _get(etcd, KEY + "#canary") == (None, 0)
     assert cli.main(["push", fix, url, "--expect-canary-revision", "0"]) == 2
+
+
+def test_a_canary_for_hosts_nobody_reports_is_noted_and_a_dry_run_checks_the_review(
+    etcd, main, tmp_path, capsys
+):
+    _record(etcd, "h1", 11, track="main", revision=main)
+    url = etcd.source(KEY)
+    _canary(etcd, tmp_path, capsys)
+    _, running = _get(etcd, KEY + "#canary")
+    path = _file(tmp_path, "typo.yaml", "pool: 9\nname: app\n")
+    argv = ["push", path, url, "--canary", "h9", "--dry-run"]
+    assert cli.main([*argv, "--expect-canary-revision", "0"]) == 1
+    assert "conflict:" in capsys.readouterr().err
+    assert cli.main(argv) == 0
+    out, err = capsys.readouterr()
+    assert "note: no live master reports h9 (the live hosts: h1)" in err
+    assert f"it would replace the canary of revision {running}" in out
+
+
+def test_status_fleet_says_when_main_moved_under_the_canary(
+    etcd, main, tmp_path, capsys
+):
+    _record(etcd, "h1", 11, track="canary", revision=main)
+    _canary(etcd, tmp_path, capsys)
+    moved = etcd.put(KEY, "pool: 5\nname: app\n")
+    assert cli.main(["status", "--fleet", etcd.source(KEY), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["canary"]["not_ready"][0] == (
+        f"{KEY} moved since the canary was pushed: it is at revision {moved}, "
+        f"the canary was pushed on {main}"
+    )
