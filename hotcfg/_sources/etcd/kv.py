@@ -1,8 +1,8 @@
 """Master side: etcd's key-value calls as hotcfg makes them, over the
 gateway ``client``: a key read (:func:`read_key_from`, :func:`read_key`),
 a key with its canary and audit record in one read (:func:`read_range_from`),
-the keys under a prefix read at one revision (:func:`read_prefix_from`),
-and the compare-and-swap ``hotcfg push`` writes with (:func:`put_if`).
+and the keys under a prefix read at one revision (:func:`read_prefix_from`).
+Writes (``hotcfg push``, ``promote``, ``abort``) are ``txn``'s.
 
 A value over the limit is held as its size only (``answer``'s
 :class:`Elided`), so a key too large to publish is still read, with its
@@ -14,7 +14,6 @@ a worker's request path.
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 from ..locations import EtcdTarget
@@ -208,71 +207,3 @@ def read_key(
             max_bytes=max_bytes,
         ),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    """A compare-and-swap's outcome: ``written``, and the key's revision now
-    (the new one, or the one that was there instead of the expected one);
-    ``already``: not written because the key holds these very bytes."""
-
-    written: bool
-    mod_revision: int
-    already: bool = False
-
-
-def put_if(
-    target: EtcdTarget,
-    value: bytes,
-    *,
-    access: EtcdAccess,
-    mod_revision: int,
-    timeout_s: float,
-) -> PutResult:
-    """Write ``value`` at the key only if it was last written at
-    ``mod_revision`` (0: only if the key does not exist), in one
-    ``/v3/kv/txn``, tried on the next endpoint when one fails. A key that
-    already holds ``value`` is no conflict (``already``): nothing anyone
-    wrote is lost, and a member that timed out after the write landed makes
-    the retry find its own write there, never a second write.
-
-    Raises:
-        UnreachableError: no endpoint answered.
-        SourceError: no endpoint answered, and one refused (auth, TLS).
-    """
-    key = b64(target.key.encode())
-    request = {
-        "compare": [
-            {
-                "target": "MOD",
-                "result": "EQUAL",
-                "key": key,
-                "mod_revision": str(mod_revision),
-            }
-        ],
-        "success": [{"request_put": {"key": key, "value": b64(value)}}],
-        "failure": [{"request_range": {"key": key}}],
-    }
-
-    def txn(endpoint: tuple[str, int]) -> PutResult:
-        reply = call(
-            endpoint,
-            "/v3/kv/txn",
-            request,
-            access=access,
-            timeout_s=timeout_s,
-            max_bytes=len(value) * 2 + 65536,
-        )
-        try:
-            if reply.get("succeeded"):
-                return PutResult(True, int(reply["header"]["revision"]))
-            responses = reply.get("responses") or [{}]
-            kvs = responses[0].get("response_range", {}).get("kvs") or []
-            if not kvs:
-                return PutResult(False, 0)
-            there = base64.b64decode(kvs[0].get("value", ""))
-            return PutResult(False, int(kvs[0]["mod_revision"]), there == value)
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            raise not_etcd(endpoint) from exc
-
-    return first_answer(target, txn)
